@@ -1,0 +1,3 @@
+from a2v_cli.cli import main
+
+main()

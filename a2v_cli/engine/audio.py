@@ -1,0 +1,239 @@
+"""Audio input: fetch (file, stdin, http URL), decode, resample to 16 kHz mono, measure level.
+
+Decoding streams into a raw float32 file on disk, so a one-hour recording costs as much memory
+as a one-second one; the renderer reads back only the window it needs for each batch.
+WAV, FLAC, OGG/Vorbis/Opus and MP3 go through soundfile; everything else (M4A/AAC, the audio
+track of a video) through the bundled ffmpeg.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from a2v_cli.engine.features import SAMPLE_RATE, LevelMeter
+from a2v_cli.errors import InputError, UnavailableError
+
+DOWNLOAD_MAX_BYTES = 200 * 1024 * 1024
+DOWNLOAD_TIMEOUT_S = 30.0
+BLOCK = 1 << 16
+
+
+@dataclass(frozen=True)
+class PreparedAudio:
+    """Decoded audio ready for rendering.
+
+    ``pcm_path`` holds 16 kHz mono float32 samples (raw, little-endian); ``mux_path`` is the file
+    ffmpeg reads for the soundtrack (the user's file, or a temp copy of stdin or a download).
+    """
+
+    mux_path: Path
+    pcm_path: Path
+    num_samples: int
+    duration: float
+    gain: float
+    source_rate: int
+    source_channels: int
+
+
+def ffmpeg_exe() -> str:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def fetch(source: str, workdir: Path, stdin: BinaryIO | None = None) -> Path:
+    """Return a local path for ``source``: a file path, ``-`` for stdin, or an http(s) URL."""
+    if source == "-":
+        dest = workdir / "stdin-audio"
+        stream = stdin if stdin is not None else sys.stdin.buffer
+        with open(dest, "wb") as out:
+            shutil.copyfileobj(stream, out, BLOCK)
+        return dest
+    lowered = source.lower()
+    if lowered.startswith(("http://", "https://")):
+        return _download(source, workdir)
+    if "://" in source:
+        raise InputError(f"unsupported audio URL {source!r}", "give a file path, '-' for stdin, or an http(s) URL")
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise InputError(f"audio file not found: {source}", "check the path")
+    if path.is_dir():
+        raise InputError(f"{source} is a directory, not an audio file", "give an audio file")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"cannot read {source}: permission denied", "check the file's permissions")
+    return path
+
+
+def _download(url: str, workdir: Path) -> Path:
+    import httpx
+
+    dest = workdir / "downloaded-audio"
+    try:
+        with httpx.stream("GET", url, timeout=DOWNLOAD_TIMEOUT_S, follow_redirects=True) as resp:
+            if resp.status_code >= 400:
+                raise InputError(f"could not download {url}: HTTP {resp.status_code}", "check the URL")
+            size = 0
+            with open(dest, "wb") as out:
+                for chunk in resp.iter_bytes(BLOCK):
+                    size += len(chunk)
+                    if size > DOWNLOAD_MAX_BYTES:
+                        raise InputError(
+                            f"audio at {url} is larger than {DOWNLOAD_MAX_BYTES // (1024 * 1024)} MB",
+                            "download it and pass a shorter file",
+                        )
+                    out.write(chunk)
+    except httpx.HTTPError as err:
+        raise UnavailableError(f"could not download {url}: {err.__class__.__name__}: {err}", "check the network") from err
+    return dest
+
+
+def decode(path: Path, workdir: Path, max_seconds: float) -> PreparedAudio:
+    """Decode ``path`` into ``workdir``/audio16k.f32 and measure its speech level."""
+    pcm_path = workdir / "audio16k.f32"
+    if path.stat().st_size == 0:
+        raise InputError(f"{path.name} is empty (0 bytes)", "give a recording with sound in it")
+    opened = _open_soundfile(path)
+    if opened is not None:
+        blocks, rate, channels = _soundfile_blocks(opened, max_seconds, path.name)
+    else:
+        blocks, rate, channels = _ffmpeg_blocks(path, max_seconds)
+    meter = LevelMeter()
+    n = 0
+    with open(pcm_path, "wb") as out:
+        for block in blocks:
+            meter.add(block)
+            out.write(np.ascontiguousarray(block, dtype="<f4").tobytes())
+            n += len(block)
+            if n > max_seconds * SAMPLE_RATE:
+                raise _too_long(path.name, max_seconds)
+    if n == 0:
+        raise InputError(f"{path.name} holds no audio samples (zero length)", "give a recording with sound in it")
+    return PreparedAudio(
+        mux_path=path,
+        pcm_path=pcm_path,
+        num_samples=n,
+        duration=n / SAMPLE_RATE,
+        gain=meter.gain(),
+        source_rate=rate,
+        source_channels=channels,
+    )
+
+
+def _too_long(name: str, max_seconds: float) -> InputError:
+    return InputError(
+        f"{name} is longer than the {max_seconds:g} s limit",
+        "cut it, or raise the limit with A2V_MAX_AUDIO_SECONDS",
+    )
+
+
+def _open_soundfile(path: Path):  # type: ignore[no-untyped-def]
+    import soundfile as sf
+
+    try:
+        return sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+        return None
+
+
+def _soundfile_blocks(f, max_seconds: float, name: str) -> tuple[Iterator[np.ndarray], int, int]:  # type: ignore[no-untyped-def]
+    rate, channels = int(f.samplerate), int(f.channels)
+    if f.frames > 0 and f.frames / rate > max_seconds:
+        f.close()
+        raise _too_long(name, max_seconds)
+
+    def gen() -> Iterator[np.ndarray]:
+        import soxr
+
+        resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32") if rate != SAMPLE_RATE else None
+        with f:
+            while True:
+                data = f.read(BLOCK, dtype="float32", always_2d=True)
+                last = len(data) < BLOCK
+                mono = data.mean(axis=1) if len(data) else np.zeros(0, np.float32)
+                out = resampler.resample_chunk(mono, last=last) if resampler else mono
+                if len(out):
+                    yield np.asarray(out, dtype=np.float32)
+                if last:
+                    return
+
+    return gen(), rate, channels
+
+
+def _ffmpeg_blocks(path: Path, max_seconds: float) -> tuple[Iterator[np.ndarray], int, int]:
+    rate, channels = _ffmpeg_stream_info(path)
+    cmd = [
+        ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-vn", "-map", "0:a:0",
+        "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "pipe:1",
+    ]
+
+    def gen() -> Iterator[np.ndarray]:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        assert proc.stdout is not None and proc.stderr is not None
+        try:
+            rest = b""
+            while True:
+                chunk = proc.stdout.read(BLOCK * 4)
+                if not chunk:
+                    break
+                chunk = rest + chunk
+                usable = len(chunk) - len(chunk) % 4
+                rest = chunk[usable:]
+                yield np.frombuffer(chunk[:usable], dtype="<f4")
+            err = proc.stderr.read().decode(errors="replace").strip()
+            if proc.wait() != 0:
+                last = err.splitlines()[-1] if err else f"ffmpeg exited with {proc.returncode}"
+                raise InputError(f"{path.name} could not be decoded as audio ({last})", "give a WAV, MP3, FLAC, OGG or M4A")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+    return gen(), rate, channels
+
+
+def _ffmpeg_stream_info(path: Path) -> tuple[int, int]:
+    """Sample rate and channels of the first audio stream; InputError when there is none."""
+    import re
+
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-nostdin", "-hide_banner", "-i", str(path)],
+        capture_output=True, text=True, errors="replace", check=False,
+    )
+    for line in proc.stderr.splitlines():
+        if "Audio:" in line and "Stream #" in line:
+            rate = re.search(r"(\d+) Hz", line)
+            ch = 2 if "stereo" in line else 1 if "mono" in line else 2
+            m = re.search(r"(\d+) channels", line)
+            if m:
+                ch = int(m.group(1))
+            return (int(rate.group(1)) if rate else SAMPLE_RATE), ch
+    raise InputError(f"{path.name} is not an audio file (no audio stream found)", "give a WAV, MP3, FLAC, OGG or M4A")
+
+
+class PcmReader:
+    """Random access to the decoded 16 kHz samples, zero outside the recording."""
+
+    def __init__(self, audio: PreparedAudio) -> None:
+        self.n = audio.num_samples
+        self.gain = audio.gain
+        self._f = open(audio.pcm_path, "rb")
+
+    def read(self, start: int, count: int) -> np.ndarray:
+        out = np.zeros(count, dtype=np.float32)
+        lo, hi = max(start, 0), min(start + count, self.n)
+        if hi > lo:
+            self._f.seek(lo * 4)
+            out[lo - start : hi - start] = np.frombuffer(self._f.read((hi - lo) * 4), dtype="<f4")
+        return out * np.float32(self.gain)
+
+    def close(self) -> None:
+        self._f.close()

@@ -1,0 +1,109 @@
+"""The built-in avatars and poses as API objects, their drawn layers, and their preview images."""
+
+from __future__ import annotations
+
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from a2v_cli.config import DEFAULT_FPS
+from a2v_cli.engine import art
+from a2v_cli.errors import A2VError, not_found
+from a2v_cli.schema import Avatar, Pose
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+PREVIEWS = ASSETS / "previews"
+
+
+def avatar_ids() -> list[str]:
+    return list(art.AVATARS)
+
+
+def pose_ids() -> list[str]:
+    return list(art.POSES)
+
+
+def avatars(preview_url: dict[str, str] | None = None) -> list[Avatar]:
+    """Every built-in avatar; ``preview_url`` maps pose ids to preview image URLs."""
+    urls = preview_url or {}
+    return [
+        Avatar(
+            avatar_id=a.avatar_id,
+            name=a.name,
+            description=a.description,
+            preview_image_url=urls.get(a.pose_ids[0]),
+            pose_ids=list(a.pose_ids),
+        )
+        for a in art.AVATARS.values()
+    ]
+
+
+def poses(avatar_id: str, preview_url: dict[str, str] | None = None) -> list[Pose]:
+    """The poses of one avatar; NotFoundError (with suggestions) for an unknown avatar."""
+    info = art.AVATARS.get(avatar_id)
+    if info is None:
+        raise not_found("avatar", avatar_id, avatar_ids())
+    return [pose(pid, preview_url) for pid in info.pose_ids]
+
+
+def pose(pose_id: str, preview_url: dict[str, str] | None = None) -> Pose:
+    p = art.POSES.get(pose_id)
+    if p is None:
+        raise not_found("pose", pose_id, pose_ids())
+    return Pose(
+        pose_id=p.pose_id,
+        avatar_id=p.avatar_id,
+        name=p.name,
+        width=p.width,
+        height=p.height,
+        fps=DEFAULT_FPS,
+        description=p.description,
+        preview_image_url=(preview_url or {}).get(pose_id),
+    )
+
+
+@lru_cache(maxsize=4)
+def pose_art(pose_id: str) -> art.PoseArt:
+    """The pose's layers, drawn once per process."""
+    pose(pose_id)  # NotFoundError with suggestions for unknown ids
+    return art.draw_pose(pose_id)
+
+
+def preview_frame(pose_id: str) -> np.ndarray:
+    """(H,W,4) uint8 RGBA still of the pose at rest, mouth closed, transparent background."""
+    from a2v_cli.engine.compose import Compositor
+    from a2v_cli.engine.features import MAX_ABS_VALUE
+    from a2v_cli.engine.lipsync import BuiltinModel
+
+    comp = Compositor(pose_art(pose_id), DEFAULT_FPS, straight_alpha=True)
+    _, mask, straight, mouths = comp.compose(range(1))
+    assert straight is not None
+    silence = np.full((1, 1, 80, 16), -MAX_ABS_VALUE, dtype=np.float32)
+    BuiltinModel(pose_art(pose_id), "cpu").paint(silence, mouths, [straight])
+    return np.concatenate([straight[0], mask[0][..., None]], axis=2)
+
+
+def write_png(rgba: np.ndarray, dest: Path) -> Path:
+    """Encode an RGBA image as PNG with the bundled ffmpeg (temp file, then rename)."""
+    from a2v_cli.engine.audio import ffmpeg_exe
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.part")
+    h, w = rgba.shape[:2]
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgba", "-s", f"{w}x{h}",
+         "-i", "pipe:0", "-frames:v", "1", "-f", "image2", "-c:v", "png", str(tmp)],
+        input=np.ascontiguousarray(rgba).tobytes(), capture_output=True, check=False,
+    )
+    if proc.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise A2VError(f"could not write preview {dest.name}: {proc.stderr.decode(errors='replace').strip()}")
+    tmp.replace(dest)
+    return dest
+
+
+def packaged_previews() -> dict[str, Path]:
+    """Preview PNGs shipped with the package (built by `python scripts/build_assets.py`)."""
+    return {pid: PREVIEWS / f"{pid}.png" for pid in pose_ids() if (PREVIEWS / f"{pid}.png").is_file()}

@@ -1,0 +1,146 @@
+"""The compositor: turns a pose's layers into idle-animated frames and their alpha mask.
+
+Idle motion (head sway and blinks) is a pure function of the frame index with period
+``LOOP_SECONDS``, so it loops seamlessly for any audio length and two renders of the same
+pose agree frame for frame. Head positions are quantized to ``SUBPIXEL`` px; each distinct
+(position, blink) head box is blended once and cached, so a frame costs two array copies.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from a2v_cli.engine.art import PoseArt
+
+LOOP_SECONDS = 8.0
+SUBPIXEL = 4  # head positions on a 1/4 px grid
+MAX_SWAY = 3  # px; the head box margin must cover it
+BLINKS = ((0.14, (0.5, 1.0, 1.0, 0.5)), (0.52, (0.5, 1.0, 1.0, 0.5)), (0.80, (0.5, 1.0, 0.5)),
+          (0.835, (0.5, 1.0, 1.0, 0.5)))  # (loop phase, blink levels per frame)
+CACHE_ENTRIES = 160
+
+
+@dataclass(frozen=True)
+class IdleState:
+    dx: float  # head offset, px, quantized
+    dy: float
+    blink: float  # 0 open, 0.5 half, 1 closed
+
+
+def idle_state(frame: int, fps: float) -> IdleState:
+    """Head sway and blink at ``frame``; periodic in LOOP_SECONDS so it loops without a seam."""
+    loop = max(1, round(LOOP_SECONDS * fps))
+    ph = 2 * math.pi * (frame % loop) / loop
+    dx = 1.5 * math.sin(ph + 0.3) + 0.5 * math.sin(3 * ph + 1.1)
+    dy = 0.8 * math.sin(2 * ph + 0.7) + 0.4 * math.sin(ph + 2.0)
+    q = SUBPIXEL
+    blink = 0.0
+    pos = frame % loop
+    for phase, levels in BLINKS:
+        start = round(phase * loop)
+        if start <= pos < start + len(levels):
+            blink = levels[pos - start]
+    return IdleState(round(dx * q) / q, round(dy * q) / q, blink)
+
+
+def _to_u8(x: np.ndarray) -> np.ndarray:
+    return np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _shift(sprite: np.ndarray, fx: float, fy: float) -> np.ndarray:
+    """Bilinear sub-pixel shift of a premultiplied sprite by (fx, fy) in [0, 1); output is 1 px larger."""
+    h, w, c = sprite.shape
+    p = np.zeros((h + 2, w + 2, c), dtype=np.float32)
+    p[1:-1, 1:-1] = sprite
+    a = p[1:, 1:] * ((1 - fx) * (1 - fy))
+    a += p[1:, :-1] * (fx * (1 - fy))
+    a += p[:-1, 1:] * ((1 - fx) * fy)
+    a += p[:-1, :-1] * (fx * fy)
+    return a  # (h+1, w+1): pixel (i, j) is the sprite's pixel (i - fy, j - fx)
+
+
+class Compositor:
+    """Builds frames (RGB over the pose's background) and masks for any frame indices."""
+
+    def __init__(self, art: PoseArt, fps: float, straight_alpha: bool = False) -> None:
+        self.art = art
+        self.fps = fps
+        self.height, self.width = art.background.shape[:2]
+        self.straight_alpha = straight_alpha
+        body = art.body.astype(np.float32)
+        bg = art.background.astype(np.float32)
+        self._bg = bg
+        self._body = body
+        self.base_rgb = _to_u8(body[..., :3] + bg * (1 - body[..., 3:]))
+        self.base_mask = _to_u8(body[..., 3])
+        self.base_straight = _to_u8(_unpremultiply(body)) if straight_alpha else None
+        hh, hw = next(iter(art.heads.values())).shape[:2]
+        ox, oy = art.head_origin
+        m = MAX_SWAY + 1
+        # the head box: every pixel a swaying head can touch, clipped to the frame
+        self.box = (max(oy - m, 0), min(oy + hh + m, self.height), max(ox - m, 0), min(ox + hw + m, self.width))
+        self._cache: OrderedDict[tuple[float, float, float], tuple[np.ndarray, ...]] = OrderedDict()
+
+    def mouth_position(self, state: IdleState) -> tuple[float, float]:
+        """Frame coordinates of the mouth centre for this idle state."""
+        ox, oy = self.art.head_origin
+        mx, my = self.art.mouth_center
+        return ox + mx + state.dx, oy + my + state.dy
+
+    def _head_box(self, state: IdleState) -> tuple[np.ndarray, ...]:
+        key = (state.dx, state.dy, state.blink)
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+            return hit
+        y0, y1, x0, x1 = self.box
+        ox, oy = self.art.head_origin
+        ix, iy = math.floor(state.dx), math.floor(state.dy)
+        shifted = _shift(self.art.heads[state.blink], state.dx - ix, state.dy - iy)
+        head = np.zeros((y1 - y0, x1 - x0, 4), dtype=np.float32)
+        # place the shifted sprite (top-left at frame ox+ix, oy+iy) inside the box, clipped
+        top, left = oy + iy - y0, ox + ix - x0
+        sh, sw = shifted.shape[:2]
+        ys, xs = max(top, 0), max(left, 0)
+        ye, xe = min(top + sh, y1 - y0), min(left + sw, x1 - x0)
+        head[ys:ye, xs:xe] = shifted[ys - top : ye - top, xs - left : xe - left]
+        body = self._body[y0:y1, x0:x1]
+        premul = head + body * (1 - head[..., 3:])
+        rgb = _to_u8(premul[..., :3] + self._bg[y0:y1, x0:x1] * (1 - premul[..., 3:]))
+        entry: tuple[np.ndarray, ...] = (rgb, _to_u8(premul[..., 3]))
+        if self.straight_alpha:
+            entry += (_to_u8(_unpremultiply(premul)),)
+        self._cache[key] = entry
+        if len(self._cache) > CACHE_ENTRIES:
+            self._cache.popitem(last=False)
+        return entry
+
+    def compose(self, frames: range) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+        """RGB (B,H,W,3), mask (B,H,W), straight-alpha RGB or None, and mouth centres (B,2) for ``frames``."""
+        n = len(frames)
+        rgb = np.empty((n, self.height, self.width, 3), dtype=np.uint8)
+        mask = np.empty((n, self.height, self.width), dtype=np.uint8)
+        straight = np.empty_like(rgb) if self.straight_alpha else None
+        mouths = np.empty((n, 2), dtype=np.float32)
+        y0, y1, x0, x1 = self.box
+        for i, f in enumerate(frames):
+            state = idle_state(f, self.fps)
+            entry = self._head_box(state)
+            rgb[i] = self.base_rgb
+            rgb[i, y0:y1, x0:x1] = entry[0]
+            mask[i] = self.base_mask
+            mask[i, y0:y1, x0:x1] = entry[1]
+            if straight is not None:
+                straight[i] = self.base_straight
+                straight[i, y0:y1, x0:x1] = entry[2]
+            mouths[i] = self.mouth_position(state)
+        return rgb, mask, straight, mouths
+
+
+def _unpremultiply(premul: np.ndarray) -> np.ndarray:
+    a = premul[..., 3:]
+    return np.where(a > 1e-4, premul[..., :3] / np.maximum(a, 1e-4), 0.0)

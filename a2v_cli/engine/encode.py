@@ -1,0 +1,165 @@
+"""Video encoding through the bundled ffmpeg, one process per output file.
+
+Frames are handed to a writer thread through a short queue, so Python composes the next batch
+while ffmpeg encodes the last one; memory stays bounded whatever the video's length. Output goes
+to a temp file beside the destination, renamed only when ffmpeg succeeded.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from a2v_cli.engine.audio import ffmpeg_exe
+from a2v_cli.errors import A2VError
+
+QUEUE_BATCHES = 2
+
+
+@dataclass
+class OutputSpec:
+    """One file to write: its codec arguments and whether the soundtrack goes in."""
+
+    path: Path
+    pix_fmt: str  # raw input layout: rgb24, gray or rgba
+    codec_args: list[str]
+    with_audio: bool
+    audio_args: list[str] = field(default_factory=list)
+    fmt: str = "mp4"
+
+
+def h264_video(metadata: dict[str, str]) -> OutputSpec:
+    return OutputSpec(
+        path=Path(),
+        pix_fmt="rgb24",
+        codec_args=[
+            "-vf", "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p",
+            "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-tune", "animation",
+            "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv",
+            *_metadata_args(metadata), "-movflags", "+faststart+use_metadata_tags",
+        ],
+        with_audio=True,
+        audio_args=["-c:a", "aac", "-b:a", "160k"],
+    )
+
+
+def h264_mask(metadata: dict[str, str]) -> OutputSpec:
+    return OutputSpec(
+        path=Path(),
+        pix_fmt="gray",
+        codec_args=[
+            "-vf", "scale=out_range=tv,format=yuv420p",
+            "-c:v", "libx264", "-preset", "ultrafast", "-crf", "16",
+            "-color_range", "tv", *_metadata_args(metadata), "-movflags", "+faststart+use_metadata_tags",
+        ],
+        with_audio=False,
+    )
+
+
+def alpha_video(kind: str, metadata: dict[str, str]) -> OutputSpec:
+    """Real alpha for video editors: VP9 yuva420p in WebM, or ProRes 4444 in QuickTime."""
+    if kind == "webm":
+        return OutputSpec(
+            path=Path(), pix_fmt="rgba", fmt="webm", with_audio=True, audio_args=["-c:a", "libopus", "-b:a", "128k"],
+            codec_args=["-c:v", "libvpx-vp9", "-pix_fmt", "yuva420p", "-b:v", "0", "-crf", "30",
+                        "-deadline", "realtime", "-cpu-used", "8", "-row-mt", "1", *_metadata_args(metadata)],
+        )
+    return OutputSpec(
+        path=Path(), pix_fmt="rgba", fmt="mov", with_audio=True, audio_args=["-c:a", "pcm_s16le"],
+        codec_args=["-c:v", "prores_ks", "-profile:v", "4444", "-pix_fmt", "yuva444p10le",
+                    "-vendor", "apl0", *_metadata_args(metadata)],
+    )
+
+
+def _metadata_args(metadata: dict[str, str]) -> list[str]:
+    args: list[str] = []
+    for k, v in metadata.items():
+        args += ["-metadata", f"{k}={v}"]
+    return args
+
+
+class FfmpegWriter:
+    """Feeds raw frames to one ffmpeg process writing ``spec.path`` (via a temp file)."""
+
+    def __init__(self, spec: OutputSpec, width: int, height: int, fps: float, audio: Path | None) -> None:
+        self.spec = spec
+        spec.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{spec.path.name}.", suffix=".part", dir=spec.path.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+        self._log = tempfile.TemporaryFile()
+        cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-y",
+               "-f", "rawvideo", "-pix_fmt", spec.pix_fmt, "-s", f"{width}x{height}", "-r", f"{fps:g}", "-i", "pipe:0"]
+        if spec.with_audio and audio is not None:
+            cmd += ["-i", str(audio), "-map", "0:v:0", "-map", "1:a:0", *spec.audio_args]
+        cmd += [*spec.codec_args, "-f", spec.fmt, str(self.tmp)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
+        self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=QUEUE_BATCHES)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._pump, name=f"ffmpeg-{spec.path.name}", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdin is not None
+        try:
+            while True:
+                batch = self._queue.get()
+                if batch is None:
+                    break
+                self.proc.stdin.write(memoryview(np.ascontiguousarray(batch)).cast("B"))
+        except BaseException as err:  # noqa: BLE001 - reported by write()/finish()
+            self._error = err
+            # keep draining so the producer never blocks on a dead consumer
+            while self._queue.get() is not None:
+                pass
+
+    def write(self, batch: np.ndarray) -> None:
+        if self._error is not None:
+            raise self._failure()
+        self._queue.put(batch)
+
+    def close(self) -> None:
+        """Wait for ffmpeg to finish the temp file; raise if it failed."""
+        self._queue.put(None)
+        self._thread.join()
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        rc = self.proc.wait()
+        if rc != 0 or self._error is not None:
+            raise self._failure()
+
+    def commit(self) -> Path:
+        """Move the finished temp file onto the destination."""
+        os.replace(self.tmp, self.spec.path)
+        self._log.close()
+        return self.spec.path
+
+    def _failure(self) -> A2VError:
+        self._log.seek(0)
+        text = self._log.read().decode(errors="replace").strip()
+        last = text.splitlines()[-1] if text else str(self._error or "unknown error")
+        return A2VError(f"ffmpeg could not write {self.spec.path.name}: {last}")
+
+    def abort(self) -> None:
+        """Stop ffmpeg and remove the temp file; the destination is never touched."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        if self._thread.is_alive():
+            try:
+                self._queue.put_nowait(None)
+            except queue.Full:
+                pass
+        self.tmp.unlink(missing_ok=True)
+        if not self._log.closed:
+            self._log.close()

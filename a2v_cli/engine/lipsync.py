@@ -1,0 +1,110 @@
+"""Lip-sync models: the part of the renderer that turns audio into mouth pixels.
+
+Every model sees the same things for a batch of frames: the composed idle frames, the
+Wav2Lip log-mel window of each frame (``[B,1,80,16]``) and where the mouth is, and paints the
+mouth in place. The built-in model is two small ONNX graphs shipped with the package:
+an articulator (mel -> open, spread, round, press) and a mouth renderer (articulation + the
+pose's lip colours -> premultiplied RGB and alpha of a 128x96 mouth patch).
+"""
+
+from __future__ import annotations
+
+import math
+from importlib import resources
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from a2v_cli.engine.art import PoseArt
+from a2v_cli.engine.sessions import LoadedSession, load_session
+
+ARTICULATOR_FILE = "a2v-articulator-v1.onnx"
+MOUTH_FILE = "a2v-mouth-v1.onnx"
+PATCH_H, PATCH_W = 96, 128
+
+
+def model_dir() -> Path:
+    """Where the bundled ONNX files are: inside the installed package, or ``models/`` of a checkout."""
+    packaged = Path(str(resources.files("a2v_cli"))) / "_models"
+    if (packaged / ARTICULATOR_FILE).is_file():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "models"
+
+
+class LipSyncModel(Protocol):
+    """What the renderer needs from a lip-sync model."""
+
+    name: str
+
+    @property
+    def provider(self) -> str: ...
+
+    def paint(self, mel: np.ndarray, mouths: np.ndarray, targets: list[np.ndarray]) -> np.ndarray | None:
+        """Paint mouths into every array of ``targets`` ((B,H,W,3) uint8, modified in place).
+
+        ``mel`` is (B,1,80,16); ``mouths`` (B,2) the mouth centres (x, y) in frame pixels.
+        Returns the per-frame articulation (B,4) when the model has one.
+        """
+        ...
+
+
+class BuiltinModel:
+    """a2v's own model: articulator + mouth renderer, styled by the pose's lip colours."""
+
+    name = "a2v-builtin-v1"
+
+    def __init__(self, art: PoseArt, device: str = "auto") -> None:
+        root = model_dir()
+        self.articulator: LoadedSession = load_session(str(root / ARTICULATOR_FILE), device)
+        self.mouth: LoadedSession = load_session(str(root / MOUTH_FILE), device)
+        s = art.mouth_style
+        self.style = np.array(
+            [*s.lip, *s.inner, *s.teeth, s.half_width, s.lip_thickness, s.max_open], dtype=np.float32
+        )
+
+    @property
+    def provider(self) -> str:
+        return self.articulator.provider
+
+    def articulate(self, mel: np.ndarray) -> np.ndarray:
+        """(B,4) open, spread, round, press in 0..1 for (B,1,80,16) mel windows."""
+        return self.articulator.session.run(None, {"mel": np.ascontiguousarray(mel, dtype=np.float32)})[0]
+
+    def paint(self, mel: np.ndarray, mouths: np.ndarray, targets: list[np.ndarray]) -> np.ndarray:
+        art = self.articulate(mel)
+        n = len(mel)
+        floor = np.floor(mouths)
+        offsets = (mouths - floor).astype(np.float32)  # sub-pixel part, drawn by the renderer
+        rgb, alpha = self.mouth.session.run(
+            None, {"articulation": art, "style": np.repeat(self.style[None], n, axis=0), "offset": offsets}
+        )
+        rgb = rgb.transpose(0, 2, 3, 1) * np.float32(255.0)  # (B,96,128,3) premultiplied
+        alpha = alpha.transpose(0, 2, 3, 1)
+        for i in range(n):
+            x0 = int(floor[i, 0]) - PATCH_W // 2
+            y0 = int(floor[i, 1]) - PATCH_H // 2
+            for target in targets:
+                blend_patch(target[i], rgb[i], alpha[i], x0, y0)
+        return art
+
+
+def blend_patch(frame: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, x0: int, y0: int) -> None:
+    """Premultiplied ``over`` of a patch onto a uint8 frame at (x0, y0), clipped to the frame."""
+    h, w = frame.shape[:2]
+    ys, xs = max(y0, 0), max(x0, 0)
+    ye, xe = min(y0 + rgb.shape[0], h), min(x0 + rgb.shape[1], w)
+    if ye <= ys or xe <= xs:
+        return
+    py, px = ys - y0, xs - x0
+    region = frame[ys:ye, xs:xe]
+    p_rgb = rgb[py : py + ye - ys, px : px + xe - xs]
+    p_a = alpha[py : py + ye - ys, px : px + xe - xs]
+    out = p_rgb + region * (1.0 - p_a)
+    np.clip(out + 0.5, 0, 255, out=out)
+    region[...] = out.astype(np.uint8)
+
+
+def window_count(duration: float, fps: float) -> int:
+    """Frames for ``duration`` seconds: ceil(duration x fps), never zero for non-empty audio."""
+    return max(1, math.ceil(duration * fps - 1e-9))

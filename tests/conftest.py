@@ -1,0 +1,115 @@
+"""Shared test helpers: run the real CLI in a subprocess and decode its output with the bundled ffmpeg."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SPEECH = FIXTURES / "speech_en.wav"
+SPEECH_PAUSE = FIXTURES / "speech_pause.wav"
+
+
+def ffmpeg() -> str:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own A2V_HOME and working directory, and no server or token settings."""
+    home = tmp_path / "a2v-home"
+    monkeypatch.setenv("A2V_HOME", str(home))
+    for var in ("A2V_SERVER", "A2V_TOKEN", "A2V_DEBUG", "A2V_MAX_AUDIO_SECONDS", "HTTP_PROXY", "HTTPS_PROXY",
+                "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_COLOR", "1")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return work
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> object:
+        return json.loads(self.stdout)
+
+
+def run_cli(*args: str, input: bytes | None = None, env: dict[str, str] | None = None, timeout: float = 300) -> Result:
+    """Run `python -m a2v_cli ARGS` as a user would, capturing exit code, stdout and stderr."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "a2v_cli", *args],
+        input=input,
+        capture_output=True,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        timeout=timeout,
+        check=False,
+    )
+    return Result(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))
+
+
+def decode_frames(path: Path, pix_fmt: str = "rgb24", codec: str | None = None) -> np.ndarray:
+    """Every frame of a video as (N, H, W, C) uint8, decoded by the bundled ffmpeg."""
+    info = probe(path)
+    w, h = info.width, info.height
+    channels = {"rgb24": 3, "gray": 1, "rgba": 4}[pix_fmt]
+    cmd = [ffmpeg(), "-v", "error"]
+    if codec:
+        cmd += ["-c:v", codec]
+    cmd += ["-i", str(path), "-f", "rawvideo", "-pix_fmt", pix_fmt, "pipe:1"]
+    raw = subprocess.run(cmd, capture_output=True, check=True).stdout
+    return np.frombuffer(raw, dtype=np.uint8).reshape(-1, h, w, channels)
+
+
+def decode_audio(path: Path, rate: int = 16000) -> np.ndarray:
+    raw = subprocess.run(
+        [ffmpeg(), "-v", "error", "-i", str(path), "-vn", "-ac", "1", "-ar", str(rate), "-f", "f32le", "pipe:1"],
+        capture_output=True, check=True,
+    ).stdout
+    return np.frombuffer(raw, dtype="<f4")
+
+
+@dataclass
+class Probe:
+    width: int
+    height: int
+    fps: float
+    video_codec: str
+    pix_fmt: str
+    audio_codec: str | None
+    duration: float
+    metadata: dict[str, str]
+    text: str
+
+
+def probe(path: Path) -> Probe:
+    """Stream facts from `ffmpeg -i` (the bundle has no ffprobe)."""
+    text = subprocess.run([ffmpeg(), "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
+    v = re.search(r"Stream #\S+.*Video: (\w+).*?, (\w+)(?:\([^)]*\))?, (\d+)x(\d+).*?, ([\d.]+) fps", text)
+    a = re.search(r"Stream #\S+.*Audio: (\w+)", text)
+    d = re.search(r"Duration: (\d+):(\d+):([\d.]+)", text)
+    assert v, text
+    meta = dict(re.findall(r"^\s{4}(\w+)\s*: (.*)$", text, flags=re.M))
+    duration = int(d.group(1)) * 3600 + int(d.group(2)) * 60 + float(d.group(3)) if d else 0.0
+    return Probe(int(v.group(3)), int(v.group(4)), float(v.group(5)), v.group(1), v.group(2),
+                 a.group(1) if a else None, duration, meta, text)
+
+
+def wav_duration(path: Path) -> float:
+    import soundfile as sf
+
+    return sf.info(str(path)).duration
