@@ -13,8 +13,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
-import click
 import typer
+from typer.exceptions import TyperException
 
 from a2v_cli import __version__
 from a2v_cli.errors import EXIT_CODE_HELP, A2VError, ExitCode
@@ -57,6 +57,18 @@ AVATAR_COLUMNS = [("avatar_id", "AVATAR"), ("name", "NAME"), ("pose_ids", "POSES
 POSE_COLUMNS = [("pose_id", "POSE"), ("name", "NAME"), ("size", "SIZE"), ("fps", "FPS"), ("description", "DESCRIPTION")]
 VIDEO_COLUMNS = [("video_id", "VIDEO"), ("status", "STATUS"), ("pose_id", "POSE"), ("duration", "SECONDS"),
                  ("created_at", "CREATED"), ("video_url", "VIDEO URL")]
+
+
+def _complete_pose(incomplete: str) -> list[str]:
+    from a2v_cli.engine.art import POSES
+
+    return [p for p in POSES if p.startswith(incomplete)]
+
+
+def _complete_avatar(incomplete: str) -> list[str]:
+    from a2v_cli.engine.art import AVATARS
+
+    return [a for a in AVATARS if a.startswith(incomplete)]
 
 
 def _output(json_mode: bool):  # type: ignore[no-untyped-def]
@@ -102,7 +114,7 @@ def avatars_list(json_: JsonOpt = False, local: LocalOpt = False, debug: DebugOp
 
 @avatars_app.command("poses")
 def avatars_poses(
-    avatar_id: Annotated[str, typer.Argument(help="An avatar id from `a2v avatars list`.")],
+    avatar_id: Annotated[str, typer.Argument(help="An avatar id from `a2v avatars list`.", autocompletion=_complete_avatar)],
     json_: JsonOpt = False,
     local: LocalOpt = False,
     debug: DebugOpt = False,
@@ -118,7 +130,7 @@ def avatars_poses(
 
 @app.command()
 def generate(
-    pose: Annotated[str, typer.Option("--pose", "-p", help="Pose id, from `a2v avatars poses AVATAR`.")],
+    pose: Annotated[str, typer.Option("--pose", "-p", help="Pose id, from `a2v avatars poses AVATAR`.", autocompletion=_complete_pose)],
     audio: Annotated[str, typer.Option("--audio", "-a", help="Speech: a file, an http(s) URL, or - for stdin.")],
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Video file (MP4). Default: <audio name>-<pose>.mp4 here.")
@@ -212,13 +224,16 @@ def main(argv: list[str] | None = None) -> None:
 
             traceback.print_exc()
         _fail(str(err), int(err.exit_code))
-    except click.exceptions.Exit as err:
+    except typer.Exit as err:
         sys.exit(err.exit_code)
-    except click.ClickException as err:
+    except TyperException as err:  # usage errors from the argument parser
+        code = ExitCode.USAGE if getattr(err, "exit_code", 2) == 2 else err.exit_code
+        if not err.format_message():  # a group called without a command: its help was printed
+            sys.exit(code)
         ctx = getattr(err, "ctx", None)
         where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-        _fail(f"{err.format_message()}{where}", ExitCode.USAGE if err.exit_code == 2 else err.exit_code)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+        _fail(f"{err.format_message()}{where}", code)
+    except (KeyboardInterrupt, typer.Abort):
         _fail("interrupted", ExitCode.INTERRUPTED)
     except Exception as err:
         if debug:

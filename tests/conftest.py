@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
 SPEECH = FIXTURES / "speech_en.wav"
 SPEECH_PAUSE = FIXTURES / "speech_pause.wav"
@@ -55,7 +56,7 @@ def run_cli(*args: str, input: bytes | None = None, env: dict[str, str] | None =
         [sys.executable, "-m", "a2v_cli", *args],
         input=input,
         capture_output=True,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        env={**os.environ, "COLUMNS": "200", "PYTHONPATH": str(ROOT), **(env or {})},
         timeout=timeout,
         check=False,
     )
