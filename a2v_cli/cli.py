@@ -35,7 +35,9 @@ app = typer.Typer(
 avatars_app = typer.Typer(help="Avatars and their poses.", no_args_is_help=True)
 video_app = typer.Typer(help="Generated videos: status and history.", no_args_is_help=True)
 app.add_typer(avatars_app, name="avatars")
+auth_app = typer.Typer(help="Log in to an A2V server (remote mode).", no_args_is_help=True)
 app.add_typer(video_app, name="video")
+app.add_typer(auth_app, name="auth")
 
 
 class Device(str, Enum):
@@ -52,11 +54,28 @@ class AlphaFormat(str, Enum):
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API's `data` as JSON on stdout.")]
 LocalOpt = Annotated[bool, typer.Option("--local", help="Run on this machine (the default when no server is set).")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks.", envvar="A2V_DEBUG")]
+ServerOpt = Annotated[
+    str | None,
+    typer.Option("--server", help="A2V server URL (else A2V_SERVER, else `a2v auth login`'s; none: local mode)."),
+]
+HttpTimeoutOpt = Annotated[
+    float, typer.Option("--http-timeout", min=0.1, help="Seconds each HTTP request may take (remote mode).")
+]
+WaitOpt = Annotated[bool, typer.Option("--wait", "-w", help="Wait until the video is finished or failed.")]
+TimeoutOpt = Annotated[
+    float, typer.Option("--timeout", min=0.0, help="With --wait: give up after this many seconds (exit 7).")
+]
 
 AVATAR_COLUMNS = [("avatar_id", "AVATAR"), ("name", "NAME"), ("pose_ids", "POSES"), ("description", "DESCRIPTION")]
 POSE_COLUMNS = [("pose_id", "POSE"), ("name", "NAME"), ("size", "SIZE"), ("fps", "FPS"), ("description", "DESCRIPTION")]
-VIDEO_COLUMNS = [("video_id", "VIDEO"), ("status", "STATUS"), ("pose_id", "POSE"), ("duration", "SECONDS"),
-                 ("created_at", "CREATED"), ("video_url", "VIDEO URL")]
+VIDEO_COLUMNS = [
+    ("video_id", "VIDEO"),
+    ("status", "STATUS"),
+    ("pose_id", "POSE"),
+    ("duration", "SECONDS"),
+    ("created_at", "CREATED"),
+    ("video_url", "VIDEO URL"),
+]
 
 
 def _complete_pose(incomplete: str) -> list[str]:
@@ -77,10 +96,22 @@ def _output(json_mode: bool):  # type: ignore[no-untyped-def]
     return Output(json_mode=json_mode)
 
 
-def _backend(local: bool):  # type: ignore[no-untyped-def]
-    from a2v_cli.backend.local import LocalBackend
+def _backend(local: bool, server: str | None = None, http_timeout: float = 30.0):  # type: ignore[no-untyped-def]
+    """Local unless a server is configured (--server, A2V_SERVER, config); --local forces local."""
+    from a2v_cli import credentials
 
-    return LocalBackend()
+    remote = None if local else credentials.resolve(server)
+    if remote is None or remote.server is None:
+        from a2v_cli.backend.local import LocalBackend
+
+        return LocalBackend()
+    from a2v_cli.backend.remote import RemoteBackend
+    from a2v_cli.client import A2VClient
+    from a2v_cli.errors import AuthError
+
+    if not remote.token:
+        raise AuthError(f"no token for {remote.server}", "set A2V_TOKEN or run `a2v auth login`")
+    return RemoteBackend(A2VClient(remote.server, remote.token, timeout=http_timeout))
 
 
 def _version(value: bool) -> None:
@@ -102,26 +133,36 @@ def root(
 
 
 @avatars_app.command("list")
-def avatars_list(json_: JsonOpt = False, local: LocalOpt = False, debug: DebugOpt = False) -> None:
+def avatars_list(
+    json_: JsonOpt = False,
+    local: LocalOpt = False,
+    server: ServerOpt = None,
+    http_timeout: HttpTimeoutOpt = 30.0,
+    debug: DebugOpt = False,
+) -> None:
     """List every avatar (API: avatar.list)."""
     out = _output(json_)
-    items = [a.to_dict() for a in _backend(local).list_avatars()]
+    items = [a.to_dict() for a in _backend(local, server, http_timeout).list_avatars()]
     if json_:
         out.json(items)
     else:
-        out.table([{**a, "pose_ids": ", ".join(a["pose_ids"])} for a in items], AVATAR_COLUMNS)
+        out.table([{**a, "pose_ids": ", ".join(a["pose_ids"] or [])} for a in items], AVATAR_COLUMNS)
 
 
 @avatars_app.command("poses")
 def avatars_poses(
-    avatar_id: Annotated[str, typer.Argument(help="An avatar id from `a2v avatars list`.", autocompletion=_complete_avatar)],
+    avatar_id: Annotated[
+        str, typer.Argument(help="An avatar id from `a2v avatars list`.", autocompletion=_complete_avatar)
+    ],
     json_: JsonOpt = False,
     local: LocalOpt = False,
+    server: ServerOpt = None,
+    http_timeout: HttpTimeoutOpt = 30.0,
     debug: DebugOpt = False,
 ) -> None:
     """List the poses of one avatar (API: avatar-pose.list)."""
     out = _output(json_)
-    items = [p.to_dict() for p in _backend(local).list_poses(avatar_id)]
+    items = [p.to_dict() for p in _backend(local, server, http_timeout).list_poses(avatar_id)]
     if json_:
         out.json(items)
     else:
@@ -130,7 +171,10 @@ def avatars_poses(
 
 @app.command()
 def generate(
-    pose: Annotated[str, typer.Option("--pose", "-p", help="Pose id, from `a2v avatars poses AVATAR`.", autocompletion=_complete_pose)],
+    pose: Annotated[
+        str,
+        typer.Option("--pose", "-p", help="Pose id, from `a2v avatars poses AVATAR`.", autocompletion=_complete_pose),
+    ],
     audio: Annotated[str, typer.Option("--audio", "-a", help="Speech: a file, an http(s) URL, or - for stdin.")],
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Video file (MP4). Default: <audio name>-<pose>.mp4 here.")
@@ -143,12 +187,20 @@ def generate(
         typer.Option("--alpha-format", help="Also write <output>.alpha.webm (VP9) or .alpha.mov (ProRes 4444)."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing output files.")] = False,
-    device: Annotated[Device, typer.Option("--device", help="Where the model runs.")] = Device.auto,
+    device: Annotated[Device, typer.Option("--device", help="Where the model runs (local mode).")] = Device.auto,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 1800.0,
     json_: JsonOpt = False,
     local: LocalOpt = False,
+    server: ServerOpt = None,
+    http_timeout: HttpTimeoutOpt = 30.0,
     debug: DebugOpt = False,
 ) -> None:
-    """Generate a lip-synced video and its alpha mask from speech (API: video.generate)."""
+    """Generate a lip-synced video and its alpha mask from speech (API: video.generate).
+
+    Local mode renders right away. Remote mode starts a job and prints it (status pending);
+    --wait polls until it is done, and -o (which implies --wait) downloads the video and mask.
+    """
     from a2v_cli.backend import GenerateOptions
 
     out = _output(json_)
@@ -159,9 +211,74 @@ def generate(
         force=force,
         device=device.value,
     )
-    with out.progress(f"Rendering {pose}") as progress:
-        video = _backend(local).generate(pose, audio, options, progress)
-    data = video.to_dict()
+    backend = _backend(local, server, http_timeout)
+    if backend.mode == "local":
+        with out.progress(f"Rendering {pose}") as progress:
+            video = backend.generate(pose, audio, options, progress)
+    else:
+        from a2v_cli.backend.local import check_writable, mask_path_for
+
+        targets = []
+        if output is not None:
+            targets = [output, mask_output or mask_path_for(output)]
+            for t in targets:
+                check_writable(t, force)
+        audio_arg = _spool_stdin(audio, options)
+        video = backend.generate(pose, audio_arg, options)
+        out.info(f"Started {video.video_id} ({video.status})")
+        if wait or targets:
+            video = _wait(out, backend, video, timeout, json_)
+        if targets:
+            _fetch(out, backend, [(video.video_url, targets[0]), (video.mask_video_url, targets[1])], force)
+    _print_video(out, video.to_dict(), json_)
+
+
+def _spool_stdin(audio: str, options: object) -> str:
+    """Keep stdin in a temp file so an upload can be retried."""
+    if audio != "-":
+        return audio
+    import shutil
+    import tempfile
+
+    spool = tempfile.TemporaryFile()
+    shutil.copyfileobj(sys.stdin.buffer, spool)
+    spool.seek(0)
+    options.stdin = spool  # type: ignore[attr-defined]
+    return audio
+
+
+def _wait(out: Any, backend: Any, video: Any, timeout: float, json_: bool) -> Any:
+    """Poll with backoff; on failure or timeout print the last known state, then raise."""
+    from a2v_cli.backend import wait_for
+
+    last = {"status": ""}
+
+    def show(v: Any) -> None:
+        if v.status != last["status"]:
+            out.info(f"{v.video_id}: {v.status}")
+            last["status"] = v.status
+
+    try:
+        return wait_for(backend, video, timeout, show)
+    except A2VError as err:
+        state = getattr(err, "video", None)
+        if state is not None:
+            _print_video(out, state.to_dict(), json_)
+        raise
+
+
+def _fetch(out: Any, backend: Any, pairs: list[tuple[str | None, Path]], force: bool) -> None:
+    from a2v_cli.errors import VideoFailedError
+
+    for url, dest in pairs:
+        if not url:
+            raise VideoFailedError(f"the server gave no URL for {dest.name}")
+        with out.progress(f"Downloading {dest.name}", unit="bytes") as progress:
+            backend.download(url, dest, progress)
+        out.info(f"Saved {dest}")
+
+
+def _print_video(out: Any, data: dict[str, Any], json_: bool) -> None:
     if json_:
         out.json(data)
     else:
@@ -171,17 +288,21 @@ def generate(
 @video_app.command("get")
 def video_get(
     video_id: Annotated[str, typer.Argument(help="A video id from `a2v generate` or `a2v video list`.")],
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 1800.0,
     json_: JsonOpt = False,
     local: LocalOpt = False,
+    server: ServerOpt = None,
+    http_timeout: HttpTimeoutOpt = 30.0,
     debug: DebugOpt = False,
 ) -> None:
     """Show one video's status and files (API: video.get)."""
     out = _output(json_)
-    data = _backend(local).get_video(video_id).to_dict()
-    if json_:
-        out.json(data)
-    else:
-        out.record(data)
+    backend = _backend(local, server, http_timeout)
+    video = backend.get_video(video_id)
+    if wait:
+        video = _wait(out, backend, video, timeout, json_)
+    _print_video(out, video.to_dict(), json_)
 
 
 @video_app.command("list")
@@ -189,15 +310,153 @@ def video_list(
     limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, help="Show at most N videos.")] = None,
     json_: JsonOpt = False,
     local: LocalOpt = False,
+    server: ServerOpt = None,
+    http_timeout: HttpTimeoutOpt = 30.0,
     debug: DebugOpt = False,
 ) -> None:
     """List videos, newest first (API: video.list)."""
     out = _output(json_)
-    items = [v.to_dict() for v in _backend(local).list_videos(limit)]
+    items = [v.to_dict() for v in _backend(local, server, http_timeout).list_videos(limit)]
     if json_:
         out.json(items)
     else:
         out.table(items, VIDEO_COLUMNS)
+
+
+@video_app.command("download")
+def video_download(
+    video_id: Annotated[str, typer.Argument(help="A finished video's id.")],
+    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Directory to save into.")] = Path("."),
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing files.")] = False,
+    json_: JsonOpt = False,
+    local: LocalOpt = False,
+    server: ServerOpt = None,
+    http_timeout: HttpTimeoutOpt = 30.0,
+    debug: DebugOpt = False,
+) -> None:
+    """Download a video, its mask (and alpha file) as <id>.mp4, <id>.mask.mp4 (extension)."""
+    from a2v_cli.backend.local import check_writable
+    from a2v_cli.errors import InputError
+
+    out = _output(json_)
+    backend = _backend(local, server, http_timeout)
+    video = backend.get_video(video_id)
+    if video.status != "finished":
+        raise InputError(f"video {video_id} is {video.status}, not finished", f"a2v video get {video_id} --wait")
+    pairs = [
+        (video.video_url, output_dir / f"{video_id}.mp4"),
+        (video.mask_video_url, output_dir / f"{video_id}.mask.mp4"),
+    ]
+    if video.alpha_video_url:
+        ext = Path(video.alpha_video_url.split("?")[0]).suffix or ".webm"
+        pairs.append((video.alpha_video_url, output_dir / f"{video_id}.alpha{ext}"))
+    for _, dest in pairs:
+        check_writable(dest, force)
+    _fetch(out, backend, pairs, force)
+    files = {"video_id": video_id, "files": [str(dest.absolute()) for _, dest in pairs]}
+    if json_:
+        out.json(files)
+    else:
+        out.record({"video_id": video_id, "files": ", ".join(files["files"])})
+
+
+@auth_app.command("login")
+def auth_login(
+    server: Annotated[str | None, typer.Option("--server", help="Server URL (else A2V_SERVER).")] = None,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Check the token against the server.")] = True,
+    debug: DebugOpt = False,
+) -> None:
+    """Store a token for a server (read from stdin, or a hidden prompt; never a flag)."""
+    import getpass
+
+    from a2v_cli import credentials
+    from a2v_cli.errors import InputError
+
+    url = server or os.environ.get("A2V_SERVER") or credentials.load_config().get("server")
+    if not url:
+        raise InputError("no server given", "use --server URL or set A2V_SERVER")
+    url = credentials.normalize_server(url)
+    token = getpass.getpass(f"Token for {url}: ") if sys.stdin.isatty() else sys.stdin.readline()
+    token = token.strip()
+    if not token:
+        raise InputError("no token given", "pipe it in, e.g. `a2v auth login --server URL < token.txt`")
+    if verify:
+        from a2v_cli.backend.remote import RemoteBackend
+        from a2v_cli.client import A2VClient
+
+        RemoteBackend(A2VClient(url, token)).list_avatars()
+    path = credentials.store_login(url, token)
+    _output(False).info(f"Logged in to {url}; token stored in {path} (mode 0600).")
+
+
+@auth_app.command("status")
+def auth_status(
+    server: ServerOpt = None,
+    json_: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Which server and which source of token would be used (never the token itself)."""
+    from a2v_cli import credentials
+
+    out = _output(json_)
+    remote = credentials.resolve(server)
+    data = {
+        "mode": "remote" if remote.server else "local",
+        "server": remote.server,
+        "server_source": remote.server_source,
+        "token_source": remote.token_source,
+        "config_file": str(credentials.config_path()),
+    }
+    if json_:
+        out.json(data)
+    else:
+        out.record({k: ("none" if v is None else v) for k, v in data.items()})
+
+
+@auth_app.command("logout")
+def auth_logout(
+    server: Annotated[str | None, typer.Option("--server", help="Server URL (default: the stored one).")] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Forget the stored token (A2V_TOKEN in the environment is not affected)."""
+    from a2v_cli import credentials
+
+    config = credentials.load_config()
+    url = credentials.normalize_server(server) if server else config.get("server")
+    if url and credentials.forget_login(url):
+        _output(False).info(f"Logged out of {url}.")
+    else:
+        _output(False).info("No stored login.")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    data_dir: Annotated[Path | None, typer.Option(help="Jobs, videos and secrets (default: $A2V_HOME/server).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Videos rendered at once.")] = 1,
+    tokens_file: Annotated[Path | None, typer.Option(help='JSON {"name": "token"} (also A2V_SERVER_TOKENS).')] = None,
+    allow_private_urls: Annotated[
+        bool, typer.Option(help="Let audio_url reach private/loopback addresses (on-premise use, tests).")
+    ] = False,
+    public_url: Annotated[str | None, typer.Option(help="Base of the URLs the server hands out.")] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Run the A2V API as a server over the local renderer (see docs/server.md)."""
+    from a2v_cli.server import ServerSettings
+    from a2v_cli.server import serve as run_server
+
+    run_server(
+        ServerSettings(
+            host=host,
+            port=port,
+            data_dir=data_dir,
+            workers=workers,
+            tokens_file=tokens_file,
+            allow_private_urls=allow_private_urls,
+            public_url=public_url,
+        )
+    )
 
 
 def _fail(message: str, code: int) -> NoReturn:

@@ -103,3 +103,65 @@ def not_found(kind: str, value: str, known: list[str]) -> NotFoundError:
     else:
         hint = None
     return NotFoundError(f"unknown {kind} {value!r}", hint)
+
+
+class APIError(A2VError):
+    """An error talking to an A2V server; mirrors the transport's tree (connection -> timeout, status)."""
+
+    def __init__(
+        self, message: str, hint: str | None = None, *, status_code: int | None = None,
+        api_code: int | None = None, request_id: str | None = None,
+    ) -> None:
+        super().__init__(message, hint)
+        self.status_code = status_code
+        if api_code is not None:
+            self.api_code = api_code
+        self.request_id = request_id
+
+
+class APIConnectionError(APIError, UnavailableError):
+    """The server could not be reached (DNS, refused, reset, TLS)."""
+
+
+class APITimeoutError(APIConnectionError):
+    """A request took longer than --http-timeout."""
+
+
+class APIStatusError(APIError):
+    """The server answered with an error status or a non-zero envelope code."""
+
+
+class APIBadRequestError(APIStatusError, InputError):
+    pass
+
+
+class APIAuthError(APIStatusError, AuthError):
+    pass
+
+
+class APINotFoundError(APIStatusError, NotFoundError):
+    pass
+
+
+class APIServerError(APIStatusError, UnavailableError):
+    pass
+
+
+def status_error(status: int, api_code: int | None, message: str, request_id: str | None = None) -> APIStatusError:
+    """The APIStatusError subclass for an HTTP status (or, on HTTP 200, the envelope code)."""
+    key = status if status >= 400 else (api_code or 0) // 100
+    if key in (401, 403):
+        cls: type[APIStatusError] = APIAuthError
+    elif key == 404:
+        cls = APINotFoundError
+    elif key in (400, 409, 413, 415, 422):
+        cls = APIBadRequestError
+    elif key >= 500 or key in (408, 429):
+        cls = APIServerError
+    else:
+        cls = APIStatusError
+    hint = {
+        APIAuthError: "check A2V_TOKEN or run `a2v auth login`",
+        APIServerError: "the server is unavailable; try again later",
+    }.get(cls)
+    return cls(message, hint, status_code=status, api_code=api_code, request_id=request_id)

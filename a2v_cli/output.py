@@ -27,7 +27,9 @@ class Output:
         self._stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         self._stdout.flush()
 
-    def table(self, rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], title: str | None = None) -> None:
+    def table(
+        self, rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], title: str | None = None
+    ) -> None:
         """A Rich table of ``rows`` with (field, header) ``columns``."""
         table = Table(title=title, header_style="bold", show_lines=False)
         for _, header in columns:
@@ -53,28 +55,38 @@ class Output:
         self.err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
 
     @contextmanager
-    def progress(self, description: str) -> Iterator[Any]:
-        """A progress callback ``(done, total)``; a Rich bar with frames/s and ETA on a TTY, silent otherwise."""
+    def progress(self, description: str, unit: str = "frames") -> Iterator[Any]:
+        """A progress callback ``(done, total)``: a Rich bar with rate and ETA on a TTY, silent otherwise."""
         if not self.err.is_terminal:
             yield None
             return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
 
+        if unit == "bytes":
+            columns: list[Any] = [DownloadColumn(), TransferSpeedColumn()]
+        else:
+            columns = [MofNCompleteColumn(), TextColumn(unit), TaskProgressColumn(), TextColumn("{task.fields[rate]}")]
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("frames"),
-            TaskProgressColumn(),
-            TextColumn("{task.fields[fps]}"),
+            *columns,
             TimeRemainingColumn(),
             console=self.err,
             transient=True,
         ) as bar:
-            task = bar.add_task(description, total=None, fps="")
+            task = bar.add_task(description, total=None, rate="")
 
-            def update(done: int, total: int) -> None:
+            def update(done: int, total: int | None) -> None:
                 speed = bar.tasks[0].speed
-                bar.update(task, completed=done, total=total, fps=f"{speed:.0f} fps" if speed else "")
+                bar.update(task, completed=done, total=total, rate=f"{speed:.0f} {unit}/s" if speed else "")
 
             yield update

@@ -41,3 +41,50 @@ class Backend(Protocol):
     def get_video(self, video_id: str) -> Video: ...
 
     def list_videos(self, limit: int | None = None) -> list[Video]: ...
+
+    def download(self, url: str, dest: Path, progress: ProgressFn | None = None) -> Path:
+        """Fetch one of a video's URLs into ``dest`` (temp file, renamed when complete)."""
+        ...
+
+
+POLL_INITIAL = 0.5
+POLL_MAX = 5.0
+
+
+def wait_for(
+    backend: Backend,
+    video: Video,
+    timeout: float,
+    on_status: Callable[[Video], None] | None = None,
+    sleep: Callable[[float], None] | None = None,
+    clock: Callable[[], float] | None = None,
+) -> Video:
+    """Poll until ``video`` is finished; VideoFailedError / WaitTimeoutError carry the last state."""
+    import time
+
+    from a2v_cli.errors import VideoFailedError, WaitTimeoutError
+
+    sleep = sleep or time.sleep
+    clock = clock or time.monotonic
+    deadline = clock() + timeout
+    delay = POLL_INITIAL
+    while True:
+        if on_status:
+            on_status(video)
+        if video.status == "finished":
+            return video
+        if video.status == "failed":
+            err = VideoFailedError(f"video {video.video_id} failed: {video.error or 'no reason given'}")
+            err.video = video  # type: ignore[attr-defined]
+            raise err
+        left = deadline - clock()
+        if left <= 0:
+            err2 = WaitTimeoutError(
+                f"video {video.video_id} is still {video.status} after {timeout:g} s",
+                f"check later with `a2v video get {video.video_id} --wait`",
+            )
+            err2.video = video  # type: ignore[attr-defined]
+            raise err2
+        sleep(min(delay, left))
+        delay = min(delay * 1.6, POLL_MAX)
+        video = backend.get_video(video.video_id)

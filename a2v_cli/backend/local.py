@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -70,6 +71,21 @@ class LocalBackend:
 
     def list_videos(self, limit: int | None = None) -> list[Video]:
         return self.store.list(limit=limit)
+
+    def download(self, url: str, dest: Path, progress: ProgressFn | None = None) -> Path:
+        """Local videos are files already: copy one (temp file, then rename)."""
+        from urllib.parse import unquote, urlsplit
+
+        src = Path(unquote(urlsplit(url).path))
+        if not src.is_file():
+            raise InputError(f"{src} no longer exists", "render the video again")
+        tmp = dest.with_name(f".{dest.name}.part")
+        shutil.copyfile(src, tmp)
+        tmp.replace(dest)
+        if progress:
+            size = dest.stat().st_size
+            progress(size, size)
+        return dest
 
     def generate(self, pose_id: str, audio: str, options: GenerateOptions, progress: ProgressFn | None = None) -> Video:
         from a2v_cli.engine.audio import decode, fetch

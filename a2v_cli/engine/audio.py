@@ -61,6 +61,11 @@ def fetch(source: str, workdir: Path, stdin: BinaryIO | None = None) -> Path:
     lowered = source.lower()
     if lowered.startswith(("http://", "https://")):
         return _download(source, workdir)
+    return fetch_local(source)
+
+
+def fetch_local(source: str) -> Path:
+    """``source`` as a readable local file path, or a clear InputError."""
     if "://" in source:
         raise InputError(f"unsupported audio URL {source!r}", "give a file path, '-' for stdin, or an http(s) URL")
     path = Path(source).expanduser()
@@ -92,7 +97,9 @@ def _download(url: str, workdir: Path) -> Path:
                         )
                     out.write(chunk)
     except httpx.HTTPError as err:
-        raise UnavailableError(f"could not download {url}: {err.__class__.__name__}: {err}", "check the network") from err
+        raise UnavailableError(
+            f"could not download {url}: {err.__class__.__name__}: {err}", "check the network"
+        ) from err
     return dest
 
 
@@ -171,8 +178,22 @@ def _soundfile_blocks(f, max_seconds: float, name: str) -> tuple[Iterator[np.nda
 def _ffmpeg_blocks(path: Path, max_seconds: float) -> tuple[Iterator[np.ndarray], int, int]:
     rate, channels = _ffmpeg_stream_info(path)
     cmd = [
-        ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-vn", "-map", "0:a:0",
-        "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "f32le", "pipe:1",
+        ffmpeg_exe(),
+        "-nostdin",
+        "-v",
+        "error",
+        "-i",
+        str(path),
+        "-vn",
+        "-map",
+        "0:a:0",
+        "-ac",
+        "1",
+        "-ar",
+        str(SAMPLE_RATE),
+        "-f",
+        "f32le",
+        "pipe:1",
     ]
 
     def gen() -> Iterator[np.ndarray]:
@@ -191,7 +212,9 @@ def _ffmpeg_blocks(path: Path, max_seconds: float) -> tuple[Iterator[np.ndarray]
             err = proc.stderr.read().decode(errors="replace").strip()
             if proc.wait() != 0:
                 last = err.splitlines()[-1] if err else f"ffmpeg exited with {proc.returncode}"
-                raise InputError(f"{path.name} could not be decoded as audio ({last})", "give a WAV, MP3, FLAC, OGG or M4A")
+                raise InputError(
+                    f"{path.name} could not be decoded as audio ({last})", "give a WAV, MP3, FLAC, OGG or M4A"
+                )
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -206,7 +229,10 @@ def _ffmpeg_stream_info(path: Path) -> tuple[int, int]:
 
     proc = subprocess.run(
         [ffmpeg_exe(), "-nostdin", "-hide_banner", "-i", str(path)],
-        capture_output=True, text=True, errors="replace", check=False,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        check=False,
     )
     for line in proc.stderr.splitlines():
         if "Audio:" in line and "Stream #" in line:

@@ -127,15 +127,16 @@ class Compositor:
         straight = np.empty_like(rgb) if self.straight_alpha else None
         mouths = np.empty((n, 2), dtype=np.float32)
         y0, y1, x0, x1 = self.box
+        rgb[:] = self.base_rgb
+        mask[:] = self.base_mask
+        if straight is not None:
+            straight[:] = self.base_straight
         for i, f in enumerate(frames):
             state = idle_state(f, self.fps)
             entry = self._head_box(state)
-            rgb[i] = self.base_rgb
             rgb[i, y0:y1, x0:x1] = entry[0]
-            mask[i] = self.base_mask
             mask[i, y0:y1, x0:x1] = entry[1]
             if straight is not None:
-                straight[i] = self.base_straight
                 straight[i, y0:y1, x0:x1] = entry[2]
             mouths[i] = self.mouth_position(state)
         return rgb, mask, straight, mouths

@@ -40,10 +40,27 @@ def h264_video(metadata: dict[str, str]) -> OutputSpec:
         path=Path(),
         pix_fmt="rgb24",
         codec_args=[
-            "-vf", "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p",
-            "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-tune", "animation",
-            "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv",
-            *_metadata_args(metadata), "-movflags", "+faststart+use_metadata_tags",
+            "-vf",
+            "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-crf",
+            "20",
+            "-tune",
+            "animation",
+            "-colorspace",
+            "bt709",
+            "-color_primaries",
+            "bt709",
+            "-color_trc",
+            "bt709",
+            "-color_range",
+            "tv",
+            *_metadata_args(metadata),
+            "-movflags",
+            "+faststart+use_metadata_tags",
         ],
         with_audio=True,
         audio_args=["-c:a", "aac", "-b:a", "160k"],
@@ -55,9 +72,19 @@ def h264_mask(metadata: dict[str, str]) -> OutputSpec:
         path=Path(),
         pix_fmt="gray",
         codec_args=[
-            "-vf", "scale=out_range=tv,format=yuv420p",
-            "-c:v", "libx264", "-preset", "ultrafast", "-crf", "16",
-            "-color_range", "tv", *_metadata_args(metadata), "-movflags", "+faststart+use_metadata_tags",
+            "-vf",
+            "scale=out_range=tv,format=yuv420p",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-crf",
+            "16",
+            "-color_range",
+            "tv",
+            *_metadata_args(metadata),
+            "-movflags",
+            "+faststart+use_metadata_tags",
         ],
         with_audio=False,
     )
@@ -67,14 +94,46 @@ def alpha_video(kind: str, metadata: dict[str, str]) -> OutputSpec:
     """Real alpha for video editors: VP9 yuva420p in WebM, or ProRes 4444 in QuickTime."""
     if kind == "webm":
         return OutputSpec(
-            path=Path(), pix_fmt="rgba", fmt="webm", with_audio=True, audio_args=["-c:a", "libopus", "-b:a", "128k"],
-            codec_args=["-c:v", "libvpx-vp9", "-pix_fmt", "yuva420p", "-b:v", "0", "-crf", "30",
-                        "-deadline", "realtime", "-cpu-used", "8", "-row-mt", "1", *_metadata_args(metadata)],
+            path=Path(),
+            pix_fmt="rgba",
+            fmt="webm",
+            with_audio=True,
+            audio_args=["-c:a", "libopus", "-b:a", "128k"],
+            codec_args=[
+                "-c:v",
+                "libvpx-vp9",
+                "-pix_fmt",
+                "yuva420p",
+                "-b:v",
+                "0",
+                "-crf",
+                "30",
+                "-deadline",
+                "realtime",
+                "-cpu-used",
+                "8",
+                "-row-mt",
+                "1",
+                *_metadata_args(metadata),
+            ],
         )
     return OutputSpec(
-        path=Path(), pix_fmt="rgba", fmt="mov", with_audio=True, audio_args=["-c:a", "pcm_s16le"],
-        codec_args=["-c:v", "prores_ks", "-profile:v", "4444", "-pix_fmt", "yuva444p10le",
-                    "-vendor", "apl0", *_metadata_args(metadata)],
+        path=Path(),
+        pix_fmt="rgba",
+        fmt="mov",
+        with_audio=True,
+        audio_args=["-c:a", "pcm_s16le"],
+        codec_args=[
+            "-c:v",
+            "prores_ks",
+            "-profile:v",
+            "4444",
+            "-pix_fmt",
+            "yuva444p10le",
+            "-vendor",
+            "apl0",
+            *_metadata_args(metadata),
+        ],
     )
 
 
@@ -95,8 +154,24 @@ class FfmpegWriter:
         os.close(fd)
         self.tmp = Path(tmp)
         self._log = tempfile.TemporaryFile()
-        cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-y",
-               "-f", "rawvideo", "-pix_fmt", spec.pix_fmt, "-s", f"{width}x{height}", "-r", f"{fps:g}", "-i", "pipe:0"]
+        cmd = [
+            ffmpeg_exe(),
+            "-nostdin",
+            "-hide_banner",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            spec.pix_fmt,
+            "-s",
+            f"{width}x{height}",
+            "-r",
+            f"{fps:g}",
+            "-i",
+            "pipe:0",
+        ]
         if spec.with_audio and audio is not None:
             cmd += ["-i", str(audio), "-map", "0:v:0", "-map", "1:a:0", *spec.audio_args]
         cmd += [*spec.codec_args, "-f", spec.fmt, str(self.tmp)]
@@ -114,7 +189,7 @@ class FfmpegWriter:
                 if batch is None:
                     break
                 self.proc.stdin.write(memoryview(np.ascontiguousarray(batch)).cast("B"))
-        except BaseException as err:  # noqa: BLE001 - reported by write()/finish()
+        except BaseException as err:
             self._error = err
             # keep draining so the producer never blocks on a dead consumer
             while self._queue.get() is not None:

@@ -121,7 +121,9 @@ def stack_windows(mel: np.ndarray, starts: np.ndarray, mel_offset: int = 0) -> n
     """
     idx = (np.asarray(starts)[:, None] - mel_offset) + np.arange(WINDOW_FRAMES)[None, :]
     valid = (idx >= 0) & (idx < mel.shape[1])
-    out = np.where(valid[:, None, :], mel[:, np.clip(idx, 0, max(mel.shape[1] - 1, 0))].transpose(1, 0, 2), -MAX_ABS_VALUE)
+    out = np.where(
+        valid[:, None, :], mel[:, np.clip(idx, 0, max(mel.shape[1] - 1, 0))].transpose(1, 0, 2), -MAX_ABS_VALUE
+    )
     return out[:, None, :, :].astype(np.float32)
 
 

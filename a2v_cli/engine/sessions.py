@@ -54,7 +54,7 @@ def _cuda_dlls_loaded() -> bool:
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             preload()
-    except Exception:  # noqa: BLE001 - a missing library only means no CUDA
+    except Exception:
         return False
     return True
 
@@ -81,11 +81,13 @@ def load_session(path: str, device: str = "auto", threads: int = 0) -> LoadedSes
     providers = (["CUDAExecutionProvider"] if want_cuda else []) + ["CPUExecutionProvider"]
     try:
         session = ort.InferenceSession(path, sess_options=opts, providers=providers)
-    except Exception as err:  # noqa: BLE001 - onnxruntime raises its own untyped errors
+    except Exception as err:
         if want_cuda and device == "auto":
             session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
         else:
-            raise InputError(f"cannot load model {Path(path).name}: {err}", "check that it is a valid ONNX file") from err
+            raise InputError(
+                f"cannot load model {Path(path).name}: {err}", "check that it is a valid ONNX file"
+            ) from err
     provider = session.get_providers()[0]
     if device == "cuda" and not provider.startswith("CUDA"):
         raise UnavailableError("CUDA could not be initialised (no GPU or driver found)", "use --device cpu")

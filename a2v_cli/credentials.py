@@ -1,0 +1,110 @@
+"""Which server and token to use, and where `a2v auth login` keeps them.
+
+Server: --server, then A2V_SERVER, then the config file; none means local mode.
+Token: A2V_TOKEN, then the token stored for that server. Tokens are never flag values (they
+would leak into `ps` and shell history) and the file holding them is mode 0600.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from a2v_cli.errors import InputError
+
+
+def config_dir() -> Path:
+    env = os.environ.get("A2V_CONFIG_DIR")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("a2v", appauthor=False))
+
+
+def config_path() -> Path:
+    return config_dir() / "config.json"
+
+
+def normalize_server(url: str) -> str:
+    url = url.strip().rstrip("/")
+    if not url.lower().startswith(("http://", "https://")):
+        raise InputError(f"server {url!r} is not an http(s) URL", "e.g. --server http://127.0.0.1:8000")
+    return url
+
+
+def load_config() -> dict[str, Any]:
+    path = config_path()
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise InputError(f"cannot read {path}: {err}", "fix or delete the file") from None
+    return data if isinstance(data, dict) else {}
+
+
+def save_config(data: dict[str, Any]) -> Path:
+    """Write the config atomically with mode 0600 (it may hold tokens), in a 0700 directory."""
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(prefix=".config.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+@dataclass(frozen=True)
+class Remote:
+    """The resolved remote settings; ``server`` None means local mode."""
+
+    server: str | None
+    server_source: str | None  # "--server", "A2V_SERVER", "config"
+    token: str | None
+    token_source: str | None  # "A2V_TOKEN", "config"
+
+
+def resolve(server_flag: str | None = None) -> Remote:
+    config = load_config()
+    if server_flag:
+        server, source = normalize_server(server_flag), "--server"
+    elif os.environ.get("A2V_SERVER"):
+        server, source = normalize_server(os.environ["A2V_SERVER"]), "A2V_SERVER"
+    elif config.get("server"):
+        server, source = normalize_server(str(config["server"])), "config"
+    else:
+        return Remote(None, None, None, None)
+    if os.environ.get("A2V_TOKEN"):
+        return Remote(server, source, os.environ["A2V_TOKEN"], "A2V_TOKEN")
+    stored = (config.get("tokens") or {}).get(server)
+    return Remote(server, source, stored, "config" if stored else None)
+
+
+def store_login(server: str, token: str, make_default: bool = True) -> Path:
+    config = load_config()
+    config.setdefault("tokens", {})[server] = token
+    if make_default:
+        config["server"] = server
+    return save_config(config)
+
+
+def forget_login(server: str) -> bool:
+    config = load_config()
+    tokens = config.get("tokens") or {}
+    removed = tokens.pop(server, None) is not None
+    if config.get("server") == server:
+        config.pop("server")
+        removed = True
+    if removed:
+        save_config(config)
+    return removed
