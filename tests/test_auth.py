@@ -1,0 +1,71 @@
+"""Credentials: the resolution order, a 0600 config file, and a token that never shows up in output."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+from a2v_cli import credentials
+from a2v_cli.errors import ExitCode
+
+
+@pytest.fixture(autouse=True)
+def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    d = tmp_path / "config"
+    monkeypatch.setenv("A2V_CONFIG_DIR", str(d))
+    return d
+
+
+def test_resolution_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert credentials.resolve().server is None  # nothing configured: local mode
+    credentials.store_login("http://stored.test", "stored-token")
+    r = credentials.resolve()
+    assert (r.server, r.server_source, r.token, r.token_source) == ("http://stored.test", "config", "stored-token",
+                                                                    "config")
+    monkeypatch.setenv("A2V_SERVER", "http://env.test/")
+    r = credentials.resolve()
+    assert (r.server, r.server_source, r.token) == ("http://env.test", "A2V_SERVER", None)
+    monkeypatch.setenv("A2V_TOKEN", "env-token")
+    r = credentials.resolve("http://flag.test")
+    assert (r.server, r.server_source, r.token, r.token_source) == ("http://flag.test", "--server", "env-token",
+                                                                    "A2V_TOKEN")
+
+
+def test_config_file_is_private(config_dir: Path) -> None:
+    path = credentials.store_login("http://s.test", "tok")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(config_dir.stat().st_mode) == 0o700
+
+
+def test_login_reads_stdin_status_hides_token_logout(config_dir: Path) -> None:
+    r = run_cli("auth", "login", "--server", "http://127.0.0.1:9", "--no-verify", input=b"sekrit-value\n")
+    assert r.code == 0, r.stderr
+    assert "sekrit-value" not in r.stdout + r.stderr
+    assert stat.S_IMODE((config_dir / "config.json").stat().st_mode) == 0o600
+    s = run_cli("auth", "status", "--json")
+    assert s.json()["server"] == "http://127.0.0.1:9" and s.json()["token_source"] == "config"
+    assert "sekrit-value" not in s.stdout + s.stderr
+    # the stored server is now the default: commands go remote, and an unreachable server is exit 5
+    r = run_cli("avatars", "list", "--http-timeout", "1")
+    assert r.code == ExitCode.UNAVAILABLE and "cannot reach" in r.stderr and "sekrit-value" not in r.stderr
+    assert run_cli("avatars", "list", "--local", "--json").code == 0  # --local forces local mode
+    assert run_cli("auth", "logout").code == 0
+    assert run_cli("auth", "status", "--json").json()["mode"] == "local"
+
+
+def test_remote_without_token_is_auth_error() -> None:
+    r = run_cli("avatars", "list", env={"A2V_SERVER": "http://127.0.0.1:9"})
+    assert r.code == ExitCode.AUTH and "A2V_TOKEN" in r.stderr
+
+
+def test_login_with_empty_token_is_refused() -> None:
+    r = run_cli("auth", "login", "--server", "http://127.0.0.1:9", "--no-verify", input=b"\n")
+    assert r.code == ExitCode.USAGE and "no token" in r.stderr
+
+
+def test_token_is_not_a_flag() -> None:
+    r = run_cli("auth", "login", "--server", "http://127.0.0.1:9", "--token", "x")
+    assert r.code == ExitCode.USAGE
