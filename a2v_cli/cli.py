@@ -35,6 +35,8 @@ app = typer.Typer(
 avatars_app = typer.Typer(help="Avatars and their poses.", no_args_is_help=True)
 video_app = typer.Typer(help="Generated videos: status and history.", no_args_is_help=True)
 app.add_typer(avatars_app, name="avatars")
+models_app = typer.Typer(help="Lip-sync models (local mode).", no_args_is_help=True)
+app.add_typer(models_app, name="models")
 auth_app = typer.Typer(help="Log in to an A2V server (remote mode).", no_args_is_help=True)
 app.add_typer(video_app, name="video")
 app.add_typer(auth_app, name="auth")
@@ -188,6 +190,10 @@ def generate(
     ] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing output files.")] = False,
     device: Annotated[Device, typer.Option("--device", help="Where the model runs (local mode).")] = Device.auto,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="Local mode: a Wav2Lip-style .onnx file or a name from `a2v models list`."),
+    ] = None,
     wait: WaitOpt = False,
     timeout: TimeoutOpt = 1800.0,
     json_: JsonOpt = False,
@@ -210,6 +216,7 @@ def generate(
         alpha_format=alpha_format.value if alpha_format else None,
         force=force,
         device=device.value,
+        model=model,
     )
     backend = _backend(local, server, http_timeout)
     if backend.mode == "local":
@@ -358,6 +365,33 @@ def video_download(
         out.json(files)
     else:
         out.record({"video_id": video_id, "files": ", ".join(files["files"])})
+
+
+@models_app.command("list")
+def models_list(json_: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """The built-in model and the Wav2Lip-style .onnx files in $A2V_HOME/models."""
+    from a2v_cli.engine.lipsync import available_models, model_dir, user_models_dir
+
+    out = _output(json_)
+    rows = []
+    for name, path in available_models().items():
+        if path is None:
+            rows.append({"name": name, "kind": "a2v built-in", "path": str(model_dir())})
+            continue
+        from a2v_cli.engine.sessions import load_session
+        from a2v_cli.engine.wav2lip import detect_contract
+
+        try:
+            contract = detect_contract(load_session(str(path), "cpu").session)
+            kind = f"wav2lip {contract.size}x{contract.size}"
+        except A2VError as err:
+            kind = f"unusable: {err.message}"
+        rows.append({"name": name, "kind": kind, "path": str(path)})
+    if json_:
+        out.json(rows)
+    else:
+        out.table(rows, [("name", "MODEL"), ("kind", "KIND"), ("path", "PATH")])
+        out.info(f"Drop Wav2Lip-style .onnx files into {user_models_dir()} to use them with --model NAME.")
 
 
 @auth_app.command("login")

@@ -177,7 +177,7 @@ def test_download_resumes_with_range_and_keeps_token_home(tmp_path: Path) -> Non
         return httpx.Response(206, headers={"Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}"},
                               content=body[start:])
 
-    c, slept = make(handler)
+    c, _ = make(handler)
     dest = tmp_path / "v.mp4"
     c.download("http://cdn.test/v.mp4?sig=abc", dest)
     assert dest.read_bytes() == body

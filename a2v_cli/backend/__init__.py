@@ -24,6 +24,7 @@ class GenerateOptions:
     alpha_format: str | None = None
     force: bool = False
     device: str = "auto"
+    model: str | None = None  # local mode: a Wav2Lip-style ONNX path or models-folder name
     stdin: BinaryIO | None = None
 
 

@@ -89,9 +89,11 @@ class LocalBackend:
 
     def generate(self, pose_id: str, audio: str, options: GenerateOptions, progress: ProgressFn | None = None) -> Video:
         from a2v_cli.engine.audio import decode, fetch
+        from a2v_cli.engine.lipsync import resolve_model
         from a2v_cli.engine.render import ALPHA_FORMATS, RenderJob, render
 
         catalog.pose(pose_id)  # unknown pose: exit 4 before any work
+        resolve_model(options.model)
         if options.alpha_format and options.alpha_format not in ALPHA_FORMATS:
             raise InputError(f"unknown alpha format {options.alpha_format!r}", "use webm or mov")
         video_id = new_video_id()
@@ -111,8 +113,14 @@ class LocalBackend:
             try:
                 result = render(
                     RenderJob(
-                        pose_id=pose_id, audio=prepared, video_path=video_path, mask_path=mask_path,
-                        alpha_path=alpha_path, alpha_format=options.alpha_format, device=options.device,
+                        pose_id=pose_id,
+                        audio=prepared,
+                        video_path=video_path,
+                        mask_path=mask_path,
+                        alpha_path=alpha_path,
+                        alpha_format=options.alpha_format,
+                        device=options.device,
+                        model=options.model,
                     ),
                     on_progress=progress,
                 )

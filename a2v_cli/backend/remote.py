@@ -33,6 +33,8 @@ class RemoteBackend:
         return [Video.from_dict(v) for v in self.client.request("GET", "video.list", params=params)]
 
     def generate(self, pose_id: str, audio: str, options: GenerateOptions, progress: ProgressFn | None = None) -> Video:
+        if options.model:
+            raise InputError("--model works in local mode only", "drop --model, or add --local")
         if audio.lower().startswith(("http://", "https://")):
             audio_url = audio
         else:

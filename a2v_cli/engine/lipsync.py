@@ -17,7 +17,9 @@ from typing import Protocol
 import numpy as np
 
 from a2v_cli.engine.art import PoseArt
+from a2v_cli.engine.features import centered_window_starts
 from a2v_cli.engine.sessions import LoadedSession, load_session
+from a2v_cli.errors import InputError, not_found
 
 ARTICULATOR_FILE = "a2v-articulator-v1.onnx"
 MOUTH_FILE = "a2v-mouth-v1.onnx"
@@ -39,6 +41,10 @@ class LipSyncModel(Protocol):
 
     @property
     def provider(self) -> str: ...
+
+    def window_starts(self, frames: np.ndarray, fps: float) -> np.ndarray:
+        """First mel frame of each frame's 16-frame window (models differ in alignment)."""
+        ...
 
     def paint(self, mel: np.ndarray, mouths: np.ndarray, targets: list[np.ndarray]) -> np.ndarray | None:
         """Paint mouths into every array of ``targets`` ((B,H,W,3) uint8, modified in place).
@@ -66,6 +72,9 @@ class BuiltinModel:
     @property
     def provider(self) -> str:
         return self.articulator.provider
+
+    def window_starts(self, frames: np.ndarray, fps: float) -> np.ndarray:
+        return centered_window_starts(frames, fps)
 
     def articulate(self, mel: np.ndarray) -> np.ndarray:
         """(B,4) open, spread, round, press in 0..1 for (B,1,80,16) mel windows."""
@@ -103,6 +112,51 @@ def blend_patch(frame: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, x0: int, 
     out = p_rgb + region * (1.0 - p_a)
     np.clip(out + 0.5, 0, 255, out=out)
     region[...] = out.astype(np.uint8)
+
+
+BUILTIN = "builtin"
+
+
+def user_models_dir() -> Path:
+    """The folder users drop Wav2Lip-style ONNX files into: `$A2V_HOME/models`."""
+    from a2v_cli import config
+
+    return config.home_dir() / "models"
+
+
+def available_models() -> dict[str, Path | None]:
+    """Model names `--model` accepts: the built-in one and every .onnx in the models folder."""
+    found: dict[str, Path | None] = {BUILTIN: None}
+    folder = user_models_dir()
+    if folder.is_dir():
+        for p in sorted(folder.glob("*.onnx")):
+            found[p.stem] = p
+    return found
+
+
+def resolve_model(spec: str | None) -> Path | None:
+    """None for the built-in model, else the ONNX file named by a path or a models-folder name."""
+    if spec in (None, "", BUILTIN):
+        return None
+    assert spec is not None
+    path = Path(spec).expanduser()
+    if path.suffix == ".onnx" or "/" in spec:
+        if not path.is_file():
+            raise InputError(f"model file not found: {spec}", "check the path, or see `a2v models list`")
+        return path
+    models = available_models()
+    if spec not in models:
+        raise not_found("model", spec, list(models))
+    return models[spec]
+
+
+def load_model(spec: str | None, art: PoseArt, device: str = "auto") -> LipSyncModel:
+    path = resolve_model(spec)
+    if path is None:
+        return BuiltinModel(art, device)
+    from a2v_cli.engine.wav2lip import Wav2LipModel
+
+    return Wav2LipModel(path, art, device)
 
 
 def window_count(duration: float, fps: float) -> int:

@@ -19,8 +19,8 @@ from a2v_cli.engine import catalog
 from a2v_cli.engine.audio import PcmReader, PreparedAudio
 from a2v_cli.engine.compose import Compositor
 from a2v_cli.engine.encode import FfmpegWriter, alpha_video, h264_mask, h264_video
-from a2v_cli.engine.features import HOP, N_FFT, WINDOW_FRAMES, centered_window_starts, log_mel, stack_windows
-from a2v_cli.engine.lipsync import BuiltinModel, LipSyncModel, window_count
+from a2v_cli.engine.features import HOP, N_FFT, WINDOW_FRAMES, log_mel, stack_windows
+from a2v_cli.engine.lipsync import LipSyncModel, load_model, window_count
 
 BATCH = 25
 ALPHA_FORMATS = ("webm", "mov")
@@ -37,6 +37,7 @@ class RenderJob:
     alpha_path: Path | None = None
     alpha_format: str | None = None
     device: str = "auto"
+    model: str | None = None  # None: the built-in model; else a path or a models-folder name
     fps: int = 25
     batch: int = BATCH
 
@@ -52,9 +53,8 @@ class RenderResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def mel_windows(reader: PcmReader, frames: range, fps: float) -> np.ndarray:
-    """(B,1,80,16) mel windows centred on each frame, computed from just this batch's audio."""
-    starts = centered_window_starts(np.arange(frames.start, frames.stop), fps)
+def mel_windows(reader: PcmReader, starts: np.ndarray) -> np.ndarray:
+    """(B,1,80,16) mel windows starting at mel frames ``starts``, from just this batch's audio."""
     first, last = int(starts.min()), int(starts.max()) + WINDOW_FRAMES
     # with centring, mel frame k covers samples [k*HOP - N_FFT/2, k*HOP + N_FFT/2)
     s0 = first * HOP - N_FFT // 2
@@ -68,7 +68,7 @@ def render(job: RenderJob, on_progress: ProgressFn | None = None, model: LipSync
     t_start = time.perf_counter()
     art = catalog.pose_art(job.pose_id)
     comp = Compositor(art, job.fps, straight_alpha=job.alpha_path is not None)
-    model = model or BuiltinModel(art, job.device)
+    model = model or load_model(job.model, art, job.device)
     total = window_count(job.audio.duration, job.fps)
     meta = {
         "title": f"a2v talking avatar ({job.pose_id})",
@@ -94,7 +94,7 @@ def render(job: RenderJob, on_progress: ProgressFn | None = None, model: LipSync
         while done < total:
             frames = range(done, min(done + job.batch, total))
             t0 = time.perf_counter()
-            mel = mel_windows(reader, frames, job.fps)
+            mel = mel_windows(reader, model.window_starts(np.arange(frames.start, frames.stop), job.fps))
             t1 = time.perf_counter()
             rgb, mask, straight, mouths = comp.compose(frames)
             t2 = time.perf_counter()
