@@ -48,6 +48,11 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class CueFormat(str, Enum):
+    tsv = "tsv"
+    json = "json"
+
+
 class AlphaFormat(str, Enum):
     webm = "webm"
     mov = "mov"
@@ -365,6 +370,40 @@ def video_download(
         out.json(files)
     else:
         out.record({"video_id": video_id, "files": ", ".join(files["files"])})
+
+
+@app.command()
+def cues(
+    audio: Annotated[str, typer.Argument(help="Speech: a file, an http(s) URL, or - for stdin.")],
+    fmt: Annotated[CueFormat, typer.Option("--format", help="Rhubarb Lip Sync's TSV or JSON layout.")] = CueFormat.tsv,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file instead of stdout.")] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output file.")] = False,
+    device: Annotated[Device, typer.Option("--device", help="Where the model runs.")] = Device.auto,
+    debug: DebugOpt = False,
+) -> None:
+    """Mouth cues for 2D animation (Rhubarb shapes A-F and X) from the built-in audio model (local)."""
+    import tempfile
+
+    from a2v_cli import config
+    from a2v_cli.backend.local import check_writable
+    from a2v_cli.engine import cues as cue_mod
+    from a2v_cli.engine.audio import decode, fetch
+
+    if output is not None:
+        check_writable(output, force)
+    with tempfile.TemporaryDirectory(prefix="a2v-") as tmp:
+        prepared = decode(fetch(audio, Path(tmp)), Path(tmp), config.max_audio_seconds())
+        found = cue_mod.mouth_cues(prepared, device.value)
+    if fmt is CueFormat.json:
+        text = cue_mod.to_json(found, cue_mod.sound_name(audio), prepared.duration)
+    else:
+        text = cue_mod.to_tsv(found)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    part = output.with_name(f".{output.name}.part")
+    part.write_text(text)
+    part.replace(output)
 
 
 @models_app.command("list")

@@ -1,0 +1,57 @@
+"""`a2v cues`: Rhubarb shapes and layouts from the built-in articulator."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import soundfile as sf
+from conftest import SPEECH_PAUSE, run_cli, wav_duration
+
+from a2v_cli.engine.cues import Cue, _merge, shape_of, to_json, to_tsv
+
+
+def test_shape_mapping() -> None:
+    assert shape_of(0.0, 0.0, 0.0, 0.0) == "X"
+    assert shape_of(0.0, 0.0, 0.0, 0.9) == "A"
+    assert shape_of(0.9, 0.2, 0.0, 0.0) == "D"
+    assert shape_of(0.5, 0.6, 0.0, 0.0) == "C"
+    assert shape_of(0.2, 0.8, 0.0, 0.0) == "B"
+    assert shape_of(0.3, 0.0, 0.8, 0.0) == "F"
+    assert shape_of(0.6, 0.0, 0.8, 0.0) == "E"
+
+
+def test_short_runs_merge_and_cues_tile_the_clip() -> None:
+    shapes = ["X"] * 30 + ["B"] * 2 + ["D"] * 20 + ["A"] * 10 + ["X"] * 8
+    cues = _merge(shapes, 0.01, 0.70)
+    assert [c.value for c in cues] == ["X", "D", "A", "X"]
+    assert cues[0].start == 0.0 and cues[-1].end == 0.70
+    assert all(a.end == b.start for a, b in itertools.pairwise(cues))
+    assert all(c.end - c.start >= 0.04 for c in cues)
+
+
+def test_layouts() -> None:
+    cues = [Cue(0.0, 0.3, "X"), Cue(0.3, 0.5, "D")]
+    assert to_tsv(cues) == "0.00\tX\n0.30\tD\n0.50\tX\n"
+    doc = json.loads(to_json(cues, "a.wav", 0.5))
+    assert doc["metadata"] == {"soundFile": "a.wav", "duration": 0.5}
+    assert doc["mouthCues"][1] == {"start": 0.3, "end": 0.5, "value": "D"}
+
+
+def test_cues_command_on_speech_with_a_pause(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    r = run_cli("cues", str(SPEECH_PAUSE), "--format", "json")
+    assert r.code == 0, r.stderr
+    cues = json.loads(r.stdout)["mouthCues"]
+    assert cues[0]["start"] == 0.0 and abs(cues[-1]["end"] - wav_duration(SPEECH_PAUSE)) < 0.02
+    values = {c["value"] for c in cues}
+    assert values & {"C", "D"} and "X" in values
+    audio, rate = sf.read(SPEECH_PAUSE)
+    # the 1.2 s digital silence in the middle is one idle (X) stretch
+    quiet = np.flatnonzero(np.abs(audio) < 1e-4)
+    mid = quiet[(quiet > len(audio) * 0.2) & (quiet < len(audio) * 0.8)]
+    t0, t1 = mid.min() / rate + 0.15, mid.max() / rate - 0.15
+    inside = [c for c in cues if c["end"] > t0 and c["start"] < t1]
+    assert [c["value"] for c in inside] == ["X"], inside
+    tsv = run_cli("cues", str(SPEECH_PAUSE), "-o", str(tmp_path / "c.tsv"))
+    assert tsv.code == 0 and (tmp_path / "c.tsv").read_text().splitlines()[0] == "0.00\tX"
