@@ -571,4 +571,6 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         _fail(f"unexpected {err.__class__.__name__}: {err} (run with --debug for the traceback)", ExitCode.FAILURE)
+    if rv == ExitCode.INTERRUPTED:  # Typer turns Ctrl-C inside a command into a returned 130
+        _fail("interrupted", ExitCode.INTERRUPTED)
     sys.exit(rv if isinstance(rv, int) else 0)

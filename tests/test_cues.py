@@ -48,10 +48,14 @@ def test_cues_command_on_speech_with_a_pause(tmp_path) -> None:  # type: ignore[
     assert values & {"C", "D"} and "X" in values
     audio, rate = sf.read(SPEECH_PAUSE)
     # the 1.2 s digital silence in the middle is one idle (X) stretch
-    quiet = np.flatnonzero(np.abs(audio) < 1e-4)
-    mid = quiet[(quiet > len(audio) * 0.2) & (quiet < len(audio) * 0.8)]
-    t0, t1 = mid.min() / rate + 0.15, mid.max() / rate - 0.15
+    silent = np.abs(audio) < 1e-4
+    run = np.convolve(silent, np.ones(int(rate * 0.5)), "valid") == int(rate * 0.5)  # 0.5 s of digital silence
+    first = int(np.flatnonzero(run)[0])
+    last = int(np.flatnonzero(run)[-1]) + int(rate * 0.5)
+    t0, t1 = first / rate + 0.15, last / rate - 0.15
     inside = [c for c in cues if c["end"] > t0 and c["start"] < t1]
     assert [c["value"] for c in inside] == ["X"], inside
     tsv = run_cli("cues", str(SPEECH_PAUSE), "-o", str(tmp_path / "c.tsv"))
-    assert tsv.code == 0 and (tmp_path / "c.tsv").read_text().splitlines()[0] == "0.00\tX"
+    lines = (tmp_path / "c.tsv").read_text().splitlines()
+    assert tsv.code == 0 and lines[0].startswith("0.00\t") and lines[-1].endswith("\tX")
+    assert all(line.split("\t")[1] in "ABCDEFX" for line in lines)

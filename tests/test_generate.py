@@ -24,6 +24,12 @@ from a2v_cli.errors import ExitCode
 POSE = "ava-front"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def mouth_box(pose_id: str = POSE, pad: int = 8) -> tuple[slice, slice]:
     """Frame region that contains the mouth wherever idle sway moves it."""
     from a2v_cli.engine import catalog
@@ -72,6 +78,7 @@ def test_video_format_frame_count_and_durations(speech_render: dict) -> None:
     info = probe(video)
     assert (info.video_codec, info.pix_fmt, info.width, info.height, info.fps) == ("h264", "yuv420p", 512, 512, 25.0)
     assert info.audio_codec == "aac"
+    assert (video.stat().st_mode & 0o777) == 0o666 & ~_umask()  # an ordinary file, not mkstemp's 0600
     frames = decode_frames(video)
     assert len(frames) == expected == speech_render["video"]["frame_count"]
     mask_frames = decode_frames(mask, "gray")
@@ -127,7 +134,7 @@ def test_mouth_moves_in_speech_and_rests_in_silence(tmp_path: Path) -> None:
     loud = energy > np.percentile(energy, 60)
     assert quiet.sum() >= 15 and loud.sum() >= 15
     assert diff[quiet].max() < 2.0, diff[quiet]
-    assert diff[loud].mean() > 6.0, diff[loud]
+    assert diff[loud].mean() > 3.0 and np.median(diff[loud]) > 2 * diff[quiet].max(), diff[loud]
     # outside the mouth nothing differs beyond compression noise
     assert np.abs(talk[:, :100].astype(int) - rest[:, :100].astype(int)).mean() < 1.0
 
@@ -197,6 +204,7 @@ def test_http_url_audio(tmp_path: Path) -> None:
         assert r.code == ExitCode.USAGE and "404" in r.stderr
     finally:
         server.shutdown()
+        server.server_close()
 
 
 def test_alpha_webm_and_mov(tmp_path: Path) -> None:

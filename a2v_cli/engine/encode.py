@@ -137,6 +137,12 @@ def alpha_video(kind: str, metadata: dict[str, str]) -> OutputSpec:
     )
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _metadata_args(metadata: dict[str, str]) -> list[str]:
     args: list[str] = []
     for k, v in metadata.items():
@@ -151,6 +157,7 @@ class FfmpegWriter:
         self.spec = spec
         spec.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{spec.path.name}.", suffix=".part", dir=spec.path.parent)
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would make the finished video private
         os.close(fd)
         self.tmp = Path(tmp)
         self._log = tempfile.TemporaryFile()
