@@ -1,0 +1,303 @@
+"""The built-in lip-sync model: the two committed ONNX files, their contract, and that they match their source."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from a2v_cli.engine.features import (
+    centered_window_starts,
+    frame_rms_db,
+    mel_spectrogram,
+    normalizing_gain,
+    stack_windows,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "models"
+ARTICULATOR = MODELS / "a2v-articulator-v1.onnx"
+MOUTH = MODELS / "a2v-mouth-v1.onnx"
+SR = 16_000
+FPS = 25.0
+STYLE = np.array([0.82, 0.38, 0.43, 0.36, 0.10, 0.12, 0.97, 0.96, 0.93, 24.0, 5.5, 19.0], dtype=np.float32)
+
+ort = pytest.importorskip("onnxruntime")
+
+
+def session(path: Path) -> object:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 2
+    so.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(scope="module")
+def articulator() -> object:
+    return session(ARTICULATOR)
+
+
+@pytest.fixture(scope="module")
+def mouth() -> object:
+    return session(MOUTH)
+
+
+def articulate(sess: object, windows: np.ndarray) -> np.ndarray:
+    return sess.run(None, {"mel": windows})[0]  # type: ignore[attr-defined]
+
+
+def windows_for(audio: np.ndarray, normalize: bool = True) -> np.ndarray:
+    """Exactly the app's path: level normalization, Wav2Lip mel, windows centred on 25 fps frames."""
+    x = np.asarray(audio, dtype=np.float32)
+    if normalize:
+        x = x * np.float32(normalizing_gain(frame_rms_db(x)))
+    n = max(1, math.ceil(len(x) / SR * FPS - 1e-9))
+    return stack_windows(mel_spectrogram(x), centered_window_starts(np.arange(n), FPS))
+
+
+def vowel(formants: tuple[float, float, float], seconds: float = 0.6, f0: float = 120.0) -> np.ndarray:
+    """A glottal-like harmonic series (1/k) through three formant resonances: a steady synthetic vowel."""
+    t = np.arange(int(seconds * SR)) / SR
+    x = np.zeros_like(t)
+    for k in range(1, int(4000 / f0)):
+        f = k * f0
+        gain = 1.0 / k
+        for formant, bw in zip(formants, (80.0, 100.0, 120.0), strict=True):
+            gain /= math.sqrt((1 - (f / formant) ** 2) ** 2 + (f * bw / formant**2) ** 2)
+        x += gain * np.sin(2 * np.pi * f * t + 0.3 * k)
+    return (0.3 * x / np.max(np.abs(x))).astype(np.float32)
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * SR), dtype=np.float32)
+
+
+AA = (750.0, 1200.0, 2600.0)
+EE = (280.0, 2300.0, 3000.0)
+OO = (300.0, 870.0, 2250.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# files and contract
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_files_load_with_the_documented_io(articulator: object, mouth: object) -> None:
+    ins = {i.name: i for i in articulator.get_inputs()}  # type: ignore[attr-defined]
+    outs = {o.name: o for o in articulator.get_outputs()}  # type: ignore[attr-defined]
+    assert list(ins) == ["mel"] and list(outs) == ["articulation"]
+    assert ins["mel"].shape[1:] == [1, 80, 16] and ins["mel"].type == "tensor(float)"
+    assert outs["articulation"].shape[1:] == [4] and outs["articulation"].type == "tensor(float)"
+    ins = {i.name: i for i in mouth.get_inputs()}  # type: ignore[attr-defined]
+    outs = {o.name: o for o in mouth.get_outputs()}  # type: ignore[attr-defined]
+    assert list(ins) == ["articulation", "style", "offset"] and list(outs) == ["rgb", "alpha"]
+    assert [ins[k].shape[1:] for k in ins] == [[4], [12], [2]]
+    assert outs["rgb"].shape[1:] == [3, 96, 128] and outs["alpha"].shape[1:] == [1, 96, 128]
+
+
+def test_committed_files_match_their_build_script() -> None:
+    """Rebuilding gives the same graphs, so the committed .onnx cannot drift from models/build_models.py.
+
+    Byte-identical with the onnx version that built them; with another onnx version, node for node and
+    initializer for initializer (numerically) identical.
+    """
+    onnx = pytest.importorskip("onnx")
+    from onnx import numpy_helper
+
+    sys.path.insert(0, str(MODELS))
+    try:
+        import build_models
+    finally:
+        sys.path.remove(str(MODELS))
+    for name, built in build_models.build_all().items():
+        data = (MODELS / name).read_bytes()
+        if data == built.SerializeToString():
+            continue
+        committed = onnx.load_from_string(data)
+        stale = f"{name} is stale: run python models/build_models.py"
+        assert [(n.op_type, list(n.input), list(n.output), [a.SerializeToString() for a in n.attribute])
+                for n in committed.graph.node] == [
+            (n.op_type, list(n.input), list(n.output), [a.SerializeToString() for a in n.attribute])
+            for n in built.graph.node], stale  # fmt: skip
+        inits = {t.name: numpy_helper.to_array(t) for t in committed.graph.initializer}
+        for t in built.graph.initializer:
+            assert t.name in inits, stale
+            np.testing.assert_array_equal(inits[t.name], numpy_helper.to_array(t), err_msg=stale)
+        assert len(inits) == len(built.graph.initializer), stale
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# articulator
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_articulator_output_is_float32_in_0_1_for_any_window(articulator: object) -> None:
+    rng = np.random.default_rng(0)
+    mel = rng.uniform(-4.0, 4.0, size=(64, 1, 80, 16)).astype(np.float32)
+    mel[:8] = rng.uniform(-40.0, 40.0, size=(8, 1, 80, 16))  # out of range input is clipped, not trusted
+    out = articulate(articulator, mel)
+    assert out.shape == (64, 4) and out.dtype == np.float32
+    assert np.isfinite(out).all() and out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_digital_silence_gives_exactly_zero(articulator: object) -> None:
+    out = articulate(articulator, np.full((5, 1, 80, 16), -4.0, dtype=np.float32))
+    assert np.all(out == 0.0)
+    out = articulate(articulator, windows_for(silence(1.0)))
+    assert np.all(out == 0.0)
+
+
+@pytest.mark.parametrize("level_db", [-35.0, -30.0])
+def test_noise_below_speech_level_keeps_the_mouth_exactly_still(articulator: object, level_db: float) -> None:
+    """White noise 35 (and 30) dB below the normalized speech level (-20 dBFS): every output exactly 0."""
+    rng = np.random.default_rng(1)
+    noise = (rng.standard_normal(2 * SR) * 10 ** ((-20.0 + level_db) / 20)).astype(np.float32)
+    out = articulate(articulator, windows_for(noise, normalize=False))
+    assert np.all(out == 0.0)
+
+
+def test_pauses_in_noisy_speech_are_exactly_closed(articulator: object) -> None:
+    """Vowel, 0.5 s pause, vowel, with white noise 35 dB below the vowels, through the app's gain normalization."""
+    rng = np.random.default_rng(2)
+    clean = np.concatenate([silence(0.3), vowel(AA, 0.5), silence(0.5), vowel(EE, 0.5), silence(0.3)])
+    speech_rms = float(np.sqrt(np.mean(vowel(AA, 0.5) ** 2)))
+    noisy = clean + (rng.standard_normal(len(clean)) * speech_rms * 10 ** (-35 / 20)).astype(np.float32)
+    out = articulate(articulator, windows_for(noisy))
+    centres = (np.arange(len(out)) + 0.5) / FPS
+    in_pause = ((centres > 0.84) & (centres < 1.26)) | (centres < 0.26) | (centres > 1.84)
+    assert np.all(out[in_pause, 0] == 0.0)
+    assert out[(centres > 0.4) & (centres < 0.7), 0].min() > 0.3
+
+
+def test_open_vowel_opens_the_mouth_and_close_vowels_less(articulator: object) -> None:
+    def middle(formants: tuple[float, float, float]) -> np.ndarray:
+        out = articulate(articulator, windows_for(np.concatenate([silence(0.3), vowel(formants), silence(0.3)])))
+        k = len(out) // 2
+        return out[k - 3 : k + 3].mean(axis=0)
+
+    aa, ee, oo = middle(AA), middle(EE), middle(OO)
+    assert aa[0] > 0.3, aa
+    assert aa[0] > ee[0] + 0.2 and aa[0] > oo[0] + 0.2
+    assert ee[1] > 0.5 and ee[1] > aa[1] + 0.3  # EE spreads the lips
+    assert oo[2] > 0.5 and oo[2] > aa[2] + 0.3  # OO rounds them
+
+
+def test_level_does_not_matter_after_normalization(articulator: object) -> None:
+    audio = np.concatenate([silence(0.3), vowel(AA, 0.4), silence(0.08), vowel(AA, 0.4), silence(0.3)])
+    loud = articulate(articulator, windows_for(audio))
+    quiet = articulate(articulator, windows_for(audio * 0.05))
+    np.testing.assert_allclose(loud, quiet, atol=1e-3)
+
+
+def test_closure_between_vowels_presses_and_closes_the_lips(articulator: object) -> None:
+    """A 70 ms silent closure (like the p in "papa") between two open vowels."""
+    audio = np.concatenate([silence(0.3), vowel(AA, 0.3), silence(0.07), vowel(AA, 0.3), silence(0.3)])
+    out = articulate(articulator, windows_for(audio))
+    centres = (np.arange(len(out)) + 0.5) / FPS
+    closure = np.flatnonzero((centres > 0.6) & (centres < 0.67))
+    vowels = (centres > 0.4) & (centres < 0.55)
+    assert out[closure, 0].max() < 0.1 and out[closure, 3].max() > 0.5
+    assert out[vowels, 0].min() > 0.3 and out[vowels, 3].max() < 0.2
+
+
+def test_open_is_smooth_over_a_steady_vowel(articulator: object) -> None:
+    out = articulate(articulator, windows_for(np.concatenate([silence(0.3), vowel(AA, 1.0), silence(0.3)])))
+    steady = out[12:30, 0]
+    assert np.abs(np.diff(steady)).max() < 0.05
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# mouth renderer
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def render(mouth: object, art: list[tuple[float, float, float, float]], style: np.ndarray | None = None,
+           offset: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    a = np.array(art, dtype=np.float32)
+    s = np.repeat((STYLE if style is None else style)[None], len(a), axis=0).astype(np.float32)
+    o = np.zeros((len(a), 2), dtype=np.float32) if offset is None else offset.astype(np.float32)
+    rgb, alpha = mouth.run(None, {"articulation": a, "style": s, "offset": o})  # type: ignore[attr-defined]
+    return rgb, alpha
+
+
+def test_mouth_outputs_premultiplied_rgb_and_alpha_in_range(mouth: object) -> None:
+    rng = np.random.default_rng(3)
+    art = rng.uniform(0, 1, size=(32, 4))
+    rgb, alpha = render(mouth, [tuple(x) for x in art], offset=rng.uniform(-2, 2, size=(32, 2)))
+    assert rgb.shape == (32, 3, 96, 128) and alpha.shape == (32, 1, 96, 128)
+    assert rgb.dtype == np.float32 and alpha.dtype == np.float32
+    assert rgb.min() >= 0.0 and alpha.min() >= 0.0 and alpha.max() <= 1.0
+    assert np.all(rgb <= alpha + 1e-6)  # premultiplied
+    assert alpha.max() == 1.0
+
+
+def test_mouth_stays_inside_the_patch_for_extreme_inputs(mouth: object) -> None:
+    corners = [(o, s, r, p) for o in (0, 1) for s in (0, 1) for r in (0, 1) for p in (0, 1)]
+    styles = [np.array([*STYLE[:9], hw, lt, mo], dtype=np.float32)
+              for hw, lt, mo in ((20, 4, 16), (32, 7, 26), (40, 10, 30), (500, 500, 500), (-5, -5, -5))]  # fmt: skip
+    for style in styles:
+        for offset in ((-2.0, -2.0), (2.0, 2.0), (9.0, -9.0)):
+            off = np.tile(np.array(offset, dtype=np.float32), (len(corners), 1))
+            rgb, alpha = render(mouth, corners, style, off)
+            assert np.isfinite(rgb).all() and np.isfinite(alpha).all()
+            border = np.concatenate([alpha[:, 0, :2].ravel(), alpha[:, 0, -2:].ravel(),
+                                     alpha[:, 0, :, :2].ravel(), alpha[:, 0, :, -2:].ravel()])  # fmt: skip
+            assert border.max() == 0.0
+
+
+def test_closed_and_open_mouths_differ_and_grow_with_open(mouth: object) -> None:
+    rgb, alpha = render(mouth, [(0, 0, 0, 0), (0.5, 0, 0, 0), (1, 0, 0, 0)])
+    assert np.abs(alpha[0] - alpha[2]).sum() > 100 and np.abs(rgb[0] - rgb[2]).sum() > 100
+    areas = alpha.sum(axis=(1, 2, 3))
+    assert areas[0] < areas[1] < areas[2]
+    # the open mouth shows dark inner mouth and light teeth at its centre column; the closed one is all lip
+    col = rgb[2, :, :, 64] / np.maximum(alpha[2, :, :, 64], 1e-6)
+    lum = col.mean(axis=0)[alpha[2, 0, :, 64] > 0.99]
+    assert lum.min() < 0.25 and lum.max() > 0.9
+
+
+def test_rest_width_is_twice_half_width(mouth: object) -> None:
+    for hw in (20.0, 26.0, 32.0):
+        style = np.array([*STYLE[:9], hw, 5.0, 20.0], dtype=np.float32)
+        _, alpha = render(mouth, [(0, 0, 0, 0)], style)
+        width = alpha[0, 0].max(axis=0).sum()  # coverage of the widest row profile, in px
+        assert abs(width - 2 * hw) < 2.5, (hw, width)
+
+
+def test_spread_widens_and_round_narrows(mouth: object) -> None:
+    _, alpha = render(mouth, [(0.5, 0, 0, 0), (0.5, 1, 0, 0), (0.5, 0, 1, 0)])
+    widths = alpha[:, 0].max(axis=1).sum(axis=1)
+    assert widths[1] > widths[0] + 4 and widths[2] < widths[0] - 8
+
+
+def test_press_thins_the_lips(mouth: object) -> None:
+    _, alpha = render(mouth, [(0, 0, 0, 0), (0, 0, 0, 1)])
+    heights = alpha[:, 0].max(axis=2).sum(axis=1)
+    assert heights[1] < heights[0] - 3
+
+
+def test_subpixel_offset_moves_the_mouth(mouth: object) -> None:
+    offsets = np.array([[0.0, 0.0], [0.5, 0.0], [0.0, -1.25]], dtype=np.float32)
+    _, alpha = render(mouth, [(0.6, 0, 0, 0)] * 3, offset=offsets)
+    ys, xs = np.mgrid[0:96, 0:128] + 0.5
+    cx = (alpha[:, 0] * xs).sum(axis=(1, 2)) / alpha[:, 0].sum(axis=(1, 2))
+    cy = (alpha[:, 0] * ys).sum(axis=(1, 2)) / alpha[:, 0].sum(axis=(1, 2))
+    assert abs(cx[0] - 64.0) < 0.05
+    assert abs((cx[1] - cx[0]) - 0.5) < 0.02 and abs((cy[2] - cy[0]) + 1.25) < 0.02
+
+
+def test_mouth_renderer_is_fast(mouth: object) -> None:
+    """The spec is B=64 in well under 20 ms on 2 CPU threads; CI machines vary, so only gross regressions fail."""
+    rng = np.random.default_rng(4)
+    art = [tuple(x) for x in rng.uniform(0, 1, size=(64, 4))]
+    render(mouth, art)
+    times = []
+    for _ in range(5):
+        t = time.perf_counter()
+        render(mouth, art)
+        times.append(time.perf_counter() - t)
+    assert float(np.median(times)) < 0.1
