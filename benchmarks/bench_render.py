@@ -110,8 +110,10 @@ def main() -> None:
             audio = make_speech(secs, Path(tmp) / f"speech{secs}.wav")
             r = run_child(poses[0], audio, args.device)
             rows.append(r)
-            print(f"  {secs / 60:>4.1f} min: peak RSS {r['peak_rss_mb']:.0f} MB (ffmpeg {r['ffmpeg_peak_rss_mb']:.0f} MB), "
-                  f"{r['realtime']:.1f}x realtime, {r['fps']:.0f} frames/s")
+            print(
+                f"  {secs / 60:>4.1f} min: peak RSS {r['peak_rss_mb']:.0f} MB "
+                f"(ffmpeg {r['ffmpeg_peak_rss_mb']:.0f} MB), {r['realtime']:.1f}x realtime, {r['fps']:.0f} frames/s"
+            )
     out = ROOT / "benchmarks" / "out"
     out.mkdir(exist_ok=True)
     (out / "render.json").write_text(json.dumps(rows, indent=2))

@@ -34,13 +34,12 @@ def mouth_box(pose_id: str = POSE, pad: int = 8) -> tuple[slice, slice]:
     """Frame region that contains the mouth wherever idle sway moves it."""
     from a2v_cli.engine import catalog
     from a2v_cli.engine.compose import MAX_SWAY
-    from a2v_cli.engine.lipsync import PATCH_H, PATCH_W
+    from a2v_cli.engine.lipsync import PATCH_H
 
     art = catalog.pose_art(pose_id)
     x = art.head_origin[0] + art.mouth_center[0]
     y = art.head_origin[1] + art.mouth_center[1]
     hw, hh = art.mouth_style.half_width + art.mouth_style.lip_thickness + MAX_SWAY + pad, PATCH_H // 3
-    del PATCH_W
     return slice(int(y - hh), int(y + hh)), slice(int(x - hw), int(x + hw))
 
 
@@ -66,8 +65,12 @@ def test_generate_json_is_the_video_record(speech_render: dict) -> None:
     assert v["status"] == "finished" and v["video_id"].startswith("vid_")
     assert v["video_url"].startswith("file://") and v["mask_video_url"].startswith("file://")
     assert v["pose_id"] == POSE
-    assert Path(v["video_url"].removeprefix("file://")) == speech_render["work"] / "speech.mp4"
-    assert Path(v["mask_video_url"].removeprefix("file://")) == speech_render["work"] / "speech.mask.mp4"
+    # the history keeps its own copy under A2V_HOME; -o (and the mask beside it) get the same bytes
+    kept = Path(v["video_url"].removeprefix("file://"))
+    assert kept.is_relative_to(speech_render["home"])
+    assert kept.read_bytes() == (speech_render["work"] / "speech.mp4").read_bytes()
+    kept_mask = Path(v["mask_video_url"].removeprefix("file://"))
+    assert kept_mask.read_bytes() == (speech_render["work"] / "speech.mask.mp4").read_bytes()
 
 
 def test_video_format_frame_count_and_durations(speech_render: dict) -> None:
@@ -176,8 +179,8 @@ def test_stdin_audio(isolated: Path) -> None:
     r = run_cli("generate", "--pose", POSE, "--audio", "-", "--json", input=SPEECH.read_bytes())
     assert r.code == 0, r.stderr
     v = r.json()
-    out = Path(v["video_url"].removeprefix("file://"))
-    assert out.parent == isolated and out.name == f"a2v-{v['video_id']}.mp4"
+    out = isolated / f"a2v-{v['video_id']}.mp4"
+    assert out.is_file() and (isolated / f"a2v-{v['video_id']}.mask.mp4").is_file()
     assert len(decode_frames(out)) == math.ceil(wav_duration(SPEECH) * 25)
 
 
@@ -207,10 +210,10 @@ def test_http_url_audio(tmp_path: Path) -> None:
         server.server_close()
 
 
-def test_alpha_webm_and_mov(tmp_path: Path) -> None:
+def test_alpha_webm_and_mov(isolated: Path) -> None:
     v = generate(SPEECH, "--alpha-format", "webm")
-    webm = Path(v["alpha_video_url"].removeprefix("file://"))
-    assert webm.name == "out.alpha.webm"
+    webm = isolated / "out.alpha.webm"
+    assert webm.read_bytes() == Path(v["alpha_video_url"].removeprefix("file://")).read_bytes()
     rgba = decode_frames(webm, "rgba", codec="libvpx-vp9")
     mask = decode_frames(Path(v["mask_video_url"].removeprefix("file://")), "gray")[..., 0]
     assert len(rgba) == len(mask)
@@ -294,14 +297,17 @@ def test_ctrl_c_leaves_nothing_and_marks_failed(isolated: Path, tmp_path: Path) 
         [sys.executable, "-m", "a2v_cli", "generate", "--pose", POSE, "--audio", str(long_wav), "-o", "long.mp4"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
+    home = Path(os.environ["A2V_HOME"])
     deadline = time.monotonic() + 60
-    while not list(isolated.glob(".long.mp4.*.part")) and time.monotonic() < deadline:
+    while not list(home.glob("videos/*/.*.part")) and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert proc.poll() is None, "the render ended before it could be interrupted"
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == ExitCode.INTERRUPTED, err
     assert "interrupted" in err.decode() and "Traceback" not in err.decode()
     assert list(isolated.iterdir()) == [], list(isolated.iterdir())
+    assert not [p for p in home.rglob("*") if p.suffix in (".part", ".mp4")]
     videos = run_cli("video", "list", "--json").json()
     assert len(videos) == 1 and videos[0]["status"] == "failed" and videos[0]["error"] == "interrupted"

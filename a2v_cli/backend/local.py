@@ -47,6 +47,18 @@ def check_writable(path: Path, force: bool) -> None:
         raise InputError(f"cannot write {path}: directory {parent} is not writable", "choose another -o")
 
 
+def place(src: Path, dest: Path) -> Path:
+    """Put ``src`` at ``dest`` atomically: a hard link when possible (no extra disk), else a copy."""
+    tmp = dest.with_name(f".{dest.name}.part")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    tmp.replace(dest)
+    return dest
+
+
 class LocalBackend:
     mode = "local"
 
@@ -105,6 +117,7 @@ class LocalBackend:
             raise InputError("the video and mask outputs must be different files", "change --mask-output")
         for p in paths:
             check_writable(p, options.force)
+        kept = self.home / "videos" / video_id  # the history's own copy; outputs are links to it
         with tempfile.TemporaryDirectory(prefix="a2v-") as tmp:
             work = Path(tmp)
             prepared = decode(fetch(audio, work, options.stdin), work, config.max_audio_seconds())
@@ -115,9 +128,9 @@ class LocalBackend:
                     RenderJob(
                         pose_id=pose_id,
                         audio=prepared,
-                        video_path=video_path,
-                        mask_path=mask_path,
-                        alpha_path=alpha_path,
+                        video_path=kept / "video.mp4",
+                        mask_path=kept / "mask.mp4",
+                        alpha_path=kept / f"alpha.{options.alpha_format}" if alpha_path else None,
                         alpha_format=options.alpha_format,
                         device=options.device,
                         model=options.model,
@@ -132,8 +145,9 @@ class LocalBackend:
                 else:
                     reason = f"{err.__class__.__name__}: {err}"
                 self.store.update(video_id, status="failed", error=reason)
+                shutil.rmtree(kept, ignore_errors=True)
                 raise
-        return self.store.update(
+        video = self.store.update(
             video_id,
             status="finished",
             video_url=file_url(result.video_path),
@@ -141,3 +155,8 @@ class LocalBackend:
             alpha_video_url=file_url(result.alpha_path) if result.alpha_path else None,
             frame_count=result.frame_count,
         )
+        place(result.video_path, video_path)
+        place(result.mask_path, mask_path)
+        if result.alpha_path and alpha_path:
+            place(result.alpha_path, alpha_path)
+        return video
