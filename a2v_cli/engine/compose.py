@@ -66,8 +66,12 @@ def _shift(sprite: np.ndarray, fx: float, fy: float) -> np.ndarray:
 class Compositor:
     """Builds frames (RGB over the pose's background) and masks for any frame indices."""
 
-    def __init__(self, art: PoseArt, fps: float, straight_alpha: bool = False) -> None:
+    def __init__(self, art: PoseArt, fps: float, straight_alpha: bool = False, ring: int = 4) -> None:
         self.art = art
+        self.ring = ring
+        self._ring: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
+        self._ring_size = 0
+        self._next = 0
         self.fps = fps
         self.height, self.width = art.background.shape[:2]
         self.straight_alpha = straight_alpha
@@ -119,18 +123,42 @@ class Compositor:
             self._cache.popitem(last=False)
         return entry
 
+    def _buffers(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The next set of output buffers, filled with the static base once when first allocated.
+
+        Only the head box ever changes between frames, so a reused buffer needs no base copy; that
+        and not faulting in fresh pages for every batch is most of the compositor's speed.
+        """
+        if self._ring_size < n or not self._ring:
+            self._ring = []
+            self._ring_size = n
+        if len(self._ring) < self.ring:
+            shape = (self._ring_size, self.height, self.width)
+            rgb = np.empty((*shape, 3), dtype=np.uint8)
+            rgb[:] = self.base_rgb
+            mask = np.empty(shape, dtype=np.uint8)
+            mask[:] = self.base_mask
+            straight = None
+            if self.straight_alpha:
+                straight = np.empty_like(rgb)
+                straight[:] = self.base_straight
+            self._ring.append((rgb, mask, straight))
+        bufs = self._ring[self._next % len(self._ring)]
+        self._next += 1
+        return bufs
+
     def compose(self, frames: range) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
-        """RGB (B,H,W,3), mask (B,H,W), straight-alpha RGB or None, and mouth centres (B,2) for ``frames``."""
+        """RGB (B,H,W,3), mask (B,H,W), straight-alpha RGB or None, and mouth centres (B,2) for ``frames``.
+
+        The arrays are reused every ``ring`` calls: a consumer must be done with a batch by then
+        (the encoder's bounded queues guarantee it).
+        """
         n = len(frames)
-        rgb = np.empty((n, self.height, self.width, 3), dtype=np.uint8)
-        mask = np.empty((n, self.height, self.width), dtype=np.uint8)
-        straight = np.empty_like(rgb) if self.straight_alpha else None
+        rgb_all, mask_all, straight_all = self._buffers(n)
+        rgb, mask = rgb_all[:n], mask_all[:n]
+        straight = straight_all[:n] if straight_all is not None else None
         mouths = np.empty((n, 2), dtype=np.float32)
         y0, y1, x0, x1 = self.box
-        rgb[:] = self.base_rgb
-        mask[:] = self.base_mask
-        if straight is not None:
-            straight[:] = self.base_straight
         for i, f in enumerate(frames):
             state = idle_state(f, self.fps)
             entry = self._head_box(state)

@@ -88,11 +88,17 @@ class BuiltinModel:
         rgb, alpha = self.mouth.session.run(
             None, {"articulation": art, "style": np.repeat(self.style[None], n, axis=0), "offset": offsets}
         )
-        rgb = rgb.transpose(0, 2, 3, 1) * np.float32(255.0)  # (B,96,128,3) premultiplied
-        alpha = alpha.transpose(0, 2, 3, 1)
+        # blend only the rows and columns any mouth of this batch covers (about half the patch)
+        rows = np.flatnonzero(alpha.max(axis=(0, 1, 3)) > 0)
+        cols = np.flatnonzero(alpha.max(axis=(0, 1, 2)) > 0)
+        if len(rows) == 0:
+            return art
+        r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        rgb = rgb[:, :, r0:r1, c0:c1].transpose(0, 2, 3, 1) * np.float32(255.0)  # premultiplied
+        alpha = alpha[:, :, r0:r1, c0:c1].transpose(0, 2, 3, 1)
         for i in range(n):
-            x0 = int(floor[i, 0]) - PATCH_W // 2
-            y0 = int(floor[i, 1]) - PATCH_H // 2
+            x0 = int(floor[i, 0]) - PATCH_W // 2 + c0
+            y0 = int(floor[i, 1]) - PATCH_H // 2 + r0
             for target in targets:
                 blend_patch(target[i], rgb[i], alpha[i], x0, y0)
         return art

@@ -18,7 +18,7 @@ from a2v_cli import __version__
 from a2v_cli.engine import catalog
 from a2v_cli.engine.audio import PcmReader, PreparedAudio
 from a2v_cli.engine.compose import Compositor
-from a2v_cli.engine.encode import FfmpegWriter, alpha_video, h264_mask, h264_video
+from a2v_cli.engine.encode import QUEUE_BATCHES, FfmpegWriter, alpha_video, h264_mask, h264_video
 from a2v_cli.engine.features import HOP, N_FFT, WINDOW_FRAMES, log_mel, stack_windows
 from a2v_cli.engine.lipsync import LipSyncModel, load_model, window_count
 
@@ -67,7 +67,8 @@ def render(job: RenderJob, on_progress: ProgressFn | None = None, model: LipSync
     """Render ``job``; on any error or interrupt no output file is left behind."""
     t_start = time.perf_counter()
     art = catalog.pose_art(job.pose_id)
-    comp = Compositor(art, job.fps, straight_alpha=job.alpha_path is not None)
+    # a batch stays queued or in a writer for at most QUEUE_BATCHES + 1 later batches
+    comp = Compositor(art, job.fps, straight_alpha=job.alpha_path is not None, ring=QUEUE_BATCHES + 2)
     model = model or load_model(job.model, art, job.device)
     total = window_count(job.audio.duration, job.fps)
     meta = {
