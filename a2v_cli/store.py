@@ -1,14 +1,19 @@
 """The video history: a small SQLite database, so `video get` / `video list` work across runs.
 
-One row per video; `owner` keeps each API token's videos apart when the server uses it.
+One row per video; `owner` keeps each API token's videos apart when the server uses it. The server
+also keeps its job queue here (`audio_url`, `idempotency_key`, `attempts`), so an accepted job is on
+disk before the client hears about it and survives a crash.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 import uuid
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -34,6 +39,14 @@ CREATE TABLE IF NOT EXISTS videos (
 CREATE INDEX IF NOT EXISTS videos_owner_seq ON videos(owner, seq);
 """
 
+# Job columns, added to databases created before the server existed (ALTER TABLE keeps their rows).
+_JOB_COLUMNS = {"audio_url": "TEXT", "idempotency_key": "TEXT", "attempts": "INTEGER NOT NULL DEFAULT 0"}
+_JOB_INDEXES = """
+CREATE UNIQUE INDEX IF NOT EXISTS videos_owner_idempotency ON videos(owner, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS videos_status_seq ON videos(status, seq);
+"""
+
 _COLUMNS = (
     "video_id", "status", "video_url", "mask_video_url", "pose_id", "created_at", "updated_at",
     "duration", "frame_count", "error", "alpha_video_url",
@@ -44,29 +57,81 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _close_all(connections: list[sqlite3.Connection]) -> None:
+    for db in connections:
+        db.close()
+    connections.clear()
+
+
 def new_video_id() -> str:
     return "vid_" + uuid.uuid4().hex[:20]
 
 
-class VideoStore:
-    """Durable video records. Every method opens its own short transaction, so a crash loses nothing."""
+@dataclass(frozen=True)
+class Job:
+    """What a worker needs to render one queued video."""
 
-    def __init__(self, path: Path) -> None:
+    video_id: str
+    owner: str
+    pose_id: str
+    audio_url: str
+    attempts: int
+
+
+class VideoStore:
+    """Durable video records. Every method opens its own short transaction, so a crash loses nothing.
+
+    ``synchronous="FULL"`` makes every commit reach the disk before it returns (the server uses it, so an
+    acknowledged job survives a power cut too); ``NORMAL`` survives a crash of the process.
+    """
+
+    def __init__(self, path: Path, synchronous: str = "NORMAL") -> None:
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
         self.path = path
+        self.synchronous = synchronous
         path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, timeout=30)
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+            have = {r[1] for r in db.execute("PRAGMA table_info(videos)")}
+            for name, decl in _JOB_COLUMNS.items():
+                if name not in have:
+                    db.execute(f"ALTER TABLE videos ADD COLUMN {name} {decl}")
+            db.executescript(_JOB_INDEXES)
         finally:
             db.close()
+
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's connection for reads, kept open: a read then costs microseconds, not a connect.
+
+        In WAL mode readers never block the writer and each statement sees a committed snapshot.
+        Each connection is used only by the thread that opened it; ``close()`` closes them all.
+        """
+        if "_readers" not in self.__dict__:
+            self._local = threading.local()
+            self._readers: list[sqlite3.Connection] = []
+            weakref.finalize(self, _close_all, self._readers)
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            self._local.db = db
+            self._readers.append(db)
+        return db
+
+    def close(self) -> None:
+        """Close the kept-open read connections (the store stays usable; reads reopen them)."""
+        readers = self.__dict__.pop("_readers", [])
+        self.__dict__.pop("_local", None)
+        _close_all(readers)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(f"PRAGMA synchronous={self.synchronous}")
             db.execute("BEGIN IMMEDIATE")
             yield db
             db.execute("COMMIT")
@@ -106,10 +171,9 @@ class VideoStore:
         return Video(**dict(zip(_COLUMNS, row)))
 
     def get(self, video_id: str, owner: str = "") -> Video | None:
-        with self._connect() as db:
-            row = db.execute(
-                f"SELECT {', '.join(_COLUMNS)} FROM videos WHERE video_id = ? AND owner = ?", (video_id, owner)
-            ).fetchone()
+        row = self._reader().execute(
+            f"SELECT {', '.join(_COLUMNS)} FROM videos WHERE video_id = ? AND owner = ?", (video_id, owner)
+        ).fetchone()
         return Video(**dict(zip(_COLUMNS, row))) if row else None
 
     def list(self, owner: str = "", limit: int | None = None, before_seq: int | None = None) -> list[Video]:
@@ -126,6 +190,101 @@ class VideoStore:
         with self._connect() as db:
             rows = db.execute(sql, args).fetchall()
         return [Video(**dict(zip(_COLUMNS, r))) for r in rows]
+
+    def page(
+        self, owner: str, limit: int | None = None, before_seq: int | None = None
+    ) -> tuple[list[Video], int | None]:
+        """Newest first, and the ``seq`` to continue before when more rows exist (else None)."""
+        sql = f"SELECT {', '.join(_COLUMNS)}, seq FROM videos WHERE owner = ?"
+        args: list[Any] = [owner]
+        if before_seq is not None:
+            sql += " AND seq < ?"
+            args.append(before_seq)
+        sql += " ORDER BY seq DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit + 1)
+        rows = self._reader().execute(sql, args).fetchall()
+        more = limit is not None and len(rows) > limit
+        rows = rows[:limit] if more else rows
+        videos = [Video(**dict(zip(_COLUMNS, r[:-1]))) for r in rows]
+        return videos, (rows[-1][-1] if more else None)
+
+    # --- the server's job queue -------------------------------------------------------------------
+
+    def create_job(
+        self, pose_id: str, owner: str, audio_url: str, idempotency_key: str | None = None
+    ) -> tuple[Video, Job, bool]:
+        """Queue a pending video in one transaction; with a known ``idempotency_key`` return that one instead.
+
+        The third value says whether a new job was created.
+        """
+        ts = now_iso()
+        video_id = new_video_id()
+        with self._connect() as db:
+            if idempotency_key is not None:
+                row = db.execute(
+                    "SELECT video_id FROM videos WHERE owner = ? AND idempotency_key = ?", (owner, idempotency_key)
+                ).fetchone()
+                if row:
+                    video_id = row[0]
+            if idempotency_key is None or not row:
+                seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM videos").fetchone()[0]
+                db.execute(
+                    "INSERT INTO videos (video_id, owner, pose_id, status, created_at, updated_at, seq, audio_url, "
+                    "idempotency_key) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
+                    (video_id, owner, pose_id, ts, ts, seq, audio_url, idempotency_key),
+                )
+                created = True
+            else:
+                created = False
+            video = self._row(db, video_id)
+            job = self._job(db, video_id)
+        assert video is not None and job is not None
+        return video, job, created
+
+    def claim_next(self) -> Job | None:
+        """Move the oldest pending job to processing (counting the attempt) and return it."""
+        with self._connect() as db:
+            row = db.execute("SELECT video_id FROM videos WHERE status = 'pending' ORDER BY seq LIMIT 1").fetchone()
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE videos SET status = 'processing', attempts = attempts + 1, updated_at = ? WHERE video_id = ?",
+                (now_iso(), row[0]),
+            )
+            return self._job(db, row[0])
+
+    def requeue(self, video_id: str | None = None) -> list[str]:
+        """Put one processing job (or, with no id, every one) back to pending; returns the ids moved."""
+        with self._connect() as db:
+            if video_id is None:
+                ids = [r[0] for r in db.execute("SELECT video_id FROM videos WHERE status = 'processing'")]
+            else:
+                ids = [video_id]
+            for vid in ids:
+                db.execute(
+                    "UPDATE videos SET status = 'pending', updated_at = ? WHERE video_id = ? AND status = 'processing'",
+                    (now_iso(), vid),
+                )
+        return ids
+
+    def job(self, video_id: str) -> Job | None:
+        with self._connect() as db:
+            return self._job(db, video_id)
+
+    @staticmethod
+    def _row(db: sqlite3.Connection, video_id: str) -> Video | None:
+        row = db.execute(f"SELECT {', '.join(_COLUMNS)} FROM videos WHERE video_id = ?", (video_id,)).fetchone()
+        return Video(**dict(zip(_COLUMNS, row))) if row else None
+
+    @staticmethod
+    def _job(db: sqlite3.Connection, video_id: str) -> Job | None:
+        row = db.execute(
+            "SELECT video_id, owner, pose_id, COALESCE(audio_url, ''), attempts FROM videos WHERE video_id = ?",
+            (video_id,),
+        ).fetchone()
+        return Job(*row) if row else None
 
     def ids(self, owner: str = "") -> list[str]:
         with self._connect() as db:

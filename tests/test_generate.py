@@ -292,7 +292,7 @@ def test_existing_output_refused_unless_force(isolated: Path) -> None:
 def test_ctrl_c_leaves_nothing_and_marks_failed(isolated: Path, tmp_path: Path) -> None:
     audio, rate = sf.read(SPEECH, dtype="float32")
     long_wav = tmp_path / "long.wav"
-    sf.write(long_wav, np.tile(audio, 40), rate)  # ~3 minutes: still rendering when interrupted
+    sf.write(long_wav, np.tile(audio, 80), rate)  # ~6 minutes: still rendering when interrupted
     proc = subprocess.Popen(
         [sys.executable, "-m", "a2v_cli", "generate", "--pose", POSE, "--audio", str(long_wav), "-o", "long.mp4"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)},

@@ -1,0 +1,549 @@
+"""The HTTP layer: the A2V API's five endpoints, its extensions, errors as envelopes, OpenAPI.
+
+Routes only translate HTTP to the job queue, the catalog and the history; rendering happens in the
+workers' child processes (`jobs`, `render_worker`). Database work, DNS lookups and uploads run in the
+thread pool (plain `def` routes), never on the event loop; avatar and pose lists are built once per
+base URL and served as cached bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, File, Header, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import FileResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from a2v_cli import __version__, config
+from a2v_cli.engine import catalog
+from a2v_cli.errors import A2VError, AuthError, InputError, NotFoundError
+from a2v_cli.schema import Video
+from a2v_cli.server import models
+from a2v_cli.server.fetch import FetchPolicy, check_url, human_size
+from a2v_cli.server.jobs import JobRunner, SqliteJobQueue, WorkerPool
+from a2v_cli.server.security import Tokens, UrlSigner, load_signing_key, load_tokens
+from a2v_cli.server.settings import ServerSettings
+from a2v_cli.server.uploads import UPLOAD_SCHEME, PayloadTooLargeError, UploadStore
+from a2v_cli.store import VideoStore
+
+log = logging.getLogger("a2v.server")
+
+API = "/v1/a2v"
+JSON_BODY_LIMIT = 64 * 1024  # video.generate's body is two short strings
+MULTIPART_SLACK = 1024 * 1024  # multipart headers and boundaries on top of the file itself
+VIDEO_ID = re.compile(r"vid_[0-9a-f]{20}")
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+FILES = {"video.mp4": "video_url", "mask.mp4": "mask_video_url"}  # file name -> Video field
+
+
+class ForbiddenError(A2VError):
+    """A signed download URL with a bad signature or past its expiry."""
+
+    api_code = 40300
+    http_status = 403
+
+
+# --- state -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class ServerState:
+    """Everything the routes share, opened once per app."""
+
+    settings: ServerSettings
+    data_dir: Path
+    store: VideoStore
+    queue: SqliteJobQueue
+    uploads: UploadStore
+    signer: UrlSigner
+    tokens: Tokens
+    pool: WorkerPool
+    policy: FetchPolicy
+    cache: dict[str, bytes] = field(default_factory=dict)
+    lock_file: Any = None
+
+    @classmethod
+    def open(cls, settings: ServerSettings) -> ServerState:
+        data_dir = (settings.data_dir or config.home_dir() / "server").expanduser().resolve()
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # secrets, uploads and videos: owner only
+        store = VideoStore(data_dir / "server.db", synchronous="FULL")
+        queue = SqliteJobQueue(store)
+        uploads = UploadStore(data_dir / "server.db", data_dir / "uploads")
+        policy = FetchPolicy(max_bytes=settings.max_upload_bytes, allow_private=settings.allow_private_urls)
+        runner = JobRunner(data_dir, uploads, policy, settings.max_audio_seconds, settings.device)
+        return cls(
+            settings=settings,
+            data_dir=data_dir,
+            store=store,
+            queue=queue,
+            uploads=uploads,
+            signer=UrlSigner(load_signing_key(data_dir), settings.url_lifetime_s),
+            tokens=load_tokens(data_dir, settings.tokens_file),
+            pool=WorkerPool(queue, runner, settings.workers),
+            policy=policy,
+        )
+
+    def lock(self) -> None:
+        """Hold the data dir's lock (idempotent); released by ``unlock``."""
+        if self.lock_file is None:
+            self.lock_file = _lock_data_dir(self.data_dir)
+
+    def unlock(self) -> None:
+        if self.lock_file is not None:
+            self.lock_file.close()
+            self.lock_file = None
+
+    def base_url(self, request: Request) -> str:
+        """The absolute URL prefix for links: --public-url, else http://host:port, else what the client used."""
+        s = self.settings
+        if s.public_url:
+            return s.public_url.rstrip("/")
+        if s.host in ("", "0.0.0.0", "::") or s.port == 0:
+            return str(request.base_url).rstrip("/")
+        host = f"[{s.host}]" if ":" in s.host else s.host
+        return f"http://{host}:{s.port}"
+
+    def present(self, video: Video, base: str) -> dict[str, Any]:
+        """The API object of ``video``: result URLs are freshly signed links to this server."""
+        d = video.to_dict()
+        for name, key in FILES.items():
+            if d.get(key):
+                if video.status == "finished":
+                    expires, sig = self.signer.sign(video.video_id, name)
+                    d[key] = f"{base}{API}/files/{video.video_id}/{name}?expires={expires}&signature={sig}"
+                else:
+                    d[key] = None
+        d["alpha_video_url"] = None
+        return d
+
+
+def _lock_data_dir(data_dir: Path) -> Any:
+    """One server per data dir: startup requeues unfinished jobs, which would steal another server's work."""
+    f = open(data_dir / "server.lock", "a+")
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory lock; documented
+        return f
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        from a2v_cli.errors import UnavailableError
+
+        raise UnavailableError(
+            f"another a2v server is already using the data dir {data_dir}", "stop it or give --data-dir"
+        ) from None
+    return f
+
+
+# --- envelopes and errors --------------------------------------------------------------------------
+
+
+def envelope(data: Any, status: int = 200, code: int = 0, message: str = "success", **extra: Any) -> Response:
+    body = {"code": code, "data": data, "message": message, **extra}
+    return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")), status, media_type="application/json")
+
+
+def error_response(err: A2VError) -> Response:
+    resp = envelope(None, status=err.http_status, code=err.api_code, message=str(err))
+    if isinstance(err, AuthError):
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="a2v"'
+    return resp
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for e in exc.errors()[:5]:
+        where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query", "header"))
+        parts.append(f"{where}: {e.get('msg', 'invalid')}" if where else str(e.get("msg", "invalid")))
+    return "invalid request: " + "; ".join(parts)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(A2VError)
+    async def a2v_error(request: Request, exc: A2VError) -> Response:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return envelope(None, status=400, code=InputError.api_code, message=_validation_message(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        codes = {404: 40400, 405: 40500, 413: 41300}
+        code = codes.get(exc.status_code, exc.status_code * 100 if exc.status_code < 500 else 50000)
+        message = {404: f"no such endpoint: {request.url.path}", 405: f"method {request.method} not allowed"}.get(
+            exc.status_code, str(exc.detail)
+        )
+        resp = envelope(None, status=exc.status_code, code=code, message=message)
+        for k, v in (exc.headers or {}).items():
+            resp.headers[k] = v
+        return resp
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        log.exception("internal error on %s %s", request.method, request.url.path)
+        return envelope(None, status=500, code=50000, message=f"internal error: {exc.__class__.__name__}")
+
+
+class BodyLimit:
+    """Refuse request bodies over a per-path cap with the 41300 envelope, whether declared or streamed.
+
+    The cap is enforced on the bytes actually received (a client may lie in Content-Length or send
+    chunked), before anything is parsed or spooled to disk beyond the cap.
+    """
+
+    def __init__(self, app: ASGIApp, limit_for: Callable[[str], int]) -> None:
+        self.app = app
+        self.limit_for = limit_for
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope["path"])
+        too_big = PayloadTooLargeError(f"the request body is larger than the limit of {human_size(limit)}")
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            await error_response(too_big)(scope, receive, send)
+            return
+        state = {"received": 0, "exceeded": False, "started": False}
+
+        async def limited_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                state["received"] += len(message.get("body", b""))
+                if state["received"] > limit:
+                    state["exceeded"] = True
+                    raise too_big
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if state["exceeded"]:
+                if message["type"] == "http.response.start" and not state["started"]:
+                    state["started"] = True
+                    await error_response(too_big)(scope, receive, send)
+                return
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except PayloadTooLargeError:
+            if not state["started"]:
+                state["started"] = True
+                await error_response(too_big)(scope, receive, send)
+
+
+class RedactSignatures(logging.Filter):
+    """Keep signed-URL signatures out of the access log (they work like passwords for a day)."""
+
+    _sig = re.compile(r"(signature=)[0-9a-fA-F]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._sig.sub(r"\1REDACTED", a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+# --- the app ---------------------------------------------------------------------------------------
+
+
+def _encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, _, value = raw.partition(":")
+        if kind != "seq" or not value.isdigit():
+            raise ValueError
+        return int(value)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InputError("invalid cursor", "pass the next_cursor of a previous video.list answer") from None
+
+
+ERRORS = {
+    400: {"model": models.ErrorResponse, "description": "Bad request (code 40000)."},
+    401: {"model": models.ErrorResponse, "description": "Missing or invalid bearer token (code 40100)."},
+}
+NOT_FOUND = {404: {"model": models.ErrorResponse, "description": "Unknown id (code 40400)."}}
+
+
+def create_app(settings: ServerSettings) -> FastAPI:
+    """A FastAPI app serving the A2V API from ``settings.data_dir``; workers run while the app's lifespan does."""
+    state = ServerState.open(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(state.lock)
+        requeued = await run_in_threadpool(state.queue.recover)
+        if requeued:
+            log.info("requeued %d unfinished job(s) from the last run: %s", len(requeued), ", ".join(requeued))
+        state.pool.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(state.pool.stop, settings.shutdown_grace_s)
+            state.unlock()
+
+    app = FastAPI(
+        title="A2V API (a2v server)",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.a2v = state
+    _install_error_handlers(app)
+    upload_path = f"{API}/audio.upload"
+    app.add_middleware(
+        BodyLimit,
+        limit_for=lambda path: settings.max_upload_bytes + MULTIPART_SLACK if path == upload_path else JSON_BODY_LIMIT,
+    )
+    bearer = HTTPBearer(auto_error=False, description="A token from --tokens-file or A2V_SERVER_TOKENS.")
+
+    async def owner(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str:
+        """The name of the caller's token; AuthError (401) without a valid one."""
+        if credentials is None or not credentials.credentials:
+            raise AuthError("missing bearer token", "send Authorization: Bearer <token>")
+        name = state.tokens.owner(credentials.credentials)
+        if name is None:
+            raise AuthError("invalid token")
+        return name
+
+    def cached(key: str, build: Callable[[], Any]) -> Response:
+        body = state.cache.get(key)
+        if body is None:
+            body = envelope(build()).body
+            state.cache[key] = body
+        return Response(body, media_type="application/json")
+
+    def preview_urls(base: str) -> dict[str, str]:
+        return {pid: f"{base}{API}/previews/{pid}.png" for pid in catalog.packaged_previews()}
+
+    @app.get(f"{API}/avatar.list", response_model=models.AvatarListResponse, responses=ERRORS, tags=["A2V"])
+    async def avatar_list(request: Request, _: str = Depends(owner)) -> Response:
+        """Every avatar (Realtime API)."""
+        base = state.base_url(request)
+        return cached(f"avatars {base}", lambda: [a.to_dict() for a in catalog.avatars(preview_urls(base))])
+
+    @app.get(
+        f"{API}/avatar-pose.list", response_model=models.PoseListResponse, responses={**ERRORS, **NOT_FOUND},
+        tags=["A2V"],
+    )
+    async def avatar_pose_list(
+        request: Request, avatar_id: str = Query(max_length=200), _: str = Depends(owner)
+    ) -> Response:
+        """The poses of one avatar (Realtime API); 40400 for an unknown avatar_id."""
+        if avatar_id not in catalog.avatar_ids():
+            catalog.poses(avatar_id)  # raises NotFoundError with suggestions
+        base = state.base_url(request)
+        return cached(
+            f"poses {avatar_id} {base}", lambda: [p.to_dict() for p in catalog.poses(avatar_id, preview_urls(base))]
+        )
+
+    @app.post(
+        f"{API}/video.generate", response_model=models.VideoResponse, responses={**ERRORS, **NOT_FOUND}, tags=["A2V"]
+    )
+    def video_generate(
+        body: models.GenerateRequest,
+        request: Request,
+        who: str = Depends(owner),
+        idempotency_key: str | None = Header(
+            None,
+            alias="Idempotency-Key",
+            max_length=255,
+            description="Extension: the same key from the same token returns the first request's video "
+            "instead of queueing another.",
+        ),
+    ) -> Response:
+        """Queue a video (Offline Processing API). The job is on disk before this answers; poll video.get.
+
+        Refused before queueing (40000): a scheme other than http/https, credentials in the URL, a host
+        that does not resolve, or one that resolves to a private, loopback, link-local, multicast,
+        reserved or metadata address. Problems found while downloading (redirects, size, time, not
+        audio, too long) make the video `failed` with the reason in `error`.
+        """
+        if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+            raise InputError("Idempotency-Key must be 1 to 255 printable ASCII characters without spaces")
+        catalog.pose(body.pose_id)
+        base = state.base_url(request)
+        audio_url = body.audio_url.strip()
+        upload_id = _own_upload_id(audio_url, {base, str(request.base_url).rstrip("/")})
+        if upload_id is not None:
+            state.uploads.path(upload_id, who)  # 40400 unless this token uploaded it
+            audio_url = UPLOAD_SCHEME + upload_id
+        else:
+            check_url(audio_url, state.policy)
+        video, job, created = state.queue.submit(who, body.pose_id, audio_url, idempotency_key)
+        if not created and (job.pose_id, job.audio_url) != (body.pose_id, audio_url):
+            raise InputError(
+                "this Idempotency-Key was already used with a different pose_id or audio_url",
+                "use a new key for a new video",
+            )
+        if created:
+            log.info("queued %s for %s (pose %s)", video.video_id, who, body.pose_id)
+        return envelope(state.present(video, base))
+
+    @app.get(f"{API}/video.get", response_model=models.VideoResponse, responses={**ERRORS, **NOT_FOUND}, tags=["A2V"])
+    def video_get(request: Request, video_id: str = Query(max_length=100), who: str = Depends(owner)) -> Response:
+        """One video of the caller's (Realtime API); another token's video is 40400 like an unknown one."""
+        video = state.store.get(video_id, owner=who) if VIDEO_ID.fullmatch(video_id) else None
+        if video is None:
+            raise NotFoundError(f"unknown video {video_id!r}")
+        return envelope(state.present(video, state.base_url(request)))
+
+    @app.get(f"{API}/video.list", response_model=models.VideoListResponse, responses=ERRORS, tags=["A2V"])
+    def video_list(
+        request: Request,
+        limit: int | None = Query(
+            None, ge=1, le=100, description="Extension: at most this many videos; more come with next_cursor."
+        ),
+        cursor: str | None = Query(
+            None, max_length=200, description="Extension: the next_cursor of the previous page."
+        ),
+        who: str = Depends(owner),
+    ) -> Response:
+        """The caller's videos, newest first (Realtime API). Without `limit`, all of them."""
+        before = _decode_cursor(cursor) if cursor else None
+        videos, next_seq = state.store.page(who, limit, before)
+        base = state.base_url(request)
+        extra = {"next_cursor": _encode_cursor(next_seq)} if next_seq is not None else {}
+        return envelope([state.present(v, base) for v in videos], **extra)
+
+    @app.post(
+        upload_path,
+        response_model=models.UploadResponse,
+        responses={**ERRORS, 413: {"model": models.ErrorResponse, "description": "Over the size cap (41300)."}},
+        tags=["Extensions"],
+    )
+    def audio_upload(
+        request: Request,
+        file: UploadFile = File(description="The audio file (WAV, FLAC, OGG, MP3, M4A...)."),
+        who: str = Depends(owner),
+    ) -> Response:
+        """Extension: store an audio file on this server; returns an audio_url for video.generate.
+
+        Only the uploading token can use (or download) it. Over --max-upload-bytes: 41300 (HTTP 413).
+        """
+        upload_id = state.uploads.save(file.file, who, settings.max_upload_bytes)
+        log.info("stored upload %s for %s", upload_id, who)
+        return envelope({"audio_url": f"{state.base_url(request)}{API}/uploads/{upload_id}"})
+
+    @app.get(
+        f"{API}/uploads/{{upload_id}}",
+        response_class=FileResponse,
+        responses={**ERRORS, **NOT_FOUND, 200: {"content": {"application/octet-stream": {}}}},
+        tags=["Extensions"],
+    )
+    def upload_get(upload_id: str, who: str = Depends(owner)) -> FileResponse:
+        """Extension: download an upload again (its uploader only)."""
+        return FileResponse(state.uploads.path(upload_id, who), media_type="application/octet-stream")
+
+    @app.head(f"{API}/files/{{video_id}}/{{name}}", include_in_schema=False)
+    @app.get(
+        f"{API}/files/{{video_id}}/{{name}}",
+        response_class=FileResponse,
+        responses={
+            200: {"content": {"video/mp4": {}}, "description": "The file."},
+            206: {"content": {"video/mp4": {}}, "description": "The requested byte range."},
+            400: ERRORS[400],
+            403: {"model": models.ErrorResponse, "description": "Bad or expired signature (40300)."},
+            **NOT_FOUND,
+        },
+        tags=["Extensions"],
+    )
+    def video_file(
+        video_id: str,
+        name: str,
+        expires: str = Query("", max_length=20),
+        signature: str = Query("", max_length=128),
+    ) -> FileResponse:
+        """Extension: a result file behind a signed, expiring URL (no token needed). Supports Range."""
+        if name not in FILES or not VIDEO_ID.fullmatch(video_id):
+            raise NotFoundError(f"no such file: {video_id}/{name}")
+        why = state.signer.check(video_id, name, expires, signature)
+        if why:
+            raise ForbiddenError(f"download link {why}", "get a fresh link from video.get")
+        path = state.data_dir / "videos" / video_id / name
+        if not path.is_file():
+            raise NotFoundError(f"no such file: {video_id}/{name}")
+        download = f"a2v-{video_id}.mp4" if name == "video.mp4" else f"a2v-{video_id}.mask.mp4"
+        return FileResponse(
+            path, media_type="video/mp4", filename=download, content_disposition_type="inline",
+            headers={"Cache-Control": "private, max-age=3600"},
+        )
+
+    @app.get(
+        f"{API}/previews/{{pose_id}}.png",
+        response_class=FileResponse,
+        responses={200: {"content": {"image/png": {}}}, **NOT_FOUND},
+        tags=["Extensions"],
+    )
+    def preview(pose_id: str) -> FileResponse:
+        """Extension: a pose's preview image (public: built-in art, no user data)."""
+        path = catalog.packaged_previews().get(pose_id)
+        if path is None:
+            raise NotFoundError(f"no preview for pose {pose_id!r}")
+        return FileResponse(path, media_type="image/png", headers={"Cache-Control": "public, max-age=86400"})
+
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _own_upload_id(audio_url: str, bases: set[str]) -> str | None:
+    """The upload id when ``audio_url`` is one of this server's upload URLs, else None."""
+    for base in bases:
+        prefix = f"{base}{API}/uploads/"
+        if audio_url.startswith(prefix):
+            return audio_url[len(prefix) :]
+    return None
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document with its 422 answers replaced: this API answers validation errors with 400."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    for item in doc.get("paths", {}).values():
+        for op in item.values():
+            if isinstance(op, dict):
+                op.get("responses", {}).pop("422", None)
+    for name in ("HTTPValidationError", "ValidationError"):
+        doc.get("components", {}).get("schemas", {}).pop(name, None)
+    app.openapi_schema = doc
+    return doc
+
+
+DESCRIPTION = """
+The A2V API as served by `a2v serve`. Every answer is an envelope `{code, data, message}`;
+`code` 0 is success, otherwise one of 40000 (bad request, including invalid parameters),
+40100 (missing/invalid token, HTTP 401), 40300 (bad or expired signed link, HTTP 403),
+40400 (unknown id, HTTP 404), 40500 (method not allowed), 41300 (too large, HTTP 413),
+50000 (internal error).
+
+Every endpoint needs `Authorization: Bearer <token>` except the signed result files,
+pose preview images and this document. Each token sees only its own videos.
+
+Extensions to the spec: `POST /v1/a2v/audio.upload`, `limit` / `cursor` on video.list with
+`next_cursor` in the envelope, the `Idempotency-Key` header on video.generate, signed result
+URLs under `/v1/a2v/files/`, preview images under `/v1/a2v/previews/`, and the extra video fields
+(`pose_id`, `created_at`, `updated_at`, `duration`, `frame_count`, `error`, `alpha_video_url`).
+""".strip()

@@ -1,0 +1,243 @@
+"""Render jobs in a child process, so a render never slows the API or takes it down.
+
+Rendering runs Python (compositing) next to C (ONNX Runtime, ffmpeg). In the server's own process
+the Python part would hold the GIL against the event loop and the realtime endpoints would wait
+tens of milliseconds behind it; a crash in native code would end the server. So each worker thread
+drives one long-lived child (`python -m a2v_cli.server.render_worker`), started at a lower CPU
+priority (nice 10, inherited by its ffmpeg processes) so the API comes first on a small machine.
+
+Protocol: one JSON object per line. The parent writes a `RenderSpec`; the child answers with
+`{"event": "duration", ...}` once the audio is decoded, then `{"event": "done", ...}` or
+`{"event": "failed", "message": ..., "internal": bool}`. The child exits when its stdin closes or
+its parent disappears (checked twice a second), so a `kill -9` of the server leaves no render behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from a2v_cli.errors import A2VError, InputError
+from a2v_cli.server.fetch import Abandoned, FetchPolicy, fetch
+from a2v_cli.server.media import check_audio_file
+
+log = logging.getLogger("a2v.server")
+
+RENDER_NICE = 10
+PARENT_CHECK_S = 0.5
+STOP_CHECK_S = 0.2
+
+
+@dataclass(frozen=True)
+class RenderSpec:
+    """Everything a render process needs for one job (plain data, sent as JSON)."""
+
+    video_id: str
+    pose_id: str
+    out_dir: str
+    work_dir: str
+    max_audio_seconds: float
+    max_bytes: int
+    allow_private: bool
+    device: str = "auto"
+    source_path: str | None = None  # an upload on this server, read from disk
+    url: str | None = None  # else a URL to fetch under the SSRF policy
+
+
+@dataclass
+class RenderOutcome:
+    video_path: Path
+    mask_path: Path
+    frame_count: int
+
+
+def render_spec(spec: RenderSpec, on_duration: Callable[[float], None]) -> RenderOutcome:
+    """Get the audio, check and decode it, render video and mask into ``spec.out_dir``."""
+    from a2v_cli.engine.audio import decode
+    from a2v_cli.engine.render import RenderJob, render
+
+    work, out = Path(spec.work_dir), Path(spec.out_dir)
+    for d in (work, out):  # leftovers of an attempt that a crash cut short
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+    try:
+        if spec.source_path is not None:
+            source = Path(spec.source_path)
+        else:
+            assert spec.url is not None
+            policy = FetchPolicy(max_bytes=spec.max_bytes, allow_private=spec.allow_private)
+            source = fetch(spec.url, work / "audio_url", policy)
+        check_audio_file(source)
+        prepared = decode(source, work, spec.max_audio_seconds)
+        on_duration(prepared.duration)
+        result = render(
+            RenderJob(
+                pose_id=spec.pose_id,
+                audio=prepared,
+                video_path=out / "video.mp4",
+                mask_path=out / "mask.mp4",
+                device=spec.device,
+            )
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return RenderOutcome(result.video_path, result.mask_path, result.frame_count)
+
+
+# --- the child ---------------------------------------------------------------------------------------
+
+
+def _exit_with_parent() -> None:
+    parent = os.getppid()
+    while True:
+        time.sleep(PARENT_CHECK_S)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def main() -> None:
+    """The child's loop: one job per stdin line, events on the protocol channel."""
+    # the protocol gets its own copy of stdout; fd 1 then points at stderr, so a library that prints
+    # cannot corrupt it
+    channel = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    os.dup2(2, 1)
+    if hasattr(os, "nice"):
+        try:
+            os.nice(RENDER_NICE)
+        except OSError:
+            pass
+    threading.Thread(target=_exit_with_parent, daemon=True).start()
+    logging.basicConfig(level=logging.INFO, format="INFO:     %(message)s", stream=sys.stderr)
+    import a2v_cli.engine.render  # noqa: F401 - load numpy, onnxruntime and the engine before the first job
+
+    def send(**event: Any) -> None:
+        channel.write(json.dumps(event) + "\n")
+        channel.flush()
+
+    for line in sys.stdin:
+        spec = RenderSpec(**json.loads(line))
+        try:
+            outcome = render_spec(spec, lambda d: send(event="duration", value=d))
+        except A2VError as err:
+            send(event="failed", message=err.message, internal=not isinstance(err, InputError))
+        except Exception as err:
+            logging.getLogger("a2v.server").exception("render of %s failed with an internal error", spec.video_id)
+            send(event="failed", message=f"internal error: {err.__class__.__name__}: {err}", internal=True)
+        else:
+            send(event="done", video_path=str(outcome.video_path), mask_path=str(outcome.mask_path),
+                 frame_count=outcome.frame_count)
+
+
+# --- the parent's side -------------------------------------------------------------------------------
+
+
+class RenderFailed(A2VError):
+    """A render that failed for a reason other than the input (the message says which)."""
+
+
+class RenderProcess:
+    """One child process, started on demand and replaced after a crash or an abandoned job."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.proc: subprocess.Popen[str] | None = None
+        self.reader: threading.Thread | None = None
+        self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+
+    def start(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        self.events = queue.Queue()
+        # the child imports the same a2v_cli as this process, also from a checkout that is not installed
+        package_root = str(Path(__file__).resolve().parents[2])
+        path = os.environ.get("PYTHONPATH")
+        env = {**os.environ, "PYTHONPATH": package_root + (os.pathsep + path if path else "")}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "a2v_cli.server.render_worker"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, text=True, encoding="utf-8", bufsize=1,
+            env=env,
+        )
+        self.reader = threading.Thread(target=self._read, args=(self.proc.stdout, self.events), daemon=True,
+                                       name=f"a2v-{self.name}-events")
+        self.reader.start()
+
+    @staticmethod
+    def _read(stream: IO[str], events: queue.Queue[dict[str, Any] | None]) -> None:
+        for line in stream:
+            try:
+                events.put(json.loads(line))
+            except ValueError:
+                continue
+        events.put(None)  # the child is gone
+
+    def run(self, spec: RenderSpec, on_duration: Callable[[float], None], should_stop: Callable[[], bool]
+            ) -> RenderOutcome:
+        """Render ``spec`` in the child; Abandoned (child killed) once ``should_stop()`` turns true."""
+        self.start()
+        assert self.proc is not None and self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(json.dumps(asdict(spec)) + "\n")
+            self.proc.stdin.flush()
+        except OSError:
+            self.stop()
+            raise RenderFailed("internal error: the render process could not be reached") from None
+        while True:
+            try:
+                event = self.events.get(timeout=STOP_CHECK_S)
+            except queue.Empty:
+                if should_stop():
+                    self.stop(kill=True)
+                    raise Abandoned from None
+                continue
+            if event is None:
+                code = self.proc.wait()
+                self.stop()
+                raise RenderFailed(f"internal error: the render process died (exit code {code})")
+            if event["event"] == "duration":
+                on_duration(float(event["value"]))
+            elif event["event"] == "done":
+                return RenderOutcome(Path(event["video_path"]), Path(event["mask_path"]), int(event["frame_count"]))
+            elif event["event"] == "failed":
+                raise (RenderFailed if event.get("internal") else InputError)(event["message"])
+
+    def stop(self, kill: bool = False, timeout: float = 10) -> None:
+        """Close the child: stdin EOF lets it exit between jobs; ``kill`` ends a render at once."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if kill:
+            proc.kill()
+        else:
+            try:
+                if proc.stdin:
+                    proc.stdin.close()
+            except OSError:
+                pass
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if self.reader is not None:
+            self.reader.join(timeout)  # it reads stdout until EOF, which the exit has just caused
+        for pipe in (proc.stdin, proc.stdout):
+            try:
+                if pipe:
+                    pipe.close()
+            except OSError:
+                pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Run the app on uvicorn: bind, log, serve until a signal, shut down gracefully."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import socket
+
+from a2v_cli.errors import UnavailableError
+from a2v_cli.server.settings import ServerSettings
+
+log = logging.getLogger("a2v.server")
+
+HTTP_SHUTDOWN_S = 10  # open requests get this long to complete after a signal
+
+
+def log_config() -> dict:
+    """uvicorn's logging plus ours on stderr, with signed-URL signatures redacted from the access log."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    cfg = copy.deepcopy(LOGGING_CONFIG)
+    cfg["filters"] = {"redact": {"()": "a2v_cli.server.app.RedactSignatures"}}
+    cfg["handlers"]["access"]["filters"] = ["redact"]
+    cfg["loggers"]["a2v"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return cfg
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A bound socket, so a taken port is an UnavailableError here rather than an exit deep in uvicorn."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as err:
+        raise UnavailableError(f"cannot listen on {host}: {err}", "check --host") from None
+    family, kind, proto, _, addr = infos[0]
+    # proto must say TCP: asyncio turns Nagle off (TCP_NODELAY) only on sockets that do, and without that
+    # a response written in two parts waits ~40 ms for the client's delayed ACK
+    sock = socket.socket(family, kind, proto or socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+    except OSError as err:
+        sock.close()
+        raise UnavailableError(f"cannot listen on {host}:{port}: {err.strerror}", "choose another --port") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(settings: ServerSettings) -> None:
+    import logging.config
+
+    import uvicorn
+
+    from a2v_cli.server.app import create_app
+
+    cfg = log_config()
+    logging.config.dictConfig(cfg)
+    app = create_app(settings)
+    state = app.state.a2v
+    state.lock()  # a second server on the same data dir fails here, with a clear message
+    sock = bind(settings.host, settings.port)
+    config = uvicorn.Config(
+        app,
+        log_config=cfg,
+        lifespan="on",
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=HTTP_SHUTDOWN_S,
+    )
+    server = uvicorn.Server(config)
+    log.info(
+        "a2v server on http://%s:%d, data dir %s, %d worker(s)%s",
+        settings.host, sock.getsockname()[1], state.data_dir, settings.workers,
+        ", private audio_url targets allowed" if settings.allow_private_urls else "",
+    )
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+        state.unlock()
+    if not server.started:
+        raise UnavailableError("the server could not start", "see the log above")

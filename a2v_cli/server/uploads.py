@@ -1,0 +1,94 @@
+"""Audio uploaded to this server (the `audio.upload` extension), each file readable only by its uploader.
+
+Files live in ``<data_dir>/uploads/<upload_id>``; who uploaded what is a row in the server's database.
+A job refers to an upload as ``a2v-upload:<upload_id>``, so the worker reads the file straight from
+disk instead of fetching the public URL over HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import uuid
+from pathlib import Path
+from typing import BinaryIO
+
+from a2v_cli.errors import InputError, NotFoundError
+from a2v_cli.server.fetch import human_size
+from a2v_cli.store import now_iso
+
+UPLOAD_SCHEME = "a2v-upload:"
+UPLOAD_ID = re.compile(r"upl_[0-9a-f]{24}")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS uploads (
+    upload_id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    created_at TEXT NOT NULL
+);
+"""
+
+
+class PayloadTooLargeError(InputError):
+    """A request body or upload over the server's size cap."""
+
+    api_code = 41300
+    http_status = 413
+
+
+class UploadStore:
+    def __init__(self, db_path: Path, directory: Path) -> None:
+        self.db_path = db_path
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._execute(_SCHEMA, script=True)
+
+    def _execute(self, sql: str, args: tuple = (), script: bool = False) -> list[tuple]:
+        """One statement in its own committed transaction (synchronous=FULL: an answered upload is on disk)."""
+        db = sqlite3.connect(self.db_path, timeout=30)
+        try:
+            db.execute("PRAGMA synchronous=FULL")
+            with db:
+                if script:
+                    db.executescript(sql)
+                    return []
+                return db.execute(sql, args).fetchall()
+        finally:
+            db.close()
+
+    def save(self, stream: BinaryIO, owner: str, max_bytes: int) -> str:
+        """Copy ``stream`` into a new upload (at most ``max_bytes``); returns its id."""
+        upload_id = "upl_" + uuid.uuid4().hex[:24]
+        dest = self.dir / upload_id
+        tmp = self.dir / f".{upload_id}.part"
+        size = 0
+        try:
+            with open(tmp, "wb") as out:
+                while chunk := stream.read(1 << 16):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise PayloadTooLargeError(f"the upload is larger than the limit of {human_size(max_bytes)}")
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            from a2v_cli.server.media import check_audio_file
+
+            check_audio_file(tmp, "the uploaded file")
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        self._execute(
+            "INSERT INTO uploads (upload_id, owner, size, created_at) VALUES (?, ?, ?, ?)",
+            (upload_id, owner, size, now_iso()),
+        )
+        return upload_id
+
+    def path(self, upload_id: str, owner: str) -> Path:
+        """The file of ``upload_id`` if ``owner`` uploaded it; NotFoundError otherwise (same answer either way)."""
+        if UPLOAD_ID.fullmatch(upload_id):
+            rows = self._execute("SELECT 1 FROM uploads WHERE upload_id = ? AND owner = ?", (upload_id, owner))
+            if rows and (self.dir / upload_id).is_file():
+                return self.dir / upload_id
+        raise NotFoundError(f"unknown upload {upload_id!r}", "upload the file again with audio.upload")
