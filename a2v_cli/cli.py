@@ -513,23 +513,27 @@ def serve(
         bool, typer.Option(help="Let audio_url reach private/loopback addresses (on-premise use, tests).")
     ] = False,
     public_url: Annotated[str | None, typer.Option(help="Base of the URLs the server hands out.")] = None,
+    device: Annotated[Device, typer.Option("--device", help="Where the model runs.")] = Device.auto,
     debug: DebugOpt = False,
 ) -> None:
     """Run the A2V API as a server over the local renderer (see docs/server.md)."""
     from a2v_cli.server import ServerSettings
     from a2v_cli.server import serve as run_server
 
-    run_server(
-        ServerSettings(
-            host=host,
-            port=port,
-            data_dir=data_dir,
-            workers=workers,
-            tokens_file=tokens_file,
-            allow_private_urls=allow_private_urls,
-            public_url=public_url,
-        )
+    settings = ServerSettings(
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        workers=workers,
+        tokens_file=tokens_file,
+        allow_private_urls=allow_private_urls,
+        public_url=public_url,
+        device=device.value,
     )
+    try:
+        run_server(settings)
+    except KeyboardInterrupt:  # Ctrl-C is how a server is stopped: not an error
+        _output(False).info("a2v serve stopped.")
 
 
 def _fail(message: str, code: int) -> NoReturn:

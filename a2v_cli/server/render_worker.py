@@ -19,6 +19,7 @@ import logging
 import os
 import queue
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -118,6 +119,9 @@ def main() -> None:
         except OSError:
             pass
     threading.Thread(target=_exit_with_parent, daemon=True).start()
+    # Ctrl-C in the server's terminal reaches the whole process group; the server decides when a
+    # render stops (it closes our stdin or requeues the job), so the child ignores it
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="INFO:     %(message)s", stream=sys.stderr)
     import a2v_cli.engine.render  # noqa: F401 - load numpy, onnxruntime and the engine before the first job
 
