@@ -92,20 +92,9 @@ class A2VClient:
             return {"Authorization": f"Bearer {self._token}"}
         return {}
 
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: dict[str, Any] | None = None,
-        json: Any = None,
-        files: dict[str, Any] | None = None,
-        idempotency_key: str | None = None,
-    ) -> Any:
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """Call an API operation and return the envelope's `data` (raises a typed APIError)."""
-        return self.request_envelope(
-            method, path, params=params, json=json, files=files, idempotency_key=idempotency_key
-        )["data"]
+        return self.request_envelope(method, path, **kwargs)["data"]
 
     def request_envelope(
         self,
@@ -117,6 +106,7 @@ class A2VClient:
         files: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
+        """The whole envelope, for callers that read extension fields such as `next_cursor`."""
         url = f"{self.base_url}{API_PREFIX}/{path}"
         headers = self._auth(url)
         if idempotency_key:

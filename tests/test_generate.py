@@ -17,7 +17,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import ROOT, SPEECH, SPEECH_PAUSE, decode_audio, decode_frames, ffmpeg, probe, run_cli, wav_duration
+from conftest import (
+    ROOT,
+    SPEECH,
+    SPEECH_PAUSE,
+    decode_audio,
+    decode_frames,
+    ffmpeg,
+    file_server,
+    probe,
+    run_cli,
+    wav_duration,
+)
 
 from a2v_cli.errors import ExitCode
 
@@ -185,29 +196,12 @@ def test_stdin_audio(isolated: Path) -> None:
 
 
 def test_http_url_audio(tmp_path: Path) -> None:
-    import http.server
-    import threading
-
     shutil.copy(SPEECH, tmp_path / "s.wav")
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a, **k):  # type: ignore[no-untyped-def]
-            super().__init__(*a, directory=str(tmp_path), **k)
-
-        def log_message(self, *a) -> None:  # type: ignore[no-untyped-def]
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}"
+    with file_server(tmp_path) as url:
         v = generate(f"{url}/s.wav")
         assert len(decode_frames(Path(v["video_url"].removeprefix("file://")))) == math.ceil(wav_duration(SPEECH) * 25)
         r = run_cli("generate", "--pose", POSE, "--audio", f"{url}/missing.wav", "-o", "x.mp4")
         assert r.code == ExitCode.USAGE and "404" in r.stderr
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_alpha_webm_and_mov(isolated: Path) -> None:

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import http.server
 import math
 import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ROOT, SPEECH, decode_frames, run_cli, wav_duration
+from conftest import ROOT, SPEECH, decode_frames, file_server, run_cli, wav_duration
 
 from a2v_cli.errors import ExitCode
 
@@ -70,19 +68,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("files")
     (root / "speech.wav").write_bytes(SPEECH.read_bytes())
     (root / "notes.wav").write_text("not audio at all\n" * 100)
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a, **k):  # type: ignore[no-untyped-def]
-            super().__init__(*a, directory=str(root), **k)
-
-        def log_message(self, *a) -> None:  # type: ignore[no-untyped-def]
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
-    httpd.server_close()
+    with file_server(root) as url:
+        yield url
 
 
 def remote(server: str, *args: str, token: str = TOKEN_A, input: bytes | None = None):  # type: ignore[no-untyped-def]
