@@ -70,8 +70,10 @@ def load_session(path: str, device: str = "auto", threads: int = 0) -> LoadedSes
     opts = ort.SessionOptions()
     opts.log_severity_level = 4
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
+    # The renderer runs beside two ffmpeg encoders: a spinning thread pool would only steal their cores
+    opts.intra_op_num_threads = threads or (2 if (os.cpu_count() or 1) >= 8 else 1)
     opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     want_cuda = device in ("auto", "cuda") and _cuda_dlls_loaded()
     if device == "cuda" and not want_cuda:
         raise UnavailableError(
