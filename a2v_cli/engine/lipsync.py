@@ -21,7 +21,7 @@ from a2v_cli.engine.features import centered_window_starts
 from a2v_cli.engine.sessions import LoadedSession, load_session
 from a2v_cli.errors import InputError, not_found
 
-ARTICULATOR_FILE = "a2v-articulator-v1.onnx"
+ARTICULATOR_FILE = "a2v-articulator-v2.onnx"  # trained; v1 (hand-designed) stays for reference
 MOUTH_FILE = "a2v-mouth-v1.onnx"
 PATCH_H, PATCH_W = 96, 128
 
@@ -58,7 +58,7 @@ class LipSyncModel(Protocol):
 class BuiltinModel:
     """a2v's own model: articulator + mouth renderer, styled by the pose's lip colours."""
 
-    name = "a2v-builtin-v1"
+    name = "a2v-builtin-v2"
 
     def __init__(self, art: PoseArt, device: str = "auto") -> None:
         root = model_dir()

@@ -1,0 +1,155 @@
+"""The trained articulator v2 (models/a2v-articulator-v2.onnx, built by models/train_articulator.py).
+
+Only onnxruntime is needed: torch is a training-time dependency, never a runtime one.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from a2v_cli.engine.features import (
+    SAMPLE_RATE,
+    centered_window_starts,
+    frame_rms_db,
+    mel_spectrogram,
+    normalizing_gain,
+    stack_windows,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+V2 = ROOT / "models" / "a2v-articulator-v2.onnx"
+FIXTURES = Path(__file__).parent / "fixtures"
+FPS = 25.0
+
+ort = pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def v2() -> object:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 2
+    so.inter_op_num_threads = 1
+    return ort.InferenceSession(str(V2), so, providers=["CPUExecutionProvider"])
+
+
+def articulate(sess: object, windows: np.ndarray) -> np.ndarray:
+    return sess.run(None, {"mel": windows})[0]  # type: ignore[attr-defined]
+
+
+def windows_for(audio: np.ndarray, normalize: bool = True) -> np.ndarray:
+    """Level normalization, Wav2Lip mel, 16-column windows centred on 25 fps frames (16 kHz audio)."""
+    x = np.asarray(audio, dtype=np.float32)
+    if normalize:
+        x = x * np.float32(normalizing_gain(frame_rms_db(x)))
+    n = max(1, math.ceil(len(x) / SAMPLE_RATE * FPS - 1e-9))
+    return stack_windows(mel_spectrogram(x), centered_window_starts(np.arange(n), FPS))
+
+
+def app_articulation(sess: object, wav: Path, workdir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(N,4) articulation of a WAV file through the app's own path (decode, level meter, renderer's windows),
+    and the 16 kHz samples."""
+    from a2v_cli.engine.audio import PcmReader, decode
+    from a2v_cli.engine.lipsync import window_count
+    from a2v_cli.engine.render import mel_windows
+
+    prepared = decode(wav, workdir, 600.0)
+    reader = PcmReader(prepared)
+    try:
+        n = window_count(prepared.duration, FPS)
+        windows = np.concatenate([mel_windows(reader, centered_window_starts(np.arange(s, min(s + 25, n)), FPS))
+                                  for s in range(0, n, 25)])  # fmt: skip
+        samples = reader.read(0, prepared.num_samples) / np.float32(prepared.gain)
+    finally:
+        reader.close()
+    return articulate(sess, windows), samples
+
+
+def test_loads_with_the_v1_contract_and_a_dynamic_batch(v2: object) -> None:
+    ins = v2.get_inputs()  # type: ignore[attr-defined]
+    outs = v2.get_outputs()  # type: ignore[attr-defined]
+    assert [i.name for i in ins] == ["mel"] and [o.name for o in outs] == ["articulation"]
+    assert ins[0].shape[1:] == [1, 80, 16] and ins[0].type == "tensor(float)"
+    assert outs[0].shape[1:] == [4] and outs[0].type == "tensor(float)"
+    assert not isinstance(ins[0].shape[0], int)  # symbolic batch
+    rng = np.random.default_rng(0)
+    mel = rng.uniform(-4.0, 1.0, size=(7, 1, 80, 16)).astype(np.float32)
+    batch = articulate(v2, mel)
+    assert batch.shape == (7, 4) and batch.dtype == np.float32
+    one = np.concatenate([articulate(v2, mel[i : i + 1]) for i in range(7)])
+    np.testing.assert_allclose(one, batch, atol=1e-5)
+
+
+def test_outputs_are_in_0_1_for_any_window(v2: object) -> None:
+    rng = np.random.default_rng(1)
+    mel = rng.uniform(-4.0, 4.0, size=(64, 1, 80, 16)).astype(np.float32)
+    mel[:8] = rng.uniform(-40.0, 40.0, size=(8, 1, 80, 16))  # out-of-range input is clipped, not trusted
+    out = articulate(v2, mel)
+    assert out.shape == (64, 4) and np.isfinite(out).all()
+    assert out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_digital_silence_gives_exactly_zero(v2: object) -> None:
+    assert np.all(articulate(v2, np.full((5, 1, 80, 16), -4.0, dtype=np.float32)) == 0.0)
+    assert np.all(articulate(v2, windows_for(np.zeros(SAMPLE_RATE, dtype=np.float32))) == 0.0)
+
+
+@pytest.mark.parametrize("level_db", [-40.0, -35.0, -30.0])
+def test_low_noise_keeps_the_mouth_exactly_still(v2: object, level_db: float) -> None:
+    """White noise 30-40 dB below the normalized speech level (-20 dBFS): every output exactly 0."""
+    rng = np.random.default_rng(2)
+    noise = (rng.standard_normal(2 * SAMPLE_RATE) * 10 ** ((-20.0 + level_db) / 20)).astype(np.float32)
+    assert np.all(articulate(v2, windows_for(noise, normalize=False)) == 0.0)
+
+
+def test_speech_opens_the_mouth_with_a_clear_range(v2: object, tmp_path: Path) -> None:
+    out, _ = app_articulation(v2, FIXTURES / "speech_en.wav", tmp_path)
+    opens = out[:, 0]
+    assert opens.max() > 0.5, opens.max()
+    assert np.percentile(opens, 90) - np.percentile(opens, 10) > 0.4
+    assert np.mean(opens == 0.0) < 0.5  # mostly speech: not stuck closed
+    assert out[:, 1].max() > 0.3 and out[:, 3].max() > 0.3  # spread and press are used too
+
+
+def test_the_pause_is_closed(v2: object, tmp_path: Path) -> None:
+    """speech_pause.wav: "We open the window." 1.2 s of digital silence (plus espeak's own) "Then we sleep."."""
+    out, samples = app_articulation(v2, FIXTURES / "speech_pause.wav", tmp_path)
+    quiet = np.abs(samples) < 1e-4
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], quiet.astype(np.int8), [0]])))
+    runs = edges.reshape(-1, 2)
+    start, end = runs[np.argmax(runs[:, 1] - runs[:, 0])] / SAMPLE_RATE  # the longest silent stretch
+    assert end - start > 1.2
+    centres = (np.arange(len(out)) + 0.5) / FPS
+    pause = (centres > start) & (centres < end)
+    inner = (centres > start + 0.06) & (centres < end - 0.06)
+    assert np.mean(out[pause, 0] == 0.0) >= 0.9
+    assert np.all(out[inner] == 0.0)  # all four outputs: the mouth does not move at all
+    speech = (centres < start - 0.1) | (centres > end + 0.1)
+    assert out[speech, 0].max() > 0.5
+
+
+def test_open_vowel_opens_more_than_close_vowels(v2: object) -> None:
+    """Steady synthetic vowels: AA opens clearly more than EE and OO (as v1's test)."""
+
+    def vowel(formants: tuple[float, float, float], seconds: float = 0.6, f0: float = 120.0) -> np.ndarray:
+        t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+        x = np.zeros_like(t)
+        for k in range(1, int(4000 / f0)):
+            f = k * f0
+            gain = 1.0 / k
+            for formant, bw in zip(formants, (80.0, 100.0, 120.0), strict=True):
+                gain /= math.sqrt((1 - (f / formant) ** 2) ** 2 + (f * bw / formant**2) ** 2)
+            x += gain * np.sin(2 * np.pi * f * t + 0.3 * k)
+        return (0.3 * x / np.max(np.abs(x))).astype(np.float32)
+
+    def middle(formants: tuple[float, float, float]) -> np.ndarray:
+        pad = np.zeros(int(0.3 * SAMPLE_RATE), dtype=np.float32)
+        out = articulate(v2, windows_for(np.concatenate([pad, vowel(formants), pad])))
+        k = len(out) // 2
+        return out[k - 3 : k + 3].mean(axis=0)
+
+    aa, ee, oo = middle((750.0, 1200.0, 2600.0)), middle((280.0, 2300.0, 3000.0)), middle((300.0, 870.0, 2250.0))
+    assert aa[0] > 0.4 and aa[0] > ee[0] + 0.2 and aa[0] > oo[0] + 0.2, (aa, ee, oo)
