@@ -11,11 +11,7 @@ import numpy as np
 import pytest
 
 from a2v_cli.engine.features import (
-    centered_window_starts,
-    frame_rms_db,
-    mel_spectrogram,
-    normalizing_gain,
-    stack_windows,
+    clip_windows,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,11 +48,7 @@ def articulate(sess: object, windows: np.ndarray) -> np.ndarray:
 
 def windows_for(audio: np.ndarray, normalize: bool = True) -> np.ndarray:
     """Exactly the app's path: level normalization, Wav2Lip mel, windows centred on 25 fps frames."""
-    x = np.asarray(audio, dtype=np.float32)
-    if normalize:
-        x = x * np.float32(normalizing_gain(frame_rms_db(x)))
-    n = max(1, math.ceil(len(x) / SR * FPS - 1e-9))
-    return stack_windows(mel_spectrogram(x), centered_window_starts(np.arange(n), FPS))
+    return clip_windows(audio, FPS, normalize)
 
 
 def vowel(formants: tuple[float, float, float], seconds: float = 0.6, f0: float = 120.0) -> np.ndarray:

@@ -14,10 +14,7 @@ import pytest
 from a2v_cli.engine.features import (
     SAMPLE_RATE,
     centered_window_starts,
-    frame_rms_db,
-    mel_spectrogram,
-    normalizing_gain,
-    stack_windows,
+    clip_windows,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,12 +38,8 @@ def articulate(sess: object, windows: np.ndarray) -> np.ndarray:
 
 
 def windows_for(audio: np.ndarray, normalize: bool = True) -> np.ndarray:
-    """Level normalization, Wav2Lip mel, 16-column windows centred on 25 fps frames (16 kHz audio)."""
-    x = np.asarray(audio, dtype=np.float32)
-    if normalize:
-        x = x * np.float32(normalizing_gain(frame_rms_db(x)))
-    n = max(1, math.ceil(len(x) / SAMPLE_RATE * FPS - 1e-9))
-    return stack_windows(mel_spectrogram(x), centered_window_starts(np.arange(n), FPS))
+    """Exactly the app's path: level normalization, Wav2Lip mel, windows centred on 25 fps frames."""
+    return clip_windows(audio, FPS, normalize)
 
 
 def app_articulation(sess: object, wav: Path, workdir: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -190,3 +190,17 @@ class LevelMeter:
         level = self.LO + (first + int(np.searchsorted(cum, rank + 1))) * self.STEP
         gain_db = float(np.clip(SPEECH_LEVEL_DBFS - level, -MAX_GAIN_DB, MAX_GAIN_DB))
         return float(10.0 ** (gain_db / 20.0))
+
+
+def clip_windows(audio16k: np.ndarray, fps: float, normalize: bool = True) -> np.ndarray:
+    """[N,1,80,16] windows for a whole in-memory clip, one per video frame, as the renderer builds them.
+
+    For evaluation and tests; the renderer itself streams (see render.mel_windows).
+    """
+    import math
+
+    x = np.asarray(audio16k, dtype=np.float32)
+    if normalize:
+        x = x * np.float32(normalizing_gain(frame_rms_db(x)))
+    n = max(1, math.ceil(len(x) / SAMPLE_RATE * fps - 1e-9))
+    return stack_windows(mel_spectrogram(x), centered_window_starts(np.arange(n), fps))
