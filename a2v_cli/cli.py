@@ -222,6 +222,7 @@ def generate(
         force=force,
         device=device.value,
         model=model,
+        on_saved=lambda path: out.info(f"Saved {path}"),
     )
     backend = _backend(local, server, http_timeout)
     if backend.mode == "local":

@@ -84,6 +84,12 @@ def test_generate_json_is_the_video_record(speech_render: dict) -> None:
     assert kept_mask.read_bytes() == (speech_render["work"] / "speech.mask.mp4").read_bytes()
 
 
+def test_stderr_says_where_the_files_are_and_stdout_is_only_json(speech_render: dict) -> None:
+    work = speech_render["work"]
+    assert f"Saved {work / 'speech.mp4'}" in speech_render["stderr"]
+    assert f"Saved {work / 'speech.mask.mp4'}" in speech_render["stderr"]
+
+
 def test_video_format_frame_count_and_durations(speech_render: dict) -> None:
     video = speech_render["work"] / "speech.mp4"
     mask = speech_render["work"] / "speech.mask.mp4"

@@ -26,6 +26,7 @@ class GenerateOptions:
     device: str = "auto"
     model: str | None = None  # local mode: a Wav2Lip-style ONNX path or models-folder name
     stdin: BinaryIO | None = None
+    on_saved: Callable[[Path], None] | None = None  # told of each output file once it is complete
 
 
 class Backend(Protocol):

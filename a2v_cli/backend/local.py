@@ -155,8 +155,11 @@ class LocalBackend:
             alpha_video_url=file_url(result.alpha_path) if result.alpha_path else None,
             frame_count=result.frame_count,
         )
-        place(result.video_path, video_path)
-        place(result.mask_path, mask_path)
+        pairs = [(result.video_path, video_path), (result.mask_path, mask_path)]
         if result.alpha_path and alpha_path:
-            place(result.alpha_path, alpha_path)
+            pairs.append((result.alpha_path, alpha_path))
+        for src, dest in pairs:
+            place(src, dest)
+            if options.on_saved:
+                options.on_saved(dest)
         return video
