@@ -79,10 +79,17 @@ VIDEO_COLUMNS = [
     ("video_id", "VIDEO"),
     ("status", "STATUS"),
     ("pose_id", "POSE"),
-    ("duration", "SECONDS"),
-    ("created_at", "CREATED"),
-    ("video_url", "VIDEO URL"),
+    ("seconds", "SECONDS"),
+    ("created", "CREATED (UTC)"),
+    ("error", "ERROR"),
 ]
+
+
+def _video_row(v: dict[str, Any]) -> dict[str, Any]:
+    """A video for people: rounded duration, a readable time; the URLs are in `video get`."""
+    created = (v.get("created_at") or "").replace("T", " ")[:16]
+    seconds = f"{v['duration']:.1f}" if isinstance(v.get("duration"), (int, float)) else None
+    return {**v, "seconds": seconds, "created": created}
 
 
 def _complete_pose(incomplete: str) -> list[str]:
@@ -333,7 +340,7 @@ def video_list(
     if json_:
         out.json(items)
     else:
-        out.table(items, VIDEO_COLUMNS)
+        out.table([_video_row(v) for v in items], VIDEO_COLUMNS)
 
 
 @video_app.command("download")

@@ -32,8 +32,8 @@ class Output:
     ) -> None:
         """A Rich table of ``rows`` with (field, header) ``columns``."""
         table = Table(title=title, header_style="bold", show_lines=False)
-        for _, header in columns:
-            table.add_column(header, overflow="fold")
+        for i, (_, header) in enumerate(columns):
+            table.add_column(header, overflow="fold", no_wrap=i == 0)  # ids stay whole, to copy
         for row in rows:
             table.add_row(*("" if row.get(k) is None else str(row.get(k)) for k, _ in columns))
         self.out.print(table)

@@ -103,6 +103,7 @@ def test_cuda_that_cannot_load_is_a_clear_error(tmp_path: Path) -> None:
                 "--device", "cuda")
     assert r.code == ExitCode.UNAVAILABLE and "CUDA" in r.stderr and "--device cpu" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+    assert run_cli("video", "list", "--json").json() == []  # a missing GPU is not a failed video
     auto = run_cli("generate", "--pose", "ava-front", "--audio", str(Path(__file__).parent / "fixtures/speech_en.wav"),
                    "--device", "auto", "--json")
     assert auto.code == 0, auto.stderr  # auto falls back to the CPU cleanly

@@ -101,11 +101,12 @@ class LocalBackend:
 
     def generate(self, pose_id: str, audio: str, options: GenerateOptions, progress: ProgressFn | None = None) -> Video:
         from a2v_cli.engine.audio import decode, fetch
-        from a2v_cli.engine.lipsync import resolve_model
+        from a2v_cli.engine.lipsync import load_model
         from a2v_cli.engine.render import ALPHA_FORMATS, RenderJob, render
 
         catalog.pose(pose_id)  # unknown pose: exit 4 before any work
-        resolve_model(options.model)
+        # the model and its device load before the video exists: a missing GPU is not a failed video
+        model = load_model(options.model, catalog.pose_art(pose_id), options.device)
         if options.alpha_format and options.alpha_format not in ALPHA_FORMATS:
             raise InputError(f"unknown alpha format {options.alpha_format!r}", "use webm or mov")
         video_id = new_video_id()
@@ -136,6 +137,7 @@ class LocalBackend:
                         model=options.model,
                     ),
                     on_progress=progress,
+                    model=model,
                 )
             except BaseException as err:
                 if isinstance(err, A2VError):
