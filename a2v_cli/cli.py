@@ -544,10 +544,16 @@ def serve(
         _output(False).info("a2v serve stopped.")
 
 
-def _fail(message: str, code: int) -> NoReturn:
-    from a2v_cli.output import Output
+def _fail(message: str, code: int, json_errors: bool = False, hint: str | None = None) -> NoReturn:
+    """One line on stderr: text, or with --json a JSON object {error, hint, exit_code} for scripts."""
+    if json_errors:
+        import json
 
-    Output().error(message)
+        sys.stderr.write(json.dumps({"error": message, "hint": hint, "exit_code": int(code)}) + "\n")
+    else:
+        from a2v_cli.output import Output
+
+        Output().error(f"{message}; {hint}" if hint else message)
     sys.exit(code)
 
 
@@ -559,6 +565,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app and map every outcome onto one exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("A2V_DEBUG") not in (None, "", "0")
+    json_errors = "--json" in args
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         rv = typer.main.get_command(app).main(args=args, prog_name="a2v", standalone_mode=False)
@@ -567,7 +574,7 @@ def main(argv: list[str] | None = None) -> None:
             import traceback
 
             traceback.print_exc()
-        _fail(str(err), int(err.exit_code))
+        _fail(err.message, int(err.exit_code), json_errors, err.hint)
     except typer.Exit as err:
         sys.exit(err.exit_code)
     except TyperException as err:  # usage errors from the argument parser
@@ -576,13 +583,17 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(code)
         ctx = getattr(err, "ctx", None)
         where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-        _fail(f"{err.format_message()}{where}", code)
+        _fail(f"{err.format_message()}{where}", code, json_errors)
     except (KeyboardInterrupt, typer.Abort):
-        _fail("interrupted", ExitCode.INTERRUPTED)
+        _fail("interrupted", ExitCode.INTERRUPTED, json_errors)
     except Exception as err:
         if debug:
             raise
-        _fail(f"unexpected {err.__class__.__name__}: {err} (run with --debug for the traceback)", ExitCode.FAILURE)
+        _fail(
+            f"unexpected {err.__class__.__name__}: {err} (run with --debug for the traceback)",
+            ExitCode.FAILURE,
+            json_errors,
+        )
     if rv == ExitCode.INTERRUPTED:  # Typer turns Ctrl-C inside a command into a returned 130
-        _fail("interrupted", ExitCode.INTERRUPTED)
+        _fail("interrupted", ExitCode.INTERRUPTED, json_errors)
     sys.exit(rv if isinstance(rv, int) else 0)

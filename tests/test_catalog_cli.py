@@ -121,3 +121,12 @@ def test_preview_matches_the_drawing_code() -> None:
                              capture_output=True, check=True).stdout
         got = np.frombuffer(raw, np.uint8).reshape(expected.shape).astype(np.int16)
         assert np.abs(got - expected).max() <= 1, pose_id
+
+
+def test_json_mode_errors_are_json_on_stderr() -> None:
+    import json
+
+    r = run_cli("avatars", "poses", "avva", "--json")
+    assert r.code == ExitCode.NOT_FOUND and r.stdout == ""
+    err = json.loads(r.stderr)
+    assert err["exit_code"] == 4 and "unknown avatar" in err["error"] and "'ava'" in err["hint"]
