@@ -178,18 +178,7 @@ class VideoStore:
 
     def list(self, owner: str = "", limit: int | None = None, before_seq: int | None = None) -> list[Video]:
         """Newest first."""
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM videos WHERE owner = ?"
-        args: list[Any] = [owner]
-        if before_seq is not None:
-            sql += " AND seq < ?"
-            args.append(before_seq)
-        sql += " ORDER BY seq DESC"
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(limit)
-        with self._connect() as db:
-            rows = db.execute(sql, args).fetchall()
-        return [Video(**dict(zip(_COLUMNS, r))) for r in rows]
+        return self.page(owner, limit, before_seq)[0]
 
     def page(
         self, owner: str, limit: int | None = None, before_seq: int | None = None
