@@ -136,6 +136,17 @@ def test_history_finds_the_video(speech_render: dict) -> None:
     assert got.code == 0 and got.json() == speech_render["video"]
 
 
+def test_local_download_copies_video_and_mask(speech_render: dict, tmp_path: Path) -> None:
+    env = {"A2V_HOME": str(speech_render["home"])}
+    vid = speech_render["video"]["video_id"]
+    r = run_cli("video", "download", vid, "-o", str(tmp_path), "--json", env=env)
+    assert r.code == 0, r.stderr
+    assert (tmp_path / f"{vid}.mp4").read_bytes() == (speech_render["work"] / "speech.mp4").read_bytes()
+    assert (tmp_path / f"{vid}.mask.mp4").read_bytes() == (speech_render["work"] / "speech.mask.mp4").read_bytes()
+    again = run_cli("video", "download", vid, "-o", str(tmp_path), env=env)
+    assert again.code == ExitCode.USAGE and "--force" in again.stderr
+
+
 def test_mouth_moves_in_speech_and_rests_in_silence(tmp_path: Path) -> None:
     """Frames in the pause of speech_pause.wav match a silent render of the same length; speech frames don't."""
     n = len(sf.read(SPEECH_PAUSE)[0])

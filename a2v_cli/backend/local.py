@@ -85,15 +85,13 @@ class LocalBackend:
         return self.store.list(limit=limit)
 
     def download(self, url: str, dest: Path, progress: ProgressFn | None = None) -> Path:
-        """Local videos are files already: copy one (temp file, then rename)."""
+        """Local videos are files already: link or copy one into place."""
         from urllib.parse import unquote, urlsplit
 
         src = Path(unquote(urlsplit(url).path))
         if not src.is_file():
             raise InputError(f"{src} no longer exists", "render the video again")
-        tmp = dest.with_name(f".{dest.name}.part")
-        shutil.copyfile(src, tmp)
-        tmp.replace(dest)
+        place(src, dest)
         if progress:
             size = dest.stat().st_size
             progress(size, size)
