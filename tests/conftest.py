@@ -138,3 +138,20 @@ def file_server(directory: Path) -> Iterator[str]:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def synthetic_vowel(
+    formants: tuple[float, float, float], seconds: float = 0.6, f0: float = 120.0, rate: int = 16000
+) -> np.ndarray:
+    """A glottal-like harmonic series (1/k) through three formant resonances: a steady synthetic vowel."""
+    import math
+
+    t = np.arange(int(seconds * rate)) / rate
+    x = np.zeros_like(t)
+    for k in range(1, int(4000 / f0)):
+        f = k * f0
+        gain = 1.0 / k
+        for formant, bw in zip(formants, (80.0, 100.0, 120.0), strict=True):
+            gain /= math.sqrt((1 - (f / formant) ** 2) ** 2 + (f * bw / formant**2) ** 2)
+        x += gain * np.sin(2 * np.pi * f * t + 0.3 * k)
+    return (0.3 * x / np.max(np.abs(x))).astype(np.float32)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import synthetic_vowel
 
 from a2v_cli.engine.features import (
     clip_windows,
@@ -52,16 +52,7 @@ def windows_for(audio: np.ndarray, normalize: bool = True) -> np.ndarray:
 
 
 def vowel(formants: tuple[float, float, float], seconds: float = 0.6, f0: float = 120.0) -> np.ndarray:
-    """A glottal-like harmonic series (1/k) through three formant resonances: a steady synthetic vowel."""
-    t = np.arange(int(seconds * SR)) / SR
-    x = np.zeros_like(t)
-    for k in range(1, int(4000 / f0)):
-        f = k * f0
-        gain = 1.0 / k
-        for formant, bw in zip(formants, (80.0, 100.0, 120.0), strict=True):
-            gain /= math.sqrt((1 - (f / formant) ** 2) ** 2 + (f * bw / formant**2) ** 2)
-        x += gain * np.sin(2 * np.pi * f * t + 0.3 * k)
-    return (0.3 * x / np.max(np.abs(x))).astype(np.float32)
+    return synthetic_vowel(formants, seconds, f0, SR)
 
 
 def silence(seconds: float) -> np.ndarray:

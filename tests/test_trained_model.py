@@ -5,11 +5,11 @@ Only onnxruntime is needed: torch is a training-time dependency, never a runtime
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import synthetic_vowel
 
 from a2v_cli.engine.features import (
     SAMPLE_RATE,
@@ -127,16 +127,8 @@ def test_the_pause_is_closed(v2: object, tmp_path: Path) -> None:
 def test_open_vowel_opens_more_than_close_vowels(v2: object) -> None:
     """Steady synthetic vowels: AA opens clearly more than EE and OO (as v1's test)."""
 
-    def vowel(formants: tuple[float, float, float], seconds: float = 0.6, f0: float = 120.0) -> np.ndarray:
-        t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-        x = np.zeros_like(t)
-        for k in range(1, int(4000 / f0)):
-            f = k * f0
-            gain = 1.0 / k
-            for formant, bw in zip(formants, (80.0, 100.0, 120.0), strict=True):
-                gain /= math.sqrt((1 - (f / formant) ** 2) ** 2 + (f * bw / formant**2) ** 2)
-            x += gain * np.sin(2 * np.pi * f * t + 0.3 * k)
-        return (0.3 * x / np.max(np.abs(x))).astype(np.float32)
+    def vowel(formants: tuple[float, float, float]) -> np.ndarray:
+        return synthetic_vowel(formants, rate=SAMPLE_RATE)
 
     def middle(formants: tuple[float, float, float]) -> np.ndarray:
         pad = np.zeros(int(0.3 * SAMPLE_RATE), dtype=np.float32)
