@@ -11,13 +11,16 @@ import signal
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from typer.exceptions import TyperException
 
 from a2v_cli import __version__
 from a2v_cli.errors import EXIT_CODE_HELP, A2VError, ExitCode
+
+if TYPE_CHECKING:
+    from a2v_cli.backend import GenerateOptions
 
 HELP = f"""Turn speech into a talking-avatar video and its alpha mask.
 
@@ -253,7 +256,7 @@ def generate(
     _print_video(out, video.to_dict(), json_)
 
 
-def _spool_stdin(audio: str, options: object) -> str:
+def _spool_stdin(audio: str, options: GenerateOptions) -> str:
     """Keep stdin in a temp file so an upload can be retried."""
     if audio != "-":
         return audio
@@ -263,7 +266,7 @@ def _spool_stdin(audio: str, options: object) -> str:
     spool = tempfile.TemporaryFile()
     shutil.copyfileobj(sys.stdin.buffer, spool)
     spool.seek(0)
-    options.stdin = spool  # type: ignore[attr-defined]
+    options.stdin = spool
     return audio
 
 
