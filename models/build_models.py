@@ -1,6 +1,6 @@
 """Build a2v's built-in lip-sync model: two small, hand-designed ONNX graphs (nothing is trained).
 
-    python models/build_models.py        # writes a2v-articulator-v1.onnx and a2v-mouth-v1.onnx next to this file
+    python models/build_models.py        # writes a2v-articulator-v1.onnx and a2v-mouth-v2.onnx next to this file
 
 The build is deterministic: the same source always gives byte-identical files (tests/test_model.py checks
 that the committed files match this script). See MODEL_CARD.md for the contract and measured figures.
@@ -9,7 +9,7 @@ that the committed files match this script). See MODEL_CARD.md for the contract 
    A fixed signal-processing network on the Wav2Lip log-mel window of level-normalized 16 kHz speech:
    band energies (MatMul with fixed mel-band weights, in the power domain), a temporal kernel over the
    window's 16 columns (centre = column 8), then thresholds (Clip) that map band levels to mouth shape.
-2. ``a2v-mouth-v1.onnx``: articulation [B,4] + style [B,12] + offset [B,2] -> premultiplied rgb [B,3,96,128]
+2. ``a2v-mouth-v2.onnx``: articulation [B,4] + style [B,12] + offset [B,2] -> premultiplied rgb [B,3,96,128]
    and alpha [B,1,96,128] of a cartoon mouth, drawn with signed distances and analytic antialiasing.
 """
 
@@ -33,7 +33,7 @@ if str(ROOT) not in sys.path:
 from a2v_cli.engine.features import MAX_ABS_VALUE, N_MELS, WINDOW_FRAMES, mel_center_hz  # noqa: E402
 
 ARTICULATOR_FILE = "a2v-articulator-v1.onnx"
-MOUTH_FILE = "a2v-mouth-v1.onnx"
+MOUTH_FILE = "a2v-mouth-v2.onnx"
 OPSET = 17
 IR_VERSION = 8
 PRODUCER = "a2v models/build_models.py"
@@ -370,13 +370,13 @@ MOUTH_PARAMS: dict[str, float] = {
     "lip_spread": -0.2,  # spreading stretches them thinner
     "bow_peak": 0.14,  # cupid's bow: the upper lip is fuller at +-0.28 of the half width ...
     "bow_dip": 0.3,  # ... with a notch at the centre
-    "teeth": 0.4,  # upper teeth band height per px of opening beyond teeth_from px ...
-    "teeth_from": 4.0,
-    "teeth_max": 0.24,  # ... at most this share of max_open
+    "area_keep": 1.0,  # 1: the opening's area follows `open` alone (spread / round / press reshape it, ...
+    "area_k_min": 0.5,  # ... within these height factors); 0: v1's heights (round shrank the opening)
+    "area_k_max": 1.8,
+    "open_max": 1.15,  # the opening is never taller than this share of max_open (a wide-open O stays sane)
+    "teeth": 0.2,  # upper teeth band height / opening height (proportional: the dark share stays constant)
     "teeth_width": 0.8,  # teeth span this share of the opening's half width
-    "tongue": 0.32,  # tongue height per px of opening beyond tongue_from px ...
-    "tongue_from": 6.0,
-    "tongue_max": 0.3,  # ... at most this share of max_open
+    "tongue": 0.2,  # tongue height / opening height
     "tongue_width": 0.62,
     "upper_shade": 0.84,  # upper lip colour = lip * 0.84 (it faces down, away from the light)
     "highlight": 0.42,  # highlight colour = lip + 0.42 (1 - lip), at most 0.55 opacity, on the lower lip
@@ -390,7 +390,7 @@ OFFSET_LIMIT = 2.0
 
 def build_mouth(params: dict[str, float] | None = None) -> onnx.ModelProto:
     q = {**MOUTH_PARAMS, **(params or {})}
-    g = GraphBuilder("a2v_mouth_v1")
+    g = GraphBuilder("a2v_mouth_v2")
     art_in = g.input("articulation", ["B", 4])
     style_in = g.input("style", ["B", len(STYLE)])
     offset_in = g.input("offset", ["B", 2])
@@ -442,17 +442,24 @@ def build_mouth(params: dict[str, float] | None = None) -> onnx.ModelProto:
                             (q["width_open"], o)))  # fmt: skip
         half_open = mul(half, axpy(q["open_width"], (q["open_width_round"], r), (q["open_width_press"], p),
                                    (q["open_width_open"], o)))  # fmt: skip
-        open_px = g.mul(o, mo, name="open_px")  # opening height = open * max_open
+        # The opening's area is what a viewer reads as "how open": keep it proportional to `open` whatever the
+        # shape, by scaling the height against the width and profile changes (relative to a neutral, closed mouth).
+        # area ~ half_open * height * (4/3 + 4/15 box); neutral: half_width * open_width, box = q["box"]
+        box = axpy(q["box"], (q["box_spread"], s), (q["box_round"], r))
+        width_ratio = g.op("Div", half_open, g.mul(hw, c(q["open_width"])))
+        prof_ratio = g.op("Div", lin(box, 4.0 / 15.0, 4.0 / 3.0), c(4.0 / 3.0 + 4.0 / 15.0 * q["box"]))
+        k = g.op("Reciprocal", g.mul(width_ratio, prof_ratio))
+        k = g.op("Clip", lin(k, q["area_keep"], 1.0 - q["area_keep"]), c(q["area_k_min"], "k_lo"),
+                 c(q["area_k_max"], "k_hi"), name="area_k")  # fmt: skip
+        open_px = g.op("Min", mul(o, mo, k), g.mul(mo, c(q["open_max"])), name="open_px")  # open * max_open * k
         seam = axpy(q["seam"], (q["seam"] * q["seam_press"], p))
         height = g.op("Sqrt", g.add(g.mul(open_px, open_px), g.mul(seam, seam)), name="height")
-        box = axpy(q["box"], (q["box_spread"], s), (q["box_round"], r))
         full = axpy(1.0, (q["lip_press"], p), (q["lip_round"], r), (q["lip_spread"], s))
         upper_t = mul(lt, full, c(q["upper_lip"], "upper"))
         lower_t = mul(lt, full, c(q["lower_lip"], "lower"))
         # band heights go negative (no band at all, not even an antialiased hairline) for small openings
-        teeth_h = g.op("Min", lin(open_px, q["teeth"], -q["teeth"] * q["teeth_from"]), g.mul(mo, c(q["teeth_max"])))
-        tongue_h = g.op("Min", lin(open_px, q["tongue"], -q["tongue"] * q["tongue_from"]),
-                        g.mul(mo, c(q["tongue_max"])))  # fmt: skip
+        teeth_h = g.mul(open_px, c(q["teeth"]), name="teeth_h")
+        tongue_h = g.mul(open_px, c(q["tongue"]), name="tongue_h")
         top_h = g.mul(height, c(q["open_top"]), name="top_h")
         bot_h = g.mul(height, c(1.0 - q["open_top"]), name="bottom_h")
 
@@ -554,7 +561,7 @@ def build_mouth(params: dict[str, float] | None = None) -> onnx.ModelProto:
     g.output(rgb, "rgb", ["B", 3, H, W])
     g.output(alpha, "alpha", ["B", 1, H, W])
     doc = (
-        "a2v mouth renderer v1: articulation [B,4] (open, spread, round, press 0..1), style [B,12] (lip, inner-mouth,"
+        "a2v mouth renderer v2: articulation [B,4] (open, spread, round, press 0..1), style [B,12] (lip, inner-mouth,"
         " teeth RGB 0..1; half_width, lip_thickness, max_open px), offset [B,2] (dx, dy px, -2..2) -> premultiplied"
         " rgb [B,3,96,128] and alpha [B,1,96,128]. Pixel (i, j) covers [j, j+1) x [i, i+1); the mouth centre is at"
         " x = 64 + dx, y = 48 + dy. Built by models/build_models.py, see models/MODEL_CARD.md."

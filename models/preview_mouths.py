@@ -1,6 +1,6 @@
 """Render a contact sheet of the mouth renderer for a grid of articulations, to look at.
 
-    python models/preview_mouths.py [--out /tmp/mouths.png] [--zoom 2] [--model models/a2v-mouth-v1.onnx]
+    python models/preview_mouths.py [--out /tmp/mouths.png] [--zoom 2] [--model models/a2v-mouth-v2.onnx]
     python models/preview_mouths.py --time     # B=64 render time on onnxruntime CPU, 2 threads
 
 Rows: open = 0, 0.25, 0.5, 0.75, 1. Columns: neutral, spread, round, press, spread+press, half round, then the
@@ -104,7 +104,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="/tmp/mouths.png")
     ap.add_argument("--zoom", type=int, default=1)
-    ap.add_argument("--model", default=str(HERE / "a2v-mouth-v1.onnx"))
+    ap.add_argument("--model", default=str(HERE / "a2v-mouth-v2.onnx"))
     ap.add_argument("--fresh", action="store_true", help="render build_models.build_mouth() instead of the file")
     ap.add_argument("--time", action="store_true", help="time B=64 on 2 CPU threads instead of drawing")
     args = ap.parse_args()

@@ -17,7 +17,7 @@ from a2v_cli.engine.features import (
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
 ARTICULATOR = MODELS / "a2v-articulator-v1.onnx"
-MOUTH = MODELS / "a2v-mouth-v1.onnx"
+MOUTH = MODELS / "a2v-mouth-v2.onnx"
 SR = 16_000
 FPS = 25.0
 STYLE = np.array([0.82, 0.38, 0.43, 0.36, 0.10, 0.12, 0.97, 0.96, 0.93, 24.0, 5.5, 19.0], dtype=np.float32)

@@ -22,7 +22,7 @@ from a2v_cli.engine.sessions import LoadedSession, load_session
 from a2v_cli.errors import InputError, not_found
 
 ARTICULATOR_FILE = "a2v-articulator-v2.onnx"  # trained; v1 (hand-designed) stays for reference
-MOUTH_FILE = "a2v-mouth-v1.onnx"
+MOUTH_FILE = "a2v-mouth-v2.onnx"
 PATCH_H, PATCH_W = 96, 128
 
 
