@@ -376,6 +376,21 @@ def measure_mouth(lumas: list[np.ndarray]) -> tuple[list[np.ndarray], dict[str, 
                                                                 "threshold_luma": round(threshold, 1)}
 
 
+def pca_mouth(crops: list[np.ndarray], truths: list[lc.GroundTruth], sample: int = 4000) -> list[np.ndarray]:
+    """The issue's other suggested measure, as a cross-check: each frame's score on the first principal component
+    of the mouth crops' luma (pooled over the run's clips), oriented so that frames in pauses score low."""
+    flat = [c.reshape(len(c), -1).astype(np.float32) for c in crops]
+    allf = np.concatenate(flat)
+    mean = allf.mean(axis=0)
+    pick = allf[np.linspace(0, len(allf) - 1, min(sample, len(allf))).astype(np.int64)] - mean
+    pc = np.linalg.svd(pick, full_matrices=False)[2][0]
+    scores = [(f - mean) @ pc for f in flat]
+    sil = np.concatenate([sc[t.silence[: len(sc)]] for sc, t in zip(scores, truths, strict=True)])
+    if len(sil) and float(sil.mean()) > float(np.concatenate(scores).mean()):
+        scores = [-sc for sc in scores]
+    return [sc.astype(np.float64) for sc in scores]
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Models
 # --------------------------------------------------------------------------------------------------------------------
@@ -475,7 +490,7 @@ def evaluate_model(
     else:
         model = load_model(None if spec == "builtin" else spec, art, device)
     box = MouthBox.for_pose(pose)
-    lumas, decoded, seconds = [], [], []
+    lumas, fixed, decoded, seconds = [], [], [], []
     t_render = 0.0
     with tempfile.TemporaryDirectory(prefix="a2v-lipsync-") as tmp:
         for k, (clip, truth) in enumerate(zip(clips, truths, strict=True)):
@@ -484,6 +499,7 @@ def evaluate_model(
             r = render_clip(clip, pose, model, Path(tmp), keep / spec.replace("/", "_") if keep else None)
             t_render += r.render_s
             lumas.append(luminance(mouth_crops(r.frames, box)))
+            fixed.append(luminance(mouth_crops(r.frames, box, np.zeros((len(r.frames), 2)))))
             decoded.append(len(r.frames))
             seconds.append(r.audio_seconds)
             if log:
@@ -495,8 +511,13 @@ def evaluate_model(
         for c, m, t, n, s in zip(clips, measured, truths, decoded, seconds, strict=True)
     ]
     row = pool(getattr(model, "name", spec), scores, measured, truths)
+    cross = {}
+    for label, crops in (("pca", lumas), ("pca_fixed_box", fixed)):
+        pcs = pca_mouth(crops, truths)
+        cross[label] = summary(pool(label, [score_clip(c.name, c.voice, m, t) for c, m, t in
+                                            zip(clips, pcs, truths, strict=True)], pcs, truths))  # fmt: skip
     row.extra = {**thresholds, "render_s": round(t_render, 1),
-                 "by_language": by_language(row.model, clips, scores, measured, truths)}
+                 "by_language": by_language(row.model, clips, scores, measured, truths), **cross}
     return row, scores
 
 
@@ -593,6 +614,13 @@ def main(argv: list[str] | None = None) -> int:
         if len(langs) > 1:
             parts = ", ".join(f"{g} {v['r']:.3f} ({v['clips']})" for g, v in langs.items())
             print(f"{r.model}: r by language (clips): {parts}")
+    for r in rows:
+        for label, what in (("pca", "first principal component, head-tracked box"),
+                            ("pca_fixed_box", "first principal component, fixed box (head sway not removed)")):
+            if label in r.extra:
+                x = r.extra[label]
+                print(f"{r.model}: cross-check {what}: r {x['r']:.3f}, lag {x['lag']}, silence closed"
+                      f" {x['silence_closed']:.3f}, p/b/m closed {x['pbm_closed']:.3f}")
     for r in rows:
         if r.extra.get("threshold_luma") is not None:
             print(f"{r.model}: interior luma {r.extra['dark_luma']}, threshold {r.extra['threshold_luma']};"
