@@ -257,6 +257,24 @@ def test_spread_widens_and_round_narrows(mouth: object) -> None:
     assert widths[1] > widths[0] + 4 and widths[2] < widths[0] - 8
 
 
+def dark_area(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """(B,) px of inner-mouth darkness: how far each pixel, composited on white, is below mid grey."""
+    lum = (rgb + (1.0 - alpha)).mean(axis=1)  # on a white background
+    return np.clip((0.5 - lum) / 0.5, 0, 1).sum(axis=(1, 2))
+
+
+def test_opening_area_follows_open_whatever_the_shape(mouth: object) -> None:
+    shapes = [(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1), (0.5, 0.5, 0), (0, 0.5, 0.5)]
+    for o in (0.25, 0.5):  # a wide-open O is capped in height (open_max): not tested above 0.5
+        areas = dark_area(*render(mouth, [(o, s, r, p) for s, r, p in shapes]))
+        assert areas.max() < 1.35 * areas.min(), (o, areas.round())  # v1: 1.9
+    # and it grows in proportion to open (teeth and tongue are fixed shares of the opening)
+    opens = np.linspace(0.1, 1.0, 10)
+    areas = dark_area(*render(mouth, [(o, 0, 0, 0) for o in opens]))
+    assert np.corrcoef(opens, areas)[0, 1] > 0.995
+    assert np.all(np.diff(areas) > 0)
+
+
 def test_press_thins_the_lips(mouth: object) -> None:
     _, alpha = render(mouth, [(0, 0, 0, 0), (0, 0, 0, 1)])
     heights = alpha[:, 0].max(axis=2).sum(axis=1)
