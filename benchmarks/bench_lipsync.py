@@ -577,7 +577,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="model to score (repeatable): builtin, a .onnx path, a models-folder name, or 'oracle'"
                          " (the target drawn as a mouth: checks the measurement). Default: builtin if its files exist")
     ap.add_argument("--pose", default=DEFAULT_POSE)
-    ap.add_argument("--split", choices=lc.SPLITS, default="heldout")
+    ap.add_argument("--split", choices=(*lc.SPLITS, "human"), default="heldout",
+                    help="heldout / train: espeak-ng clips; human: recorded speech with forced-aligned phonemes"
+                         " (benchmarks/human_clips.py; run `python benchmarks/human_clips.py --fetch` once)")
     ap.add_argument("--clips", type=int, default=None, help="clips per split (default 24 held-out / 48 train)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -593,7 +595,12 @@ def main(argv: list[str] | None = None) -> int:
         if not models:
             print("built-in model files not found (models/a2v-*.onnx): scoring the RMS baseline only", file=sys.stderr)
     t0 = time.perf_counter()
-    clips = lc.make_clips(args.split, n, args.seed, per_clip)
+    if args.split == "human":
+        from benchmarks.human_clips import human_clips
+
+        clips = human_clips()[:n] if n else human_clips()
+    else:
+        clips = lc.make_clips(args.split, n, args.seed, per_clip)
     truths = [lc.clip_truth(c) for c in clips]
     seconds = sum(c.duration for c in clips)
     print(f"{len(clips)} {args.split} clips, {seconds:.1f} s of speech, pose {args.pose}", file=sys.stderr)

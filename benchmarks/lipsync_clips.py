@@ -65,6 +65,7 @@ A p/b/m is a phoneme whose mnemonic (stripped) is p, b or m; its frame is the on
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -250,10 +251,18 @@ def clip_specs(split: str, n: int, seed: int, sentences_per_clip: tuple[int, int
     return specs
 
 
-def synthesize_clip(spec: ClipSpec) -> Clip:
-    """Speak ``spec`` with libespeak-ng; sentences are joined with silences that become "_" pause phonemes."""
+Synthesizer = Callable[[str, ClipSpec], tuple[np.ndarray, int, list[tuple[float, float, str]]]]
+
+
+def espeak_sentence(text: str, spec: ClipSpec) -> tuple[np.ndarray, int, list[tuple[float, float, str]]]:
     from benchmarks.espeak_phonemes import synthesize
 
+    return synthesize(text, spec.voice, spec.rate, spec.pitch)
+
+
+def synthesize_clip(spec: ClipSpec, synthesize: Synthesizer = espeak_sentence) -> Clip:
+    """Speak ``spec`` (libespeak-ng unless another ``synthesize(text, spec)`` giving audio, rate and espeak-named
+    phonemes is given); sentences are joined with silences that become "_" pause phonemes."""
     pieces: list[np.ndarray] = []
     phonemes: list[tuple[float, float, str]] = []
     sr = 0
@@ -268,15 +277,15 @@ def synthesize_clip(spec: ClipSpec) -> Clip:
             t += count / sr
 
     for i, text in enumerate(spec.sentences):
-        audio, rate, ph = synthesize(text, spec.voice, spec.rate, spec.pitch)
+        audio, rate, ph = synthesize(text, spec)
         if sr == 0:
             sr = rate
             silence(spec.lead)
         elif rate != sr:
-            raise RuntimeError(f"espeak changed its sample rate ({sr} -> {rate})")
+            raise RuntimeError(f"the synthesizer changed its sample rate ({sr} -> {rate})")
         seg_len = len(audio) / sr
         if ph and ph[0][0] > 0:
-            phonemes.append((t, t + ph[0][0], "_"))  # espeak's own lead-in, if any
+            phonemes.append((t, t + ph[0][0], "_"))  # the synthesizer's own lead-in, if any
         phonemes.extend((t + s, t + e, name) for s, e, name in ph if e > s or not name.startswith("_"))
         if ph and ph[-1][1] < seg_len:
             phonemes.append((t + ph[-1][1], t + seg_len, "_"))

@@ -58,16 +58,21 @@ from a2v_cli.engine.features import (  # noqa: E402
     MAX_ABS_VALUE,
     N_FFT,
     N_MELS,
+    POWER_C,
     SAMPLE_RATE,
+    SPEECH_LEVEL,
     WINDOW_FRAMES,
     centered_window_starts,
+    column_level,
     frame_rms_db,
+    level_weights,
     log_mel,
-    mel_center_hz,
     normalizing_gain,
+    speech_spectrum,
 )
 
 V2_FILE = HERE / "a2v-articulator-v2.onnx"
+V3_FILE = HERE / "a2v-articulator-v3.onnx"
 V1_FILE = HERE / "a2v-articulator-v1.onnx"
 WORK = Path("/tmp/a2v-train")
 FPS = 25.0
@@ -77,16 +82,24 @@ OPSET = 17
 IR_VERSION = 8
 
 # One mel unit is 12.5 dB; power ratio of a mel difference d is exp(POWER_C * d) (as in build_models.py).
-POWER_C = (100.0 / (2 * MAX_ABS_VALUE)) * math.log(10.0) / 10.0
-LEVEL_BAND_HZ = (100.0, 7600.0)  # v1's "all" band
-GATE_LO, GATE_HI = -1.6, -1.2  # v1: -1.9 / -1.5; white noise 30 dB under speech reaches -1.73 (v1 relied on its F1 cue)
+# v1: -1.9 / -1.5; white noise 30 dB under speech reaches -1.73 (v1 relied on its F1 cue)
+GATE_LO, GATE_HI = SPEECH_LEVEL, -1.2
 GATE_COLS = (CENTRE - 1, CENTRE + 2)  # columns 7..9
 SIDE_BEFORE = (CENTRE - 5, CENTRE - 1)  # columns 3..6
 SIDE_AFTER = (CENTRE + 2, CENTRE + 6)  # columns 10..13
 DIP_LO, DIP_HI = 0.5, 1.0  # v1's closure dip (build_models.py dip_lo / dip_hi), the floor of press after training
 
-WIDTH = 96
-HIDDEN = 64
+WIDTH = 160  # v2: 96
+HIDDEN = 128  # v2: 64
+AUX_WEIGHT = 0.0  # auxiliary phoneme-identity loss (training only)
+PAST = 0  # extra past columns before the 16-column window (look-ahead stays 100 ms)
+CMVN = True  # the net sees the mel relative to the recording's mean speech spectrum (v2: False)
+PRIOR_COLUMNS = 160.0  # ... pulled towards the training set's mean as if that had been heard for 2 s
+
+
+def span() -> int:
+    """Columns of the model's input window: PAST past columns + the centred 16."""
+    return WINDOW_FRAMES + PAST
 F2D = 16  # channels of the conv2d front end
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -229,8 +242,9 @@ class Recipe:
     """Everything that decides the training data (hashed for the cache under --work)."""
 
     train_split_clips: int = 144  # lipsync_clips.make_clips("train", n, seed) clips (its 6 voices x 22 sentences)
-    extra_clips: int = 460  # our own English sentences x voices
-    foreign_clips: int = 120  # it / cs / id / sw
+    extra_clips: int = 800  # our own English sentences x voices
+    foreign_clips: int = 200  # it / cs / id / sw
+    festival_clips: int = 240  # Festival diphone voices (English)
     versions: int = 4  # version 0: clean (speed + level only); 1..: a random degradation chain
     seed: int = 20240611
     # development voices: their clips are not trained on, only watched (model choice without the held-out split)
@@ -300,7 +314,40 @@ def base_clips(recipe: Recipe) -> list[BaseClip]:
     per = [recipe.foreign_clips // len(langs) + (i < recipe.foreign_clips % len(langs)) for i in range(len(langs))]
     for lang, count in zip(langs, per, strict=True):
         own("foreign-" + lang, count, FOREIGN_VOICES[lang], EXTRA_FOREIGN[lang], lang)
+    if recipe.festival_clips and shutil.which("festival"):
+        own("festival", recipe.festival_clips, [f"festival:{v}" for v in FESTIVAL_TRAIN_VOICES],
+            EXTRA_SENTENCES + lc.TRAIN_SENTENCES, "en-us")  # fmt: skip
     return out
+
+
+# Festival (Debian: festival, festvox-kallpc16k, festvox-kdlpc16k): diphone voices, i.e. concatenated recordings of two
+# real American male speakers, for acoustics closer to human speech than espeak's formant synthesis. Only our own
+# sentences; models/eval_articulator.py's corpus (the Festival evaluation) is never spoken. slt (HTS) stays unseen.
+FESTIVAL_TRAIN_VOICES = ("kal_diphone", "kd_diphone")
+# Festival's radio phone set -> espeak mnemonic (lipsync_clips' openness table); the rest are ARPAbet in lower case
+FESTIVAL_EXTRA = {"ax": "@", "axr": "3:", "ix": "I", "dx": "t", "el": "l", "em": "m", "en": "n", "nx": "n",
+                  "pau": "_", "h#": "_", "brth": "_"}  # fmt: skip
+
+
+def festival_phone(name: str) -> str:
+    from benchmarks.human_clips import espeak_name
+
+    return FESTIVAL_EXTRA.get(name) or espeak_name(name.upper())
+
+
+def festival_sentence(text: str, spec: Any) -> tuple[np.ndarray, int, list[tuple[float, float, str]]]:
+    """One sentence in a "festival:VOICE" spec's voice: rate -> Duration_Stretch (160 / rate), espeak-named phones."""
+    import eval_articulator as ea
+
+    audio, rate, ph = ea.festival_synthesize(text, spec.voice.split(":", 1)[1], 160.0 / spec.rate)
+    seg = len(audio) / rate
+    return audio, rate, [(a, min(b, seg), festival_phone(n[4:])) for a, b, n in ph if min(b, seg) > a]
+
+
+def festival_clip(spec: Any) -> Any:
+    from benchmarks import lipsync_clips as lc
+
+    return lc.synthesize_clip(spec, festival_sentence)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -372,6 +419,21 @@ def target_track(
     return np.stack([np.interp(times, grid, v) for v in vals]).astype(np.float32)
 
 
+def phoneme_track(phonemes: list[tuple[float, float, str]], times: np.ndarray) -> np.ndarray:
+    """The espeak phoneme (base mnemonic, "_" in pauses) at each of ``times``: the auxiliary classification target."""
+    from benchmarks import lipsync_clips as lc
+
+    out = np.full(len(times), "_", dtype="<U6")
+    for k, (start, end, name) in enumerate(phonemes):
+        lo, hi = np.searchsorted(times, [start, end])
+        if hi <= lo:
+            continue
+        if lc.is_marker(name):
+            name = next((p[2] for p in phonemes[k + 1 :] if not lc.is_marker(p[2])), "_")
+        out[lo:hi] = "_" if lc.is_pause(name) else lc.base_mnemonic(name)[:6]
+    return out
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Features exactly as the app computes them, and the energy gates
 # ----------------------------------------------------------------------------------------------------------------------
@@ -389,20 +451,6 @@ def app_mel(audio16k: np.ndarray) -> np.ndarray:
     padded = np.zeros(N_FFT // 2 + len(x) + N_FFT // 2 + HOP, dtype=np.float32)
     padded[N_FFT // 2 : N_FFT // 2 + len(x)] = x
     return log_mel(padded)[:, :n_cols]
-
-
-def level_weights() -> np.ndarray:
-    """(80,) power-averaging weights of the level band (mel bands centred in 100-7600 Hz)."""
-    fc = mel_center_hz()
-    sel = (fc >= LEVEL_BAND_HZ[0]) & (fc < LEVEL_BAND_HZ[1])
-    return (sel / sel.sum()).astype(np.float32)
-
-
-def column_level(mel: np.ndarray) -> np.ndarray:
-    """(..., T) level in mel units of each column of (..., 80, T) mel."""
-    m = np.clip(mel, -MAX_ABS_VALUE, MAX_ABS_VALUE).astype(np.float32)
-    p = np.einsum("...ft,f->...t", np.exp(np.float32(POWER_C) * m), level_weights())
-    return np.log(p) / np.float32(POWER_C)
 
 
 def ramp(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -566,6 +614,7 @@ class Version:
     mel: np.ndarray  # (80, T) float32
     target: np.ndarray  # (4, T) float32 at each column's time
     valid: np.ndarray  # (T,) bool: the window centred here is not entirely gated
+    phon: np.ndarray  # (T,) str: the phoneme at each column (auxiliary target)
     base: int
     version: int
     steps: list[str]
@@ -578,7 +627,7 @@ def make_versions(args: tuple[BaseClip, Recipe]) -> list[Version]:
     from benchmarks import lipsync_clips as lc
 
     bc, recipe = args
-    clip = lc.synthesize_clip(bc.spec)
+    clip = festival_clip(bc.spec) if bc.kind == "festival" else lc.synthesize_clip(bc.spec)
     out = []
     for v in range(recipe.versions):
         rng = np.random.default_rng([recipe.seed, bc.index, v, 5])
@@ -599,13 +648,15 @@ def make_versions(args: tuple[BaseClip, Recipe]) -> list[Version]:
         lv = column_level(padded)
         idx = np.arange(mel.shape[1])[:, None] + np.arange(WINDOW_FRAMES)[None, :]
         gate, side = window_gates(lv[idx])
-        out.append(Version(mel.astype(np.float32), target, (gate > 0) | (side > 0), bc.index, v, steps))
+        valid = (gate > 0) | (side > 0)
+        out.append(Version(mel.astype(np.float32), target, valid, phoneme_track(phon, times), bc.index, v, steps))
     return out
 
 
 def dataset_key(recipe: Recipe) -> str:
-    blob = json.dumps([recipe.__dict__, EXTRA_SENTENCES, EXTRA_FOREIGN, EXTRA_VOICES, FOREIGN_VOICES,
-                       GATE_LO, GATE_HI, sorted(SHAPE.items(), key=str), 4], sort_keys=True, default=str)  # fmt: skip
+    fields = {k: v for k, v in recipe.__dict__.items() if not (k == "festival_clips" and v == 0)}  # keys before it
+    blob = json.dumps([fields, EXTRA_SENTENCES, EXTRA_FOREIGN, EXTRA_VOICES, FOREIGN_VOICES,
+                       GATE_LO, GATE_HI, sorted(SHAPE.items(), key=str), 5], sort_keys=True, default=str)  # fmt: skip
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -618,13 +669,14 @@ def build_dataset(recipe: Recipe, work: Path, workers: int = 2) -> dict[str, np.
     check_disjoint()
     clips = base_clips(recipe)
     t0 = time.perf_counter()
-    mels, targets, valid, base_ids, vers = [], [], [], [], []
+    mels, targets, valid, base_ids, vers, phons = [], [], [], [], [], []
     pad = np.full((N_MELS, WINDOW_FRAMES), -MAX_ABS_VALUE, dtype=np.float32)
     mels.append(pad)
     targets.append(np.zeros((4, WINDOW_FRAMES), np.float32))
     valid.append(np.zeros(WINDOW_FRAMES, bool))
     base_ids.append(np.full(WINDOW_FRAMES, -1, np.int32))
     vers.append(np.full(WINDOW_FRAMES, -1, np.int8))
+    phons.append(np.full(WINDOW_FRAMES, "_", dtype="<U6"))
     jobs = [(c, recipe) for c in clips]
     # One fresh process per clip: libespeak-ng keeps voice-variant state between calls (a klatt or named variant
     # changes the next voice's timing), so a clip must not depend on which clips the same process spoke before.
@@ -638,6 +690,8 @@ def build_dataset(recipe: Recipe, work: Path, workers: int = 2) -> dict[str, np.
                 arr.append(piece)
             base_ids.append(np.full(v.mel.shape[1], v.base, np.int32))
             vers.append(np.full(v.mel.shape[1], v.version, np.int8))
+            phons.append(v.phon)
+            phons.append(np.full(WINDOW_FRAMES, "_", dtype="<U6"))
             mels.append(pad)
             targets.append(np.zeros((4, WINDOW_FRAMES), np.float32))
             valid.append(np.zeros(WINDOW_FRAMES, bool))
@@ -655,6 +709,7 @@ def build_dataset(recipe: Recipe, work: Path, workers: int = 2) -> dict[str, np.
         "valid": np.concatenate(valid),
         "base": np.concatenate(base_ids),
         "version": np.concatenate(vers),
+        "phon": np.concatenate(phons),
         "kind": np.array([c.kind for c in clips]),
         "voice": np.array([c.voice for c in clips]),
     }
@@ -668,12 +723,28 @@ def build_dataset(recipe: Recipe, work: Path, workers: int = 2) -> dict[str, np.
     return data
 
 
+def build_all(recipe: Recipe, work: Path, workers: int = 2) -> dict[str, np.ndarray]:
+    """``build_dataset`` of the espeak part and of the Festival part (each cached on its own), joined."""
+    from dataclasses import replace
+
+    main = build_dataset(replace(recipe, festival_clips=0), work, workers)
+    if not recipe.festival_clips:
+        return main
+    fest = build_dataset(replace(recipe, train_split_clips=0, extra_clips=0, foreign_clips=0), work, workers)
+    n = len(main["voice"])
+    joined = {k: np.concatenate([main[k], fest[k]]) for k in ("valid", "version", "phon", "kind", "voice")}
+    joined["mel"] = np.concatenate([main["mel"], fest["mel"]], axis=1)
+    joined["target"] = np.concatenate([main["target"], fest["target"]], axis=1)
+    joined["base"] = np.concatenate([main["base"], np.where(fest["base"] >= 0, fest["base"] + n, -1)]).astype(np.int32)
+    return joined
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Model (torch) and export (onnx.helper)
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def make_net(arch: str = "conv2d") -> Any:
+def make_net(arch: str = "conv2d", n_phonemes: int = 0) -> Any:
     import torch
     from torch import nn
 
@@ -690,15 +761,17 @@ def make_net(arch: str = "conv2d") -> Any:
             self.c2 = nn.Conv1d(WIDTH, WIDTH, 3, padding=1)
             self.c3 = nn.Conv1d(WIDTH, WIDTH, 3, padding=2, dilation=2)
             self.c4 = nn.Conv1d(WIDTH, WIDTH, 3, stride=2, padding=1)
-            self.fc1 = nn.Linear(WIDTH * WINDOW_FRAMES // 2, HIDDEN)
+            self.fc1 = nn.Linear(WIDTH * span() // 2, HIDDEN)
             self.fc2 = nn.Linear(HIDDEN, 4)
+            self.aux = nn.Linear(HIDDEN, n_phonemes) if n_phonemes else None  # training only: phoneme identity
             self.drop = nn.Dropout(0.1)
             self.register_buffer("level_w", torch.from_numpy(level_weights()))
+            self.register_buffer("spectrum_prior", torch.zeros(N_MELS))  # set by train(); exported as metadata
             self.closure_floor = False  # set after training: press = max(learned press, v1's closure dip)
 
         def gates(self, x: torch.Tensor) -> torch.Tensor:
             """(B,4) multipliers of open, spread, round, press for (B,80,16) clipped mel."""
-            level = torch.log(torch.einsum("bft,f->bt", torch.exp(POWER_C * x), self.level_w)) / POWER_C
+            level = torch.log(torch.einsum("bft,f->bt", torch.exp(POWER_C * x[:, :, PAST:]), self.level_w)) / POWER_C
 
             def rmp(v: torch.Tensor) -> torch.Tensor:
                 return ((v - GATE_LO) / (GATE_HI - GATE_LO)).clamp(0.0, 1.0)
@@ -708,14 +781,22 @@ def make_net(arch: str = "conv2d") -> Any:
                                      level[:, SIDE_AFTER[0] : SIDE_AFTER[1]].amax(dim=1)))  # fmt: skip
             return torch.stack([gate, gate, gate, torch.maximum(gate, side)], dim=1)
 
-        def forward(self, mel: torch.Tensor) -> torch.Tensor:
-            x = mel.reshape(-1, N_MELS, WINDOW_FRAMES).clamp(-MAX_ABS_VALUE, MAX_ABS_VALUE)
+        def forward(self, mel: torch.Tensor, spec: torch.Tensor | None = None) -> torch.Tensor:
+            return self.forward_all(mel, spec)[0]
+
+        def forward_all(
+            self, mel: torch.Tensor, spec: torch.Tensor | None = None
+        ) -> tuple[torch.Tensor, torch.Tensor | None]:
+            """(articulation, phoneme logits or None); ``spec`` (B,80): the recording's mean speech spectrum, which
+            the net's input is relative to (CMVN) while the gates read the absolute levels."""
+            x = mel.reshape(-1, N_MELS, span()).clamp(-MAX_ABS_VALUE, MAX_ABS_VALUE)
+            xn = x if spec is None else x - spec[:, :, None]
             if self.arch == "conv2d":
-                f = torch.relu(self.f1(x.unsqueeze(1) * (1.0 / MAX_ABS_VALUE)))
+                f = torch.relu(self.f1(xn.unsqueeze(1) * (1.0 / MAX_ABS_VALUE)))
                 f = torch.relu(self.f2(f))  # (B, F2D, 20, 16)
-                h = torch.relu(self.c1(f.reshape(-1, F2D * N_MELS // 4, WINDOW_FRAMES)))
+                h = torch.relu(self.c1(f.reshape(-1, F2D * N_MELS // 4, span())))
             else:
-                h = torch.relu(self.c1(x * (1.0 / MAX_ABS_VALUE)))
+                h = torch.relu(self.c1(xn * (1.0 / MAX_ABS_VALUE)))
             h = h + torch.relu(self.c2(h))
             h = h + torch.relu(self.c3(h))
             h = torch.relu(self.c4(h))
@@ -723,12 +804,12 @@ def make_net(arch: str = "conv2d") -> Any:
             out = torch.sigmoid(self.fc2(h)) * self.gates(x)
             if self.closure_floor:
                 out = torch.cat([out[:, :3], torch.maximum(out[:, 3:], self.dip(x))], dim=1)
-            return out
+            return out, (self.aux(h) if self.aux is not None else None)
 
         def dip(self, x: torch.Tensor) -> torch.Tensor:
             """(B,1) v1's closure cue: the centre (columns 7-9) 0.5-1.0 mel units below the louder columns on BOTH
             sides (3-6 and 10-13): a stop closure between two sounds; exactly 0 in silence and steady noise."""
-            level = torch.log(torch.einsum("bft,f->bt", torch.exp(POWER_C * x), self.level_w)) / POWER_C
+            level = torch.log(torch.einsum("bft,f->bt", torch.exp(POWER_C * x[:, :, PAST:]), self.level_w)) / POWER_C
             hole = level[:, GATE_COLS[0] : GATE_COLS[1]].amin(dim=1, keepdim=True)
             sides = torch.minimum(level[:, SIDE_BEFORE[0] : SIDE_BEFORE[1]].amax(dim=1, keepdim=True),
                                   level[:, SIDE_AFTER[0] : SIDE_AFTER[1]].amax(dim=1, keepdim=True))  # fmt: skip
@@ -744,9 +825,9 @@ def export_onnx(net: Any, path: Path, meta: dict[str, str]) -> None:
 
     sd = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in net.state_dict().items()}
     g = GraphBuilder("a2v_articulator_v2")
-    mel = g.input("mel", ["B", 1, N_MELS, WINDOW_FRAMES])
+    mel = g.input("mel", ["B", 1, N_MELS, span()])
     x = g.op("Clip", mel, g.const(-MAX_ABS_VALUE, "lo"), g.const(MAX_ABS_VALUE, "hi"), name="clip_input")
-    x = g.op("Reshape", x, g.ints([-1, N_MELS, WINDOW_FRAMES]), name="b_mel_t")
+    x = g.op("Reshape", x, g.ints([-1, N_MELS, span()]), name="b_mel_t")
 
     def ramp_op(v: str, name: str) -> str:
         return g.clip01(g.affine(v, 1.0 / (GATE_HI - GATE_LO), -GATE_LO / (GATE_HI - GATE_LO), name + "_lin"), name)
@@ -756,10 +837,11 @@ def export_onnx(net: Any, path: Path, meta: dict[str, str]) -> None:
         power = g.op("Exp", g.mul(xt, g.const(POWER_C, "db_to_power")), name="power")
         lv = g.op("MatMul", power, g.const(level_weights()[:, None], "level_weights"), name="band_power")  # [B,16,1]
         lv = g.mul(g.op("Log", lv, name="log_power"), g.const(1.0 / POWER_C, "power_to_mel"), name="level_b_t_1")
-        lv = g.op("Reshape", lv, g.ints([-1, WINDOW_FRAMES]), name="level")  # [B,16]
+        lv = g.op("Reshape", lv, g.ints([-1, span()]), name="level")  # [B,PAST+16]
 
         def cols(lo: int, hi: int, reduce: str, name: str) -> str:
-            s = g.op("Slice", lv, g.ints([lo], name + "_lo"), g.ints([hi], name + "_hi"), g.ints([1]), name=name)
+            s = g.op("Slice", lv, g.ints([PAST + lo], name + "_lo"), g.ints([PAST + hi], name + "_hi"), g.ints([1]),
+                     name=name)
             return g.op(reduce, s, axes=[1], keepdims=1, name=name + "_" + reduce.lower())
 
         gate = ramp_op(cols(*GATE_COLS, "ReduceMin", "centre"), "gate")
@@ -784,19 +866,22 @@ def export_onnx(net: Any, path: Path, meta: dict[str, str]) -> None:
                     name=name)  # fmt: skip
 
     with g.scope("net"):
+        if CMVN:  # the net reads the window relative to the recording's mean speech spectrum
+            spectrum = g.input("spectrum", ["B", N_MELS])
+            x = g.sub(x, g.op("Unsqueeze", spectrum, g.ints([2]), name="spectrum_b_mel_1"), name="relative")
         h = g.mul(x, g.const(1.0 / MAX_ABS_VALUE, "scale"), name="scaled")
         if "f1.weight" in sd:
             h = g.op("Unsqueeze", h, g.ints([1]), name="b_1_mel_t")
             h = g.op("Relu", conv2d(h, "f1", (2, 1), (2, 1)), name="g1")
             h = g.op("Relu", conv2d(h, "f2", (2, 1), (1, 1)), name="g2")
-            h = g.op("Reshape", h, g.ints([-1, F2D * N_MELS // 4, WINDOW_FRAMES]), name="g_flat")
+            h = g.op("Reshape", h, g.ints([-1, F2D * N_MELS // 4, span()]), name="g_flat")
             h = g.op("Relu", conv(h, "c1", 0), name="h1")
         else:
             h = g.op("Relu", conv(h, "c1", 1), name="h1")
         h = g.add(h, g.op("Relu", conv(h, "c2", 1)), name="h2")
         h = g.add(h, g.op("Relu", conv(h, "c3", 2, dilation=2)), name="h3")
         h = g.op("Relu", conv(h, "c4", 1, stride=2), name="h4")
-        h = g.op("Reshape", h, g.ints([-1, WIDTH * WINDOW_FRAMES // 2]), name="flat")
+        h = g.op("Reshape", h, g.ints([-1, WIDTH * span() // 2]), name="flat")
         h = g.op("Relu", g.op("Gemm", h, g.const(sd["fc1.weight"], "fc1_w"), g.const(sd["fc1.bias"], "fc1_b"),
                               transB=1, name="fc1"), name="h5")  # fmt: skip
         h = g.op("Gemm", h, g.const(sd["fc2.weight"], "fc2_w"), g.const(sd["fc2.bias"], "fc2_b"), transB=1, name="fc2")
@@ -814,6 +899,9 @@ def export_onnx(net: Any, path: Path, meta: dict[str, str]) -> None:
     )
     model = g.model(doc)
     model.producer_name = "a2v models/train_articulator.py"
+    if CMVN:
+        meta = {**meta, "spectrum_prior": ",".join(f"{v:.6g}" for v in sd["spectrum_prior"]),
+                "spectrum_prior_columns": str(PRIOR_COLUMNS)}  # fmt: skip
     onnx.helper.set_model_props(model, meta)
     onnx.checker.check_model(model, full_check=True)
     path.write_bytes(model.SerializeToString())
@@ -837,13 +925,46 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / den) if den > 0 else 0.0
 
 
+def phoneme_classes(phon: np.ndarray, idx: np.ndarray, min_count: int = 500) -> tuple[list[str], np.ndarray]:
+    """The auxiliary target's vocabulary (phonemes seen at least ``min_count`` times at ``idx``, then "other"), and
+    every column's class id."""
+    names, counts = np.unique(phon[idx], return_counts=True)
+    vocab = sorted(str(n) for n, c in zip(names, counts, strict=True) if c >= min_count)
+    lookup = {n: i for i, n in enumerate(vocab)}
+    uniq, inverse = np.unique(phon, return_inverse=True)
+    ids = np.array([lookup.get(str(u), len(vocab)) for u in uniq], dtype=np.int64)[inverse]
+    return [*vocab, "other"], ids
+
+
+def recording_spectra(data: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(S,80) mean clipped mel of each recording's speech columns (gate open) pulled towards the prior as the app does
+    (``SpectrumMeter.spectrum``), each column's recording index (the padding between recordings belongs to the
+    recording before it), and the prior: the mean over every speech column."""
+    key = data["base"].astype(np.int64) * 16 + data["version"].astype(np.int64)
+    change = np.flatnonzero((np.diff(key) != 0) & (data["base"][1:] >= 0)) + 1
+    seg_of = np.zeros(len(key), np.int64)
+    seg_of[change] = 1
+    seg_of = np.cumsum(seg_of)
+    m = np.clip(data["mel"], -MAX_ABS_VALUE, MAX_ABS_VALUE)
+    lv = column_level(m)
+    speech = (lv > SPEECH_LEVEL) & (data["base"] >= 0)
+    n = int(seg_of[-1]) + 1
+    sums = np.zeros((n, N_MELS), np.float64)
+    np.add.at(sums, seg_of[speech], m[:, speech].T)
+    counts = np.bincount(seg_of[speech], minlength=n)[:, None]
+    prior = sums.sum(axis=0) / max(int(counts.sum()), 1)
+    spectra = (sums + prior[None] * PRIOR_COLUMNS) / (counts + PRIOR_COLUMNS)
+    return spectra.astype(np.float32), seg_of, prior.astype(np.float32)
+
+
 def train(
-    data: dict[str, np.ndarray], recipe: Recipe, steps: int, batch: int, lr: float, work: Path, arch: str
+    data: dict[str, np.ndarray], recipe: Recipe, steps: int, batch: int, lr: float, work: Path, arch: str,
+    aux_weight: float = 0.0,
 ) -> Any:
     import torch
 
     torch.manual_seed(recipe.seed)
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     mel = torch.from_numpy(data["mel"])
     target = torch.from_numpy(data["target"])
     base = data["base"]
@@ -854,19 +975,30 @@ def train(
     val_idx = val_all[np.random.default_rng(1).permutation(len(val_all))[:20000]]
     print(f"train: {len(train_idx)} windows; development ({len(dev_clips)} clips of unseen voices):"
           f" {len(val_all)} columns ({len(val_idx)} used)", flush=True)
-    offs = torch.arange(WINDOW_FRAMES) - CENTRE
+    offs = torch.arange(span()) - CENTRE - PAST
 
     def windows(idx: np.ndarray) -> torch.Tensor:
         cols = torch.from_numpy(idx)[:, None] + offs[None, :]
         return mel[:, cols].permute(1, 0, 2).unsqueeze(1).contiguous()  # (B,1,80,16)
 
-    net = make_net(arch)
-    print(f"model ({arch}): {param_count(net)} parameters", flush=True)
+    seg_spec, seg_of, prior = recording_spectra(data) if CMVN else (None, None, None)
+
+    def specs(idx: np.ndarray) -> torch.Tensor | None:
+        return None if seg_spec is None else torch.from_numpy(seg_spec[seg_of[idx]])
+
+    vocab, phon_ids = phoneme_classes(data["phon"], train_idx) if aux_weight > 0 else ([], np.zeros(0, np.int64))
+    phon_t = torch.from_numpy(phon_ids)
+    net = make_net(arch, len(vocab))
+    if prior is not None:
+        net.spectrum_prior.copy_(torch.from_numpy(prior))
+    print(f"model ({arch}): {param_count(net)} parameters; auxiliary phoneme classes: {len(vocab)}"
+          f" (weight {aux_weight})", flush=True)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.08)
     w = torch.tensor(LOSS_WEIGHTS)
     rng = np.random.default_rng(recipe.seed)
     vx = windows(val_idx)
+    vs = specs(val_idx)
     vy = target[:, torch.from_numpy(val_idx)].T
     t0 = time.perf_counter()
     log = []
@@ -875,8 +1007,10 @@ def train(
         idx = train_idx[rng.integers(0, len(train_idx), size=batch)]
         x = windows(idx)
         y = target[:, torch.from_numpy(idx)].T
-        pred = net(x)
+        pred, logits = net.forward_all(x, specs(idx))
         loss = (((pred - y) ** 2).mean(dim=0) * w).sum()
+        if logits is not None:
+            loss = loss + aux_weight * torch.nn.functional.cross_entropy(logits, phon_t[torch.from_numpy(idx)])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -884,7 +1018,8 @@ def train(
         if step % 500 == 0 or step == steps:
             net.eval()
             with torch.no_grad():
-                vp = torch.cat([net(vx[i : i + 4096]) for i in range(0, len(vx), 4096)])
+                vp = torch.cat([net(vx[i : i + 4096], None if vs is None else vs[i : i + 4096])
+                                for i in range(0, len(vx), 4096)])  # fmt: skip
             rs = [pearson(vp[:, k].numpy(), vy[:, k].numpy()) for k in range(4)]
             vloss = float((((vp - vy) ** 2).mean(dim=0) * w).sum())
             el = time.perf_counter() - t0
@@ -893,7 +1028,7 @@ def train(
             print(f"  step {step}/{steps}  loss {tl:.4f}  dev {vloss:.4f}  dev r open {rs[0]:.3f} spread {rs[1]:.3f}"
                   f" round {rs[2]:.3f} press {rs[3]:.3f}  {el:.0f} s", flush=True)
     work.mkdir(parents=True, exist_ok=True)
-    torch.save(net.state_dict(), work / "articulator-v2.pt")
+    torch.save(net.state_dict(), work / "articulator.pt")
     (work / "train-log.json").write_text(json.dumps(log, indent=1))
     net.eval()
     net.closure_floor = True
@@ -905,7 +1040,8 @@ def load_trained(work: Path, arch: str) -> Any:
     import torch
 
     net = make_net(arch)
-    net.load_state_dict(torch.load(work / "articulator-v2.pt"))
+    state = torch.load(work / "articulator.pt")
+    net.load_state_dict({k: v for k, v in state.items() if not k.startswith("aux.")})
     net.eval()
     net.closure_floor = True
     return net
@@ -918,14 +1054,17 @@ def verify_export(net: Any, path: Path, data: dict[str, np.ndarray]) -> float:
 
     rng = np.random.default_rng(3)
     idx = rng.choice(np.flatnonzero(data["base"] >= 0), size=2000, replace=False)
-    cols = idx[:, None] + (np.arange(WINDOW_FRAMES) - CENTRE)[None, :]
+    cols = idx[:, None] + (np.arange(span()) - CENTRE - PAST)[None, :]
     x = data["mel"][:, cols].transpose(1, 0, 2)[:, None].astype(np.float32)
-    x = np.concatenate([x, np.full((4, 1, N_MELS, WINDOW_FRAMES), -4.0, np.float32),
-                        rng.uniform(-6, 6, size=(64, 1, N_MELS, WINDOW_FRAMES)).astype(np.float32)])  # fmt: skip
+    x = np.concatenate([x, np.full((4, 1, N_MELS, span()), -4.0, np.float32),
+                        rng.uniform(-6, 6, size=(64, 1, N_MELS, span())).astype(np.float32)])  # fmt: skip
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = sess.run(None, {"mel": x})[0]
+    feeds = {"mel": x}
+    if CMVN:
+        feeds["spectrum"] = rng.uniform(-3, 1, size=(len(x), N_MELS)).astype(np.float32)
+    got = sess.run(None, feeds)[0]
     with torch.no_grad():
-        want = net(torch.from_numpy(x)).numpy()
+        want = net(torch.from_numpy(x), torch.from_numpy(feeds["spectrum"]) if CMVN else None).numpy()
     return float(np.max(np.abs(got - want)))
 
 
@@ -942,10 +1081,12 @@ class EvalClip:
     target: np.ndarray  # (N,) step-wise openness at frame centres (lipsync_clips' ground truth)
     silence: np.ndarray  # (N,) bool
     pbm: np.ndarray  # frame indices of p/b/m midpoints
+    spectrum: Any  # features.SpectrumMeter of the recording, as the app measures it
 
 
-def app_windows(audio: np.ndarray, sample_rate: int, tmp: Path) -> np.ndarray:
-    """The app's own path: 16-bit WAV -> a2v decode (soxr to 16 kHz, level meter) -> renderer's mel windows."""
+def app_windows(audio: np.ndarray, sample_rate: int, tmp: Path) -> tuple[np.ndarray, Any]:
+    """The app's own path: 16-bit WAV -> a2v decode (soxr to 16 kHz, level meter) -> renderer's mel windows, and
+    the recording's speech spectrum."""
     import soundfile as sf
 
     from a2v_cli.engine.audio import PcmReader, decode
@@ -959,9 +1100,10 @@ def app_windows(audio: np.ndarray, sample_rate: int, tmp: Path) -> np.ndarray:
     try:
         n = window_count(prepared.duration, FPS)
         out = [mel_windows(reader, centered_window_starts(np.arange(s, min(s + 25, n)), FPS)) for s in range(0, n, 25)]
+        spectrum = speech_spectrum(reader.read, reader.n)
     finally:
         reader.close()
-    return np.concatenate(out)
+    return np.concatenate(out), spectrum
 
 
 def heldout_clips(n: int, seed: int, condition: str) -> list[EvalClip]:
@@ -988,11 +1130,11 @@ def heldout_clips(n: int, seed: int, condition: str) -> list[EvalClip]:
                 else:
                     x, _ = degrade(x, rng)
                 audio, sr = x, SAMPLE_RATE
-            win = app_windows(audio, sr, Path(tmp))
+            win, spectrum = app_windows(audio, sr, Path(tmp))
             m = min(len(win), len(truth.target))
             group = "en" if clip.language.startswith("en") else clip.language
             out.append(EvalClip(clip.name, group, win[:m], truth.target[:m], truth.silence[:m],
-                                truth.pbm[truth.pbm < m]))  # fmt: skip
+                                truth.pbm[truth.pbm < m], spectrum))  # fmt: skip
     return out
 
 
@@ -1016,10 +1158,30 @@ def festival_clips() -> list[EvalClip]:
                         target[i] = ea.openness(name, (centres[i] - s) / max(e - s, 1e-6))
                 cmu = [(s, e, "_" if name in ("cmu:pau", "cmu:h#") else name[4:]) for s, e, name in ph]
                 truth = lc.ground_truth(cmu, duration)
-                win = app_windows(audio.astype(np.float32), sr, Path(tmp))
+                win, spectrum = app_windows(audio.astype(np.float32), sr, Path(tmp))
                 m = min(len(win), n)
-                out.append(EvalClip(f"festival-{voice}-{si}", "festival", win[:m], target[:m], truth.silence[:m],
-                                    truth.pbm[truth.pbm < m]))  # fmt: skip
+                group = voice.split("_")[0]  # kal (trained on other sentences), slt (never trained on)
+                out.append(EvalClip(f"festival-{voice}-{si}", group, win[:m], target[:m], truth.silence[:m],
+                                    truth.pbm[truth.pbm < m], spectrum))  # fmt: skip
+    return out
+
+
+def human_eval_clips() -> list[EvalClip]:
+    """Recorded human speech with forced-aligned phonemes (benchmarks/human_clips.py; never trained on)."""
+    from benchmarks import lipsync_clips as lc
+    from benchmarks.human_clips import human_clips
+
+    out = []
+    clips = human_clips()
+    if not clips:
+        raise FileNotFoundError("no human clips in the cache")
+    with tempfile.TemporaryDirectory(prefix="a2v-eval-") as tmp:
+        for clip in clips:
+            truth = lc.clip_truth(clip)
+            win, spectrum = app_windows(clip.audio, clip.sample_rate, Path(tmp))
+            m = min(len(win), len(truth.target))
+            out.append(EvalClip(clip.name, "human", win[:m], truth.target[:m], truth.silence[:m],
+                                truth.pbm[truth.pbm < m], spectrum))  # fmt: skip
     return out
 
 
@@ -1030,7 +1192,18 @@ def run_model(path: Path, clips: list[EvalClip]) -> list[np.ndarray]:
     so.intra_op_num_threads = 2
     so.inter_op_num_threads = 1
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    return [sess.run(None, {"mel": c.windows})[0] for c in clips]
+    relative = "spectrum" in {i.name for i in sess.get_inputs()}
+    from a2v_cli.engine.lipsync import spectrum_prior
+
+    prior, prior_columns = spectrum_prior(sess)
+
+    def feeds(c: EvalClip) -> dict[str, np.ndarray]:
+        if not relative:
+            return {"mel": c.windows}
+        spec = c.spectrum.spectrum(prior, prior_columns)
+        return {"mel": c.windows, "spectrum": np.repeat(spec[None], len(c.windows), axis=0)}
+
+    return [sess.run(None, feeds(c))[0] for c in clips]
 
 
 def best_lag(opens: list[np.ndarray], targets: list[np.ndarray], max_lag: int = 5) -> int:
@@ -1082,11 +1255,15 @@ def evaluate(models: dict[str, Path], n: int = 24, seed: int = 0, festival: bool
             sets["festival/clean"] = festival_clips()
         except Exception as err:  # Festival voices missing: skip, say so
             print(f"festival skipped: {err}", file=sys.stderr)
+    try:
+        sets["human/recorded"] = human_eval_clips()
+    except Exception as err:  # not fetched: `python benchmarks/human_clips.py --fetch`
+        print(f"human recordings skipped: {err}", file=sys.stderr)
     print(f"evaluation clips ready in {time.perf_counter() - t0:.0f} s", flush=True)
     results: dict[str, Any] = {}
     for name, clips in sets.items():
         groups = {"all": list(range(len(clips)))}
-        if name.startswith("heldout"):
+        if not name.startswith("human"):
             for i, c in enumerate(clips):
                 groups.setdefault(c.group, []).append(i)
         for model, path in models.items():
@@ -1111,13 +1288,21 @@ def print_results(results: dict[str, Any]) -> None:
 
 
 def main() -> None:
+    global WIDTH, HIDDEN, PAST, CMVN
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", type=Path, default=WORK, help="datasets, checkpoints, logs (default /tmp/a2v-train)")
-    ap.add_argument("--out", type=Path, default=V2_FILE)
-    ap.add_argument("--steps", type=int, default=10000)
+    ap.add_argument("--out", type=Path, default=V3_FILE)
+    ap.add_argument("--steps", type=int, default=8000)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--arch", choices=("conv1d", "conv2d"), default="conv2d")
+    ap.add_argument("--aux-weight", type=float, default=AUX_WEIGHT,
+                    help="weight of the auxiliary phoneme-identity loss (training only; 0 = none)")
+    ap.add_argument("--width", type=int, default=WIDTH, help="channels of the 1-D conv trunk")
+    ap.add_argument("--hidden", type=int, default=HIDDEN, help="units of the hidden fully connected layer")
+    ap.add_argument("--past", type=int, default=PAST, help="extra past mel columns before the centred window")
+    ap.add_argument("--cmvn", action=argparse.BooleanOptionalAction, default=CMVN,
+                    help="input relative to the recording's mean speech spectrum (a second input, `spectrum`)")
     ap.add_argument("--workers", type=int, default=2, help="processes for the data generation")
     ap.add_argument("--quick", action="store_true", help="a small pilot run (few clips and steps), to --work/pilot")
     ap.add_argument("--eval-only", action="store_true", help="only compare v1 and --out on held-out clips")
@@ -1127,24 +1312,26 @@ def main() -> None:
     args = ap.parse_args()
 
     os.environ.setdefault("OMP_NUM_THREADS", "2")
+    WIDTH, HIDDEN, PAST, CMVN = args.width, args.hidden, args.past, args.cmvn
     if not args.eval_only:
         recipe = Recipe()
         if args.quick:
-            recipe = Recipe(train_split_clips=12, extra_clips=48, foreign_clips=16)
+            recipe = Recipe(train_split_clips=12, extra_clips=48, foreign_clips=16, festival_clips=8)
             args.steps = min(args.steps, 600)
             args.work = args.work / "pilot"
-            if args.out == V2_FILE:
-                args.out = args.work / "a2v-articulator-v2-pilot.onnx"
+            if args.out == V3_FILE:
+                args.out = args.work / "a2v-articulator-v3-pilot.onnx"
         t_all = time.perf_counter()
-        data = build_dataset(recipe, args.work, args.workers)
+        data = build_all(recipe, args.work, args.workers)
         t_data = time.perf_counter() - t_all
         t1 = time.perf_counter()
         if args.export_only:
             net = load_trained(args.work, args.arch)
         else:
-            net = train(data, recipe, args.steps, args.batch, args.lr, args.work, args.arch)
+            net = train(data, recipe, args.steps, args.batch, args.lr, args.work, args.arch, args.aux_weight)
         t_train = time.perf_counter() - t1
         meta = {"recipe": json.dumps(recipe.__dict__), "arch": args.arch, "steps": str(args.steps),
+                "width": str(WIDTH), "hidden": str(HIDDEN), "past": str(PAST), "aux_weight": str(args.aux_weight),
                 "batch": str(args.batch), "parameters": str(param_count(net)), "dataset": dataset_key(recipe)}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         export_onnx(net, args.out, meta)
@@ -1155,7 +1342,7 @@ def main() -> None:
             raise SystemExit("ONNX export does not match torch")
         if args.quick or args.no_eval:
             return
-    results = evaluate({"v1": V1_FILE, "v2": args.out}, festival=not args.no_festival)
+    results = evaluate({"v1": V1_FILE, "v2": V2_FILE, "v3": args.out}, festival=not args.no_festival)
     print_results(results)
     args.work.mkdir(parents=True, exist_ok=True)
     (args.work / "heldout.json").write_text(json.dumps(results, indent=1))

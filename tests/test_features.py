@@ -11,12 +11,16 @@ from conftest import SPEECH
 
 from a2v_cli.engine.audio import PcmReader, decode
 from a2v_cli.engine.features import (
+    SPECTRUM_SECONDS,
     LevelMeter,
+    SpectrumMeter,
     centered_window_starts,
+    column_level,
     frame_rms_db,
     mel_center_hz,
     mel_spectrogram,
     normalizing_gain,
+    speech_spectrum,
     stack_windows,
 )
 from a2v_cli.engine.render import mel_windows
@@ -68,3 +72,48 @@ def test_decode_resamples_to_16k_mono(tmp_path: Path) -> None:
     prepared = decode(tmp_path / "s.wav", tmp_path, 600)
     assert prepared.source_rate == 44100 and prepared.source_channels == 2
     assert abs(prepared.num_samples - 16000) <= 2 and prepared.duration == pytest.approx(1.0, abs=1e-3)
+
+
+def test_speech_spectrum_is_the_mean_of_the_speech_columns_of_the_whole_clip() -> None:
+    """Read in 10 s blocks through the renderer's reader, it equals the mean over the whole clip's mel columns above
+    the speech level (what the trained articulator saw in training)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = decode(SPEECH, Path(tmp), 600)
+        reader = PcmReader(prepared)
+        try:
+            audio = reader.read(0, prepared.num_samples)
+            meter = speech_spectrum(reader.read, reader.n)
+        finally:
+            reader.close()
+    mel = mel_spectrogram(audio)
+    speech = column_level(mel) > -1.6
+    assert 0.3 < speech.mean() < 1.0
+    np.testing.assert_allclose(meter.spectrum(), mel[:, speech].mean(axis=1), atol=0.02)
+    assert abs(meter.columns - int(speech.sum())) <= 2
+
+
+def test_speech_spectrum_of_a_long_recording_reads_a_bounded_sample() -> None:
+    rng = np.random.default_rng(0)
+    n = int((SPECTRUM_SECONDS * 3) * 16000)
+    reads: list[int] = []
+
+    def read(start: int, count: int) -> np.ndarray:
+        reads.append(count)
+        return (rng.standard_normal(count) * 0.1).astype(np.float32)
+
+    meter = speech_spectrum(read, n)
+    assert sum(reads) < 0.5 * n  # excerpts, not the whole hour
+    assert meter.columns > 0 and np.isfinite(meter.spectrum()).all()
+
+
+def test_prior_pulls_a_short_clip_and_not_a_long_one() -> None:
+    prior = np.full(80, -1.0, dtype=np.float32)
+    mel = np.full((80, 40), 1.0, dtype=np.float32)  # loud: every column is speech
+    short, long_ = SpectrumMeter(), SpectrumMeter()
+    short.add(mel)
+    for _ in range(100):
+        long_.add(mel)
+    assert np.allclose(short.spectrum(), 1.0) and np.allclose(short.spectrum(prior, 0.0), 1.0)
+    assert np.allclose(short.spectrum(prior, 160.0), (40 - 160) / 200)  # mostly prior
+    assert np.allclose(long_.spectrum(prior, 160.0), (4000 - 160) / 4160)  # mostly itself
+    assert np.all(SpectrumMeter().spectrum() == 0.0) and np.allclose(SpectrumMeter().spectrum(prior, 160.0), -1.0)

@@ -1,4 +1,4 @@
-"""The trained articulator v2 (models/a2v-articulator-v2.onnx, built by models/train_articulator.py).
+"""The trained articulator v3 (models/a2v-articulator-v3.onnx, built by models/train_articulator.py).
 
 Only onnxruntime is needed: torch is a training-time dependency, never a runtime one.
 """
@@ -14,11 +14,12 @@ from conftest import synthetic_vowel
 from a2v_cli.engine.features import (
     SAMPLE_RATE,
     centered_window_starts,
+    clip_spectrum,
     clip_windows,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-V2 = ROOT / "models" / "a2v-articulator-v2.onnx"
+V3 = ROOT / "models" / "a2v-articulator-v3.onnx"
 FIXTURES = Path(__file__).parent / "fixtures"
 FPS = 25.0
 
@@ -26,15 +27,26 @@ ort = pytest.importorskip("onnxruntime")
 
 
 @pytest.fixture(scope="module")
-def v2() -> object:
+def v3() -> object:
     so = ort.SessionOptions()
     so.intra_op_num_threads = 2
     so.inter_op_num_threads = 1
-    return ort.InferenceSession(str(V2), so, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(V3), so, providers=["CPUExecutionProvider"])
 
 
-def articulate(sess: object, windows: np.ndarray) -> np.ndarray:
-    return sess.run(None, {"mel": windows})[0]  # type: ignore[attr-defined]
+def prior(sess: object) -> tuple[np.ndarray, float]:
+    from a2v_cli.engine.lipsync import spectrum_prior
+
+    p, columns = spectrum_prior(sess)
+    assert p is not None and columns > 0
+    return p, columns
+
+
+def articulate(sess: object, windows: np.ndarray, spectrum: np.ndarray | None = None) -> np.ndarray:
+    """(N,4) for (N,1,80,16) windows of a recording whose speech spectrum is ``spectrum`` (default: the prior)."""
+    spec = prior(sess)[0] if spectrum is None else spectrum
+    feeds = {"mel": windows, "spectrum": np.repeat(spec[None].astype(np.float32), len(windows), axis=0)}
+    return sess.run(None, feeds)[0]  # type: ignore[attr-defined]
 
 
 def windows_for(audio: np.ndarray, normalize: bool = True) -> np.ndarray:
@@ -42,10 +54,16 @@ def windows_for(audio: np.ndarray, normalize: bool = True) -> np.ndarray:
     return clip_windows(audio, FPS, normalize)
 
 
+def run_clip(sess: object, audio: np.ndarray, normalize: bool = True) -> np.ndarray:
+    """(N,4) for a whole clip: its windows and its own speech spectrum, as the renderer feeds them."""
+    return articulate(sess, windows_for(audio, normalize), clip_spectrum(audio, normalize).spectrum(*prior(sess)))
+
+
 def app_articulation(sess: object, wav: Path, workdir: Path) -> tuple[np.ndarray, np.ndarray]:
     """(N,4) articulation of a WAV file through the app's own path (decode, level meter, renderer's windows),
     and the 16 kHz samples."""
     from a2v_cli.engine.audio import PcmReader, decode
+    from a2v_cli.engine.features import speech_spectrum
     from a2v_cli.engine.lipsync import window_count
     from a2v_cli.engine.render import mel_windows
 
@@ -56,50 +74,56 @@ def app_articulation(sess: object, wav: Path, workdir: Path) -> tuple[np.ndarray
         windows = np.concatenate([mel_windows(reader, centered_window_starts(np.arange(s, min(s + 25, n)), FPS))
                                   for s in range(0, n, 25)])  # fmt: skip
         samples = reader.read(0, prepared.num_samples) / np.float32(prepared.gain)
+        spectrum = speech_spectrum(reader.read, reader.n).spectrum(*prior(sess))
     finally:
         reader.close()
-    return articulate(sess, windows), samples
+    return articulate(sess, windows, spectrum), samples
 
 
-def test_loads_with_the_v1_contract_and_a_dynamic_batch(v2: object) -> None:
-    ins = v2.get_inputs()  # type: ignore[attr-defined]
-    outs = v2.get_outputs()  # type: ignore[attr-defined]
-    assert [i.name for i in ins] == ["mel"] and [o.name for o in outs] == ["articulation"]
+def test_loads_with_its_contract_and_a_dynamic_batch(v3: object) -> None:
+    ins = v3.get_inputs()  # type: ignore[attr-defined]
+    outs = v3.get_outputs()  # type: ignore[attr-defined]
+    assert [i.name for i in ins] == ["mel", "spectrum"] and [o.name for o in outs] == ["articulation"]
     assert ins[0].shape[1:] == [1, 80, 16] and ins[0].type == "tensor(float)"
+    assert ins[1].shape[1:] == [80] and ins[1].type == "tensor(float)"
     assert outs[0].shape[1:] == [4] and outs[0].type == "tensor(float)"
     assert not isinstance(ins[0].shape[0], int)  # symbolic batch
     rng = np.random.default_rng(0)
     mel = rng.uniform(-4.0, 1.0, size=(7, 1, 80, 16)).astype(np.float32)
-    batch = articulate(v2, mel)
+    batch = articulate(v3, mel)
     assert batch.shape == (7, 4) and batch.dtype == np.float32
-    one = np.concatenate([articulate(v2, mel[i : i + 1]) for i in range(7)])
+    one = np.concatenate([articulate(v3, mel[i : i + 1]) for i in range(7)])
     np.testing.assert_allclose(one, batch, atol=1e-5)
 
 
-def test_outputs_are_in_0_1_for_any_window(v2: object) -> None:
+def test_outputs_are_in_0_1_for_any_window(v3: object) -> None:
     rng = np.random.default_rng(1)
     mel = rng.uniform(-4.0, 4.0, size=(64, 1, 80, 16)).astype(np.float32)
     mel[:8] = rng.uniform(-40.0, 40.0, size=(8, 1, 80, 16))  # out-of-range input is clipped, not trusted
-    out = articulate(v2, mel)
+    out = articulate(v3, mel)
     assert out.shape == (64, 4) and np.isfinite(out).all()
     assert out.min() >= 0.0 and out.max() <= 1.0
 
 
-def test_digital_silence_gives_exactly_zero(v2: object) -> None:
-    assert np.all(articulate(v2, np.full((5, 1, 80, 16), -4.0, dtype=np.float32)) == 0.0)
-    assert np.all(articulate(v2, windows_for(np.zeros(SAMPLE_RATE, dtype=np.float32))) == 0.0)
+def test_digital_silence_gives_exactly_zero(v3: object) -> None:
+    assert np.all(articulate(v3, np.full((5, 1, 80, 16), -4.0, dtype=np.float32)) == 0.0)
+    assert np.all(run_clip(v3, np.zeros(SAMPLE_RATE, dtype=np.float32)) == 0.0)
+    rng = np.random.default_rng(4)  # whatever the recording's spectrum: the gate reads absolute levels
+    silent = np.full((5, 1, 80, 16), -4.0, dtype=np.float32)
+    for _ in range(4):
+        assert np.all(articulate(v3, silent, rng.uniform(-4, 2, 80).astype(np.float32)) == 0.0)
 
 
 @pytest.mark.parametrize("level_db", [-40.0, -35.0, -30.0])
-def test_low_noise_keeps_the_mouth_exactly_still(v2: object, level_db: float) -> None:
+def test_low_noise_keeps_the_mouth_exactly_still(v3: object, level_db: float) -> None:
     """White noise 30-40 dB below the normalized speech level (-20 dBFS): every output exactly 0."""
     rng = np.random.default_rng(2)
     noise = (rng.standard_normal(2 * SAMPLE_RATE) * 10 ** ((-20.0 + level_db) / 20)).astype(np.float32)
-    assert np.all(articulate(v2, windows_for(noise, normalize=False)) == 0.0)
+    assert np.all(run_clip(v3, noise, normalize=False) == 0.0)
 
 
-def test_speech_opens_the_mouth_with_a_clear_range(v2: object, tmp_path: Path) -> None:
-    out, _ = app_articulation(v2, FIXTURES / "speech_en.wav", tmp_path)
+def test_speech_opens_the_mouth_with_a_clear_range(v3: object, tmp_path: Path) -> None:
+    out, _ = app_articulation(v3, FIXTURES / "speech_en.wav", tmp_path)
     opens = out[:, 0]
     assert opens.max() > 0.5, opens.max()
     assert np.percentile(opens, 90) - np.percentile(opens, 10) > 0.4
@@ -107,9 +131,9 @@ def test_speech_opens_the_mouth_with_a_clear_range(v2: object, tmp_path: Path) -
     assert out[:, 1].max() > 0.3 and out[:, 3].max() > 0.3  # spread and press are used too
 
 
-def test_the_pause_is_closed(v2: object, tmp_path: Path) -> None:
+def test_the_pause_is_closed(v3: object, tmp_path: Path) -> None:
     """speech_pause.wav: "We open the window." 1.2 s of digital silence (plus espeak's own) "Then we sleep."."""
-    out, samples = app_articulation(v2, FIXTURES / "speech_pause.wav", tmp_path)
+    out, samples = app_articulation(v3, FIXTURES / "speech_pause.wav", tmp_path)
     quiet = np.abs(samples) < 1e-4
     edges = np.flatnonzero(np.diff(np.concatenate([[0], quiet.astype(np.int8), [0]])))
     runs = edges.reshape(-1, 2)
@@ -124,7 +148,7 @@ def test_the_pause_is_closed(v2: object, tmp_path: Path) -> None:
     assert out[speech, 0].max() > 0.5
 
 
-def test_open_vowel_opens_more_than_close_vowels(v2: object) -> None:
+def test_open_vowel_opens_more_than_close_vowels(v3: object) -> None:
     """Steady synthetic vowels: AA opens clearly more than EE and OO (as v1's test)."""
 
     def vowel(formants: tuple[float, float, float]) -> np.ndarray:
@@ -132,9 +156,59 @@ def test_open_vowel_opens_more_than_close_vowels(v2: object) -> None:
 
     def middle(formants: tuple[float, float, float]) -> np.ndarray:
         pad = np.zeros(int(0.3 * SAMPLE_RATE), dtype=np.float32)
-        out = articulate(v2, windows_for(np.concatenate([pad, vowel(formants), pad])))
+        out = run_clip(v3, np.concatenate([pad, vowel(formants), pad]))
         k = len(out) // 2
         return out[k - 3 : k + 3].mean(axis=0)
 
     aa, ee, oo = middle((750.0, 1200.0, 2600.0)), middle((280.0, 2300.0, 3000.0)), middle((300.0, 870.0, 2250.0))
     assert aa[0] > 0.4 and aa[0] > ee[0] + 0.2 and aa[0] > oo[0] + 0.2, (aa, ee, oo)
+
+
+def test_a_coloured_channel_changes_the_mouth_little(v3: object, tmp_path: Path) -> None:
+    """A strong tilt (+-4 dB/octave around 1 kHz, a bright or a muffled microphone): the relative input keeps open
+    close to the clean recording's, better than the same graph fed a flat spectrum does."""
+    import soundfile as sf
+    import soxr
+
+    audio, rate = sf.read(str(FIXTURES / "speech_en.wav"), dtype="float32")
+    audio = soxr.resample(audio, rate, SAMPLE_RATE).astype(np.float32)
+    rate = SAMPLE_RATE
+    spec = np.fft.rfft(audio)
+    octaves = np.log2(np.maximum(np.fft.rfftfreq(len(audio), 1 / rate), 50.0) / 1000.0)
+    clean = run_clip(v3, audio)[:, 0]
+    for tilt in (4.0, -4.0):
+        coloured = np.fft.irfft(spec * 10 ** (tilt * octaves / 20), n=len(audio)).astype(np.float32)
+        relative = run_clip(v3, coloured)[:, 0]
+        flat = articulate(v3, windows_for(coloured))[:, 0]
+        r_rel = np.corrcoef(clean, relative)[0, 1]
+        r_flat = np.corrcoef(clean, flat)[0, 1]
+        assert r_rel > 0.9 and r_rel > r_flat, (tilt, r_rel, r_flat)
+
+
+def test_the_app_feeds_the_articulator_as_it_was_trained(v3: object, tmp_path: Path) -> None:
+    """lipsync.Articulator (renderer and cues) measures the recording and feeds the same spectrum as the training
+    and evaluation path (windows + the recording's prior-pulled speech spectrum)."""
+    from a2v_cli.engine.audio import PcmReader, decode
+    from a2v_cli.engine.lipsync import ARTICULATOR_FILE, Articulator
+
+    assert V3.name == ARTICULATOR_FILE
+    (tmp_path / "a").mkdir()
+    want, _ = app_articulation(v3, FIXTURES / "speech_pause.wav", tmp_path / "a")
+    prepared = decode(FIXTURES / "speech_pause.wav", tmp_path, 600.0)
+    reader = PcmReader(prepared)
+    try:
+        art = Articulator("cpu")
+        assert art.relative and art.prior is not None
+        before = art.spectrum.copy()
+        art.begin(reader)
+        assert np.abs(art.spectrum - before).max() > 0.05  # measured, not the prior alone
+        windows = np.concatenate([mel_windows_for(reader, s, len(want)) for s in range(0, len(want), 25)])
+        np.testing.assert_allclose(art.run(windows), want, atol=1e-5)
+    finally:
+        reader.close()
+
+
+def mel_windows_for(reader: object, start: int, n: int) -> np.ndarray:
+    from a2v_cli.engine.render import mel_windows
+
+    return mel_windows(reader, centered_window_starts(np.arange(start, min(start + 25, n)), FPS))  # type: ignore[arg-type]

@@ -76,19 +76,19 @@ def _merge(shapes: list[str], step: float, duration: float) -> list[Cue]:
 def mouth_cues(audio: PreparedAudio, device: str = "auto") -> list[Cue]:
     """Cues covering the whole recording, from the built-in articulator."""
     from a2v_cli.engine.features import centered_window_starts
-    from a2v_cli.engine.lipsync import ARTICULATOR_FILE, model_dir
+    from a2v_cli.engine.lipsync import Articulator
     from a2v_cli.engine.render import mel_windows
-    from a2v_cli.engine.sessions import load_session
 
-    session = load_session(str(model_dir() / ARTICULATOR_FILE), device).session
+    articulator = Articulator(device)
     total = max(1, int(np.ceil(audio.duration * CUE_RATE)))
     reader = PcmReader(audio)
     shapes: list[str] = []
     try:
+        articulator.begin(reader)
         for start in range(0, total, BATCH):
             idx = np.arange(start, min(start + BATCH, total))
             mel = mel_windows(reader, centered_window_starts(idx, CUE_RATE))
-            art = session.run(None, {"mel": mel})[0]
+            art = articulator.run(mel)
             shapes += [shape_of(*map(float, row)) for row in art]
     finally:
         reader.close()

@@ -8,6 +8,8 @@ Wav2Lip export and a2v's own models read the same input. 80 mel frames per secon
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
@@ -104,6 +106,87 @@ def mel_spectrogram(audio: np.ndarray) -> np.ndarray:
     return log_mel(np.pad(audio, (pad, pad), mode=mode))
 
 
+# Speech level of a mel column: the power mean of the bands centred in 100-7600 Hz, in mel units (12.5 dB).
+POWER_C = (100.0 / (2 * MAX_ABS_VALUE)) * math.log(10.0) / 10.0  # mel units -> natural log of power
+LEVEL_BAND_HZ = (100.0, 7600.0)
+SPEECH_LEVEL = -1.6  # columns above this level count as speech (the built-in articulator's gate opens here)
+SPECTRUM_SECONDS = 120.0  # longer recordings: the speech spectrum is estimated from evenly spread excerpts
+SPECTRUM_EXCERPTS = 60
+
+
+@lru_cache(maxsize=1)
+def level_weights() -> np.ndarray:
+    """(80,) power-averaging weights of the level band."""
+    fc = mel_center_hz()
+    sel = (fc >= LEVEL_BAND_HZ[0]) & (fc < LEVEL_BAND_HZ[1])
+    return (sel / sel.sum()).astype(np.float32)
+
+
+def column_level(mel: np.ndarray) -> np.ndarray:
+    """(..., T) level in mel units of each column of (..., 80, T) mel."""
+    m = np.clip(mel, -MAX_ABS_VALUE, MAX_ABS_VALUE).astype(np.float32)
+    p = np.einsum("...ft,f->...t", np.exp(np.float32(POWER_C) * m), level_weights())
+    return np.log(p) / np.float32(POWER_C)
+
+
+class SpectrumMeter:
+    """Mean mel spectrum of the speech columns of a recording (level above SPEECH_LEVEL).
+
+    The trained articulator reads its input relative to this (cepstral mean normalization): a
+    microphone's or a voice's overall colouring then matters less than the changes within speech.
+    """
+
+    def __init__(self) -> None:
+        self._sum = np.zeros(N_MELS, dtype=np.float64)
+        self._count = 0
+
+    def add(self, mel: np.ndarray) -> None:
+        m = np.clip(mel, -MAX_ABS_VALUE, MAX_ABS_VALUE)
+        speech = column_level(m) > SPEECH_LEVEL
+        self._sum += m[:, speech].sum(axis=1, dtype=np.float64)
+        self._count += int(speech.sum())
+
+    @property
+    def columns(self) -> int:
+        return self._count
+
+    def spectrum(self, prior: np.ndarray | None = None, prior_columns: float = 0.0) -> np.ndarray:
+        """(80,) float32 mean, pulled towards ``prior`` as if it had been seen for ``prior_columns`` columns.
+
+        The prior keeps a short clip (one sustained vowel, a single word) from being its own reference,
+        which would erase the very contrast the articulator reads. Zeros when nothing was speech and
+        there is no prior (the gate keeps the mouth shut then anyway).
+        """
+        if prior is None or prior_columns <= 0:
+            return (self._sum / max(self._count, 1)).astype(np.float32)
+        total = self._sum + np.asarray(prior, dtype=np.float64) * prior_columns
+        return (total / (self._count + prior_columns)).astype(np.float32)
+
+
+def speech_spectrum(read: Callable[[int, int], np.ndarray], num_samples: int) -> SpectrumMeter:
+    """``SpectrumMeter`` over a recording read through ``read(start, count)`` (normalized samples).
+
+    Up to SPECTRUM_SECONDS the whole recording is used, in 10 s blocks; longer ones are sampled
+    with SPECTRUM_EXCERPTS evenly spread 2 s excerpts, so the cost does not grow with length.
+    """
+    meter = SpectrumMeter()
+    if num_samples <= SPECTRUM_SECONDS * SAMPLE_RATE:
+        block = 10 * SAMPLE_RATE
+        starts = list(range(0, max(num_samples, 1), block))
+    else:
+        block = 2 * SAMPLE_RATE
+        starts = [int(k * (num_samples - block) / (SPECTRUM_EXCERPTS - 1)) for k in range(SPECTRUM_EXCERPTS)]
+    for s in starts:
+        # columns centred on samples s .. s+block-1 (step HOP), as the renderer's mel has them
+        first = -(-s // HOP)
+        count = max(0, (min(s + block, num_samples) - 1) // HOP - first + 1)
+        if count == 0:
+            continue
+        x = read(first * HOP - N_FFT // 2 - 1, (count - 1) * HOP + N_FFT + 1)
+        meter.add(log_mel(x[1:], prev_sample=float(x[0])))
+    return meter
+
+
 def centered_window_starts(frame_indices: np.ndarray, fps: float) -> np.ndarray:
     """First mel frame of the 16-frame window centred on each video frame's centre time.
 
@@ -197,10 +280,25 @@ def clip_windows(audio16k: np.ndarray, fps: float, normalize: bool = True) -> np
 
     For evaluation and tests; the renderer itself streams (see render.mel_windows).
     """
-    import math
 
     x = np.asarray(audio16k, dtype=np.float32)
     if normalize:
         x = x * np.float32(normalizing_gain(frame_rms_db(x)))
     n = max(1, math.ceil(len(x) / SAMPLE_RATE * fps - 1e-9))
     return stack_windows(mel_spectrogram(x), centered_window_starts(np.arange(n), fps))
+
+
+def clip_spectrum(audio16k: np.ndarray, normalize: bool = True) -> SpectrumMeter:
+    """``speech_spectrum`` of a whole in-memory clip, as the renderer measures it (for evaluation and tests)."""
+    x = np.asarray(audio16k, dtype=np.float32)
+    if normalize:
+        x = x * np.float32(normalizing_gain(frame_rms_db(x)))
+
+    def read(start: int, count: int) -> np.ndarray:
+        out = np.zeros(count, dtype=np.float32)
+        lo, hi = max(start, 0), min(start + count, len(x))
+        if hi > lo:
+            out[lo - start : hi - start] = x[lo:hi]
+        return out
+
+    return speech_spectrum(read, len(x))

@@ -17,11 +17,12 @@ from typing import Protocol
 import numpy as np
 
 from a2v_cli.engine.art import PoseArt
-from a2v_cli.engine.features import centered_window_starts
+from a2v_cli.engine.audio import PcmReader
+from a2v_cli.engine.features import N_MELS, centered_window_starts, speech_spectrum
 from a2v_cli.engine.sessions import LoadedSession, load_session
 from a2v_cli.errors import InputError, not_found
 
-ARTICULATOR_FILE = "a2v-articulator-v2.onnx"  # trained; v1 (hand-designed) stays for reference
+ARTICULATOR_FILE = "a2v-articulator-v3.onnx"  # trained; v1 (hand-designed) stays for reference
 MOUTH_FILE = "a2v-mouth-v2.onnx"
 PATCH_H, PATCH_W = 96, 128
 
@@ -46,6 +47,10 @@ class LipSyncModel(Protocol):
         """First mel frame of each frame's 16-frame window (models differ in alignment)."""
         ...
 
+    def begin(self, reader: PcmReader) -> None:
+        """Called once before the first batch, with the whole (normalized) recording at hand."""
+        ...
+
     def paint(self, mel: np.ndarray, mouths: np.ndarray, targets: list[np.ndarray]) -> np.ndarray | None:
         """Paint mouths into every array of ``targets`` ((B,H,W,3) uint8, modified in place).
 
@@ -55,14 +60,52 @@ class LipSyncModel(Protocol):
         ...
 
 
+def spectrum_prior(session: object) -> tuple[np.ndarray | None, float]:
+    """The typical speech spectrum a relative articulator was trained with (its ONNX metadata), and its weight in
+    columns: a recording's own spectrum is pulled towards it (see ``SpectrumMeter.spectrum``)."""
+    meta = session.get_modelmeta().custom_metadata_map  # type: ignore[attr-defined]
+    if "spectrum_prior" not in meta:
+        return None, 0.0
+    prior = np.array([float(v) for v in meta["spectrum_prior"].split(",")], dtype=np.float32)
+    if prior.shape != (N_MELS,):
+        raise ValueError("articulator metadata: spectrum_prior must hold 80 values")
+    return prior, float(meta.get("spectrum_prior_columns", "0"))
+
+
+class Articulator:
+    """The built-in articulator graph (mel windows -> open, spread, round, press), fed as it was trained.
+
+    A graph with a ``spectrum`` input reads each window relative to the recording's mean speech
+    spectrum, so ``begin`` must measure it before the first ``run``.
+    """
+
+    def __init__(self, device: str = "auto") -> None:
+        self.loaded: LoadedSession = load_session(str(model_dir() / ARTICULATOR_FILE), device)
+        self.relative = "spectrum" in {i.name for i in self.loaded.session.get_inputs()}
+        self.prior, self.prior_columns = spectrum_prior(self.loaded.session)
+        self.spectrum = self.prior if self.prior is not None else np.zeros(N_MELS, dtype=np.float32)
+
+    def begin(self, reader: PcmReader) -> None:
+        """Measure the recording's speech spectrum (bounded cost for any length)."""
+        if self.relative:
+            self.spectrum = speech_spectrum(reader.read, reader.n).spectrum(self.prior, self.prior_columns)
+
+    def run(self, mel: np.ndarray) -> np.ndarray:
+        """(B,4) in 0..1 for (B,1,80,16) mel windows."""
+        feeds = {"mel": np.ascontiguousarray(mel, dtype=np.float32)}
+        if self.relative:
+            feeds["spectrum"] = np.repeat(self.spectrum[None], len(mel), axis=0)
+        return self.loaded.session.run(None, feeds)[0]
+
+
 class BuiltinModel:
     """a2v's own model: articulator + mouth renderer, styled by the pose's lip colours."""
 
-    name = "a2v-builtin-v2"
+    name = "a2v-builtin-v3"
 
     def __init__(self, art: PoseArt, device: str = "auto") -> None:
         root = model_dir()
-        self.articulator: LoadedSession = load_session(str(root / ARTICULATOR_FILE), device)
+        self.articulator = Articulator(device)
         self.mouth: LoadedSession = load_session(str(root / MOUTH_FILE), device)
         s = art.mouth_style
         self.style = np.array(
@@ -71,14 +114,17 @@ class BuiltinModel:
 
     @property
     def provider(self) -> str:
-        return self.articulator.provider
+        return self.articulator.loaded.provider
 
     def window_starts(self, frames: np.ndarray, fps: float) -> np.ndarray:
         return centered_window_starts(frames, fps)
 
+    def begin(self, reader: PcmReader) -> None:
+        self.articulator.begin(reader)
+
     def articulate(self, mel: np.ndarray) -> np.ndarray:
         """(B,4) open, spread, round, press in 0..1 for (B,1,80,16) mel windows."""
-        return self.articulator.session.run(None, {"mel": np.ascontiguousarray(mel, dtype=np.float32)})[0]
+        return self.articulator.run(mel)
 
     def paint(self, mel: np.ndarray, mouths: np.ndarray, targets: list[np.ndarray]) -> np.ndarray:
         art = self.articulate(mel)

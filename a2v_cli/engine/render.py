@@ -89,6 +89,9 @@ def render(job: RenderJob, on_progress: ProgressFn | None = None, model: LipSync
         for spec, path in specs:
             spec.path = path
             writers.append(FfmpegWriter(spec, comp.width, comp.height, job.fps, job.audio.mux_path))
+        begin = getattr(model, "begin", None)  # optional: models that measure the whole recording first
+        if begin is not None:
+            begin(reader)
         done = 0
         if on_progress:
             on_progress(0, total)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from a2v_cli.engine.art import PoseArt
+from a2v_cli.engine.audio import PcmReader
 from a2v_cli.engine.features import MEL_FPS
 from a2v_cli.engine.sessions import load_session
 from a2v_cli.errors import InputError
@@ -111,6 +112,9 @@ class Wav2LipModel:
 
     def window_starts(self, frames: np.ndarray, fps: float) -> np.ndarray:
         return wav2lip_window_starts(frames, fps)
+
+    def begin(self, reader: PcmReader) -> None:
+        """Nothing to measure: Wav2Lip reads each window on its own."""
 
     def paint(self, mel: np.ndarray, mouths: np.ndarray, targets: list[np.ndarray]) -> None:
         frames = targets[0]
