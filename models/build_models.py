@@ -365,9 +365,9 @@ MOUTH_PARAMS: dict[str, float] = {
     "lip_box_round": 0.3,  # rounded lips stay thick further towards the corners
     "upper_lip": 1.0,  # upper lip thickness / lip_thickness
     "lower_lip": 1.3,  # lower lip thickness / lip_thickness
-    "lip_press": -0.45,  # press thins both lips
-    "lip_round": 0.3,  # rounding pushes the lips out: they look fuller
-    "lip_spread": -0.2,  # spreading stretches them thinner
+    "lip_press": -0.2,  # press thins both lips a little (v1: -0.45)
+    "lip_round": 0.0,  # v1: 0.3 and -0.2: rounding and spreading changed lip thickness, which moved more pixels
+    "lip_spread": 0.0,  # than the opening does and blurred what the mouth reads as (its first principal component)
     "bow_peak": 0.14,  # cupid's bow: the upper lip is fuller at +-0.28 of the half width ...
     "bow_dip": 0.3,  # ... with a notch at the centre
     "area_keep": 1.0,  # 1: the opening's area follows `open` alone (spread / round / press reshape it, ...
