@@ -213,8 +213,12 @@ def festival_synthesize(text: str, voice: str, stretch: float = 1.0) -> tuple[np
             '(mapcar (lambda (s) (format t "%s %f\\n" (item.name s) (item.feat s "end")))'
             " (utt.relation.items utt 'Segment))\n"
         )
-        out = subprocess.run(["festival", "-b", "--pipe"], input=script, capture_output=True, text=True, timeout=120,
-                             check=True).stdout  # fmt: skip
+        # Festival reads 8-bit text: Latin-1 covers English and Italian (è, à ...)
+        run = subprocess.run(["festival", "-b", "--pipe"], input=script, capture_output=True, timeout=120, check=True,
+                             encoding="latin-1", errors="replace")  # fmt: skip
+        if "SIOD ERROR" in run.stderr or "SIOD ERROR" in run.stdout:  # e.g. an unknown voice: Festival goes on
+            raise RuntimeError(f"festival failed for voice {voice!r}: {run.stderr.strip()[:200]}")
+        out = run.stdout
         audio, sr = soundfile.read(str(wav), dtype="float32")
     phonemes, prev = [], 0.0
     for line in out.splitlines():

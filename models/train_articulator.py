@@ -317,19 +317,28 @@ def base_clips(recipe: Recipe) -> list[BaseClip]:
     if recipe.festival_clips and shutil.which("festival"):
         own("festival", recipe.festival_clips, [f"festival:{v}" for v in FESTIVAL_TRAIN_VOICES],
             EXTRA_SENTENCES + lc.TRAIN_SENTENCES, "en-us")  # fmt: skip
+        own("festival-it", recipe.festival_clips // 4, [f"festival:{v}" for v in FESTIVAL_ITALIAN_VOICES],
+            EXTRA_FOREIGN["it"], "it")  # fmt: skip
     return out
 
 
-# Festival (Debian: festival, festvox-kallpc16k, festvox-kdlpc16k): diphone voices, i.e. concatenated recordings of two
-# real American male speakers, for acoustics closer to human speech than espeak's formant synthesis. Only our own
-# sentences; models/eval_articulator.py's corpus (the Festival evaluation) is never spoken. slt (HTS) stays unseen.
-FESTIVAL_TRAIN_VOICES = ("kal_diphone", "kd_diphone")
+# Festival (Debian: festival, festvox-kallpc16k, festvox-kdlpc16k, festvox-italp16k, festvox-itapc16k): diphone
+# voices, i.e. concatenated recordings of real speakers (two American men; an Italian woman and man), for acoustics
+# closer to human speech than espeak's formant synthesis. Only our own sentences; models/eval_articulator.py's corpus
+# (the Festival evaluation) is never spoken. slt (HTS) stays unseen.
+FESTIVAL_TRAIN_VOICES = ("kal_diphone", "ked_diphone")
+FESTIVAL_ITALIAN_VOICES = ("lp_diphone", "pc_diphone")
 # Festival's radio phone set -> espeak mnemonic (lipsync_clips' openness table); the rest are ARPAbet in lower case
 FESTIVAL_EXTRA = {"ax": "@", "axr": "3:", "ix": "I", "dx": "t", "el": "l", "em": "m", "en": "n", "nx": "n",
                   "pau": "_", "h#": "_", "brth": "_"}  # fmt: skip
 
 
-def festival_phone(name: str) -> str:
+def festival_phone(name: str, language: str = "en-us") -> str:
+    """espeak mnemonic of a Festival phone: English voices use the radio (ARPAbet) set, the Italian ones SAMPA with
+    stress digits."""
+    if language == "it":
+        base = name.rstrip("0123456789")
+        return {"#": "_", "_": "_", "ng": "N"}.get(base, base)
     from benchmarks.human_clips import espeak_name
 
     return FESTIVAL_EXTRA.get(name) or espeak_name(name.upper())
@@ -339,9 +348,11 @@ def festival_sentence(text: str, spec: Any) -> tuple[np.ndarray, int, list[tuple
     """One sentence in a "festival:VOICE" spec's voice: rate -> Duration_Stretch (160 / rate), espeak-named phones."""
     import eval_articulator as ea
 
-    audio, rate, ph = ea.festival_synthesize(text, spec.voice.split(":", 1)[1], 160.0 / spec.rate)
+    voice = spec.voice.split(":", 1)[1]
+    language = "it" if voice in FESTIVAL_ITALIAN_VOICES else "en-us"
+    audio, rate, ph = ea.festival_synthesize(text, voice, 160.0 / spec.rate)
     seg = len(audio) / rate
-    return audio, rate, [(a, min(b, seg), festival_phone(n[4:])) for a, b, n in ph if min(b, seg) > a]
+    return audio, rate, [(a, min(b, seg), festival_phone(n[4:], language)) for a, b, n in ph if min(b, seg) > a]
 
 
 def festival_clip(spec: Any) -> Any:
@@ -627,7 +638,7 @@ def make_versions(args: tuple[BaseClip, Recipe]) -> list[Version]:
     from benchmarks import lipsync_clips as lc
 
     bc, recipe = args
-    clip = festival_clip(bc.spec) if bc.kind == "festival" else lc.synthesize_clip(bc.spec)
+    clip = festival_clip(bc.spec) if bc.kind.startswith("festival") else lc.synthesize_clip(bc.spec)
     out = []
     for v in range(recipe.versions):
         rng = np.random.default_rng([recipe.seed, bc.index, v, 5])
@@ -655,6 +666,8 @@ def make_versions(args: tuple[BaseClip, Recipe]) -> list[Version]:
 
 def dataset_key(recipe: Recipe) -> str:
     fields = {k: v for k, v in recipe.__dict__.items() if not (k == "festival_clips" and v == 0)}  # keys before it
+    if recipe.festival_clips:
+        fields["festival_voices"] = [*FESTIVAL_TRAIN_VOICES, *FESTIVAL_ITALIAN_VOICES]
     blob = json.dumps([fields, EXTRA_SENTENCES, EXTRA_FOREIGN, EXTRA_VOICES, FOREIGN_VOICES,
                        GATE_LO, GATE_HI, sorted(SHAPE.items(), key=str), 5], sort_keys=True, default=str)  # fmt: skip
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
