@@ -319,6 +319,8 @@ def base_clips(recipe: Recipe) -> list[BaseClip]:
             EXTRA_SENTENCES + lc.TRAIN_SENTENCES, "en-us")  # fmt: skip
         own("festival-it", recipe.festival_clips // 4, [f"festival:{v}" for v in FESTIVAL_ITALIAN_VOICES],
             EXTRA_FOREIGN["it"], "it")  # fmt: skip
+        own("festival-fi", recipe.festival_clips // 4, [f"festival:{v}" for v in FESTIVAL_FINNISH_VOICES],
+            FINNISH_SENTENCES, "fi")  # fmt: skip
     return out
 
 
@@ -328,6 +330,17 @@ def base_clips(recipe: Recipe) -> list[BaseClip]:
 # (the Festival evaluation) is never spoken. slt (HTS) stays unseen.
 FESTIVAL_TRAIN_VOICES = ("kal_diphone", "ked_diphone")
 FESTIVAL_ITALIAN_VOICES = ("lp_diphone", "pc_diphone")
+FESTIVAL_FINNISH_VOICES = ("suo_fi_lj_diphone", "hy_fi_mv_diphone")  # festvox-suopuhe-lj / -mv: a woman, a man
+FINNISH_SENTENCES = (
+    "Tänään on kaunis päivä ja aurinko paistaa.",
+    "Mummo leipoi hyvän piirakan ja söimme sen yhdessä.",
+    "Bussi lähtee asemalta kello kahdeksan.",
+    "Pieni poika pelasi pallolla pihalla.",
+    "Kirjasto on auki maanantaista perjantaihin.",
+    "Meri oli tyyni ja vesi oli lämmintä.",
+    "Ostin torilta mansikoita ja perunoita.",
+    "Huomenna menemme mökille järven rantaan.",
+)
 # Festival's radio phone set -> espeak mnemonic (lipsync_clips' openness table); the rest are ARPAbet in lower case
 FESTIVAL_EXTRA = {"ax": "@", "axr": "3:", "ix": "I", "dx": "t", "el": "l", "em": "m", "en": "n", "nx": "n",
                   "pau": "_", "h#": "_", "brth": "_"}  # fmt: skip
@@ -339,6 +352,9 @@ def festival_phone(name: str, language: str = "en-us") -> str:
     if language == "it":
         base = name.rstrip("0123456789")
         return {"#": "_", "_": "_", "ng": "N"}.get(base, base)
+    if language == "fi":  # length marks dropped; ä is EH-like (0.6), ö a close-mid rounded vowel
+        base = name.rstrip(":") or name
+        return {"#": "_", "_": "_", "@": "E", "7": "Y"}.get(base, base)
     from benchmarks.human_clips import espeak_name
 
     return FESTIVAL_EXTRA.get(name) or espeak_name(name.upper())
@@ -349,7 +365,7 @@ def festival_sentence(text: str, spec: Any) -> tuple[np.ndarray, int, list[tuple
     import eval_articulator as ea
 
     voice = spec.voice.split(":", 1)[1]
-    language = "it" if voice in FESTIVAL_ITALIAN_VOICES else "en-us"
+    language = "it" if voice in FESTIVAL_ITALIAN_VOICES else "fi" if voice in FESTIVAL_FINNISH_VOICES else "en-us"
     audio, rate, ph = ea.festival_synthesize(text, voice, 160.0 / spec.rate)
     seg = len(audio) / rate
     return audio, rate, [(a, min(b, seg), festival_phone(n[4:], language)) for a, b, n in ph if min(b, seg) > a]
@@ -379,7 +395,7 @@ SHAPE: dict[str, tuple[float, float] | tuple[tuple[float, float], tuple[float, f
     "OI": ((0.0, 0.6), (1.0, 0.0)), "OY": ((0.0, 0.6), (1.0, 0.0)), "i@": ((1.0, 0.0), (0.0, 0.0)),
     "e@": ((0.6, 0.0), (0.0, 0.0)), "U@": ((0.0, 1.0), (0.0, 0.0)), "UR": ((0.0, 1.0), (0.6, 0.0)),
 }  # fmt: skip
-FOREIGN_LANGS = frozenset(EXTRA_FOREIGN)
+FOREIGN_LANGS = frozenset(EXTRA_FOREIGN) | {"fi"}  # fi: Festival's Finnish voices only
 
 
 def shape_of(name: str, frac: float, language: str) -> tuple[float, float, float, float]:
@@ -667,7 +683,7 @@ def make_versions(args: tuple[BaseClip, Recipe]) -> list[Version]:
 def dataset_key(recipe: Recipe) -> str:
     fields = {k: v for k, v in recipe.__dict__.items() if not (k == "festival_clips" and v == 0)}  # keys before it
     if recipe.festival_clips:
-        fields["festival_voices"] = [*FESTIVAL_TRAIN_VOICES, *FESTIVAL_ITALIAN_VOICES]
+        fields["festival_voices"] = [*FESTIVAL_TRAIN_VOICES, *FESTIVAL_ITALIAN_VOICES, *FESTIVAL_FINNISH_VOICES]
     blob = json.dumps([fields, EXTRA_SENTENCES, EXTRA_FOREIGN, EXTRA_VOICES, FOREIGN_VOICES,
                        GATE_LO, GATE_HI, sorted(SHAPE.items(), key=str), 5], sort_keys=True, default=str)  # fmt: skip
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
