@@ -1329,7 +1329,8 @@ def main() -> None:
                     help="weight of the auxiliary phoneme-identity loss (training only; 0 = none)")
     ap.add_argument("--width", type=int, default=WIDTH, help="channels of the 1-D conv trunk")
     ap.add_argument("--hidden", type=int, default=HIDDEN, help="units of the hidden fully connected layer")
-    ap.add_argument("--past", type=int, default=PAST, help="extra past mel columns before the centred window")
+    ap.add_argument("--past", type=int, default=PAST,
+                    help="extra past mel columns before the centred window (experiments only: the app feeds 16)")
     ap.add_argument("--cmvn", action=argparse.BooleanOptionalAction, default=CMVN,
                     help="input relative to the recording's mean speech spectrum (a second input, `spectrum`)")
     ap.add_argument("--workers", type=int, default=2, help="processes for the data generation")
