@@ -415,6 +415,9 @@ class OracleModel:
         self._frames = np.asarray(frames, dtype=np.int64)  # the renderer asks right before paint()
         return centered_window_starts(frames, fps)
 
+    def begin(self, reader: object) -> None:
+        """Nothing to measure: the target is given."""
+
     def paint(self, mel: np.ndarray, mouths: np.ndarray, targets: list[np.ndarray]) -> None:
         s = self.style
         for i, f in enumerate(self._frames):

@@ -392,14 +392,7 @@ def score(clips: list[HumanClip], extra: dict[str, Path] | None = None) -> dict[
         sys.path.insert(0, str(models))
     import train_articulator as ta
 
-    evals = []
-    with tempfile.TemporaryDirectory(prefix="a2v-human-") as tmp:
-        for clip in clips:
-            truth = lc.clip_truth(clip)
-            win, spectrum = ta.app_windows(clip.audio, clip.sample_rate, Path(tmp))
-            m = min(len(win), len(truth.target))
-            evals.append(ta.EvalClip(clip.name, "human", win[:m], truth.target[:m], truth.silence[:m],
-                                     truth.pbm[truth.pbm < m], spectrum))  # fmt: skip
+    evals = ta.human_eval_clips(clips)
     models_ = {"v1": ta.V1_FILE, "v2": ta.V2_FILE, "v3": ta.V3_FILE, **(extra or {})}
     return {name: ta.metrics(evals, ta.run_model(path, evals)) for name, path in models_.items()}
 

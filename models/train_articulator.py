@@ -68,6 +68,7 @@ from a2v_cli.engine.features import (  # noqa: E402
     level_weights,
     log_mel,
     normalizing_gain,
+    pulled_mean,
     speech_spectrum,
 )
 
@@ -95,12 +96,12 @@ AUX_WEIGHT = 0.0  # auxiliary phoneme-identity loss (training only)
 PAST = 0  # extra past columns before the 16-column window (look-ahead stays 100 ms)
 CMVN = True  # the net sees the mel relative to the recording's mean speech spectrum (v2: False)
 PRIOR_COLUMNS = 160.0  # ... pulled towards the training set's mean as if that had been heard for 2 s
+F2D = 16  # channels of the conv2d front end
 
 
 def span() -> int:
     """Columns of the model's input window: PAST past columns + the centred 16."""
     return WINDOW_FRAMES + PAST
-F2D = 16  # channels of the conv2d front end
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Training material: the train split of benchmarks/lipsync_clips.py plus our own sentences and voices
@@ -681,7 +682,7 @@ def make_versions(args: tuple[BaseClip, Recipe]) -> list[Version]:
 
 
 def dataset_key(recipe: Recipe) -> str:
-    fields = {k: v for k, v in recipe.__dict__.items() if not (k == "festival_clips" and v == 0)}  # keys before it
+    fields = dict(recipe.__dict__)
     if recipe.festival_clips:
         fields["festival_voices"] = [*FESTIVAL_TRAIN_VOICES, *FESTIVAL_ITALIAN_VOICES, *FESTIVAL_FINNISH_VOICES]
     blob = json.dumps([fields, EXTRA_SENTENCES, EXTRA_FOREIGN, EXTRA_VOICES, FOREIGN_VOICES,
@@ -798,9 +799,13 @@ def make_net(arch: str = "conv2d", n_phonemes: int = 0) -> Any:
             self.register_buffer("spectrum_prior", torch.zeros(N_MELS))  # set by train(); exported as metadata
             self.closure_floor = False  # set after training: press = max(learned press, v1's closure dip)
 
+        def level(self, x: torch.Tensor) -> torch.Tensor:
+            """(B,16) level of the centred 16 columns of (B,80,span) clipped mel, in mel units."""
+            return torch.log(torch.einsum("bft,f->bt", torch.exp(POWER_C * x[:, :, PAST:]), self.level_w)) / POWER_C
+
         def gates(self, x: torch.Tensor) -> torch.Tensor:
             """(B,4) multipliers of open, spread, round, press for (B,80,16) clipped mel."""
-            level = torch.log(torch.einsum("bft,f->bt", torch.exp(POWER_C * x[:, :, PAST:]), self.level_w)) / POWER_C
+            level = self.level(x)
 
             def rmp(v: torch.Tensor) -> torch.Tensor:
                 return ((v - GATE_LO) / (GATE_HI - GATE_LO)).clamp(0.0, 1.0)
@@ -838,7 +843,7 @@ def make_net(arch: str = "conv2d", n_phonemes: int = 0) -> Any:
         def dip(self, x: torch.Tensor) -> torch.Tensor:
             """(B,1) v1's closure cue: the centre (columns 7-9) 0.5-1.0 mel units below the louder columns on BOTH
             sides (3-6 and 10-13): a stop closure between two sounds; exactly 0 in silence and steady noise."""
-            level = torch.log(torch.einsum("bft,f->bt", torch.exp(POWER_C * x[:, :, PAST:]), self.level_w)) / POWER_C
+            level = self.level(x)
             hole = level[:, GATE_COLS[0] : GATE_COLS[1]].amin(dim=1, keepdim=True)
             sides = torch.minimum(level[:, SIDE_BEFORE[0] : SIDE_BEFORE[1]].amax(dim=1, keepdim=True),
                                   level[:, SIDE_AFTER[0] : SIDE_AFTER[1]].amax(dim=1, keepdim=True))  # fmt: skip
@@ -982,7 +987,7 @@ def recording_spectra(data: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarr
     np.add.at(sums, seg_of[speech], m[:, speech].T)
     counts = np.bincount(seg_of[speech], minlength=n)[:, None]
     prior = sums.sum(axis=0) / max(int(counts.sum()), 1)
-    spectra = (sums + prior[None] * PRIOR_COLUMNS) / (counts + PRIOR_COLUMNS)
+    spectra = pulled_mean(sums, counts, prior, PRIOR_COLUMNS)  # the app's rule (SpectrumMeter.spectrum)
     return spectra.astype(np.float32), seg_of, prior.astype(np.float32)
 
 
@@ -1135,6 +1140,14 @@ def app_windows(audio: np.ndarray, sample_rate: int, tmp: Path) -> tuple[np.ndar
     return np.concatenate(out), spectrum
 
 
+def eval_clip(name: str, group: str, audio: np.ndarray, sample_rate: int, target: np.ndarray, silence: np.ndarray,
+              pbm: np.ndarray, tmp: Path) -> EvalClip:  # fmt: skip
+    """An evaluation clip through the app's path (``app_windows``), cut to the shorter of windows and truth."""
+    win, spectrum = app_windows(audio, sample_rate, tmp)
+    m = min(len(win), len(target))
+    return EvalClip(name, group, win[:m], target[:m], silence[:m], pbm[pbm < m], spectrum)
+
+
 def heldout_clips(n: int, seed: int, condition: str) -> list[EvalClip]:
     """lipsync_clips' held-out split (the benchmark's clips for n=24, seed=0) under ``condition``.
 
@@ -1159,11 +1172,8 @@ def heldout_clips(n: int, seed: int, condition: str) -> list[EvalClip]:
                 else:
                     x, _ = degrade(x, rng)
                 audio, sr = x, SAMPLE_RATE
-            win, spectrum = app_windows(audio, sr, Path(tmp))
-            m = min(len(win), len(truth.target))
             group = "en" if clip.language.startswith("en") else clip.language
-            out.append(EvalClip(clip.name, group, win[:m], truth.target[:m], truth.silence[:m],
-                                truth.pbm[truth.pbm < m], spectrum))  # fmt: skip
+            out.append(eval_clip(clip.name, group, audio, sr, truth.target, truth.silence, truth.pbm, Path(tmp)))
     return out
 
 
@@ -1187,30 +1197,27 @@ def festival_clips() -> list[EvalClip]:
                         target[i] = ea.openness(name, (centres[i] - s) / max(e - s, 1e-6))
                 cmu = [(s, e, "_" if name in ("cmu:pau", "cmu:h#") else name[4:]) for s, e, name in ph]
                 truth = lc.ground_truth(cmu, duration)
-                win, spectrum = app_windows(audio.astype(np.float32), sr, Path(tmp))
-                m = min(len(win), n)
                 group = voice.split("_")[0]  # kal (trained on other sentences), slt (never trained on)
-                out.append(EvalClip(f"festival-{voice}-{si}", group, win[:m], target[:m], truth.silence[:m],
-                                    truth.pbm[truth.pbm < m], spectrum))  # fmt: skip
+                out.append(eval_clip(f"festival-{voice}-{si}", group, audio.astype(np.float32), sr, target,
+                                     truth.silence, truth.pbm, Path(tmp)))  # fmt: skip
     return out
 
 
-def human_eval_clips() -> list[EvalClip]:
-    """Recorded human speech with forced-aligned phonemes (benchmarks/human_clips.py; never trained on)."""
+def human_eval_clips(clips: Sequence[Any] | None = None) -> list[EvalClip]:
+    """Recorded human speech with forced-aligned phonemes (benchmarks/human_clips.py, its cache by default; never
+    trained on)."""
     from benchmarks import lipsync_clips as lc
     from benchmarks.human_clips import human_clips
 
-    out = []
-    clips = human_clips()
+    clips = human_clips() if clips is None else clips
     if not clips:
         raise FileNotFoundError("no human clips in the cache")
+    out = []
     with tempfile.TemporaryDirectory(prefix="a2v-eval-") as tmp:
         for clip in clips:
             truth = lc.clip_truth(clip)
-            win, spectrum = app_windows(clip.audio, clip.sample_rate, Path(tmp))
-            m = min(len(win), len(truth.target))
-            out.append(EvalClip(clip.name, "human", win[:m], truth.target[:m], truth.silence[:m],
-                                truth.pbm[truth.pbm < m], spectrum))  # fmt: skip
+            out.append(eval_clip(clip.name, "human", clip.audio, clip.sample_rate, truth.target, truth.silence,
+                                 truth.pbm, Path(tmp)))  # fmt: skip
     return out
 
 

@@ -157,10 +157,26 @@ class SpectrumMeter:
         which would erase the very contrast the articulator reads. Zeros when nothing was speech and
         there is no prior (the gate keeps the mouth shut then anyway).
         """
-        if prior is None or prior_columns <= 0:
-            return (self._sum / max(self._count, 1)).astype(np.float32)
-        total = self._sum + np.asarray(prior, dtype=np.float64) * prior_columns
-        return (total / (self._count + prior_columns)).astype(np.float32)
+        return pulled_mean(self._sum, self._count, prior, prior_columns).astype(np.float32)
+
+
+def pulled_mean(
+    total: np.ndarray, count: np.ndarray | int, prior: np.ndarray | None, prior_columns: float
+) -> np.ndarray:
+    """(total + prior * prior_columns) / (count + prior_columns): a mean over ``count`` columns pulled towards
+    ``prior``; the plain mean (0 for no columns) without a prior. Broadcasts, so the training script applies the
+    app's rule to every recording at once."""
+    if prior is None or prior_columns <= 0:
+        return total / np.maximum(count, 1)
+    return (total + np.asarray(prior, dtype=np.float64) * prior_columns) / (count + prior_columns)
+
+
+def mel_columns(read: Callable[[int, int], np.ndarray], first: int, count: int) -> np.ndarray:
+    """(80, count) mel of columns first .. first+count-1 read through ``read(start, n)``, identical to those
+    columns of the whole recording's mel (centred frames; the sample before feeds the pre-emphasis)."""
+    # with centring, mel frame k covers samples [k*HOP - N_FFT/2, k*HOP + N_FFT/2)
+    samples = read(first * HOP - N_FFT // 2 - 1, (count - 1) * HOP + N_FFT + 1)
+    return log_mel(samples[1:], prev_sample=float(samples[0]))
 
 
 def speech_spectrum(read: Callable[[int, int], np.ndarray], num_samples: int) -> SpectrumMeter:
@@ -180,10 +196,8 @@ def speech_spectrum(read: Callable[[int, int], np.ndarray], num_samples: int) ->
         # columns centred on samples s .. s+block-1 (step HOP), as the renderer's mel has them
         first = -(-s // HOP)
         count = max(0, (min(s + block, num_samples) - 1) // HOP - first + 1)
-        if count == 0:
-            continue
-        x = read(first * HOP - N_FFT // 2 - 1, (count - 1) * HOP + N_FFT + 1)
-        meter.add(log_mel(x[1:], prev_sample=float(x[0])))
+        if count > 0:
+            meter.add(mel_columns(read, first, count))
     return meter
 
 
@@ -280,19 +294,14 @@ def clip_windows(audio16k: np.ndarray, fps: float, normalize: bool = True) -> np
 
     For evaluation and tests; the renderer itself streams (see render.mel_windows).
     """
-
-    x = np.asarray(audio16k, dtype=np.float32)
-    if normalize:
-        x = x * np.float32(normalizing_gain(frame_rms_db(x)))
+    x = _normalized(audio16k, normalize)
     n = max(1, math.ceil(len(x) / SAMPLE_RATE * fps - 1e-9))
     return stack_windows(mel_spectrogram(x), centered_window_starts(np.arange(n), fps))
 
 
 def clip_spectrum(audio16k: np.ndarray, normalize: bool = True) -> SpectrumMeter:
     """``speech_spectrum`` of a whole in-memory clip, as the renderer measures it (for evaluation and tests)."""
-    x = np.asarray(audio16k, dtype=np.float32)
-    if normalize:
-        x = x * np.float32(normalizing_gain(frame_rms_db(x)))
+    x = _normalized(audio16k, normalize)
 
     def read(start: int, count: int) -> np.ndarray:
         out = np.zeros(count, dtype=np.float32)
@@ -302,3 +311,9 @@ def clip_spectrum(audio16k: np.ndarray, normalize: bool = True) -> SpectrumMeter
         return out
 
     return speech_spectrum(read, len(x))
+
+
+def _normalized(audio16k: np.ndarray, normalize: bool) -> np.ndarray:
+    """float32 audio, level-normalized as the renderer's PcmReader delivers it when ``normalize``."""
+    x = np.asarray(audio16k, dtype=np.float32)
+    return x * np.float32(normalizing_gain(frame_rms_db(x))) if normalize else x

@@ -19,7 +19,7 @@ from a2v_cli.engine import catalog
 from a2v_cli.engine.audio import PcmReader, PreparedAudio
 from a2v_cli.engine.compose import Compositor
 from a2v_cli.engine.encode import QUEUE_BATCHES, FfmpegWriter, alpha_video, h264_mask, h264_video
-from a2v_cli.engine.features import HOP, N_FFT, WINDOW_FRAMES, log_mel, stack_windows
+from a2v_cli.engine.features import WINDOW_FRAMES, mel_columns, stack_windows
 from a2v_cli.engine.lipsync import LipSyncModel, load_model, window_count
 
 BATCH = 25
@@ -56,11 +56,7 @@ class RenderResult:
 def mel_windows(reader: PcmReader, starts: np.ndarray) -> np.ndarray:
     """(B,1,80,16) mel windows starting at mel frames ``starts``, from just this batch's audio."""
     first, last = int(starts.min()), int(starts.max()) + WINDOW_FRAMES
-    # with centring, mel frame k covers samples [k*HOP - N_FFT/2, k*HOP + N_FFT/2)
-    s0 = first * HOP - N_FFT // 2
-    samples = reader.read(s0 - 1, (last - first - 1) * HOP + N_FFT + 1)
-    mel = log_mel(samples[1:], prev_sample=float(samples[0]))
-    return stack_windows(mel, starts, mel_offset=first)
+    return stack_windows(mel_columns(reader.read, first, last - first), starts, mel_offset=first)
 
 
 def render(job: RenderJob, on_progress: ProgressFn | None = None, model: LipSyncModel | None = None) -> RenderResult:
@@ -89,9 +85,7 @@ def render(job: RenderJob, on_progress: ProgressFn | None = None, model: LipSync
         for spec, path in specs:
             spec.path = path
             writers.append(FfmpegWriter(spec, comp.width, comp.height, job.fps, job.audio.mux_path))
-        begin = getattr(model, "begin", None)  # optional: models that measure the whole recording first
-        if begin is not None:
-            begin(reader)
+        model.begin(reader)
         done = 0
         if on_progress:
             on_progress(0, total)
