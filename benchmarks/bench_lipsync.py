@@ -580,9 +580,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="model to score (repeatable): builtin, a .onnx path, a models-folder name, or 'oracle'"
                          " (the target drawn as a mouth: checks the measurement). Default: builtin if its files exist")
     ap.add_argument("--pose", default=DEFAULT_POSE)
-    ap.add_argument("--split", choices=(*lc.SPLITS, "human"), default="heldout",
+    ap.add_argument("--split", choices=(*lc.SPLITS, "human", "piper"), default="heldout",
                     help="heldout / train: espeak-ng clips; human: recorded speech with forced-aligned phonemes"
-                         " (benchmarks/human_clips.py; run `python benchmarks/human_clips.py --fetch` once)")
+                         " (benchmarks/human_clips.py; run `python benchmarks/human_clips.py --fetch` once); piper:"
+                         " held-out sentences in a neural voice (benchmarks/piper_clips.py --fetch once)")
     ap.add_argument("--clips", type=int, default=None, help="clips per split (default 24 held-out / 48 train)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -602,6 +603,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.human_clips import human_clips
 
         clips = human_clips()[:n] if n else human_clips()
+    elif args.split == "piper":
+        from benchmarks.piper_clips import piper_clips
+
+        clips = piper_clips(n or 12, args.seed)
     else:
         clips = lc.make_clips(args.split, n, args.seed, per_clip)
     truths = [lc.clip_truth(c) for c in clips]

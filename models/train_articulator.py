@@ -246,6 +246,7 @@ class Recipe:
     extra_clips: int = 800  # our own English sentences x voices
     foreign_clips: int = 200  # it / cs / id / sw
     festival_clips: int = 240  # Festival diphone voices (English)
+    natural_clips: int = 0  # Flite's clustergen voices and a Piper (neural) voice, English (v4)
     versions: int = 4  # version 0: clean (speed + level only); 1..: a random degradation chain
     seed: int = 20240611
     # development voices: their clips are not trained on, only watched (model choice without the held-out split)
@@ -322,6 +323,11 @@ def base_clips(recipe: Recipe) -> list[BaseClip]:
             EXTRA_FOREIGN["it"], "it")  # fmt: skip
         own("festival-fi", recipe.festival_clips // 4, [f"festival:{v}" for v in FESTIVAL_FINNISH_VOICES],
             FINNISH_SENTENCES, "fi")  # fmt: skip
+    if recipe.natural_clips and shutil.which("flite"):
+        own("flite", recipe.natural_clips, [f"flite:{v}" for v in FLITE_TRAIN_VOICES],
+            EXTRA_SENTENCES + lc.TRAIN_SENTENCES, "en-us")  # fmt: skip
+    if recipe.natural_clips:
+        own("piper", recipe.natural_clips // 2, ["piper:joe"], EXTRA_SENTENCES + lc.TRAIN_SENTENCES, "en-us")
     return out
 
 
@@ -372,9 +378,45 @@ def festival_sentence(text: str, spec: Any) -> tuple[np.ndarray, int, list[tuple
     return audio, rate, [(a, min(b, seg), festival_phone(n[4:], language)) for a, b, n in ph if min(b, seg) > a]
 
 
+# Flite (Debian: flite): statistical parametric (clustergen) voices built from real speakers' recordings, with
+# the segment timings it prints itself (-psdur). awb (a Scottish man) and rms (an American man) are trained on; slt
+# (the American woman of Festival's held-out HTS voice) is not. Phones: Festival's radio set.
+FLITE_TRAIN_VOICES = ("awb", "rms")
+
+
+def flite_sentence(text: str, spec: Any) -> tuple[np.ndarray, int, list[tuple[float, float, str]]]:
+    """One sentence in a "flite:VOICE" spec's voice: rate -> duration_stretch (160 / rate), espeak-named phones."""
+    import soundfile
+
+    voice = spec.voice.split(":", 1)[1]
+    with tempfile.TemporaryDirectory(prefix="a2v-flite-") as tmp:
+        wav = Path(tmp) / "out.wav"
+        run = subprocess.run(["flite", "-voice", voice, "--setf", f"duration_stretch={160.0 / spec.rate:.3f}",
+                              "-psdur", "-t", text, "-o", str(wav)], capture_output=True, text=True, check=True,
+                             timeout=120)  # fmt: skip
+        audio, sr = soundfile.read(str(wav), dtype="float32")
+    phonemes, prev = [], 0.0
+    seg = len(audio) / sr
+    for item in run.stdout.split():
+        name, _, end = item.rpartition(":")
+        if name and end:
+            e = min(float(end), seg)
+            if e > prev:
+                phonemes.append((prev, e, festival_phone(name)))
+                prev = e
+    return audio, int(sr), phonemes
+
+
 def festival_clip(spec: Any) -> Any:
+    """Speak a spec whose voice is "festival:...", "flite:..." or "piper:..." (benchmarks/piper_clips.py)."""
     from benchmarks import lipsync_clips as lc
 
+    if spec.voice.startswith("flite:"):
+        return lc.synthesize_clip(spec, flite_sentence)
+    if spec.voice.startswith("piper:"):
+        from benchmarks.piper_clips import piper_sentence
+
+        return lc.synthesize_clip(spec, piper_sentence)
     return lc.synthesize_clip(spec, festival_sentence)
 
 
@@ -655,7 +697,7 @@ def make_versions(args: tuple[BaseClip, Recipe]) -> list[Version]:
     from benchmarks import lipsync_clips as lc
 
     bc, recipe = args
-    clip = festival_clip(bc.spec) if bc.kind.startswith("festival") else lc.synthesize_clip(bc.spec)
+    clip = festival_clip(bc.spec) if ":" in bc.voice else lc.synthesize_clip(bc.spec)
     out = []
     for v in range(recipe.versions):
         rng = np.random.default_rng([recipe.seed, bc.index, v, 5])
@@ -682,9 +724,12 @@ def make_versions(args: tuple[BaseClip, Recipe]) -> list[Version]:
 
 
 def dataset_key(recipe: Recipe) -> str:
-    fields = dict(recipe.__dict__)
+    # parts added later (Festival, Flite/Piper) stay out of the key while unused: the older parts' caches stay valid
+    fields = {k: v for k, v in recipe.__dict__.items() if not (k in ("festival_clips", "natural_clips") and v == 0)}
     if recipe.festival_clips:
         fields["festival_voices"] = [*FESTIVAL_TRAIN_VOICES, *FESTIVAL_ITALIAN_VOICES, *FESTIVAL_FINNISH_VOICES]
+    if recipe.natural_clips:
+        fields["natural_voices"] = [*FLITE_TRAIN_VOICES, "piper:joe"]
     blob = json.dumps([fields, EXTRA_SENTENCES, EXTRA_FOREIGN, EXTRA_VOICES, FOREIGN_VOICES,
                        GATE_LO, GATE_HI, sorted(SHAPE.items(), key=str), 5], sort_keys=True, default=str)  # fmt: skip
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
@@ -754,18 +799,23 @@ def build_dataset(recipe: Recipe, work: Path, workers: int = 2) -> dict[str, np.
 
 
 def build_all(recipe: Recipe, work: Path, workers: int = 2) -> dict[str, np.ndarray]:
-    """``build_dataset`` of the espeak part and of the Festival part (each cached on its own), joined."""
+    """``build_dataset`` of the espeak part, the Festival part and the Flite/Piper part (each cached on its own),
+    joined."""
     from dataclasses import replace
 
-    main = build_dataset(replace(recipe, festival_clips=0), work, workers)
-    if not recipe.festival_clips:
-        return main
-    fest = build_dataset(replace(recipe, train_split_clips=0, extra_clips=0, foreign_clips=0), work, workers)
-    n = len(main["voice"])
-    joined = {k: np.concatenate([main[k], fest[k]]) for k in ("valid", "version", "phon", "kind", "voice")}
-    joined["mel"] = np.concatenate([main["mel"], fest["mel"]], axis=1)
-    joined["target"] = np.concatenate([main["target"], fest["target"]], axis=1)
-    joined["base"] = np.concatenate([main["base"], np.where(fest["base"] >= 0, fest["base"] + n, -1)]).astype(np.int32)
+    none = {"train_split_clips": 0, "extra_clips": 0, "foreign_clips": 0, "festival_clips": 0, "natural_clips": 0}
+    parts = [build_dataset(replace(recipe, festival_clips=0, natural_clips=0), work, workers)]
+    for name in ("festival_clips", "natural_clips"):
+        if getattr(recipe, name):
+            parts.append(build_dataset(replace(recipe, **{**none, name: getattr(recipe, name)}), work, workers))
+    joined = {k: np.concatenate([p[k] for p in parts]) for k in ("valid", "version", "phon", "kind", "voice")}
+    joined["mel"] = np.concatenate([p["mel"] for p in parts], axis=1)
+    joined["target"] = np.concatenate([p["target"] for p in parts], axis=1)
+    bases, n = [], 0
+    for p in parts:
+        bases.append(np.where(p["base"] >= 0, p["base"] + n, -1))
+        n += len(p["voice"])
+    joined["base"] = np.concatenate(bases).astype(np.int32)
     return joined
 
 
@@ -1221,6 +1271,21 @@ def human_eval_clips(clips: Sequence[Any] | None = None) -> list[EvalClip]:
     return out
 
 
+def piper_eval_clips(n: int = 12) -> list[EvalClip]:
+    """Held-out sentences in a Piper (neural) voice, exact phoneme timings (benchmarks/piper_clips.py; never trained
+    on)."""
+    from benchmarks import lipsync_clips as lc
+    from benchmarks.piper_clips import piper_clips
+
+    out = []
+    with tempfile.TemporaryDirectory(prefix="a2v-eval-") as tmp:
+        for clip in piper_clips(n):
+            truth = lc.clip_truth(clip)
+            out.append(eval_clip(clip.name, "piper", clip.audio, clip.sample_rate, truth.target, truth.silence,
+                                 truth.pbm, Path(tmp)))  # fmt: skip
+    return out
+
+
 def run_model(path: Path, clips: list[EvalClip]) -> list[np.ndarray]:
     import onnxruntime as ort
 
@@ -1292,6 +1357,10 @@ def evaluate(models: dict[str, Path], n: int = 24, seed: int = 0, festival: bool
         except Exception as err:  # Festival voices missing: skip, say so
             print(f"festival skipped: {err}", file=sys.stderr)
     try:
+        sets["piper/joe"] = piper_eval_clips()
+    except Exception as err:  # not fetched: `python benchmarks/piper_clips.py --fetch`
+        print(f"piper voice skipped: {err}", file=sys.stderr)
+    try:
         sets["human/recorded"] = human_eval_clips()
     except Exception as err:  # not fetched: `python benchmarks/human_clips.py --fetch`
         print(f"human recordings skipped: {err}", file=sys.stderr)
@@ -1299,7 +1368,7 @@ def evaluate(models: dict[str, Path], n: int = 24, seed: int = 0, festival: bool
     results: dict[str, Any] = {}
     for name, clips in sets.items():
         groups = {"all": list(range(len(clips)))}
-        if not name.startswith("human"):
+        if not name.startswith(("human", "piper")):
             for i, c in enumerate(clips):
                 groups.setdefault(c.group, []).append(i)
         for model, path in models.items():
@@ -1340,6 +1409,8 @@ def main() -> None:
                     help="extra past mel columns before the centred window (experiments only: the app feeds 16)")
     ap.add_argument("--cmvn", action=argparse.BooleanOptionalAction, default=CMVN,
                     help="input relative to the recording's mean speech spectrum (a second input, `spectrum`)")
+    ap.add_argument("--natural", type=int, default=Recipe.natural_clips,
+                    help="clips of Flite's awb and rms voices (half as many in the Piper voice)")
     ap.add_argument("--workers", type=int, default=2, help="processes for the data generation")
     ap.add_argument("--quick", action="store_true", help="a small pilot run (few clips and steps), to --work/pilot")
     ap.add_argument("--eval-only", action="store_true", help="only compare v1 and --out on held-out clips")
@@ -1351,7 +1422,7 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     WIDTH, HIDDEN, PAST, CMVN = args.width, args.hidden, args.past, args.cmvn
     if not args.eval_only:
-        recipe = Recipe()
+        recipe = Recipe(natural_clips=args.natural)
         if args.quick:
             recipe = Recipe(train_split_clips=12, extra_clips=48, foreign_clips=16, festival_clips=8)
             args.steps = min(args.steps, 600)
@@ -1379,7 +1450,10 @@ def main() -> None:
             raise SystemExit("ONNX export does not match torch")
         if args.quick or args.no_eval:
             return
-    results = evaluate({"v1": V1_FILE, "v2": V2_FILE, "v3": args.out}, festival=not args.no_festival)
+    models = {"v1": V1_FILE, "v2": V2_FILE, "v3": V3_FILE}
+    if args.out.resolve() != V3_FILE.resolve():
+        models[args.out.stem.removeprefix("a2v-articulator-")] = args.out
+    results = evaluate(models, festival=not args.no_festival)
     print_results(results)
     args.work.mkdir(parents=True, exist_ok=True)
     (args.work / "heldout.json").write_text(json.dumps(results, indent=1))
