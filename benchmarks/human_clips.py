@@ -393,7 +393,7 @@ def score(clips: list[HumanClip], extra: dict[str, Path] | None = None) -> dict[
     import train_articulator as ta
 
     evals = ta.human_eval_clips(clips)
-    models_ = {"v1": ta.V1_FILE, "v2": ta.V2_FILE, "v3": ta.V3_FILE, **(extra or {})}
+    models_ = {"v1": ta.V1_FILE, "v2": ta.V2_FILE, "v3": ta.V3_FILE, "v4": ta.V4_FILE, **(extra or {})}
     return {name: ta.metrics(evals, ta.run_model(path, evals)) for name, path in models_.items()}
 
 

@@ -197,8 +197,12 @@ CMU_OPENNESS: dict[str, float | tuple[float, float]] = {
 }  # fmt: skip
 
 
-def festival_synthesize(text: str, voice: str, stretch: float = 1.0) -> tuple[np.ndarray, int, list]:
-    """Speak ``text`` with Festival; returns (audio, sample rate, [(start_s, end_s, "cmu:PHONE")])."""
+def festival_synthesize(text: str, voice: str, stretch: float = 1.0, encoding: str | None = None
+                        ) -> tuple[np.ndarray, int, list]:  # fmt: skip
+    """Speak ``text`` with Festival; returns (audio, sample rate, [(start_s, end_s, "cmu:PHONE")]).
+
+    ``encoding``: of the text Festival reads (its Czech voices want ISO-8859-2); by default Latin-1 (English,
+    Italian: è, à ...) when that covers the text, else UTF-8 (the Russian voice)."""
     import subprocess
     import tempfile
 
@@ -213,9 +217,9 @@ def festival_synthesize(text: str, voice: str, stretch: float = 1.0) -> tuple[np
             '(mapcar (lambda (s) (format t "%s %f\\n" (item.name s) (item.feat s "end")))'
             " (utt.relation.items utt 'Segment))\n"
         )
-        # Festival reads 8-bit text: Latin-1 covers English and Italian (è, à ...)
+        encoding = encoding or ("latin-1" if all(ord(c) < 256 for c in text) else "utf-8")
         run = subprocess.run(["festival", "-b", "--pipe"], input=script, capture_output=True, timeout=120, check=True,
-                             encoding="latin-1", errors="replace")  # fmt: skip
+                             encoding=encoding, errors="replace")  # fmt: skip
         if "SIOD ERROR" in run.stderr or "SIOD ERROR" in run.stdout:  # e.g. an unknown voice: Festival goes on
             raise RuntimeError(f"festival failed for voice {voice!r}: {run.stderr.strip()[:200]}")
         out = run.stdout

@@ -74,6 +74,7 @@ from a2v_cli.engine.features import (  # noqa: E402
 
 V2_FILE = HERE / "a2v-articulator-v2.onnx"
 V3_FILE = HERE / "a2v-articulator-v3.onnx"
+V4_FILE = HERE / "a2v-articulator-v4.onnx"
 V1_FILE = HERE / "a2v-articulator-v1.onnx"
 WORK = Path("/tmp/a2v-train")
 FPS = 25.0
@@ -94,6 +95,7 @@ WIDTH = 160  # v2: 96
 HIDDEN = 128  # v2: 64
 AUX_WEIGHT = 0.0  # auxiliary phoneme-identity loss (training only)
 PAST = 0  # extra past columns before the 16-column window (look-ahead stays 100 ms)
+BRIDGE = False  # open/spread/round gated like press: free inside gaps under ~125 ms with speech on both sides (v4)
 CMVN = True  # the net sees the mel relative to the recording's mean speech spectrum (v2: False)
 PRIOR_COLUMNS = 160.0  # ... pulled towards the training set's mean as if that had been heard for 2 s
 F2D = 16  # channels of the conv2d front end
@@ -328,6 +330,11 @@ def base_clips(recipe: Recipe) -> list[BaseClip]:
             EXTRA_SENTENCES + lc.TRAIN_SENTENCES, "en-us")  # fmt: skip
     if recipe.natural_clips:
         own("piper", recipe.natural_clips // 2, ["piper:joe"], EXTRA_SENTENCES + lc.TRAIN_SENTENCES, "en-us")
+    if recipe.natural_clips and shutil.which("festival") and FESTIVAL_RUSSIAN_VOICE_DIR.is_dir():
+        own("festival-ru", recipe.natural_clips // 3, [f"festival:{FESTIVAL_RUSSIAN_VOICE}"], RUSSIAN_SENTENCES, "ru")
+    if recipe.natural_clips and shutil.which("festival") and FESTIVAL_CZECH_DIR.is_dir():
+        own("festival-cs", recipe.natural_clips // 3, [f"festival:{v}" for v in FESTIVAL_CZECH_VOICES],
+            CZECH_SENTENCES, "cs")  # fmt: skip
     return out
 
 
@@ -348,6 +355,45 @@ FINNISH_SENTENCES = (
     "Ostin torilta mansikoita ja perunoita.",
     "Huomenna menemme mökille järven rantaan.",
 )
+# festvox-ru: unit selection from a real Russian man's recordings (natural-sounding, unlike the diphone voices)
+FESTIVAL_RUSSIAN_VOICE = "msu_ru_nsh_clunits"
+FESTIVAL_RUSSIAN_VOICE_DIR = Path("/usr/share/festival/voices/russian") / FESTIVAL_RUSSIAN_VOICE
+RUSSIAN_SENTENCES = (
+    "Мама мыла раму, а папа читал книгу.",
+    "Завтра мы поедем на дачу к бабушке.",
+    "В большом городе много машин и людей.",
+    "Кошка спала на тёплом окне весь день.",
+    "Поезд приходит на вокзал в семь часов утра.",
+    "Мы купили хлеб, молоко и немного сыра.",
+    "Осенью листья падают с деревьев.",
+    "Мой брат работает врачом в больнице.",
+    "Дети играли в парке до самого вечера.",
+    "Она написала письмо своему старому другу.",
+)
+# festvox-czech-dita / -machac: unit selection from a Czech woman's and man's recordings; Festival reads ISO-8859-2
+FESTIVAL_CZECH_VOICES = ("czech_dita", "czech_machac")
+FESTIVAL_CZECH_DIR = Path("/usr/share/festival/voices/czech")
+CZECH_SENTENCES = (
+    "Dobrý den, jak se dnes máte?",
+    "Včera jsme byli v parku a hráli jsme fotbal.",
+    "Moje sestra bydlí v malém domě u řeky.",
+    "Vlak do Prahy odjíždí v osm hodin ráno.",
+    "Na trhu jsme koupili jablka a mrkev.",
+    "Babička peče nejlepší koláče ve vesnici.",
+    "V zimě tady padá hodně sněhu.",
+    "Pes běžel přes zahradu za míčem.",
+    "Zítra půjdeme do divadla s přáteli.",
+    "Tato kniha je velmi zajímavá a dlouhá.",
+)
+# Czech (festival-czech): "#" pause, "_" a glottal stop (shaped like what follows), "~" palatal / postalveolar
+CZECH_PHONES = {"#": "_", "_": "_!", "a:": "a", "e:": "e", "i:": "i", "o:": "o", "ou": "o", "u:": "u",
+                "c": "ts", "c~": "tS", "s~": "S", "z~": "Z", "r~": "r", "n~": "n^", "t~": "t", "d~": "d", "ch": "x",
+                "dz~": "dZ", "dz": "dz", "m~": "m", "r~*": "r"}  # fmt: skip
+# Russian (msu phone set; doubled consonants are palatalized): stressed aa is the open vowel (AA), the reduced
+# a is a half-open [ɐ] (AH), ae / ay schwa-like, oo the mid rounded o (as espeak labels o in es, it, cs)
+RUSSIAN_PHONES = {"aa": "a", "a": "V", "ae": "@", "ay": "@", "oo": "o", "ee": "e", "e": "e", "ii": "i", "i": "i",
+                  "yy": "i", "y": "i", "uu": "u", "u": "u", "ur": "u", "sh": "S", "sch": "S", "zh": "Z", "ch": "tS",
+                  "c": "ts", "pau": "_"}  # fmt: skip
 # Festival's radio phone set -> espeak mnemonic (lipsync_clips' openness table); the rest are ARPAbet in lower case
 FESTIVAL_EXTRA = {"ax": "@", "axr": "3:", "ix": "I", "dx": "t", "el": "l", "em": "m", "en": "n", "nx": "n",
                   "pau": "_", "h#": "_", "brth": "_"}  # fmt: skip
@@ -359,6 +405,12 @@ def festival_phone(name: str, language: str = "en-us") -> str:
     if language == "it":
         base = name.rstrip("0123456789")
         return {"#": "_", "_": "_", "ng": "N"}.get(base, base)
+    if language == "cs":
+        return CZECH_PHONES.get(name, name)
+    if language == "ru":
+        if name in RUSSIAN_PHONES:
+            return RUSSIAN_PHONES[name]
+        return name[0] if len(name) == 2 and name[0] == name[1] else name  # palatalized: pp -> p, ll -> l
     if language == "fi":  # length marks dropped; ä is EH-like (0.6), ö a close-mid rounded vowel
         base = name.rstrip(":") or name
         return {"#": "_", "_": "_", "@": "E", "7": "Y"}.get(base, base)
@@ -372,8 +424,11 @@ def festival_sentence(text: str, spec: Any) -> tuple[np.ndarray, int, list[tuple
     import eval_articulator as ea
 
     voice = spec.voice.split(":", 1)[1]
-    language = "it" if voice in FESTIVAL_ITALIAN_VOICES else "fi" if voice in FESTIVAL_FINNISH_VOICES else "en-us"
-    audio, rate, ph = ea.festival_synthesize(text, voice, 160.0 / spec.rate)
+    language = ("it" if voice in FESTIVAL_ITALIAN_VOICES else "fi" if voice in FESTIVAL_FINNISH_VOICES
+                else "ru" if voice == FESTIVAL_RUSSIAN_VOICE else "cs" if voice in FESTIVAL_CZECH_VOICES
+                else "en-us")  # fmt: skip
+    encoding = "iso-8859-2" if language == "cs" else None
+    audio, rate, ph = ea.festival_synthesize(text, voice, 160.0 / spec.rate, encoding)
     seg = len(audio) / rate
     return audio, rate, [(a, min(b, seg), festival_phone(n[4:], language)) for a, b, n in ph if min(b, seg) > a]
 
@@ -438,7 +493,7 @@ SHAPE: dict[str, tuple[float, float] | tuple[tuple[float, float], tuple[float, f
     "OI": ((0.0, 0.6), (1.0, 0.0)), "OY": ((0.0, 0.6), (1.0, 0.0)), "i@": ((1.0, 0.0), (0.0, 0.0)),
     "e@": ((0.6, 0.0), (0.0, 0.0)), "U@": ((0.0, 1.0), (0.0, 0.0)), "UR": ((0.0, 1.0), (0.6, 0.0)),
 }  # fmt: skip
-FOREIGN_LANGS = frozenset(EXTRA_FOREIGN) | {"fi"}  # fi: Festival's Finnish voices only
+FOREIGN_LANGS = frozenset(EXTRA_FOREIGN) | {"fi", "ru"}  # fi, ru: Festival's voices only
 
 
 def shape_of(name: str, frac: float, language: str) -> tuple[float, float, float, float]:
@@ -729,7 +784,8 @@ def dataset_key(recipe: Recipe) -> str:
     if recipe.festival_clips:
         fields["festival_voices"] = [*FESTIVAL_TRAIN_VOICES, *FESTIVAL_ITALIAN_VOICES, *FESTIVAL_FINNISH_VOICES]
     if recipe.natural_clips:
-        fields["natural_voices"] = [*FLITE_TRAIN_VOICES, "piper:joe"]
+        fields["natural_voices"] = [*FLITE_TRAIN_VOICES, "piper:joe", FESTIVAL_RUSSIAN_VOICE, RUSSIAN_SENTENCES,
+                                    *FESTIVAL_CZECH_VOICES, CZECH_SENTENCES, sorted(CZECH_PHONES.items())]
     blob = json.dumps([fields, EXTRA_SENTENCES, EXTRA_FOREIGN, EXTRA_VOICES, FOREIGN_VOICES,
                        GATE_LO, GATE_HI, sorted(SHAPE.items(), key=str), 5], sort_keys=True, default=str)  # fmt: skip
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
@@ -863,7 +919,8 @@ def make_net(arch: str = "conv2d", n_phonemes: int = 0) -> Any:
             gate = rmp(level[:, GATE_COLS[0] : GATE_COLS[1]].amin(dim=1))
             side = rmp(torch.minimum(level[:, SIDE_BEFORE[0] : SIDE_BEFORE[1]].amax(dim=1),
                                      level[:, SIDE_AFTER[0] : SIDE_AFTER[1]].amax(dim=1)))  # fmt: skip
-            return torch.stack([gate, gate, gate, torch.maximum(gate, side)], dim=1)
+            both = torch.maximum(gate, side)
+            return torch.stack([both if BRIDGE else gate] * 3 + [both], dim=1)
 
         def forward(self, mel: torch.Tensor, spec: torch.Tensor | None = None) -> torch.Tensor:
             return self.forward_all(mel, spec)[0]
@@ -933,7 +990,8 @@ def export_onnx(net: Any, path: Path, meta: dict[str, str]) -> None:
         after = cols(*SIDE_AFTER, "ReduceMax", "after")
         side = ramp_op(g.op("Min", before, after, name="sides"), "side")
         press_gate = g.op("Max", gate, side, name="press_gate")
-        gates = g.op("Concat", gate, gate, gate, press_gate, axis=1, name="gates")  # [B,4]
+        shape_gate = press_gate if BRIDGE else gate
+        gates = g.op("Concat", shape_gate, shape_gate, shape_gate, press_gate, axis=1, name="gates")  # [B,4]
         depth = g.sub(g.op("Min", before, after, name="sides_for_dip"), cols(*GATE_COLS, "ReduceMin", "hole"),
                       name="depth")  # fmt: skip
         dip = g.clip01(g.affine(depth, 1.0 / (DIP_HI - DIP_LO), -DIP_LO / (DIP_HI - DIP_LO), "dip_lin"), "dip")
@@ -1271,6 +1329,24 @@ def human_eval_clips(clips: Sequence[Any] | None = None) -> list[EvalClip]:
     return out
 
 
+def flite_eval_clips() -> list[EvalClip]:
+    """models/eval_articulator.py's corpus in Flite's slt (an American woman; never trained on), three rates."""
+    import eval_articulator as ea
+
+    from benchmarks import lipsync_clips as lc
+
+    out = []
+    with tempfile.TemporaryDirectory(prefix="a2v-eval-") as tmp:
+        for si, text in enumerate(ea.CORPUS):
+            spec = lc.ClipSpec("flite", si, "flite:slt", ea.RATES[si % 3], 0, (text,), (), 0.3)
+            clip = lc.synthesize_clip(spec, flite_sentence)
+            clip.voice = "en-us"
+            truth = lc.clip_truth(clip)
+            out.append(eval_clip(clip.name, "slt", clip.audio, clip.sample_rate, truth.target, truth.silence,
+                                 truth.pbm, Path(tmp)))  # fmt: skip
+    return out
+
+
 def piper_eval_clips(n: int = 12) -> list[EvalClip]:
     """Held-out sentences in a Piper (neural) voice, exact phoneme timings (benchmarks/piper_clips.py; never trained
     on)."""
@@ -1356,6 +1432,8 @@ def evaluate(models: dict[str, Path], n: int = 24, seed: int = 0, festival: bool
             sets["festival/clean"] = festival_clips()
         except Exception as err:  # Festival voices missing: skip, say so
             print(f"festival skipped: {err}", file=sys.stderr)
+    if shutil.which("flite"):
+        sets["flite/clean"] = flite_eval_clips()
     try:
         sets["piper/joe"] = piper_eval_clips()
     except Exception as err:  # not fetched: `python benchmarks/piper_clips.py --fetch`
@@ -1368,7 +1446,7 @@ def evaluate(models: dict[str, Path], n: int = 24, seed: int = 0, festival: bool
     results: dict[str, Any] = {}
     for name, clips in sets.items():
         groups = {"all": list(range(len(clips)))}
-        if not name.startswith(("human", "piper")):
+        if not name.startswith(("human", "piper", "flite")):
             for i, c in enumerate(clips):
                 groups.setdefault(c.group, []).append(i)
         for model, path in models.items():
@@ -1393,10 +1471,10 @@ def print_results(results: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    global WIDTH, HIDDEN, PAST, CMVN
+    global WIDTH, HIDDEN, PAST, CMVN, BRIDGE
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", type=Path, default=WORK, help="datasets, checkpoints, logs (default /tmp/a2v-train)")
-    ap.add_argument("--out", type=Path, default=V3_FILE)
+    ap.add_argument("--out", type=Path, default=V4_FILE)
     ap.add_argument("--steps", type=int, default=8000)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--lr", type=float, default=3e-3)
@@ -1411,6 +1489,9 @@ def main() -> None:
                     help="input relative to the recording's mean speech spectrum (a second input, `spectrum`)")
     ap.add_argument("--natural", type=int, default=Recipe.natural_clips,
                     help="clips of Flite's awb and rms voices (half as many in the Piper voice)")
+    ap.add_argument("--bridge", action=argparse.BooleanOptionalAction, default=BRIDGE,
+                    help="let open/spread/round through inside short gaps with speech on both sides (stop closures),"
+                         " as press is; silences over ~125 ms stay exactly closed")
     ap.add_argument("--workers", type=int, default=2, help="processes for the data generation")
     ap.add_argument("--quick", action="store_true", help="a small pilot run (few clips and steps), to --work/pilot")
     ap.add_argument("--eval-only", action="store_true", help="only compare v1 and --out on held-out clips")
@@ -1420,15 +1501,15 @@ def main() -> None:
     args = ap.parse_args()
 
     os.environ.setdefault("OMP_NUM_THREADS", "2")
-    WIDTH, HIDDEN, PAST, CMVN = args.width, args.hidden, args.past, args.cmvn
+    WIDTH, HIDDEN, PAST, CMVN, BRIDGE = args.width, args.hidden, args.past, args.cmvn, args.bridge
     if not args.eval_only:
         recipe = Recipe(natural_clips=args.natural)
         if args.quick:
             recipe = Recipe(train_split_clips=12, extra_clips=48, foreign_clips=16, festival_clips=8)
             args.steps = min(args.steps, 600)
             args.work = args.work / "pilot"
-            if args.out == V3_FILE:
-                args.out = args.work / "a2v-articulator-v3-pilot.onnx"
+            if args.out == V4_FILE:
+                args.out = args.work / "a2v-articulator-v4-pilot.onnx"
         t_all = time.perf_counter()
         data = build_all(recipe, args.work, args.workers)
         t_data = time.perf_counter() - t_all
@@ -1440,6 +1521,7 @@ def main() -> None:
         t_train = time.perf_counter() - t1
         meta = {"recipe": json.dumps(recipe.__dict__), "arch": args.arch, "steps": str(args.steps),
                 "width": str(WIDTH), "hidden": str(HIDDEN), "past": str(PAST), "aux_weight": str(args.aux_weight),
+                "bridge": str(BRIDGE),
                 "batch": str(args.batch), "parameters": str(param_count(net)), "dataset": dataset_key(recipe)}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         export_onnx(net, args.out, meta)
@@ -1450,8 +1532,8 @@ def main() -> None:
             raise SystemExit("ONNX export does not match torch")
         if args.quick or args.no_eval:
             return
-    models = {"v1": V1_FILE, "v2": V2_FILE, "v3": V3_FILE}
-    if args.out.resolve() != V3_FILE.resolve():
+    models = {"v1": V1_FILE, "v2": V2_FILE, "v3": V3_FILE, "v4": V4_FILE}
+    if args.out.resolve() != V4_FILE.resolve():
         models[args.out.stem.removeprefix("a2v-articulator-")] = args.out
     results = evaluate(models, festival=not args.no_festival)
     print_results(results)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes.util
+import itertools
 import sys
 from pathlib import Path
 
@@ -186,3 +187,29 @@ def test_make_clips_synthesizes_speech_with_pauses() -> None:
     assert g.silence[:3].all() and g.silence.sum() >= 0.6 * 25  # lead-in + the gap between the sentences
     assert len(g.pbm) > 0 and g.target.max() >= 0.6
     assert not lc.unmapped() or all(not u.startswith("en") for u in lc.unmapped())
+
+
+def test_piper_frames_become_tiling_espeak_phonemes() -> None:
+    """Piper's per-symbol frame counts: padding shared by its neighbours, stress marks and word gaps before a stop
+    given forward, IPA pairs (long vowels, diphthongs, affricates) joined into one espeak phoneme."""
+    from benchmarks.piper_clips import HOP, _segments
+
+    sr = 22050
+    f = HOP / sr
+    symbols = ["^", "_", "b", "_", "ˈ", "_", "ɑ", "_", "ː", "_", " ", "_", "p", "_", "e", "_", "ɪ", "_", " ", "_",
+               "tʃ"[0], "_", "tʃ"[1], "_", ".", "_", "$"]  # fmt: skip
+    frames = np.array([4, 2, 3, 2, 2, 0, 6, 1, 2, 1, 3, 1, 2, 2, 5, 1, 3, 1, 2, 2, 2, 0, 2, 2, 6, 2, 4], dtype=float)
+    segs = _segments(symbols, frames, sr)
+    assert [n for _, _, n in segs] == ["_", "b", "A:", "p", "eI", "tS", "_", "_"]
+    assert segs[0][0] == 0.0 and segs[-1][1] == pytest.approx(frames.sum() * f)
+    assert all(abs(a[1] - b[0]) < 1e-12 for a, b in itertools.pairwise(segs))  # gap-free
+    # "^" 4 + half its padding 1; b: the other half 1 + 3 + half of the next padding 1
+    assert segs[0][1] == pytest.approx(5 * f)
+    assert segs[1][1] - segs[1][0] == pytest.approx(5 * f)
+    # the stress mark (2 frames and half of its 0-frame padding) is the way into the vowel: the vowel gets it
+    a_dur = 1 + 2 + 0 + 6 + 1 + 2 + 0.5  # (stress + pads) + ɑ + pad + ː + half pad
+    assert segs[2][1] - segs[2][0] == pytest.approx(a_dur * f)
+    # the word gap before "p" (a stop) is its closure: (0.5 + 3 + 0.5) + (0.5 + 2 + 1)
+    assert segs[3][1] - segs[3][0] == pytest.approx(7.5 * f)
+    # the word gap before "tʃ" is a stop's closure too (affricate starts with t)
+    assert segs[5][1] - segs[5][0] == pytest.approx((0.5 + 2 + 1 + 1 + 2 + 0 + 2 + 1) * f)

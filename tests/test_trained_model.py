@@ -1,4 +1,4 @@
-"""The trained articulator v3 (models/a2v-articulator-v3.onnx, built by models/train_articulator.py).
+"""The trained articulator in use (models/a2v-articulator-v4.onnx, built by models/train_articulator.py).
 
 Only onnxruntime is needed: torch is a training-time dependency, never a runtime one.
 """
@@ -19,7 +19,7 @@ from a2v_cli.engine.features import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-V3 = ROOT / "models" / "a2v-articulator-v3.onnx"
+TRAINED = ROOT / "models" / "a2v-articulator-v4.onnx"
 FIXTURES = Path(__file__).parent / "fixtures"
 FPS = 25.0
 
@@ -27,11 +27,11 @@ ort = pytest.importorskip("onnxruntime")
 
 
 @pytest.fixture(scope="module")
-def v3() -> object:
+def trained() -> object:
     so = ort.SessionOptions()
     so.intra_op_num_threads = 2
     so.inter_op_num_threads = 1
-    return ort.InferenceSession(str(V3), so, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(TRAINED), so, providers=["CPUExecutionProvider"])
 
 
 def prior(sess: object) -> tuple[np.ndarray, float]:
@@ -80,9 +80,9 @@ def app_articulation(sess: object, wav: Path, workdir: Path) -> tuple[np.ndarray
     return articulate(sess, windows, spectrum), samples
 
 
-def test_loads_with_its_contract_and_a_dynamic_batch(v3: object) -> None:
-    ins = v3.get_inputs()  # type: ignore[attr-defined]
-    outs = v3.get_outputs()  # type: ignore[attr-defined]
+def test_loads_with_its_contract_and_a_dynamic_batch(trained: object) -> None:
+    ins = trained.get_inputs()  # type: ignore[attr-defined]
+    outs = trained.get_outputs()  # type: ignore[attr-defined]
     assert [i.name for i in ins] == ["mel", "spectrum"] and [o.name for o in outs] == ["articulation"]
     assert ins[0].shape[1:] == [1, 80, 16] and ins[0].type == "tensor(float)"
     assert ins[1].shape[1:] == [80] and ins[1].type == "tensor(float)"
@@ -90,40 +90,40 @@ def test_loads_with_its_contract_and_a_dynamic_batch(v3: object) -> None:
     assert not isinstance(ins[0].shape[0], int)  # symbolic batch
     rng = np.random.default_rng(0)
     mel = rng.uniform(-4.0, 1.0, size=(7, 1, 80, 16)).astype(np.float32)
-    batch = articulate(v3, mel)
+    batch = articulate(trained, mel)
     assert batch.shape == (7, 4) and batch.dtype == np.float32
-    one = np.concatenate([articulate(v3, mel[i : i + 1]) for i in range(7)])
+    one = np.concatenate([articulate(trained, mel[i : i + 1]) for i in range(7)])
     np.testing.assert_allclose(one, batch, atol=1e-5)
 
 
-def test_outputs_are_in_0_1_for_any_window(v3: object) -> None:
+def test_outputs_are_in_0_1_for_any_window(trained: object) -> None:
     rng = np.random.default_rng(1)
     mel = rng.uniform(-4.0, 4.0, size=(64, 1, 80, 16)).astype(np.float32)
     mel[:8] = rng.uniform(-40.0, 40.0, size=(8, 1, 80, 16))  # out-of-range input is clipped, not trusted
-    out = articulate(v3, mel)
+    out = articulate(trained, mel)
     assert out.shape == (64, 4) and np.isfinite(out).all()
     assert out.min() >= 0.0 and out.max() <= 1.0
 
 
-def test_digital_silence_gives_exactly_zero(v3: object) -> None:
-    assert np.all(articulate(v3, np.full((5, 1, 80, 16), -4.0, dtype=np.float32)) == 0.0)
-    assert np.all(run_clip(v3, np.zeros(SAMPLE_RATE, dtype=np.float32)) == 0.0)
+def test_digital_silence_gives_exactly_zero(trained: object) -> None:
+    assert np.all(articulate(trained, np.full((5, 1, 80, 16), -4.0, dtype=np.float32)) == 0.0)
+    assert np.all(run_clip(trained, np.zeros(SAMPLE_RATE, dtype=np.float32)) == 0.0)
     rng = np.random.default_rng(4)  # whatever the recording's spectrum: the gate reads absolute levels
     silent = np.full((5, 1, 80, 16), -4.0, dtype=np.float32)
     for _ in range(4):
-        assert np.all(articulate(v3, silent, rng.uniform(-4, 2, 80).astype(np.float32)) == 0.0)
+        assert np.all(articulate(trained, silent, rng.uniform(-4, 2, 80).astype(np.float32)) == 0.0)
 
 
 @pytest.mark.parametrize("level_db", [-40.0, -35.0, -30.0])
-def test_low_noise_keeps_the_mouth_exactly_still(v3: object, level_db: float) -> None:
+def test_low_noise_keeps_the_mouth_exactly_still(trained: object, level_db: float) -> None:
     """White noise 30-40 dB below the normalized speech level (-20 dBFS): every output exactly 0."""
     rng = np.random.default_rng(2)
     noise = (rng.standard_normal(2 * SAMPLE_RATE) * 10 ** ((-20.0 + level_db) / 20)).astype(np.float32)
-    assert np.all(run_clip(v3, noise, normalize=False) == 0.0)
+    assert np.all(run_clip(trained, noise, normalize=False) == 0.0)
 
 
-def test_speech_opens_the_mouth_with_a_clear_range(v3: object, tmp_path: Path) -> None:
-    out, _ = app_articulation(v3, FIXTURES / "speech_en.wav", tmp_path)
+def test_speech_opens_the_mouth_with_a_clear_range(trained: object, tmp_path: Path) -> None:
+    out, _ = app_articulation(trained, FIXTURES / "speech_en.wav", tmp_path)
     opens = out[:, 0]
     assert opens.max() > 0.5, opens.max()
     assert np.percentile(opens, 90) - np.percentile(opens, 10) > 0.4
@@ -131,9 +131,9 @@ def test_speech_opens_the_mouth_with_a_clear_range(v3: object, tmp_path: Path) -
     assert out[:, 1].max() > 0.3 and out[:, 3].max() > 0.3  # spread and press are used too
 
 
-def test_the_pause_is_closed(v3: object, tmp_path: Path) -> None:
+def test_the_pause_is_closed(trained: object, tmp_path: Path) -> None:
     """speech_pause.wav: "We open the window." 1.2 s of digital silence (plus espeak's own) "Then we sleep."."""
-    out, samples = app_articulation(v3, FIXTURES / "speech_pause.wav", tmp_path)
+    out, samples = app_articulation(trained, FIXTURES / "speech_pause.wav", tmp_path)
     quiet = np.abs(samples) < 1e-4
     edges = np.flatnonzero(np.diff(np.concatenate([[0], quiet.astype(np.int8), [0]])))
     runs = edges.reshape(-1, 2)
@@ -148,7 +148,7 @@ def test_the_pause_is_closed(v3: object, tmp_path: Path) -> None:
     assert out[speech, 0].max() > 0.5
 
 
-def test_open_vowel_opens_more_than_close_vowels(v3: object) -> None:
+def test_open_vowel_opens_more_than_close_vowels(trained: object) -> None:
     """Steady synthetic vowels: AA opens clearly more than EE and OO (as v1's test)."""
 
     def vowel(formants: tuple[float, float, float]) -> np.ndarray:
@@ -156,7 +156,7 @@ def test_open_vowel_opens_more_than_close_vowels(v3: object) -> None:
 
     def middle(formants: tuple[float, float, float]) -> np.ndarray:
         pad = np.zeros(int(0.3 * SAMPLE_RATE), dtype=np.float32)
-        out = run_clip(v3, np.concatenate([pad, vowel(formants), pad]))
+        out = run_clip(trained, np.concatenate([pad, vowel(formants), pad]))
         k = len(out) // 2
         return out[k - 3 : k + 3].mean(axis=0)
 
@@ -164,7 +164,7 @@ def test_open_vowel_opens_more_than_close_vowels(v3: object) -> None:
     assert aa[0] > 0.4 and aa[0] > ee[0] + 0.2 and aa[0] > oo[0] + 0.2, (aa, ee, oo)
 
 
-def test_a_coloured_channel_changes_the_mouth_little(v3: object, tmp_path: Path) -> None:
+def test_a_coloured_channel_changes_the_mouth_little(trained: object, tmp_path: Path) -> None:
     """A strong tilt (+-4 dB/octave around 1 kHz, a bright or a muffled microphone): the relative input keeps open
     close to the clean recording's, better than the same graph fed a flat spectrum does."""
     import soundfile as sf
@@ -175,25 +175,25 @@ def test_a_coloured_channel_changes_the_mouth_little(v3: object, tmp_path: Path)
     rate = SAMPLE_RATE
     spec = np.fft.rfft(audio)
     octaves = np.log2(np.maximum(np.fft.rfftfreq(len(audio), 1 / rate), 50.0) / 1000.0)
-    clean = run_clip(v3, audio)[:, 0]
+    clean = run_clip(trained, audio)[:, 0]
     for tilt in (4.0, -4.0):
         coloured = np.fft.irfft(spec * 10 ** (tilt * octaves / 20), n=len(audio)).astype(np.float32)
-        relative = run_clip(v3, coloured)[:, 0]
-        flat = articulate(v3, windows_for(coloured))[:, 0]
+        relative = run_clip(trained, coloured)[:, 0]
+        flat = articulate(trained, windows_for(coloured))[:, 0]
         r_rel = np.corrcoef(clean, relative)[0, 1]
         r_flat = np.corrcoef(clean, flat)[0, 1]
         assert r_rel > 0.9 and r_rel > r_flat, (tilt, r_rel, r_flat)
 
 
-def test_the_app_feeds_the_articulator_as_it_was_trained(v3: object, tmp_path: Path) -> None:
+def test_the_app_feeds_the_articulator_as_it_was_trained(trained: object, tmp_path: Path) -> None:
     """lipsync.Articulator (renderer and cues) measures the recording and feeds the same spectrum as the training
     and evaluation path (windows + the recording's prior-pulled speech spectrum)."""
     from a2v_cli.engine.audio import PcmReader, decode
     from a2v_cli.engine.lipsync import ARTICULATOR_FILE, Articulator
 
-    assert V3.name == ARTICULATOR_FILE
+    assert TRAINED.name == ARTICULATOR_FILE
     (tmp_path / "a").mkdir()
-    want, _ = app_articulation(v3, FIXTURES / "speech_pause.wav", tmp_path / "a")
+    want, _ = app_articulation(trained, FIXTURES / "speech_pause.wav", tmp_path / "a")
     prepared = decode(FIXTURES / "speech_pause.wav", tmp_path, 600.0)
     reader = PcmReader(prepared)
     try:
