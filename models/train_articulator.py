@@ -95,7 +95,7 @@ WIDTH = 160  # v2: 96
 HIDDEN = 128  # v2: 64
 AUX_WEIGHT = 0.0  # auxiliary phoneme-identity loss (training only)
 PAST = 0  # extra past columns before the 16-column window (look-ahead stays 100 ms)
-BRIDGE = False  # open/spread/round gated like press: free inside gaps under ~125 ms with speech on both sides (v4)
+BRIDGE = True  # v4: open/spread/round gated like press, free inside gaps under ~125 ms with speech on both sides
 CMVN = True  # the net sees the mel relative to the recording's mean speech spectrum (v2: False)
 PRIOR_COLUMNS = 160.0  # ... pulled towards the training set's mean as if that had been heard for 2 s
 F2D = 16  # channels of the conv2d front end
@@ -248,7 +248,7 @@ class Recipe:
     extra_clips: int = 800  # our own English sentences x voices
     foreign_clips: int = 200  # it / cs / id / sw
     festival_clips: int = 240  # Festival diphone voices (English)
-    natural_clips: int = 0  # Flite's clustergen voices and a Piper (neural) voice, English (v4)
+    natural_clips: int = 300  # v4: Flite (awb, rms) x300, Piper joe x150, Festival Russian x100, Czech x100
     versions: int = 4  # version 0: clean (speed + level only); 1..: a random degradation chain
     seed: int = 20240611
     # development voices: their clips are not trained on, only watched (model choice without the held-out split)
@@ -1311,22 +1311,28 @@ def festival_clips() -> list[EvalClip]:
     return out
 
 
+def truth_eval_clips(clips: Sequence[Any], group: str) -> list[EvalClip]:
+    """lipsync_clips ``Clip``s (espeak-named phonemes) as evaluation clips through the app's path."""
+    from benchmarks import lipsync_clips as lc
+
+    out = []
+    with tempfile.TemporaryDirectory(prefix="a2v-eval-") as tmp:
+        for clip in clips:
+            truth = lc.clip_truth(clip)
+            out.append(eval_clip(clip.name, group, clip.audio, clip.sample_rate, truth.target, truth.silence,
+                                 truth.pbm, Path(tmp)))  # fmt: skip
+    return out
+
+
 def human_eval_clips(clips: Sequence[Any] | None = None) -> list[EvalClip]:
     """Recorded human speech with forced-aligned phonemes (benchmarks/human_clips.py, its cache by default; never
     trained on)."""
-    from benchmarks import lipsync_clips as lc
     from benchmarks.human_clips import human_clips
 
     clips = human_clips() if clips is None else clips
     if not clips:
         raise FileNotFoundError("no human clips in the cache")
-    out = []
-    with tempfile.TemporaryDirectory(prefix="a2v-eval-") as tmp:
-        for clip in clips:
-            truth = lc.clip_truth(clip)
-            out.append(eval_clip(clip.name, "human", clip.audio, clip.sample_rate, truth.target, truth.silence,
-                                 truth.pbm, Path(tmp)))  # fmt: skip
-    return out
+    return truth_eval_clips(clips, "human")
 
 
 def flite_eval_clips() -> list[EvalClip]:
@@ -1335,31 +1341,20 @@ def flite_eval_clips() -> list[EvalClip]:
 
     from benchmarks import lipsync_clips as lc
 
-    out = []
-    with tempfile.TemporaryDirectory(prefix="a2v-eval-") as tmp:
-        for si, text in enumerate(ea.CORPUS):
-            spec = lc.ClipSpec("flite", si, "flite:slt", ea.RATES[si % 3], 0, (text,), (), 0.3)
-            clip = lc.synthesize_clip(spec, flite_sentence)
-            clip.voice = "en-us"
-            truth = lc.clip_truth(clip)
-            out.append(eval_clip(clip.name, "slt", clip.audio, clip.sample_rate, truth.target, truth.silence,
-                                 truth.pbm, Path(tmp)))  # fmt: skip
-    return out
+    clips = []
+    for si, text in enumerate(ea.CORPUS):
+        spec = lc.ClipSpec("flite", si, "flite:slt", ea.RATES[si % 3], 0, (text,), (), 0.3)
+        clip = lc.synthesize_clip(spec, flite_sentence)
+        clip.voice = "en-us"  # the openness table's key: Flite's phones are American English
+        clips.append(clip)
+    return truth_eval_clips(clips, "slt")
 
 
 def piper_eval_clips(n: int = 12) -> list[EvalClip]:
-    """Held-out sentences in a Piper (neural) voice, exact phoneme timings (benchmarks/piper_clips.py; never trained
-    on)."""
-    from benchmarks import lipsync_clips as lc
+    """Held-out sentences in a Piper (neural) voice, exact phoneme timings (benchmarks/piper_clips.py)."""
     from benchmarks.piper_clips import piper_clips
 
-    out = []
-    with tempfile.TemporaryDirectory(prefix="a2v-eval-") as tmp:
-        for clip in piper_clips(n):
-            truth = lc.clip_truth(clip)
-            out.append(eval_clip(clip.name, "piper", clip.audio, clip.sample_rate, truth.target, truth.silence,
-                                 truth.pbm, Path(tmp)))  # fmt: skip
-    return out
+    return truth_eval_clips(piper_clips(n), "piper")
 
 
 def run_model(path: Path, clips: list[EvalClip]) -> list[np.ndarray]:
@@ -1488,7 +1483,8 @@ def main() -> None:
     ap.add_argument("--cmvn", action=argparse.BooleanOptionalAction, default=CMVN,
                     help="input relative to the recording's mean speech spectrum (a second input, `spectrum`)")
     ap.add_argument("--natural", type=int, default=Recipe.natural_clips,
-                    help="clips of Flite's awb and rms voices (half as many in the Piper voice)")
+                    help="clips of Flite's awb and rms voices; half as many in the Piper voice, a third as many in"
+                         " Festival's Russian and in its Czech voices (0: none, as v3)")
     ap.add_argument("--bridge", action=argparse.BooleanOptionalAction, default=BRIDGE,
                     help="let open/spread/round through inside short gaps with speech on both sides (stop closures),"
                          " as press is; silences over ~125 ms stay exactly closed")
@@ -1505,7 +1501,7 @@ def main() -> None:
     if not args.eval_only:
         recipe = Recipe(natural_clips=args.natural)
         if args.quick:
-            recipe = Recipe(train_split_clips=12, extra_clips=48, foreign_clips=16, festival_clips=8)
+            recipe = Recipe(train_split_clips=12, extra_clips=48, foreign_clips=16, festival_clips=8, natural_clips=6)
             args.steps = min(args.steps, 600)
             args.work = args.work / "pilot"
             if args.out == V4_FILE:
