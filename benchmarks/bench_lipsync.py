@@ -1,10 +1,12 @@
 """Lip-sync quality benchmark: `python benchmarks/bench_lipsync.py [--quick] [--model PATH_OR_NAME] [--pose POSE]`.
 
-Renders espeak-ng speech clips (``benchmarks/lipsync_clips.py``: held-out sentences and voices by default) with
-a2v exactly as ``a2v generate`` does, decodes the MP4 with the bundled ffmpeg and scores the RENDERED PIXELS
-against a per-frame target mouth openness taken from the phoneme at each frame's centre time (Rhubarb Lip Sync's
-mouth shapes; the mapping table is in ``lipsync_clips.py``). Nothing model-specific is read: any model a2v can
-run (the built-in one, a Wav2Lip-style ONNX file or models-folder name) is scored the same way.
+Renders espeak-ng speech clips (``benchmarks/lipsync_clips.py``: held-out sentences and voices by default;
+``--split human``: recorded speech, ``benchmarks/human_clips.py``; ``--split piper``: a neural voice,
+``benchmarks/piper_clips.py``) with a2v exactly as ``a2v generate`` does, decodes the MP4 with the bundled
+ffmpeg and scores the RENDERED PIXELS against a per-frame target mouth openness taken from the phoneme at each
+frame's centre time (Rhubarb Lip Sync's mouth shapes; the mapping table is in ``lipsync_clips.py``). Nothing
+model-specific is read: any model a2v can run (the built-in one, a Wav2Lip-style ONNX file or models-folder name)
+is scored the same way.
 
 Measured mouth state (``measure_mouth``): the area of the mouth's interior, in px
 ----------------------------------------------------------------------------------
