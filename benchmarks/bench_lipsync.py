@@ -2,11 +2,11 @@
 
 Renders espeak-ng speech clips (``benchmarks/lipsync_clips.py``: held-out sentences and voices by default;
 ``--split human``: recorded speech, ``benchmarks/human_clips.py``; ``--split piper``: a neural voice,
-``benchmarks/piper_clips.py``) with a2v exactly as ``a2v generate`` does, decodes the MP4 with the bundled
-ffmpeg and scores the RENDERED PIXELS against a per-frame target mouth openness taken from the phoneme at each
-frame's centre time (Rhubarb Lip Sync's mouth shapes; the mapping table is in ``lipsync_clips.py``). Nothing
-model-specific is read: any model a2v can run (the built-in one, a Wav2Lip-style ONNX file or models-folder name)
-is scored the same way.
+``benchmarks/piper_clips.py``; ``--split flite``: Flite's slt, ``benchmarks/flite_clips.py``) with a2v exactly
+as ``a2v generate`` does, decodes the MP4 with the bundled ffmpeg and scores the RENDERED PIXELS against a
+per-frame target mouth openness taken from the phoneme at each frame's centre time (Rhubarb Lip Sync's mouth
+shapes; the mapping table is in ``lipsync_clips.py``). Nothing model-specific is read: any model a2v can run (the
+built-in one, a Wav2Lip-style ONNX file or models-folder name) is scored the same way.
 
 Measured mouth state (``measure_mouth``): the area of the mouth's interior, in px
 ----------------------------------------------------------------------------------
@@ -582,10 +582,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="model to score (repeatable): builtin, a .onnx path, a models-folder name, or 'oracle'"
                          " (the target drawn as a mouth: checks the measurement). Default: builtin if its files exist")
     ap.add_argument("--pose", default=DEFAULT_POSE)
-    ap.add_argument("--split", choices=(*lc.SPLITS, "human", "piper"), default="heldout",
+    ap.add_argument("--split", choices=(*lc.SPLITS, "human", "piper", "flite"), default="heldout",
                     help="heldout / train: espeak-ng clips; human: recorded speech with forced-aligned phonemes"
                          " (benchmarks/human_clips.py; run `python benchmarks/human_clips.py --fetch` once); piper:"
-                         " held-out sentences in a neural voice (benchmarks/piper_clips.py --fetch once)")
+                         " held-out sentences in a neural voice (benchmarks/piper_clips.py --fetch once); flite:"
+                         " the same in Flite's slt, a voice never trained on (benchmarks/flite_clips.py)")
     ap.add_argument("--clips", type=int, default=None, help="clips per split (default 24 held-out / 48 train)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -609,6 +610,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.piper_clips import piper_clips
 
         clips = piper_clips(n or 12, args.seed)
+    elif args.split == "flite":
+        from benchmarks.flite_clips import flite_clips
+
+        clips = flite_clips(n or 12, args.seed)
     else:
         clips = lc.make_clips(args.split, n, args.seed, per_clip)
     truths = [lc.clip_truth(c) for c in clips]

@@ -394,9 +394,6 @@ CZECH_PHONES = {"#": "_", "_": "_!", "a:": "a", "e:": "e", "i:": "i", "o:": "o",
 RUSSIAN_PHONES = {"aa": "a", "a": "V", "ae": "@", "ay": "@", "oo": "o", "ee": "e", "e": "e", "ii": "i", "i": "i",
                   "yy": "i", "y": "i", "uu": "u", "u": "u", "ur": "u", "sh": "S", "sch": "S", "zh": "Z", "ch": "tS",
                   "c": "ts", "pau": "_"}  # fmt: skip
-# Festival's radio phone set -> espeak mnemonic (lipsync_clips' openness table); the rest are ARPAbet in lower case
-FESTIVAL_EXTRA = {"ax": "@", "axr": "3:", "ix": "I", "dx": "t", "el": "l", "em": "m", "en": "n", "nx": "n",
-                  "pau": "_", "h#": "_", "brth": "_"}  # fmt: skip
 
 
 def festival_phone(name: str, language: str = "en-us") -> str:
@@ -414,9 +411,9 @@ def festival_phone(name: str, language: str = "en-us") -> str:
     if language == "fi":  # length marks dropped; ä is EH-like (0.6), ö a close-mid rounded vowel
         base = name.rstrip(":") or name
         return {"#": "_", "_": "_", "@": "E", "7": "Y"}.get(base, base)
-    from benchmarks.human_clips import espeak_name
+    from benchmarks.flite_clips import radio_phone
 
-    return FESTIVAL_EXTRA.get(name) or espeak_name(name.upper())
+    return radio_phone(name)
 
 
 def festival_sentence(text: str, spec: Any) -> tuple[np.ndarray, int, list[tuple[float, float, str]]]:
@@ -439,34 +436,13 @@ def festival_sentence(text: str, spec: Any) -> tuple[np.ndarray, int, list[tuple
 FLITE_TRAIN_VOICES = ("awb", "rms")
 
 
-def flite_sentence(text: str, spec: Any) -> tuple[np.ndarray, int, list[tuple[float, float, str]]]:
-    """One sentence in a "flite:VOICE" spec's voice: rate -> duration_stretch (160 / rate), espeak-named phones."""
-    import soundfile
-
-    voice = spec.voice.split(":", 1)[1]
-    with tempfile.TemporaryDirectory(prefix="a2v-flite-") as tmp:
-        wav = Path(tmp) / "out.wav"
-        run = subprocess.run(["flite", "-voice", voice, "--setf", f"duration_stretch={160.0 / spec.rate:.3f}",
-                              "-psdur", "-t", text, "-o", str(wav)], capture_output=True, text=True, check=True,
-                             timeout=120)  # fmt: skip
-        audio, sr = soundfile.read(str(wav), dtype="float32")
-    phonemes, prev = [], 0.0
-    seg = len(audio) / sr
-    for item in run.stdout.split():
-        name, _, end = item.rpartition(":")
-        if name and end:
-            e = min(float(end), seg)
-            if e > prev:
-                phonemes.append((prev, e, festival_phone(name)))
-                prev = e
-    return audio, int(sr), phonemes
-
-
 def festival_clip(spec: Any) -> Any:
     """Speak a spec whose voice is "festival:...", "flite:..." or "piper:..." (benchmarks/piper_clips.py)."""
     from benchmarks import lipsync_clips as lc
 
     if spec.voice.startswith("flite:"):
+        from benchmarks.flite_clips import flite_sentence
+
         return lc.synthesize_clip(spec, flite_sentence)
     if spec.voice.startswith("piper:"):
         from benchmarks.piper_clips import piper_sentence
@@ -1340,6 +1316,7 @@ def flite_eval_clips() -> list[EvalClip]:
     import eval_articulator as ea
 
     from benchmarks import lipsync_clips as lc
+    from benchmarks.flite_clips import flite_sentence
 
     clips = []
     for si, text in enumerate(ea.CORPUS):
