@@ -95,6 +95,7 @@ WIDTH = 160  # v2: 96
 HIDDEN = 128  # v2: 64
 AUX_WEIGHT = 0.0  # auxiliary phoneme-identity loss (training only)
 PAST = 0  # extra past columns before the 16-column window (look-ahead stays 100 ms)
+NATURAL_WEIGHT = 1.0  # how much more often a window of a real-speaker voice (Festival, Flite, Piper) is drawn
 BRIDGE = True  # v4: open/spread/round gated like press, free inside gaps under ~125 ms with speech on both sides
 CMVN = True  # the net sees the mel relative to the recording's mean speech spectrum (v2: False)
 PRIOR_COLUMNS = 160.0  # ... pulled towards the training set's mean as if that had been heard for 2 s
@@ -1115,6 +1116,13 @@ def train(
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.08)
     w = torch.tensor(LOSS_WEIGHTS)
     rng = np.random.default_rng(recipe.seed)
+    cdf = None
+    if NATURAL_WEIGHT != 1.0:
+        natural = np.array([k.startswith(("festival", "flite", "piper")) for k in data["kind"]])
+        draw = np.where(natural[base[train_idx]], NATURAL_WEIGHT, 1.0)
+        cdf = np.cumsum(draw)
+        print(f"real-speaker windows drawn x{NATURAL_WEIGHT}: {draw[natural[base[train_idx]]].sum() / cdf[-1]:.2f}"
+              " of the draws", flush=True)  # fmt: skip
     vx = windows(val_idx)
     vs = specs(val_idx)
     vy = target[:, torch.from_numpy(val_idx)].T
@@ -1122,7 +1130,10 @@ def train(
     log = []
     for step in range(1, steps + 1):
         net.train()
-        idx = train_idx[rng.integers(0, len(train_idx), size=batch)]
+        if cdf is None:
+            idx = train_idx[rng.integers(0, len(train_idx), size=batch)]
+        else:
+            idx = train_idx[np.minimum(np.searchsorted(cdf, rng.random(batch) * cdf[-1]), len(train_idx) - 1)]
         x = windows(idx)
         y = target[:, torch.from_numpy(idx)].T
         pred, logits = net.forward_all(x, specs(idx))
@@ -1443,7 +1454,7 @@ def print_results(results: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    global WIDTH, HIDDEN, PAST, CMVN, BRIDGE
+    global WIDTH, HIDDEN, PAST, CMVN, BRIDGE, NATURAL_WEIGHT
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", type=Path, default=WORK, help="datasets, checkpoints, logs (default /tmp/a2v-train)")
     ap.add_argument("--out", type=Path, default=V4_FILE)
@@ -1465,6 +1476,8 @@ def main() -> None:
     ap.add_argument("--bridge", action=argparse.BooleanOptionalAction, default=BRIDGE,
                     help="let open/spread/round through inside short gaps with speech on both sides (stop closures),"
                          " as press is; silences over ~125 ms stay exactly closed")
+    ap.add_argument("--natural-weight", type=float, default=NATURAL_WEIGHT,
+                    help="draw windows of the real-speaker voices (Festival, Flite, Piper) this much more often")
     ap.add_argument("--workers", type=int, default=2, help="processes for the data generation")
     ap.add_argument("--quick", action="store_true", help="a small pilot run (few clips and steps), to --work/pilot")
     ap.add_argument("--eval-only", action="store_true", help="only compare v1 and --out on held-out clips")
@@ -1475,6 +1488,7 @@ def main() -> None:
 
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     WIDTH, HIDDEN, PAST, CMVN, BRIDGE = args.width, args.hidden, args.past, args.cmvn, args.bridge
+    NATURAL_WEIGHT = args.natural_weight
     if not args.eval_only:
         recipe = Recipe(natural_clips=args.natural)
         if args.quick:
@@ -1494,7 +1508,7 @@ def main() -> None:
         t_train = time.perf_counter() - t1
         meta = {"recipe": json.dumps(recipe.__dict__), "arch": args.arch, "steps": str(args.steps),
                 "width": str(WIDTH), "hidden": str(HIDDEN), "past": str(PAST), "aux_weight": str(args.aux_weight),
-                "bridge": str(BRIDGE),
+                "bridge": str(BRIDGE), "natural_weight": str(NATURAL_WEIGHT),
                 "batch": str(args.batch), "parameters": str(param_count(net)), "dataset": dataset_key(recipe)}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         export_onnx(net, args.out, meta)
