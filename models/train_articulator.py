@@ -1480,7 +1480,7 @@ def main() -> None:
                     help="draw windows of the real-speaker voices (Festival, Flite, Piper) this much more often")
     ap.add_argument("--workers", type=int, default=2, help="processes for the data generation")
     ap.add_argument("--quick", action="store_true", help="a small pilot run (few clips and steps), to --work/pilot")
-    ap.add_argument("--eval-only", action="store_true", help="only compare v1 and --out on held-out clips")
+    ap.add_argument("--eval-only", action="store_true", help="only compare v1-v4 (and --out) on held-out clips")
     ap.add_argument("--export-only", action="store_true", help="export the checkpoint in --work (no training)")
     ap.add_argument("--no-eval", action="store_true", help="stop after the export")
     ap.add_argument("--no-festival", action="store_true", help="skip the Festival voices in the evaluation")
