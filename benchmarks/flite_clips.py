@@ -61,10 +61,8 @@ def flite_sentence(text: str, spec: lc.ClipSpec) -> tuple[np.ndarray, int, list[
 
 def flite_clips(n: int = 12, seed: int = 0, voice: str = HELDOUT_VOICE) -> list[lc.Clip]:
     """``n`` clips of lipsync_clips' held-out English sentences in a Flite voice (slt: never trained on)."""
-    specs = [s for s in lc.clip_specs("heldout", 4 * n, seed) if lc.language_of(s.voice).startswith("en")][:n]
     clips = []
-    for spec in specs:
-        spec = lc.ClipSpec("flite", spec.index, f"flite:{voice}", spec.rate, 0, spec.sentences, spec.gaps, spec.lead)
+    for spec in lc.heldout_english_specs(n, seed, "flite", f"flite:{voice}"):
         clip = lc.synthesize_clip(spec, flite_sentence)
         clip.voice = "en-us"  # openness table key (language_of): Flite's lexicon is American English
         clips.append(clip)

@@ -260,6 +260,19 @@ def espeak_sentence(text: str, spec: ClipSpec) -> tuple[np.ndarray, int, list[tu
     return synthesize(text, spec.voice, spec.rate, spec.pitch)
 
 
+def within(phonemes: list[tuple[float, float, str]], duration: float) -> list[tuple[float, float, str]]:
+    """``phonemes`` cut to the audio's ``duration`` s (for synthesizers whose last segment may run past the end);
+    those left empty are dropped."""
+    return [(a, min(b, duration), n) for a, b, n in phonemes if min(b, duration) > a]
+
+
+def heldout_english_specs(n: int, seed: int, split: str, voice: str) -> list[ClipSpec]:
+    """The first ``n`` English recipes of the held-out split (sentences, rates, gaps), to be spoken by another
+    synthesizer: renamed to ``split`` and given ``voice``."""
+    specs = [s for s in clip_specs("heldout", 4 * n, seed) if language_of(s.voice).startswith("en")][:n]
+    return [ClipSpec(split, s.index, voice, s.rate, 0, s.sentences, s.gaps, s.lead) for s in specs]
+
+
 def synthesize_clip(spec: ClipSpec, synthesize: Synthesizer = espeak_sentence) -> Clip:
     """Speak ``spec`` (libespeak-ng unless another ``synthesize(text, spec)`` giving audio, rate and espeak-named
     phonemes is given); sentences are joined with silences that become "_" pause phonemes."""

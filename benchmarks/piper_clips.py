@@ -54,6 +54,8 @@ IPA_TO_ESPEAK: dict[str, str] = {
 PAUSE_SYMBOLS = frozenset(".,;:!?^$—…")  # clause ends, sentence start and end: silence in the audio
 STRESS = frozenset("ˈˌ")  # placed before the stressed vowel: its frames are the way into that vowel
 STOPS = frozenset("pbtdkɡg")  # a word gap before a stop is mostly that stop's closure (silent, lips shut for p/b)
+GAPS = frozenset(" -'")  # word gaps and joiners: no shape of their own
+
 
 def cache_dir(cache: str | Path | None = None) -> Path:
     return Path(cache or os.environ.get(CACHE_ENV) or DEFAULT_CACHE)
@@ -140,11 +142,11 @@ def _segments(symbols: list[str], frames: np.ndarray, sample_rate: int) -> list[
     while i < len(units):
         sym, dur = units[i]
         nxt = next((u[0] for u in units[i + 1 :] if u[0] not in STRESS and u[0] != " "), "")
-        if sym in STRESS or (sym == " " and nxt in STOPS) or (sym in (" ", "_", "-", "'") and not out):
+        if sym in STRESS or (sym == " " and nxt in STOPS) or (sym in GAPS and not out):
             carry += dur
             i += 1
             continue
-        if sym in (" ", "_", "-", "'"):
+        if sym in GAPS:
             s, e, name = out[-1]
             out[-1] = (s, e + dur, name)
             t += dur
@@ -195,30 +197,22 @@ def synthesize(text: str, length_scale: float = 1.0, noise_w: float = 0.8, cache
         raise RuntimeError(f"Piper audio ({len(audio)} samples) and durations ({frames.sum() * HOP}) disagree")
     peak = float(np.abs(audio).max()) or 1.0
     audio = audio * (0.7 / peak)
-    segs = _segments(symbols, frames, sample_rate)
-    seg = len(audio) / sample_rate
-    return audio, sample_rate, [(a, min(b, seg), n) for a, b, n in segs if min(b, seg) > a]
+    return audio, sample_rate, lc.within(_segments(symbols, frames, sample_rate), len(audio) / sample_rate)
 
 
-_clip_session: dict[str, Any] = {}
-
-
-def piper_sentence(text: str, spec: lc.ClipSpec) -> tuple[np.ndarray, int, list[tuple[float, float, str]]]:
-    """lipsync_clips synthesizer: the spec's rate (words per minute, 120-220) -> length_scale 170 / rate; one fresh
-    session per clip, so a clip does not depend on the clips made before it."""
-    if spec.name not in _clip_session:
-        _clip_session.clear()
-        _clip_session[spec.name] = session()
-    return synthesize(text, length_scale=170.0 / spec.rate, sess=_clip_session[spec.name])
+def piper_clip(spec: lc.ClipSpec) -> lc.Clip:
+    """Speak a lipsync_clips recipe: its rate (words per minute) -> length_scale 170 / rate. One fresh session per
+    clip, so a clip does not depend on the clips made before it."""
+    sess = session()
+    return lc.synthesize_clip(spec, lambda text, s: synthesize(text, length_scale=170.0 / s.rate, sess=sess))
 
 
 def piper_clips(n: int = 12, seed: int = 0) -> list[lc.Clip]:
-    """``n`` clips of lipsync_clips' held-out English sentences in the Piper voice (never trained on)."""
-    specs = [s for s in lc.clip_specs("heldout", 4 * n, seed) if lc.language_of(s.voice).startswith("en")][:n]
+    """``n`` clips of lipsync_clips' held-out English sentences in the Piper voice (v4 trained on other sentences
+    of it)."""
     clips = []
-    for spec in specs:
-        spec = lc.ClipSpec("piper", spec.index, f"piper:{VOICE}", spec.rate, 0, spec.sentences, spec.gaps, spec.lead)
-        clip = lc.synthesize_clip(spec, piper_sentence)
+    for spec in lc.heldout_english_specs(n, seed, "piper", f"piper:{VOICE}"):
+        clip = piper_clip(spec)
         clip.voice = "en-us"  # openness table key (language_of): rhotic American English
         clips.append(clip)
     return clips

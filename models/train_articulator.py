@@ -390,6 +390,9 @@ CZECH_SENTENCES = (
 CZECH_PHONES = {"#": "_", "_": "_!", "a:": "a", "e:": "e", "i:": "i", "o:": "o", "ou": "o", "u:": "u",
                 "c": "ts", "c~": "tS", "s~": "S", "z~": "Z", "r~": "r", "n~": "n^", "t~": "t", "d~": "d", "ch": "x",
                 "dz~": "dZ", "dz": "dz", "m~": "m", "r~*": "r"}  # fmt: skip
+# Festival voice -> language of its phone set (festival_phone); any other voice is English (radio set)
+FESTIVAL_LANGUAGE = {**dict.fromkeys(FESTIVAL_ITALIAN_VOICES, "it"), **dict.fromkeys(FESTIVAL_FINNISH_VOICES, "fi"),
+                     FESTIVAL_RUSSIAN_VOICE: "ru", **dict.fromkeys(FESTIVAL_CZECH_VOICES, "cs")}  # fmt: skip
 # Russian (msu phone set; doubled consonants are palatalized): stressed aa is the open vowel (AA), the reduced
 # a is a half-open [ɐ] (AH), ae / ay schwa-like, oo the mid rounded o (as espeak labels o in es, it, cs)
 RUSSIAN_PHONES = {"aa": "a", "a": "V", "ae": "@", "ay": "@", "oo": "o", "ee": "e", "e": "e", "ii": "i", "i": "i",
@@ -421,14 +424,13 @@ def festival_sentence(text: str, spec: Any) -> tuple[np.ndarray, int, list[tuple
     """One sentence in a "festival:VOICE" spec's voice: rate -> Duration_Stretch (160 / rate), espeak-named phones."""
     import eval_articulator as ea
 
+    from benchmarks import lipsync_clips as lc
+
     voice = spec.voice.split(":", 1)[1]
-    language = ("it" if voice in FESTIVAL_ITALIAN_VOICES else "fi" if voice in FESTIVAL_FINNISH_VOICES
-                else "ru" if voice == FESTIVAL_RUSSIAN_VOICE else "cs" if voice in FESTIVAL_CZECH_VOICES
-                else "en-us")  # fmt: skip
+    language = FESTIVAL_LANGUAGE.get(voice, "en-us")
     encoding = "iso-8859-2" if language == "cs" else None
     audio, rate, ph = ea.festival_synthesize(text, voice, 160.0 / spec.rate, encoding)
-    seg = len(audio) / rate
-    return audio, rate, [(a, min(b, seg), festival_phone(n[4:], language)) for a, b, n in ph if min(b, seg) > a]
+    return audio, rate, lc.within([(a, b, festival_phone(n[4:], language)) for a, b, n in ph], len(audio) / rate)
 
 
 # Flite (Debian: flite): statistical parametric (clustergen) voices built from real speakers' recordings, with
@@ -437,19 +439,21 @@ def festival_sentence(text: str, spec: Any) -> tuple[np.ndarray, int, list[tuple
 FLITE_TRAIN_VOICES = ("awb", "rms")
 
 
-def festival_clip(spec: Any) -> Any:
-    """Speak a spec whose voice is "festival:...", "flite:..." or "piper:..." (benchmarks/piper_clips.py)."""
+def speak_clip(spec: Any) -> Any:
+    """Speak a clip recipe with the synthesizer its voice names: "festival:...", "flite:...", "piper:..."
+    (benchmarks/piper_clips.py), else libespeak-ng."""
     from benchmarks import lipsync_clips as lc
 
-    if spec.voice.startswith("flite:"):
+    engine = spec.voice.partition(":")[0] if ":" in spec.voice else "espeak"
+    if engine == "flite":
         from benchmarks.flite_clips import flite_sentence
 
         return lc.synthesize_clip(spec, flite_sentence)
-    if spec.voice.startswith("piper:"):
-        from benchmarks.piper_clips import piper_sentence
+    if engine == "piper":
+        from benchmarks.piper_clips import piper_clip
 
-        return lc.synthesize_clip(spec, piper_sentence)
-    return lc.synthesize_clip(spec, festival_sentence)
+        return piper_clip(spec)
+    return lc.synthesize_clip(spec, festival_sentence) if engine == "festival" else lc.synthesize_clip(spec)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -726,10 +730,9 @@ def make_versions(args: tuple[BaseClip, Recipe]) -> list[Version]:
     """Synthesize one base clip and make its ``recipe.versions`` versions (clean + degraded)."""
     import soxr
 
-    from benchmarks import lipsync_clips as lc
 
     bc, recipe = args
-    clip = festival_clip(bc.spec) if ":" in bc.voice else lc.synthesize_clip(bc.spec)
+    clip = speak_clip(bc.spec)
     out = []
     for v in range(recipe.versions):
         rng = np.random.default_rng([recipe.seed, bc.index, v, 5])
