@@ -389,10 +389,18 @@ def cues(
     fmt: Annotated[CueFormat, typer.Option("--format", help="Rhubarb Lip Sync's TSV or JSON layout.")] = CueFormat.tsv,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file instead of stdout.")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output file.")] = False,
+    extended: Annotated[
+        str,
+        typer.Option(
+            "--extended-shapes",
+            help="Rhubarb's extended shapes your art has (G: F/V, H: L, X: idle); missing ones get stand-ins"
+            " (G->B, H->C, X->A). '' for none.",
+        ),
+    ] = "GHX",
     device: Annotated[Device, typer.Option("--device", help="Where the model runs.")] = Device.auto,
     debug: DebugOpt = False,
 ) -> None:
-    """Mouth cues for 2D animation (Rhubarb shapes A-F and X) from the built-in audio model (local)."""
+    """Mouth cues for 2D animation (Rhubarb shapes A-F, G, H, X) from the built-in audio model (local)."""
     import tempfile
 
     from a2v_cli import config
@@ -400,11 +408,12 @@ def cues(
     from a2v_cli.engine import cues as cue_mod
     from a2v_cli.engine.audio import decode, fetch
 
+    extended = cue_mod.check_extended(extended)
     if output is not None:
         check_writable(output, force)
     with tempfile.TemporaryDirectory(prefix="a2v-") as tmp:
         prepared = decode(fetch(audio, Path(tmp)), Path(tmp), config.max_audio_seconds())
-        found = cue_mod.mouth_cues(prepared, device.value)
+        found = cue_mod.mouth_cues(prepared, device.value, extended)
     if fmt is CueFormat.json:
         text = cue_mod.to_json(found, cue_mod.sound_name(audio), prepared.duration)
     else:

@@ -575,6 +575,32 @@ def fmt_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+SPLIT_CHOICES = (*lc.SPLITS, "human", "piper", "flite")
+SPLIT_HELP = (
+    "heldout / train: espeak-ng clips; human: recorded speech with forced-aligned phonemes (benchmarks/human_clips.py;"
+    " run `python benchmarks/human_clips.py --fetch` once); piper: held-out sentences in a neural voice"
+    " (benchmarks/piper_clips.py --fetch once); flite: the same in Flite's slt, a voice never trained on"
+    " (benchmarks/flite_clips.py)"
+)
+
+
+def load_clips(split: str, n: int | None, seed: int, per_clip: tuple[int, int] = (2, 3)) -> list[lc.Clip]:
+    """The clips of one of ``SPLIT_CHOICES`` (``n``: how many, None for the split's default)."""
+    if split == "human":
+        from benchmarks.human_clips import human_clips
+
+        return human_clips()[:n] if n else human_clips()
+    if split == "piper":
+        from benchmarks.piper_clips import piper_clips
+
+        return piper_clips(n or 12, seed)
+    if split == "flite":
+        from benchmarks.flite_clips import flite_clips
+
+        return flite_clips(n or 12, seed)
+    return lc.make_clips(split, n, seed, per_clip)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="6 short clips (2 sentences each): a fast check")
@@ -582,11 +608,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="model to score (repeatable): builtin, a .onnx path, a models-folder name, or 'oracle'"
                          " (the target drawn as a mouth: checks the measurement). Default: builtin if its files exist")
     ap.add_argument("--pose", default=DEFAULT_POSE)
-    ap.add_argument("--split", choices=(*lc.SPLITS, "human", "piper", "flite"), default="heldout",
-                    help="heldout / train: espeak-ng clips; human: recorded speech with forced-aligned phonemes"
-                         " (benchmarks/human_clips.py; run `python benchmarks/human_clips.py --fetch` once); piper:"
-                         " held-out sentences in a neural voice (benchmarks/piper_clips.py --fetch once); flite:"
-                         " the same in Flite's slt, a voice never trained on (benchmarks/flite_clips.py)")
+    ap.add_argument("--split", choices=SPLIT_CHOICES, default="heldout", help=SPLIT_HELP)
     ap.add_argument("--clips", type=int, default=None, help="clips per split (default 24 held-out / 48 train)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -602,20 +624,7 @@ def main(argv: list[str] | None = None) -> int:
         if not models:
             print("built-in model files not found (models/a2v-*.onnx): scoring the RMS baseline only", file=sys.stderr)
     t0 = time.perf_counter()
-    if args.split == "human":
-        from benchmarks.human_clips import human_clips
-
-        clips = human_clips()[:n] if n else human_clips()
-    elif args.split == "piper":
-        from benchmarks.piper_clips import piper_clips
-
-        clips = piper_clips(n or 12, args.seed)
-    elif args.split == "flite":
-        from benchmarks.flite_clips import flite_clips
-
-        clips = flite_clips(n or 12, args.seed)
-    else:
-        clips = lc.make_clips(args.split, n, args.seed, per_clip)
+    clips = load_clips(args.split, n, args.seed, per_clip)
     truths = [lc.clip_truth(c) for c in clips]
     seconds = sum(c.duration for c in clips)
     print(f"{len(clips)} {args.split} clips, {seconds:.1f} s of speech, pose {args.pose}", file=sys.stderr)

@@ -235,6 +235,7 @@ def main() -> None:
     ap.add_argument("--pitch", type=int, default=50)
     ap.add_argument("--wav", help="write the audio here")
     ap.add_argument("--raw", action="store_true", help="espeak's own stop timings (no closure correction)")
+    ap.add_argument("--phonemes-json", help="write the timings here: [[start_s, end_s, mnemonic], ...]")
     args = ap.parse_args()
     audio, sr, phonemes = synthesize(args.text, args.voice, args.rate, args.pitch, stop_closures=not args.raw)
     print(f"{len(audio) / sr:.3f} s at {sr} Hz, {len(phonemes)} phonemes")
@@ -246,6 +247,11 @@ def main() -> None:
         import soundfile
 
         soundfile.write(args.wav, audio, sr)
+    if args.phonemes_json:
+        import json
+        from pathlib import Path
+
+        Path(args.phonemes_json).write_text(json.dumps([[round(s, 4), round(e, 4), n] for s, e, n in phonemes]) + "\n")
 
 
 if __name__ == "__main__":

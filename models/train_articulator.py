@@ -75,6 +75,7 @@ from a2v_cli.engine.features import (  # noqa: E402
 V2_FILE = HERE / "a2v-articulator-v2.onnx"
 V3_FILE = HERE / "a2v-articulator-v3.onnx"
 V4_FILE = HERE / "a2v-articulator-v4.onnx"
+V5_FILE = HERE / "a2v-articulator-v5.onnx"
 V1_FILE = HERE / "a2v-articulator-v1.onnx"
 WORK = Path("/tmp/a2v-train")
 FPS = 25.0
@@ -95,8 +96,14 @@ WIDTH = 160  # v2: 96
 HIDDEN = 128  # v2: 64
 AUX_WEIGHT = 0.0  # auxiliary phoneme-identity loss (training only)
 PAST = 0  # extra past columns before the 16-column window (look-ahead stays 100 ms)
+WARP = 0.0  # experiment: vocal-tract-length warp of each training window's frequency axis, by up to +-WARP
 NATURAL_WEIGHT = 1.0  # how much more often a window of a real-speaker voice (Festival, Flite, Piper) is drawn
 BRIDGE = True  # v4: open/spread/round gated like press, free inside gaps under ~125 ms with speech on both sides
+EXTENDED = True  # v5: two more outputs, F/V (Rhubarb's G) and L (H), classified from the phoneme at the centre
+EXTENDED_NAMES = ("labiodental", "lateral")
+EXTENDED_PHONES = (frozenset({"f", "v"}), frozenset({"l", "@L"}))  # base mnemonics in the data's `phon` column
+EXTENDED_WEIGHT = 0.2  # weight of each extended output's binary cross-entropy in the loss
+EXT_HIDDEN = 64  # units of the extended outputs' own small head on the shared hidden layer
 CMVN = True  # the net sees the mel relative to the recording's mean speech spectrum (v2: False)
 PRIOR_COLUMNS = 160.0  # ... pulled towards the training set's mean as if that had been heard for 2 s
 F2D = 16  # channels of the conv2d front end
@@ -387,12 +394,14 @@ CZECH_SENTENCES = (
     "Tato kniha je velmi zajímavá a dlouhá.",
 )
 # Czech (festival-czech): "#" pause, "_" a glottal stop (shaped like what follows), "~" palatal / postalveolar
+FESTIVAL_CZECH_DEV_VOICE = "czech_ph"  # never trained on: models/tune_cues.py's real-speaker development voice
 CZECH_PHONES = {"#": "_", "_": "_!", "a:": "a", "e:": "e", "i:": "i", "o:": "o", "ou": "o", "u:": "u",
                 "c": "ts", "c~": "tS", "s~": "S", "z~": "Z", "r~": "r", "n~": "n^", "t~": "t", "d~": "d", "ch": "x",
                 "dz~": "dZ", "dz": "dz", "m~": "m", "r~*": "r"}  # fmt: skip
 # Festival voice -> language of its phone set (festival_phone); any other voice is English (radio set)
 FESTIVAL_LANGUAGE = {**dict.fromkeys(FESTIVAL_ITALIAN_VOICES, "it"), **dict.fromkeys(FESTIVAL_FINNISH_VOICES, "fi"),
-                     FESTIVAL_RUSSIAN_VOICE: "ru", **dict.fromkeys(FESTIVAL_CZECH_VOICES, "cs")}  # fmt: skip
+                     FESTIVAL_RUSSIAN_VOICE: "ru", **dict.fromkeys(FESTIVAL_CZECH_VOICES, "cs"),
+                     FESTIVAL_CZECH_DEV_VOICE: "cs"}  # fmt: skip
 # Russian (msu phone set; doubled consonants are palatalized): stressed aa is the open vowel (AA), the reduced
 # a is a half-open [ɐ] (AH), ae / ay schwa-like, oo the mid rounded o (as espeak labels o in es, it, cs)
 RUSSIAN_PHONES = {"aa": "a", "a": "V", "ae": "@", "ay": "@", "oo": "o", "ee": "e", "e": "e", "ii": "i", "i": "i",
@@ -879,6 +888,9 @@ def make_net(arch: str = "conv2d", n_phonemes: int = 0) -> Any:
             self.c4 = nn.Conv1d(WIDTH, WIDTH, 3, stride=2, padding=1)
             self.fc1 = nn.Linear(WIDTH * span() // 2, HIDDEN)
             self.fc2 = nn.Linear(HIDDEN, 4)
+            n_ext = len(EXTENDED_NAMES)
+            self.ext_head = (nn.Sequential(nn.Linear(HIDDEN, EXT_HIDDEN), nn.ReLU(), nn.Linear(EXT_HIDDEN, n_ext))
+                             if EXTENDED else None)  # fmt: skip
             self.aux = nn.Linear(HIDDEN, n_phonemes) if n_phonemes else None  # training only: phoneme identity
             self.drop = nn.Dropout(0.1)
             self.register_buffer("level_w", torch.from_numpy(level_weights()))
@@ -907,9 +919,11 @@ def make_net(arch: str = "conv2d", n_phonemes: int = 0) -> Any:
 
         def forward_all(
             self, mel: torch.Tensor, spec: torch.Tensor | None = None
-        ) -> tuple[torch.Tensor, torch.Tensor | None]:
-            """(articulation, phoneme logits or None); ``spec`` (B,80): the recording's mean speech spectrum, which
-            the net's input is relative to (CMVN) while the gates read the absolute levels."""
+        ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+            """(articulation, phoneme logits or None, extended outputs or None); ``spec`` (B,80): the recording's
+            mean speech spectrum, which the net's input is relative to (CMVN) while the gates read the absolute
+            levels. The extended outputs (F/V, L probabilities) are not gated: a voiceless f after a pause is quiet, and
+            the cues take silence from ``open`` anyway."""
             x = mel.reshape(-1, N_MELS, span()).clamp(-MAX_ABS_VALUE, MAX_ABS_VALUE)
             xn = x if spec is None else x - spec[:, :, None]
             if self.arch == "conv2d":
@@ -923,9 +937,10 @@ def make_net(arch: str = "conv2d", n_phonemes: int = 0) -> Any:
             h = torch.relu(self.c4(h))
             h = torch.relu(self.fc1(self.drop(h.flatten(1))))
             out = torch.sigmoid(self.fc2(h)) * self.gates(x)
+            ext = torch.sigmoid(self.ext_head(h)) if self.ext_head is not None else None
             if self.closure_floor:
                 out = torch.cat([out[:, :3], torch.maximum(out[:, 3:], self.dip(x))], dim=1)
-            return out, (self.aux(h) if self.aux is not None else None)
+            return out, (self.aux(h) if self.aux is not None else None), ext
 
         def dip(self, x: torch.Tensor) -> torch.Tensor:
             """(B,1) v1's closure cue: the centre (columns 7-9) 0.5-1.0 mel units below the louder columns on BOTH
@@ -1006,13 +1021,22 @@ def export_onnx(net: Any, path: Path, meta: dict[str, str]) -> None:
         h = g.op("Reshape", h, g.ints([-1, WIDTH * span() // 2]), name="flat")
         h = g.op("Relu", g.op("Gemm", h, g.const(sd["fc1.weight"], "fc1_w"), g.const(sd["fc1.bias"], "fc1_b"),
                               transB=1, name="fc1"), name="h5")  # fmt: skip
-        h = g.op("Gemm", h, g.const(sd["fc2.weight"], "fc2_w"), g.const(sd["fc2.bias"], "fc2_b"), transB=1, name="fc2")
-        net_out = g.op("Sigmoid", h, name="sigmoid")
+        net_out = g.op("Sigmoid", g.op("Gemm", h, g.const(sd["fc2.weight"], "fc2_w"), g.const(sd["fc2.bias"], "fc2_b"),
+                                       transB=1, name="fc2"), name="sigmoid")  # fmt: skip
+        if "ext_head.0.weight" in sd:  # v5: F/V and L probabilities, not gated (a quiet f after a pause is an f)
+            e = g.op("Relu", g.op("Gemm", h, g.const(sd["ext_head.0.weight"], "ext1_w"),
+                                  g.const(sd["ext_head.0.bias"], "ext1_b"), transB=1, name="ext1"), name="ext_h")
+            e = g.op("Gemm", e, g.const(sd["ext_head.2.weight"], "ext2_w"), g.const(sd["ext_head.2.bias"], "ext2_b"),
+                     transB=1, name="ext2")
+            ext = g.op("Sigmoid", e, name="ext_sigmoid")
+            meta = {**meta, "extended_outputs": ",".join(EXTENDED_NAMES)}
     gated = g.mul(net_out, gates, name="gated")
     open_spread_round = g.op("Slice", gated, g.ints([0]), g.ints([3]), g.ints([1]), name="open_spread_round")
     press = g.op("Slice", gated, g.ints([3]), g.ints([4]), g.ints([1]), name="press_learned")
     out = g.op("Concat", open_spread_round, g.op("Max", press, dip, name="press"), axis=1, name="articulation_out")
     g.output(out, "articulation", ["B", 4])
+    if "ext_head.0.weight" in sd:
+        g.output(ext, "extended", ["B", len(EXTENDED_NAMES)])
     doc = (
         "a2v articulator v2: Wav2Lip log-mel window [B,1,80,16] of level-normalized 16 kHz speech (centre column 8 ="
         " video frame centre) -> articulation [B,4] = open, spread, round, press in 0..1. A small conv net trained on"
@@ -1047,6 +1071,12 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / den) if den > 0 else 0.0
 
 
+def f1_score(pred: np.ndarray, truth: np.ndarray) -> float:
+    """F1 of boolean predictions against boolean truth (0 when either is empty)."""
+    tp = float(np.sum(pred & truth))
+    return 2 * tp / max(float(pred.sum() + truth.sum()), 1.0)
+
+
 def phoneme_classes(phon: np.ndarray, idx: np.ndarray, min_count: int = 500) -> tuple[list[str], np.ndarray]:
     """The auxiliary target's vocabulary (phonemes seen at least ``min_count`` times at ``idx``, then "other"), and
     every column's class id."""
@@ -1079,10 +1109,59 @@ def recording_spectra(data: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarr
     return spectra.astype(np.float32), seg_of, prior.astype(np.float32)
 
 
+def warp_positions(alpha: np.ndarray) -> np.ndarray:
+    """(B,80) fractional mel-band positions to read for a frequency warp by ``alpha`` (B,): band k takes what the
+    unwarped spectrum has at centre_k / alpha (VTLP: a longer vocal tract, alpha > 1, lowers every formant)."""
+    from a2v_cli.engine.features import mel_center_hz
+
+    centres = mel_center_hz()
+    src = centres[None, :] / alpha[:, None]
+    return np.interp(src, centres, np.arange(N_MELS, dtype=np.float64)).astype(np.float32)
+
+
+def warp_bands(x: Any, pos: Any) -> Any:
+    """Read (B,...,80,T) or (B,80) tensors ``x`` at the fractional band positions ``pos`` (B,80)."""
+    import torch
+
+    lo = pos.floor().long().clamp(0, N_MELS - 1)
+    hi = (lo + 1).clamp(max=N_MELS - 1)
+    w = pos - lo.float()
+    if x.dim() == 2:
+        return torch.gather(x, 1, lo) * (1 - w) + torch.gather(x, 1, hi) * w
+    shape = x.shape  # (B,1,80,T)
+    flat = x.reshape(shape[0], N_MELS, -1)
+    idx_lo = lo[:, :, None].expand(-1, -1, flat.shape[2])
+    idx_hi = hi[:, :, None].expand(-1, -1, flat.shape[2])
+    out = torch.gather(flat, 1, idx_lo) * (1 - w)[:, :, None] + torch.gather(flat, 1, idx_hi) * w[:, :, None]
+    return out.reshape(shape)
+
+
+def load_onnx_weights(net: Any, path: Path) -> None:
+    """Copy a committed articulator's weights (and spectrum prior) into ``net``, so that a new head can be trained on
+    its frozen trunk: the ONNX initializers are named like the torch parameters (``net/c1_w`` = ``c1.weight``)."""
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    weights = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    state = net.state_dict()
+    for key in state:
+        module, _, kind = key.rpartition(".")
+        name = f"net/{module}_{'w' if kind == 'weight' else 'b'}"
+        if name in weights and not key.startswith("ext_head"):
+            state[key] = torch.from_numpy(weights[name].copy())
+    meta = {p.key: p.value for p in model.metadata_props}
+    state["spectrum_prior"] = torch.tensor([float(v) for v in meta["spectrum_prior"].split(",")])
+    net.load_state_dict(state)
+
+
 def train(
     data: dict[str, np.ndarray], recipe: Recipe, steps: int, batch: int, lr: float, work: Path, arch: str,
-    aux_weight: float = 0.0,
+    aux_weight: float = 0.0, extend_from: Path | None = None,
 ) -> Any:
+    """Train the net on ``data``; with ``extend_from`` (an articulator graph), train only the extended head on that
+    graph's frozen trunk, so its four outputs stay exactly as they were."""
     import torch
 
     torch.manual_seed(recipe.seed)
@@ -1108,14 +1187,20 @@ def train(
     def specs(idx: np.ndarray) -> torch.Tensor | None:
         return None if seg_spec is None else torch.from_numpy(seg_spec[seg_of[idx]])
 
+    ext_t = torch.from_numpy(np.stack([np.isin(data["phon"], sorted(ph)) for ph in EXTENDED_PHONES], axis=1)
+                             .astype(np.float32)) if EXTENDED else None  # fmt: skip
     vocab, phon_ids = phoneme_classes(data["phon"], train_idx) if aux_weight > 0 else ([], np.zeros(0, np.int64))
     phon_t = torch.from_numpy(phon_ids)
     net = make_net(arch, len(vocab))
     if prior is not None:
         net.spectrum_prior.copy_(torch.from_numpy(prior))
+    if extend_from is not None:
+        load_onnx_weights(net, extend_from)
+        for name, p in net.named_parameters():
+            p.requires_grad_(name.startswith("ext_head"))
     print(f"model ({arch}): {param_count(net)} parameters; auxiliary phoneme classes: {len(vocab)}"
           f" (weight {aux_weight})", flush=True)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.08)
     w = torch.tensor(LOSS_WEIGHTS)
     rng = np.random.default_rng(recipe.seed)
@@ -1129,18 +1214,27 @@ def train(
     vx = windows(val_idx)
     vs = specs(val_idx)
     vy = target[:, torch.from_numpy(val_idx)].T
+    vext = ext_t[torch.from_numpy(val_idx)].numpy() if ext_t is not None else None
     t0 = time.perf_counter()
     log = []
     for step in range(1, steps + 1):
-        net.train()
+        net.train(extend_from is None)  # a frozen trunk runs as at inference (no dropout)
         if cdf is None:
             idx = train_idx[rng.integers(0, len(train_idx), size=batch)]
         else:
             idx = train_idx[np.minimum(np.searchsorted(cdf, rng.random(batch) * cdf[-1]), len(train_idx) - 1)]
         x = windows(idx)
         y = target[:, torch.from_numpy(idx)].T
-        pred, logits = net.forward_all(x, specs(idx))
-        loss = (((pred - y) ** 2).mean(dim=0) * w).sum()
+        spec_b = specs(idx)
+        if WARP > 0:
+            pos = torch.from_numpy(warp_positions(rng.uniform(1 - WARP, 1 + WARP, size=batch)))
+            x = warp_bands(x, pos)
+            spec_b = None if spec_b is None else warp_bands(spec_b, pos)
+        pred, logits, ext = net.forward_all(x, spec_b)
+        loss = (((pred - y) ** 2).mean(dim=0) * w).sum() if extend_from is None else torch.zeros(())
+        if ext is not None and ext_t is not None:
+            loss = loss + EXTENDED_WEIGHT * len(EXTENDED_NAMES) * torch.nn.functional.binary_cross_entropy(
+                ext.clamp(1e-6, 1 - 1e-6), ext_t[torch.from_numpy(idx)])
         if logits is not None:
             loss = loss + aux_weight * torch.nn.functional.cross_entropy(logits, phon_t[torch.from_numpy(idx)])
         opt.zero_grad(set_to_none=True)
@@ -1150,15 +1244,21 @@ def train(
         if step % 500 == 0 or step == steps:
             net.eval()
             with torch.no_grad():
-                vp = torch.cat([net(vx[i : i + 4096], None if vs is None else vs[i : i + 4096])
-                                for i in range(0, len(vx), 4096)])  # fmt: skip
+                both = [net.forward_all(vx[i : i + 4096], None if vs is None else vs[i : i + 4096])
+                        for i in range(0, len(vx), 4096)]  # fmt: skip
+            vp = torch.cat([b[0] for b in both])
+            ext_note = ""
+            if vext is not None:
+                ve = torch.cat([b[2] for b in both]).numpy() >= 0.5
+                ext_note = "  " + " ".join(f"{n} F1 {f1_score(ve[:, k], vext[:, k] > 0.5):.3f}"
+                                           for k, n in enumerate(EXTENDED_NAMES))  # fmt: skip
             rs = [pearson(vp[:, k].numpy(), vy[:, k].numpy()) for k in range(4)]
             vloss = float((((vp - vy) ** 2).mean(dim=0) * w).sum())
             el = time.perf_counter() - t0
             tl = float(loss.detach())
             log.append({"step": step, "loss": tl, "val_loss": vloss, "val_r": rs, "s": round(el, 1)})
             print(f"  step {step}/{steps}  loss {tl:.4f}  dev {vloss:.4f}  dev r open {rs[0]:.3f} spread {rs[1]:.3f}"
-                  f" round {rs[2]:.3f} press {rs[3]:.3f}  {el:.0f} s", flush=True)
+                  f" round {rs[2]:.3f} press {rs[3]:.3f}{ext_note}  {el:.0f} s", flush=True)
     work.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), work / "articulator.pt")
     (work / "train-log.json").write_text(json.dumps(log, indent=1))
@@ -1194,10 +1294,13 @@ def verify_export(net: Any, path: Path, data: dict[str, np.ndarray]) -> float:
     feeds = {"mel": x}
     if CMVN:
         feeds["spectrum"] = rng.uniform(-3, 1, size=(len(x), N_MELS)).astype(np.float32)
-    got = sess.run(None, feeds)[0]
+    got = sess.run(None, feeds)
     with torch.no_grad():
-        want = net(torch.from_numpy(x), torch.from_numpy(feeds["spectrum"]) if CMVN else None).numpy()
-    return float(np.max(np.abs(got - want)))
+        want, _, ext = net.forward_all(torch.from_numpy(x), torch.from_numpy(feeds["spectrum"]) if CMVN else None)
+    wants = [want.numpy()] + ([ext.numpy()] if ext is not None else [])
+    if len(got) != len(wants):
+        raise SystemExit(f"ONNX export has {len(got)} outputs, torch {len(wants)}")
+    return max(float(np.max(np.abs(a - b))) for a, b in zip(got, wants, strict=True))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -1457,10 +1560,10 @@ def print_results(results: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    global WIDTH, HIDDEN, PAST, CMVN, BRIDGE, NATURAL_WEIGHT
+    global WIDTH, HIDDEN, PAST, CMVN, BRIDGE, NATURAL_WEIGHT, EXTENDED, WARP
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", type=Path, default=WORK, help="datasets, checkpoints, logs (default /tmp/a2v-train)")
-    ap.add_argument("--out", type=Path, default=V4_FILE)
+    ap.add_argument("--out", type=Path, default=V5_FILE)
     ap.add_argument("--steps", type=int, default=8000)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--lr", type=float, default=3e-3)
@@ -1481,9 +1584,15 @@ def main() -> None:
                          " as press is; silences over ~125 ms stay exactly closed")
     ap.add_argument("--natural-weight", type=float, default=NATURAL_WEIGHT,
                     help="draw windows of the real-speaker voices (Festival, Flite, Piper) this much more often")
+    ap.add_argument("--extended", action=argparse.BooleanOptionalAction, default=EXTENDED,
+                    help="a second output, `extended`: F/V and L probabilities (Rhubarb's G and H mouth cues)")
+    ap.add_argument("--extend-from", type=Path, default=None,
+                    help="train only the extended head, on this articulator graph's frozen trunk (its outputs stay)")
+    ap.add_argument("--warp", type=float, default=WARP,
+                    help="experiment: warp each training window's frequency axis by a random factor in 1 +- WARP")
     ap.add_argument("--workers", type=int, default=2, help="processes for the data generation")
     ap.add_argument("--quick", action="store_true", help="a small pilot run (few clips and steps), to --work/pilot")
-    ap.add_argument("--eval-only", action="store_true", help="only compare v1-v4 (and --out) on held-out clips")
+    ap.add_argument("--eval-only", action="store_true", help="only compare v1-v5 (and --out) on held-out clips")
     ap.add_argument("--export-only", action="store_true", help="export the checkpoint in --work (no training)")
     ap.add_argument("--no-eval", action="store_true", help="stop after the export")
     ap.add_argument("--no-festival", action="store_true", help="skip the Festival voices in the evaluation")
@@ -1491,15 +1600,15 @@ def main() -> None:
 
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     WIDTH, HIDDEN, PAST, CMVN, BRIDGE = args.width, args.hidden, args.past, args.cmvn, args.bridge
-    NATURAL_WEIGHT = args.natural_weight
+    NATURAL_WEIGHT, EXTENDED, WARP = args.natural_weight, args.extended, args.warp
     if not args.eval_only:
         recipe = Recipe(natural_clips=args.natural)
         if args.quick:
             recipe = Recipe(train_split_clips=12, extra_clips=48, foreign_clips=16, festival_clips=8, natural_clips=6)
             args.steps = min(args.steps, 600)
             args.work = args.work / "pilot"
-            if args.out == V4_FILE:
-                args.out = args.work / "a2v-articulator-v4-pilot.onnx"
+            if args.out == V5_FILE:
+                args.out = args.work / "a2v-articulator-v5-pilot.onnx"
         t_all = time.perf_counter()
         data = build_all(recipe, args.work, args.workers)
         t_data = time.perf_counter() - t_all
@@ -1507,11 +1616,13 @@ def main() -> None:
         if args.export_only:
             net = load_trained(args.work, args.arch)
         else:
-            net = train(data, recipe, args.steps, args.batch, args.lr, args.work, args.arch, args.aux_weight)
+            net = train(data, recipe, args.steps, args.batch, args.lr, args.work, args.arch, args.aux_weight,
+                        args.extend_from)
         t_train = time.perf_counter() - t1
         meta = {"recipe": json.dumps(recipe.__dict__), "arch": args.arch, "steps": str(args.steps),
                 "width": str(WIDTH), "hidden": str(HIDDEN), "past": str(PAST), "aux_weight": str(args.aux_weight),
-                "bridge": str(BRIDGE), "natural_weight": str(NATURAL_WEIGHT),
+                "bridge": str(BRIDGE), "natural_weight": str(NATURAL_WEIGHT), "extended": str(EXTENDED),
+                "warp": str(WARP), "extend_from": args.extend_from.name if args.extend_from else "",
                 "batch": str(args.batch), "parameters": str(param_count(net)), "dataset": dataset_key(recipe)}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         export_onnx(net, args.out, meta)
@@ -1522,8 +1633,9 @@ def main() -> None:
             raise SystemExit("ONNX export does not match torch")
         if args.quick or args.no_eval:
             return
-    models = {"v1": V1_FILE, "v2": V2_FILE, "v3": V3_FILE, "v4": V4_FILE}
-    if args.out.resolve() != V4_FILE.resolve():
+    models = {"v1": V1_FILE, "v2": V2_FILE, "v3": V3_FILE, "v4": V4_FILE, "v5": V5_FILE}
+    models = {k: v for k, v in models.items() if v.is_file()}
+    if args.out.resolve() not in {p.resolve() for p in models.values()}:
         models[args.out.stem.removeprefix("a2v-articulator-")] = args.out
     results = evaluate(models, festival=not args.no_festival)
     print_results(results)

@@ -6,10 +6,14 @@ import itertools
 import json
 
 import numpy as np
+import pytest
 import soundfile as sf
-from conftest import SPEECH_PAUSE, run_cli, wav_duration
+from conftest import FIXTURES, SPEECH_PAUSE, run_cli, wav_duration
 
-from a2v_cli.engine.cues import Cue, _merge, shape_of, to_json, to_tsv
+from a2v_cli.engine.cues import Cue, _merge, check_extended, restrict, shape_of, to_json, to_tsv
+from a2v_cli.errors import InputError
+
+FVL = FIXTURES / "speech_fvl.wav"  # espeak-ng, a voice never trained on; phoneme times in speech_fvl.json
 
 
 def test_shape_mapping() -> None:
@@ -20,6 +24,21 @@ def test_shape_mapping() -> None:
     assert shape_of(0.2, 0.8, 0.0, 0.0) == "B"
     assert shape_of(0.3, 0.0, 0.8, 0.0) == "F"
     assert shape_of(0.6, 0.0, 0.8, 0.0) == "E"
+    assert shape_of(0.15, 0.1, 0.0, 0.0, 0.9, 0.0) == "G"
+    assert shape_of(0.4, 0.1, 0.0, 0.0, 0.1, 0.8) == "H"
+    assert shape_of(0.0, 0.0, 0.0, 0.0, 0.01, 0.9) == "X"  # silence wins over everything but F/V ...
+    assert shape_of(0.0, 0.0, 0.0, 0.0, 0.9, 0.0) == "G"  # ... as a quiet f is below the silence gate
+    assert shape_of(0.05, 0.0, 0.0, 0.9, 0.01, 0.0) == "A"
+    assert shape_of(0.05, 0.0, 0.0, 0.9, 0.6, 0.0) == "G"  # press rises on F/V too
+
+
+def test_extended_shapes_fall_back_like_rhubarb() -> None:
+    assert [restrict(s, "") for s in "ABCDEFGHX"] == list("ABCDEFBCA")
+    assert [restrict(s, "GHX") for s in "GHX"] == list("GHX")
+    assert restrict("G", "HX") == "B" and restrict("X", "gh".upper()) == "A"
+    assert check_extended("gx") == "GX" and check_extended("") == ""
+    with pytest.raises(InputError):
+        check_extended("GQ")
 
 
 def test_short_runs_merge_and_cues_tile_the_clip() -> None:
@@ -58,4 +77,36 @@ def test_cues_command_on_speech_with_a_pause(tmp_path) -> None:  # type: ignore[
     tsv = run_cli("cues", str(SPEECH_PAUSE), "-o", str(tmp_path / "c.tsv"))
     lines = (tmp_path / "c.tsv").read_text().splitlines()
     assert tsv.code == 0 and lines[0].startswith("0.00\t") and lines[-1].endswith("\tX")
-    assert all(line.split("\t")[1] in "ABCDEFX" for line in lines)
+    assert all(line.split("\t")[1] in "ABCDEFGHX" for line in lines)
+
+
+def test_g_and_h_cues_land_on_f_v_and_l(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    r = run_cli("cues", str(FVL), "--format", "json")
+    assert r.code == 0, r.stderr
+    cues = json.loads(r.stdout)["mouthCues"]
+    phonemes = json.loads(FVL.with_suffix(".json").read_text())
+
+    def cued_at(t: float) -> set[str]:  # shapes within 40 ms of t
+        return {c["value"] for c in cues if c["start"] <= t + 0.04 and c["end"] > t - 0.04}
+
+    fv = [(s, e) for s, e, n in phonemes if n in ("f", "v")]
+    ll = [(s, e) for s, e, n in phonemes if n == "l" and e - s >= 0.04]  # espeak folds some final l into the vowel
+    assert len(fv) >= 8 and len(ll) >= 5
+    assert sum("G" in cued_at((s + e) / 2) for s, e in fv) >= 0.6 * len(fv)
+    assert sum("H" in cued_at((s + e) / 2) for s, e in ll) >= 0.4 * len(ll)
+    for shape, spans in (("G", fv), ("H", [(s, e) for s, e, n in phonemes if n == "l"])):
+        cued = [c for c in cues if c["value"] == shape]
+        near = [c for c in cued if any(c["start"] < e + 0.06 and c["end"] > s - 0.06 for s, e in spans)]
+        assert len(near) >= 0.7 * len(cued), (shape, cued)
+    # an animator whose art has no G or H: stand-ins only, same timing for everything else
+    plain = run_cli("cues", str(FVL), "--extended-shapes", "X", "-o", str(tmp_path / "c.tsv"))
+    assert plain.code == 0, plain.stderr
+    values = [line.split("\t")[1] for line in (tmp_path / "c.tsv").read_text().splitlines()]
+    assert set(values) <= set("ABCDEFX") and "X" in values
+
+
+def test_unknown_extended_shape_is_a_usage_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "c.tsv"
+    r = run_cli("cues", str(FVL), "--extended-shapes", "GHQ", "-o", str(out))
+    assert r.code == 2 and not out.exists()
+    assert len(r.stderr.strip().splitlines()) == 1 and "GHQ" in r.stderr and "Traceback" not in r.stderr

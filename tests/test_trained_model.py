@@ -1,4 +1,4 @@
-"""The trained articulator in use (models/a2v-articulator-v4.onnx, built by models/train_articulator.py).
+"""The trained articulator in use (models/a2v-articulator-v5.onnx, built by models/train_articulator.py).
 
 Only onnxruntime is needed: torch is a training-time dependency, never a runtime one.
 """
@@ -17,9 +17,10 @@ from a2v_cli.engine.features import (
     clip_spectrum,
     clip_windows,
 )
+from a2v_cli.engine.lipsync import ARTICULATOR_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAINED = ROOT / "models" / "a2v-articulator-v4.onnx"
+TRAINED = ROOT / "models" / ARTICULATOR_FILE
 FIXTURES = Path(__file__).parent / "fixtures"
 FPS = 25.0
 
@@ -83,10 +84,13 @@ def app_articulation(sess: object, wav: Path, workdir: Path) -> tuple[np.ndarray
 def test_loads_with_its_contract_and_a_dynamic_batch(trained: object) -> None:
     ins = trained.get_inputs()  # type: ignore[attr-defined]
     outs = trained.get_outputs()  # type: ignore[attr-defined]
-    assert [i.name for i in ins] == ["mel", "spectrum"] and [o.name for o in outs] == ["articulation"]
+    assert [i.name for i in ins] == ["mel", "spectrum"] and [o.name for o in outs] == ["articulation", "extended"]
     assert ins[0].shape[1:] == [1, 80, 16] and ins[0].type == "tensor(float)"
     assert ins[1].shape[1:] == [80] and ins[1].type == "tensor(float)"
     assert outs[0].shape[1:] == [4] and outs[0].type == "tensor(float)"
+    assert outs[1].shape[1:] == [2] and outs[1].type == "tensor(float)"  # F/V and L probabilities (cues G, H)
+    meta = trained.get_modelmeta().custom_metadata_map  # type: ignore[attr-defined]
+    assert meta["extended_outputs"] == "labiodental,lateral"
     assert not isinstance(ins[0].shape[0], int)  # symbolic batch
     rng = np.random.default_rng(0)
     mel = rng.uniform(-4.0, 1.0, size=(7, 1, 80, 16)).astype(np.float32)
@@ -212,3 +216,26 @@ def mel_windows_for(reader: object, start: int, n: int) -> np.ndarray:
     from a2v_cli.engine.render import mel_windows
 
     return mel_windows(reader, centered_window_starts(np.arange(start, min(start + 25, n)), FPS))  # type: ignore[arg-type]
+
+
+def test_extended_outputs_tell_f_v_and_l_from_vowels(tmp_path: Path) -> None:
+    """The second output (F/V and L probabilities, for Rhubarb's G and H cues) at the phonemes espeak reported, in a
+    voice never trained on."""
+    import json
+
+    from a2v_cli.engine.audio import decode
+    from a2v_cli.engine.cues import CUE_RATE, articulation_track
+
+    wav = FIXTURES / "speech_fvl.wav"
+    track = articulation_track(decode(wav, tmp_path, 600.0), "cpu", TRAINED)
+    assert track.shape[1] == 6 and np.all((track >= 0) & (track <= 1))
+    phonemes = json.loads(wav.with_suffix(".json").read_text())
+
+    def at(names: set[str], column: int, min_s: float = 0.0) -> np.ndarray:
+        mids = [int((s + e) / 2 * CUE_RATE) for s, e, n in phonemes if n in names and e - s >= min_s]
+        return track[mids, column]
+
+    vowels = {"aI2", "V", "i", "aI@", "I2", "E", "0", "@", "aI", "I", "oU"}
+    fv, ll = at({"f", "v"}, 4), at({"l"}, 5, 0.04)
+    assert np.median(fv) > 4 * np.median(at(vowels, 4)) and np.median(fv) > np.median(at({"l"}, 4))
+    assert np.median(ll) > 4 * np.median(at(vowels, 5)) and np.median(ll) > np.median(at({"f", "v"}, 5))

@@ -22,7 +22,7 @@ from a2v_cli.engine.features import N_MELS, centered_window_starts, speech_spect
 from a2v_cli.engine.sessions import LoadedSession, load_session
 from a2v_cli.errors import InputError, not_found
 
-ARTICULATOR_FILE = "a2v-articulator-v4.onnx"  # trained; v1 (hand-designed), v2, v3 stay in models/ for reference
+ARTICULATOR_FILE = "a2v-articulator-v5.onnx"  # trained; v1 (hand-designed), v2-v4 stay in models/ for reference
 MOUTH_FILE = "a2v-mouth-v2.onnx"
 PATCH_H, PATCH_W = 96, 128
 
@@ -76,12 +76,14 @@ class Articulator:
     """The built-in articulator graph (mel windows -> open, spread, round, press), fed as it was trained.
 
     A graph with a ``spectrum`` input reads each window relative to the recording's mean speech
-    spectrum, so ``begin`` must measure it before the first ``run``.
+    spectrum, so ``begin`` must measure it before the first ``run``. A graph with an ``extended``
+    output (v5) also tells F/V and L apart, for Rhubarb's G and H cues.
     """
 
-    def __init__(self, device: str = "auto") -> None:
-        self.loaded: LoadedSession = load_session(str(model_dir() / ARTICULATOR_FILE), device)
+    def __init__(self, device: str = "auto", path: Path | None = None) -> None:
+        self.loaded: LoadedSession = load_session(str(path or model_dir() / ARTICULATOR_FILE), device)
         self.relative = "spectrum" in {i.name for i in self.loaded.session.get_inputs()}
+        self.extended = "extended" in {o.name for o in self.loaded.session.get_outputs()}
         self.prior, self.prior_columns = spectrum_prior(self.loaded.session)
         self.spectrum = self.prior if self.prior is not None else np.zeros(N_MELS, dtype=np.float32)
 
@@ -92,16 +94,21 @@ class Articulator:
 
     def run(self, mel: np.ndarray) -> np.ndarray:
         """(B,4) in 0..1 for (B,1,80,16) mel windows."""
+        return self.run_all(mel)[0]
+
+    def run_all(self, mel: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(B,4) articulation and, from a graph that has them, (B,2) F/V and L probabilities (else None)."""
         feeds = {"mel": np.ascontiguousarray(mel, dtype=np.float32)}
         if self.relative:
             feeds["spectrum"] = np.repeat(self.spectrum[None], len(mel), axis=0)
-        return self.loaded.session.run(None, feeds)[0]
+        outs = self.loaded.session.run(None, feeds)
+        return outs[0], (outs[1] if self.extended else None)
 
 
 class BuiltinModel:
     """a2v's own model: articulator + mouth renderer, styled by the pose's lip colours."""
 
-    name = "a2v-builtin-v4"
+    name = "a2v-builtin-v5"
 
     def __init__(self, art: PoseArt, device: str = "auto") -> None:
         root = model_dir()
