@@ -213,3 +213,33 @@ def test_piper_frames_become_tiling_espeak_phonemes() -> None:
     assert segs[3][1] - segs[3][0] == pytest.approx(7.5 * f)
     # the word gap before "tʃ" is a stop's closure too (affricate starts with t)
     assert segs[5][1] - segs[5][0] == pytest.approx((0.5 + 2 + 1 + 1 + 2 + 0 + 2 + 1) * f)
+
+
+def test_rhubarb_shapes_of_phonemes() -> None:
+    assert [lc.rhubarb_shapes(n) for n in ("_:", "p", "f", "v", "l", "@L", "A:", "E", "t", "i:", "O:", "u:")] == [
+        "X", "A", "G", "G", "H", "H", "D", "C", "B", "B", "E", "F"]  # fmt: skip
+    assert lc.rhubarb_shapes("@") == "BC"  # schwa is not a Rhubarb shape: either neighbour is right
+    assert lc.rhubarb_shapes("aI", 0.2) == "D" and lc.rhubarb_shapes("aI", 0.8) == "B"  # diphthong halves
+    assert lc.rhubarb_shapes("a", 0.5, "de") == "D"  # German /a/ is open
+
+
+def test_cue_scores_reward_the_right_shapes_and_only_them() -> None:
+    from a2v_cli.engine.cues import Cue
+    from benchmarks import bench_cues as bc
+
+    clip = lc.Clip(np.zeros(int(DURATION * 16000), np.float32), 16000, PHONEMES, "t", "en-us")
+    times = (np.arange(int(DURATION * bc.RATE)) + 0.5) / bc.RATE
+    truth_track = bc.truth_track(clip, times)
+    perfect = [Cue(round(t - 0.005, 3), round(t + 0.005, 3), s[0]) for t, s in zip(times, truth_track, strict=True)]
+    good = bc.score_clip(clip, perfect)
+    assert good["accuracy"] == [len(times), len(times)]
+    for key in ("A hit", "G hit", "H hit", "A prec", "G prec", "H prec", "X in pauses"):
+        assert good[key][0] == good[key][1] > 0, key
+    # cueing everything B: nothing found, no G/H time at all, and only the B-shaped phonemes right
+    flat = bc.score_clip(clip, [Cue(0.0, DURATION, "B")])
+    assert flat["G hit"] == [0, 1] and flat["H hit"] == [0, 1] and flat["A hit"][0] == 0
+    assert flat["G prec"][1] == 0 and flat["X in pauses"][0] == 0
+    assert flat["accuracy"][0] == sum("B" in t for t in truth_track)
+    # G everywhere: every F/V found, but at low precision
+    spam = bc.score_clip(clip, [Cue(0.0, DURATION, "G")])
+    assert spam["G hit"] == [1, 1] and spam["G prec"][0] / spam["G prec"][1] < 0.1
