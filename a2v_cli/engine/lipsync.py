@@ -92,16 +92,19 @@ class Articulator:
         if self.relative:
             self.spectrum = speech_spectrum(reader.read, reader.n).spectrum(self.prior, self.prior_columns)
 
-    def run(self, mel: np.ndarray) -> np.ndarray:
-        """(B,4) in 0..1 for (B,1,80,16) mel windows."""
-        return self.run_all(mel)[0]
-
-    def run_all(self, mel: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """(B,4) articulation and, from a graph that has them, (B,2) F/V and L probabilities (else None)."""
+    def feeds(self, mel: np.ndarray) -> dict[str, np.ndarray]:
         feeds = {"mel": np.ascontiguousarray(mel, dtype=np.float32)}
         if self.relative:
             feeds["spectrum"] = np.repeat(self.spectrum[None], len(mel), axis=0)
-        outs = self.loaded.session.run(None, feeds)
+        return feeds
+
+    def run(self, mel: np.ndarray) -> np.ndarray:
+        """(B,4) in 0..1 for (B,1,80,16) mel windows (the renderer's need: the F/V-L head is not computed)."""
+        return self.loaded.session.run(["articulation"], self.feeds(mel))[0]
+
+    def run_all(self, mel: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(B,4) articulation and, from a graph that has them, (B,2) F/V and L probabilities (else None)."""
+        outs = self.loaded.session.run(None, self.feeds(mel))
         return outs[0], (outs[1] if self.extended else None)
 
 
