@@ -38,7 +38,9 @@ GRID = {
     "press": (0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6),
     "labiodental": (0.02, 0.03, 0.05, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5),
     "lateral": (0.3, 0.4, 0.5, 0.6),
-    "labiodental_quiet": (0.05, 0.2, 0.5, 0.8, 1.01),
+    "labiodental_quiet": (0.5,),
+    "shut": (0.1, 0.15, 0.2, 0.25),
+    "closed": (0.0, 0.03, 0.06, 0.1),
 }
 
 
@@ -93,7 +95,7 @@ def main() -> None:
         return 2 * hit * prec / max(hit + prec, 1e-9)
 
     results = []
-    rules = [CueRule(*v) for v in itertools.product(*GRID.values())]
+    rules = [CueRule(**dict(zip(GRID, v, strict=True))) for v in itertools.product(*GRID.values())]
     for rule in [RULE, *rules]:
         pooled: dict[str, list[int]] = {}
         for clip, track in zip(clips, tracks, strict=True):

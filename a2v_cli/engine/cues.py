@@ -43,6 +43,8 @@ class CueRule:
     labiodental: float = 0.05  # F/V probability at or above this: G
     lateral: float = 0.3  # L probability at or above this: H
     labiodental_quiet: float = 0.5  # ... and where the silence gate is shut (breaths in pauses sound like f)
+    shut: float = 0.2  # A needs the jaw below this (with the press above)
+    closed: float = 0.03  # open below this (but not 0): A whatever the press
 
 
 RULE = CueRule()
@@ -60,7 +62,7 @@ def shape_of(
         return "A" if press >= 0.5 else "X"
     if fv:
         return "G"  # before A: press rises on F/V too, and this output is the specific one
-    if press >= rule.press and open_ < 0.15:
+    if (press >= rule.press and open_ < rule.shut) or open_ < rule.closed:
         return "A"
     if lateral >= rule.lateral:
         return "H"
