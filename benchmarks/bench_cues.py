@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,6 +36,9 @@ if str(ROOT) not in sys.path:
 
 from benchmarks import lipsync_clips as lc  # noqa: E402
 from benchmarks.bench_lipsync import SPLIT_CHOICES, SPLIT_HELP, load_clips  # noqa: E402
+
+if TYPE_CHECKING:
+    from a2v_cli.engine.cues import CueRule
 
 RATE = 100  # points per second, Rhubarb's resolution
 HIT_TOLERANCE_S = 0.02
@@ -89,20 +93,34 @@ def score_clip(clip: lc.Clip, cues: list) -> dict[str, list[int]]:
     return counts
 
 
-def cue_clips(clips: list[lc.Clip], articulator: Path | None, device: str) -> list[list]:
-    """`a2v cues`' own path for each clip: a 16-bit WAV, decoded and cued by the engine."""
+def articulation_tracks(clips: list[lc.Clip], articulator: Path | None, device: str) -> list[np.ndarray]:
+    """`a2v cues`' own path for each clip up to the shape choice: a 16-bit WAV, decoded, run by the articulator."""
     import soundfile as sf
 
     from a2v_cli.engine.audio import decode
-    from a2v_cli.engine.cues import mouth_cues
+    from a2v_cli.engine.cues import articulation_track
 
     out = []
     with tempfile.TemporaryDirectory(prefix="a2v-cues-") as tmp:
         for c in clips:
             wav = Path(tmp) / "speech.wav"
             sf.write(str(wav), np.clip(c.audio, -1, 1), c.sample_rate, subtype="PCM_16")
-            out.append(mouth_cues(decode(wav, Path(tmp), 1e9), device, "GHX", articulator))
+            out.append(articulation_track(decode(wav, Path(tmp), 1e9), device, articulator))
     return out
+
+
+def pooled_scores(clips: list[lc.Clip], tracks: list[np.ndarray], rule: CueRule | None = None) -> dict[str, list[int]]:
+    """``score_clip`` counts summed over the clips, cued from their articulation tracks with all extended shapes
+    (by ``rule``, default the app's ``CueRule``)."""
+    from a2v_cli.engine.cues import RULE, cues_from_track
+
+    pooled: dict[str, list[int]] = {}
+    for clip, track in zip(clips, tracks, strict=True):
+        for key, (hit, total) in score_clip(clip, cues_from_track(track, clip.duration, "GHX", rule or RULE)).items():
+            pooled.setdefault(key, [0, 0])
+            pooled[key][0] += hit
+            pooled[key][1] += total
+    return pooled
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,13 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: dict[str, dict[str, list[int]]] = {}
     for spec in args.articulator or ["builtin"]:
         path = None if spec == "builtin" else Path(spec)
-        pooled: dict[str, list[int]] = {}
-        for clip, cues in zip(clips, cue_clips(clips, path, args.device), strict=True):
-            for key, (hit, total) in score_clip(clip, cues).items():
-                pooled.setdefault(key, [0, 0])
-                pooled[key][0] += hit
-                pooled[key][1] += total
-        rows[spec if path is None else path.stem] = pooled
+        rows[spec if path is None else path.stem] = pooled_scores(clips, articulation_tracks(clips, path, args.device))
     keys = list(next(iter(rows.values())))
     print(f"\n## Mouth cues: {args.split} ({len(clips)} clips, {seconds:.0f} s)\n")
     print("| articulator | " + " | ".join(keys) + " |")

@@ -59,11 +59,13 @@ def flite_sentence(text: str, spec: lc.ClipSpec) -> tuple[np.ndarray, int, list[
     return audio, int(sr), phonemes
 
 
+def flite_clip(spec: lc.ClipSpec) -> lc.Clip:
+    """Speak a "flite:VOICE" recipe, scored as American English (Flite's lexicon)."""
+    clip = lc.synthesize_clip(spec, flite_sentence)
+    clip.voice = "en-us"  # openness table key (language_of)
+    return clip
+
+
 def flite_clips(n: int = 12, seed: int = 0, voice: str = HELDOUT_VOICE) -> list[lc.Clip]:
     """``n`` clips of lipsync_clips' held-out English sentences in a Flite voice (slt: never trained on)."""
-    clips = []
-    for spec in lc.heldout_english_specs(n, seed, "flite", f"flite:{voice}"):
-        clip = lc.synthesize_clip(spec, flite_sentence)
-        clip.voice = "en-us"  # openness table key (language_of): Flite's lexicon is American English
-        clips.append(clip)
-    return clips
+    return [flite_clip(spec) for spec in lc.heldout_english_specs(n, seed, "flite", f"flite:{voice}")]

@@ -393,8 +393,7 @@ def score(clips: list[HumanClip], extra: dict[str, Path] | None = None) -> dict[
     import train_articulator as ta
 
     evals = ta.human_eval_clips(clips)
-    versions = (ta.V1_FILE, ta.V2_FILE, ta.V3_FILE, ta.V4_FILE, ta.V5_FILE)
-    models_ = {**{f"v{k + 1}": p for k, p in enumerate(versions)}, **(extra or {})}
+    models_ = {**ta.VERSIONS, **(extra or {})}
     return {name: ta.metrics(evals, ta.run_model(path, evals)) for name, path in models_.items()}
 
 

@@ -77,6 +77,7 @@ V3_FILE = HERE / "a2v-articulator-v3.onnx"
 V4_FILE = HERE / "a2v-articulator-v4.onnx"
 V5_FILE = HERE / "a2v-articulator-v5.onnx"
 V1_FILE = HERE / "a2v-articulator-v1.onnx"
+VERSIONS = {"v1": V1_FILE, "v2": V2_FILE, "v3": V3_FILE, "v4": V4_FILE, "v5": V5_FILE}  # the committed articulators
 WORK = Path("/tmp/a2v-train")
 FPS = 25.0
 MEL_FPS = SAMPLE_RATE / HOP  # 80
@@ -101,7 +102,6 @@ NATURAL_WEIGHT = 1.0  # how much more often a window of a real-speaker voice (Fe
 BRIDGE = True  # v4: open/spread/round gated like press, free inside gaps under ~125 ms with speech on both sides
 EXTENDED = True  # v5: two more outputs, F/V (Rhubarb's G) and L (H), classified from the phoneme at the centre
 EXTENDED_NAMES = ("labiodental", "lateral")
-EXTENDED_PHONES = (frozenset({"f", "v"}), frozenset({"l", "@L"}))  # base mnemonics in the data's `phon` column
 EXTENDED_WEIGHT = 0.2  # weight of each extended output's binary cross-entropy in the loss
 EXT_HIDDEN = 64  # units of the extended outputs' own small head on the shared hidden layer
 CMVN = True  # the net sees the mel relative to the recording's mean speech spectrum (v2: False)
@@ -739,7 +739,6 @@ def make_versions(args: tuple[BaseClip, Recipe]) -> list[Version]:
     """Synthesize one base clip and make its ``recipe.versions`` versions (clean + degraded)."""
     import soxr
 
-
     bc, recipe = args
     clip = speak_clip(bc.spec)
     out = []
@@ -1023,6 +1022,7 @@ def export_onnx(net: Any, path: Path, meta: dict[str, str]) -> None:
                               transB=1, name="fc1"), name="h5")  # fmt: skip
         net_out = g.op("Sigmoid", g.op("Gemm", h, g.const(sd["fc2.weight"], "fc2_w"), g.const(sd["fc2.bias"], "fc2_b"),
                                        transB=1, name="fc2"), name="sigmoid")  # fmt: skip
+        ext = None
         if "ext_head.0.weight" in sd:  # v5: F/V and L probabilities, not gated (a quiet f after a pause is an f)
             e = g.op("Relu", g.op("Gemm", h, g.const(sd["ext_head.0.weight"], "ext1_w"),
                                   g.const(sd["ext_head.0.bias"], "ext1_b"), transB=1, name="ext1"), name="ext_h")
@@ -1035,7 +1035,7 @@ def export_onnx(net: Any, path: Path, meta: dict[str, str]) -> None:
     press = g.op("Slice", gated, g.ints([3]), g.ints([4]), g.ints([1]), name="press_learned")
     out = g.op("Concat", open_spread_round, g.op("Max", press, dip, name="press"), axis=1, name="articulation_out")
     g.output(out, "articulation", ["B", 4])
-    if "ext_head.0.weight" in sd:
+    if ext is not None:
         g.output(ext, "extended", ["B", len(EXTENDED_NAMES)])
     doc = (
         "a2v articulator v2: Wav2Lip log-mel window [B,1,80,16] of level-normalized 16 kHz speech (centre column 8 ="
@@ -1187,8 +1187,11 @@ def train(
     def specs(idx: np.ndarray) -> torch.Tensor | None:
         return None if seg_spec is None else torch.from_numpy(seg_spec[seg_of[idx]])
 
-    ext_t = torch.from_numpy(np.stack([np.isin(data["phon"], sorted(ph)) for ph in EXTENDED_PHONES], axis=1)
-                             .astype(np.float32)) if EXTENDED else None  # fmt: skip
+    from benchmarks import lipsync_clips as lc
+
+    # the extended targets: is the phoneme at the column F/V, is it L (the benchmark's Rhubarb G and H)
+    ext_t = torch.from_numpy(np.stack([np.isin(data["phon"], sorted(ph)) for ph in (lc.LABIODENTALS, lc.LATERALS)],
+                                      axis=1).astype(np.float32)) if EXTENDED else None  # fmt: skip
     vocab, phon_ids = phoneme_classes(data["phon"], train_idx) if aux_weight > 0 else ([], np.zeros(0, np.int64))
     phon_t = torch.from_numpy(phon_ids)
     net = make_net(arch, len(vocab))
@@ -1433,15 +1436,11 @@ def flite_eval_clips() -> list[EvalClip]:
     import eval_articulator as ea
 
     from benchmarks import lipsync_clips as lc
-    from benchmarks.flite_clips import flite_sentence
+    from benchmarks.flite_clips import flite_clip
 
-    clips = []
-    for si, text in enumerate(ea.CORPUS):
-        spec = lc.ClipSpec("flite", si, "flite:slt", ea.RATES[si % 3], 0, (text,), (), 0.3)
-        clip = lc.synthesize_clip(spec, flite_sentence)
-        clip.voice = "en-us"  # the openness table's key: Flite's phones are American English
-        clips.append(clip)
-    return truth_eval_clips(clips, "slt")
+    specs = [lc.ClipSpec("flite", si, "flite:slt", ea.RATES[si % 3], 0, (text,), (), 0.3)
+             for si, text in enumerate(ea.CORPUS)]  # fmt: skip
+    return truth_eval_clips([flite_clip(s) for s in specs], "slt")
 
 
 def piper_eval_clips(n: int = 12) -> list[EvalClip]:
@@ -1633,8 +1632,7 @@ def main() -> None:
             raise SystemExit("ONNX export does not match torch")
         if args.quick or args.no_eval:
             return
-    models = {"v1": V1_FILE, "v2": V2_FILE, "v3": V3_FILE, "v4": V4_FILE, "v5": V5_FILE}
-    models = {k: v for k, v in models.items() if v.is_file()}
+    models = {k: v for k, v in VERSIONS.items() if v.is_file()}
     if args.out.resolve() not in {p.resolve() for p in models.values()}:
         models[args.out.stem.removeprefix("a2v-articulator-")] = args.out
     results = evaluate(models, festival=not args.no_festival)

@@ -16,7 +16,6 @@ import argparse
 import itertools
 import multiprocessing as mp
 import sys
-import tempfile
 import zlib
 from pathlib import Path
 
@@ -31,7 +30,7 @@ for p in (str(HERE), str(ROOT)):
 import train_articulator as ta  # noqa: E402
 
 from benchmarks import lipsync_clips as lc  # noqa: E402
-from benchmarks.bench_cues import score_clip  # noqa: E402
+from benchmarks.bench_cues import articulation_tracks, pooled_scores  # noqa: E402
 
 SEED = 7
 GRID = {
@@ -73,20 +72,12 @@ def main() -> None:
     ap.add_argument("--per-voice", type=int, default=5, help="clips per espeak voice (twice as many for czech_ph)")
     args = ap.parse_args()
 
-    import soundfile as sf
-
-    from a2v_cli.engine.audio import decode
-    from a2v_cli.engine.cues import RULE, CueRule, articulation_track, cues_from_track
+    from a2v_cli.engine.cues import RULE, CueRule
 
     specs = dev_specs(args.per_voice)
     with mp.get_context("fork").Pool(2, maxtasksperchild=1) as pool:  # fresh espeak state per clip
         clips = pool.map(speak, specs, chunksize=1)
-    tracks = []
-    with tempfile.TemporaryDirectory(prefix="a2v-tune-") as tmp:
-        for c in clips:
-            wav = Path(tmp) / "speech.wav"
-            sf.write(str(wav), np.clip(c.audio, -1, 1), c.sample_rate, subtype="PCM_16")
-            tracks.append(articulation_track(decode(wav, Path(tmp), 1e9), "cpu", args.articulator))
+    tracks = articulation_tracks(clips, args.articulator, "cpu")
     print(f"{len(clips)} development clips, {sum(c.duration for c in clips):.0f} s", flush=True)
 
     def f1(p: dict[str, list[int]], shape: str) -> float:
@@ -97,12 +88,7 @@ def main() -> None:
     results = []
     rules = [CueRule(**dict(zip(GRID, v, strict=True))) for v in itertools.product(*GRID.values())]
     for rule in [RULE, *rules]:
-        pooled: dict[str, list[int]] = {}
-        for clip, track in zip(clips, tracks, strict=True):
-            for key, (h, t) in score_clip(clip, cues_from_track(track, clip.duration, "GHX", rule)).items():
-                pooled.setdefault(key, [0, 0])
-                pooled[key][0] += h
-                pooled[key][1] += t
+        pooled = pooled_scores(clips, tracks, rule)
         acc = pooled["accuracy"][0] / pooled["accuracy"][1]
         scores = {"accuracy": acc, "A F1": f1(pooled, "A"), "G F1": f1(pooled, "G"), "H F1": f1(pooled, "H")}
         x_in_pauses = pooled["X in pauses"][0] / max(pooled["X in pauses"][1], 1)
