@@ -2,7 +2,8 @@
 
 Renders espeak-ng speech clips (``benchmarks/lipsync_clips.py``: held-out sentences and voices by default;
 ``--split human``: recorded speech, ``benchmarks/human_clips.py``; ``--split piper``: a neural voice,
-``benchmarks/piper_clips.py``; ``--split flite``: Flite's slt, ``benchmarks/flite_clips.py``) with a2v exactly
+``benchmarks/piper_clips.py``; ``--split flite``: Flite's slt, ``benchmarks/flite_clips.py``; ``--split mbrola``:
+MBROLA's us2, a real speaker's diphones, ``benchmarks/mbrola_clips.py``) with a2v exactly
 as ``a2v generate`` does, decodes the MP4 with the bundled ffmpeg and scores the RENDERED PIXELS against a
 per-frame target mouth openness taken from the phoneme at each frame's centre time (Rhubarb Lip Sync's mouth
 shapes; the mapping table is in ``lipsync_clips.py``). Nothing model-specific is read: any model a2v can run (the
@@ -575,12 +576,13 @@ def fmt_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-SPLIT_CHOICES = (*lc.SPLITS, "human", "piper", "flite")
+SPLIT_CHOICES = (*lc.SPLITS, "human", "piper", "flite", "mbrola")
 SPLIT_HELP = (
     "heldout / train: espeak-ng clips; human: recorded speech with forced-aligned phonemes (benchmarks/human_clips.py;"
     " run `python benchmarks/human_clips.py --fetch` once); piper: held-out sentences in a neural voice"
     " (benchmarks/piper_clips.py --fetch once); flite: the same in Flite's slt, a voice never trained on"
-    " (benchmarks/flite_clips.py)"
+    " (benchmarks/flite_clips.py); mbrola: the same in MBROLA's us2, a real speaker's diphones, never trained on"
+    " (benchmarks/mbrola_clips.py)"
 )
 
 
@@ -598,6 +600,10 @@ def load_clips(split: str, n: int | None, seed: int, per_clip: tuple[int, int] =
         from benchmarks.flite_clips import flite_clips
 
         return flite_clips(n or 12, seed)
+    if split == "mbrola":
+        from benchmarks.mbrola_clips import mbrola_clips
+
+        return mbrola_clips(n or 12, seed)
     return lc.make_clips(split, n, seed, per_clip)
 
 

@@ -266,11 +266,12 @@ def within(phonemes: list[tuple[float, float, str]], duration: float) -> list[tu
     return [(a, min(b, duration), n) for a, b, n in phonemes if min(b, duration) > a]
 
 
-def heldout_english_specs(n: int, seed: int, split: str, voice: str) -> list[ClipSpec]:
-    """The first ``n`` English recipes of the held-out split (sentences, rates, gaps), to be spoken by another
-    synthesizer: renamed to ``split`` and given ``voice``."""
+def heldout_english_specs(n: int, seed: int, split: str, voice: str, pitch: bool = False) -> list[ClipSpec]:
+    """The first ``n`` English recipes of the held-out split (sentences, rates, gaps and, with ``pitch``, espeak
+    pitches), to be spoken by another synthesizer: renamed to ``split`` and given ``voice``."""
     specs = [s for s in clip_specs("heldout", 4 * n, seed) if language_of(s.voice).startswith("en")][:n]
-    return [ClipSpec(split, s.index, voice, s.rate, 0, s.sentences, s.gaps, s.lead) for s in specs]
+    return [ClipSpec(split, s.index, voice, s.rate, s.pitch if pitch else 0, s.sentences, s.gaps, s.lead)
+            for s in specs]
 
 
 def synthesize_clip(spec: ClipSpec, synthesize: Synthesizer = espeak_sentence) -> Clip:

@@ -257,6 +257,8 @@ class Recipe:
     foreign_clips: int = 200  # it / cs / id / sw
     festival_clips: int = 240  # Festival diphone voices (English)
     natural_clips: int = 300  # v4: Flite (awb, rms) x300, Piper joe x150, Festival Russian x100, Czech x100
+    mbrola_clips: int = 0  # MBROLA us1/us3 xN, en1 xN/2, it3/it4 xN/4, cz2 xN/6 (benchmarks/mbrola_clips.py)
+    mbrola_accent_clips: int = 0  # English in 8 other languages' MBROLA voices (only with mbrola_clips)
     versions: int = 4  # version 0: clean (speed + level only); 1..: a random degradation chain
     seed: int = 20240611
     # development voices: their clips are not trained on, only watched (model choice without the held-out split)
@@ -343,7 +345,31 @@ def base_clips(recipe: Recipe) -> list[BaseClip]:
     if recipe.natural_clips and shutil.which("festival") and FESTIVAL_CZECH_DIR.is_dir():
         own("festival-cs", recipe.natural_clips // 3, [f"festival:{v}" for v in FESTIVAL_CZECH_VOICES],
             CZECH_SENTENCES, "cs")  # fmt: skip
+    if recipe.mbrola_clips and shutil.which("mbrola"):
+        from benchmarks import mbrola_clips as mc
+
+        for kind, count, voices, sentences, language in (
+            ("mbrola-us", recipe.mbrola_clips, MBROLA_US_VOICES, EXTRA_SENTENCES + lc.TRAIN_SENTENCES, "en-us"),
+            ("mbrola-en", recipe.mbrola_clips // 2, MBROLA_EN_VOICES, EXTRA_SENTENCES + lc.TRAIN_SENTENCES, "en"),
+            ("mbrola-it", recipe.mbrola_clips // 4, MBROLA_IT_VOICES, EXTRA_FOREIGN["it"], "it"),
+            ("mbrola-cs", recipe.mbrola_clips // 6, MBROLA_CS_VOICES, EXTRA_FOREIGN["cs"], "cs"),
+            ("mbrola-accent", recipe.mbrola_accent_clips, MBROLA_ACCENT_VOICES, EXTRA_SENTENCES + lc.TRAIN_SENTENCES,
+             "sampa"),
+        ):
+            present = [f"mbrola:{v}" for v in voices if mc.available(v)]
+            if present:
+                own(kind, count, present, sentences, language)
     return out
+
+
+# MBROLA (Debian non-free: mbrola, mbrola-us1 ...): diphones of real speakers, driven by espeak-ng's phonemes and
+# prosody (benchmarks/mbrola_clips.py). us2 is never trained on (the benchmark's --split mbrola).
+MBROLA_US_VOICES = ("us1", "us3")  # an American woman, an American man
+MBROLA_EN_VOICES = ("en1",)  # a British man
+MBROLA_IT_VOICES = ("it3", "it4")  # an Italian man, an Italian woman
+MBROLA_CS_VOICES = ("cz2",)  # a Czech man
+# English spoken with other languages' speakers' diphones (accented English; the phones are those languages')
+MBROLA_ACCENT_VOICES = ("af1-en", "nl2-en", "pl1-en", "ro1-en", "sw1-en", "sw2-en", "hu1-en", "gr2-en")
 
 
 # Festival (Debian: festival, festvox-kallpc16k, festvox-kdlpc16k, festvox-italp16k, festvox-itapc16k): diphone
@@ -454,6 +480,10 @@ def speak_clip(spec: Any) -> Any:
     from benchmarks import lipsync_clips as lc
 
     engine = spec.voice.partition(":")[0] if ":" in spec.voice else "espeak"
+    if engine == "mbrola":
+        from benchmarks.mbrola_clips import mbrola_sentence
+
+        return lc.synthesize_clip(spec, mbrola_sentence)
     if engine == "flite":
         from benchmarks.flite_clips import flite_sentence
 
@@ -483,7 +513,7 @@ SHAPE: dict[str, tuple[float, float] | tuple[tuple[float, float], tuple[float, f
     "OI": ((0.0, 0.6), (1.0, 0.0)), "OY": ((0.0, 0.6), (1.0, 0.0)), "i@": ((1.0, 0.0), (0.0, 0.0)),
     "e@": ((0.6, 0.0), (0.0, 0.0)), "U@": ((0.0, 1.0), (0.0, 0.0)), "UR": ((0.0, 1.0), (0.6, 0.0)),
 }  # fmt: skip
-FOREIGN_LANGS = frozenset(EXTRA_FOREIGN) | {"fi", "ru"}  # fi, ru: Festival's voices only
+FOREIGN_LANGS = frozenset(EXTRA_FOREIGN) | {"fi", "ru", "sampa"}  # fi, ru: Festival's voices; sampa: MBROLA's
 
 
 def shape_of(name: str, frac: float, language: str) -> tuple[float, float, float, float]:
@@ -766,14 +796,23 @@ def make_versions(args: tuple[BaseClip, Recipe]) -> list[Version]:
     return out
 
 
+PARTS = ("festival_clips", "natural_clips", "mbrola_clips")  # data parts cached apart from the espeak part
+
+
 def dataset_key(recipe: Recipe) -> str:
     # parts added later (Festival, Flite/Piper) stay out of the key while unused: the older parts' caches stay valid
-    fields = {k: v for k, v in recipe.__dict__.items() if not (k in ("festival_clips", "natural_clips") and v == 0)}
+    fields = {k: v for k, v in recipe.__dict__.items() if not (k in (*PARTS, "mbrola_accent_clips") and v == 0)}
     if recipe.festival_clips:
         fields["festival_voices"] = [*FESTIVAL_TRAIN_VOICES, *FESTIVAL_ITALIAN_VOICES, *FESTIVAL_FINNISH_VOICES]
     if recipe.natural_clips:
         fields["natural_voices"] = [*FLITE_TRAIN_VOICES, "piper:joe", FESTIVAL_RUSSIAN_VOICE, RUSSIAN_SENTENCES,
                                     *FESTIVAL_CZECH_VOICES, CZECH_SENTENCES, sorted(CZECH_PHONES.items())]
+    if recipe.mbrola_clips:
+        from benchmarks import mbrola_clips as mc
+
+        fields["mbrola"] = [MBROLA_US_VOICES, MBROLA_EN_VOICES, MBROLA_IT_VOICES, MBROLA_CS_VOICES,
+                            *([MBROLA_ACCENT_VOICES] if recipe.mbrola_accent_clips else []),
+                            sorted(mc.ENGLISH.items()), sorted(mc.FOREIGN.items())]
     blob = json.dumps([fields, EXTRA_SENTENCES, EXTRA_FOREIGN, EXTRA_VOICES, FOREIGN_VOICES,
                        GATE_LO, GATE_HI, sorted(SHAPE.items(), key=str), 5], sort_keys=True, default=str)  # fmt: skip
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
@@ -847,11 +886,15 @@ def build_all(recipe: Recipe, work: Path, workers: int = 2) -> dict[str, np.ndar
     joined."""
     from dataclasses import replace
 
-    none = {"train_split_clips": 0, "extra_clips": 0, "foreign_clips": 0, "festival_clips": 0, "natural_clips": 0}
-    parts = [build_dataset(replace(recipe, festival_clips=0, natural_clips=0), work, workers)]
-    for name in ("festival_clips", "natural_clips"):
+    none = {"train_split_clips": 0, "extra_clips": 0, "foreign_clips": 0, "mbrola_accent_clips": 0,
+            **dict.fromkeys(PARTS, 0)}
+    parts = [build_dataset(replace(recipe, **dict.fromkeys(PARTS, 0), mbrola_accent_clips=0), work, workers)]
+    for name in PARTS:
         if getattr(recipe, name):
-            parts.append(build_dataset(replace(recipe, **{**none, name: getattr(recipe, name)}), work, workers))
+            mine = {name: getattr(recipe, name)}
+            if name == "mbrola_clips":
+                mine["mbrola_accent_clips"] = recipe.mbrola_accent_clips
+            parts.append(build_dataset(replace(recipe, **{**none, **mine}), work, workers))
     joined = {k: np.concatenate([p[k] for p in parts]) for k in ("valid", "version", "phon", "kind", "voice")}
     joined["mel"] = np.concatenate([p["mel"] for p in parts], axis=1)
     joined["target"] = np.concatenate([p["target"] for p in parts], axis=1)
@@ -1209,7 +1252,7 @@ def train(
     rng = np.random.default_rng(recipe.seed)
     cdf = None
     if NATURAL_WEIGHT != 1.0:
-        natural = np.array([k.startswith(("festival", "flite", "piper")) for k in data["kind"]])
+        natural = np.array([k.startswith(("festival", "flite", "piper", "mbrola")) for k in data["kind"]])
         draw = np.where(natural[base[train_idx]], NATURAL_WEIGHT, 1.0)
         cdf = np.cumsum(draw)
         print(f"real-speaker windows drawn x{NATURAL_WEIGHT}: {draw[natural[base[train_idx]]].sum() / cdf[-1]:.2f}"
@@ -1450,6 +1493,13 @@ def piper_eval_clips(n: int = 12) -> list[EvalClip]:
     return truth_eval_clips(piper_clips(n), "piper")
 
 
+def mbrola_eval_clips(n: int = 12) -> list[EvalClip]:
+    """Held-out sentences in MBROLA's us2 (a real speaker's diphones; never trained on)."""
+    from benchmarks.mbrola_clips import mbrola_clips
+
+    return truth_eval_clips(mbrola_clips(n), "us2")
+
+
 def run_model(path: Path, clips: list[EvalClip]) -> list[np.ndarray]:
     import onnxruntime as ort
 
@@ -1522,6 +1572,10 @@ def evaluate(models: dict[str, Path], n: int = 24, seed: int = 0, festival: bool
             print(f"festival skipped: {err}", file=sys.stderr)
     if shutil.which("flite"):
         sets["flite/clean"] = flite_eval_clips()
+    from benchmarks import mbrola_clips as mc
+
+    if shutil.which("mbrola") and mc.available(mc.HELDOUT_VOICE):
+        sets["mbrola/us2"] = mbrola_eval_clips()
     try:
         sets["piper/joe"] = piper_eval_clips()
     except Exception as err:  # not fetched: `python benchmarks/piper_clips.py --fetch`
@@ -1534,7 +1588,7 @@ def evaluate(models: dict[str, Path], n: int = 24, seed: int = 0, festival: bool
     results: dict[str, Any] = {}
     for name, clips in sets.items():
         groups = {"all": list(range(len(clips)))}
-        if not name.startswith(("human", "piper", "flite")):
+        if not name.startswith(("human", "piper", "flite", "mbrola")):
             for i, c in enumerate(clips):
                 groups.setdefault(c.group, []).append(i)
         for model, path in models.items():
@@ -1578,6 +1632,10 @@ def main() -> None:
     ap.add_argument("--natural", type=int, default=Recipe.natural_clips,
                     help="clips of Flite's awb and rms voices; half as many in the Piper voice, a third as many in"
                          " Festival's Russian and in its Czech voices (0: none, as v3)")
+    ap.add_argument("--mbrola", type=int, default=Recipe.mbrola_clips,
+                    help="clips of real speakers' MBROLA diphones (benchmarks/mbrola_clips.py; 0: none)")
+    ap.add_argument("--mbrola-accent", type=int, default=Recipe.mbrola_accent_clips,
+                    help="clips of English in other languages' MBROLA voices (with --mbrola)")
     ap.add_argument("--bridge", action=argparse.BooleanOptionalAction, default=BRIDGE,
                     help="let open/spread/round through inside short gaps with speech on both sides (stop closures),"
                          " as press is; silences over ~125 ms stay exactly closed")
@@ -1601,7 +1659,7 @@ def main() -> None:
     WIDTH, HIDDEN, PAST, CMVN, BRIDGE = args.width, args.hidden, args.past, args.cmvn, args.bridge
     NATURAL_WEIGHT, EXTENDED, WARP = args.natural_weight, args.extended, args.warp
     if not args.eval_only:
-        recipe = Recipe(natural_clips=args.natural)
+        recipe = Recipe(natural_clips=args.natural, mbrola_clips=args.mbrola, mbrola_accent_clips=args.mbrola_accent)
         if args.quick:
             recipe = Recipe(train_split_clips=12, extra_clips=48, foreign_clips=16, festival_clips=8, natural_clips=6)
             args.steps = min(args.steps, 600)

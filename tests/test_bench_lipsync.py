@@ -243,3 +243,22 @@ def test_cue_scores_reward_the_right_shapes_and_only_them() -> None:
     # G everywhere: every F/V found, but at low precision
     spam = bc.score_clip(clip, [Cue(0.0, DURATION, "G")])
     assert spam["G hit"] == [1, 1] and spam["G prec"][0] / spam["G prec"][1] < 0.1
+
+
+def test_mbrola_phone_file_becomes_tiling_espeak_phonemes() -> None:
+    """An MBROLA phoneme file (as espeak-ng --pho writes it) gives gap-free segments of its durations, in espeak's
+    names, each with its Rhubarb openness: American SAMPA, British SAMPA and Italian stress digits."""
+    from benchmarks.mbrola_clips import parse_pho
+
+    pho = "; comment\n_\t120\nh\t70\n@\t20\t 0 179 100 191\nl\t65\n@U\t63\t 0 232\n\nr=\t96\np_h\t94\n{\t48\n_\t1\n"
+    segs = parse_pho(pho, "en-us")
+    assert [n for _, _, n in segs] == ["_", "h", "@", "l", "oU", "3:", "p", "a", "_"]
+    assert segs[0][0] == 0.0 and segs[-1][1] == pytest.approx((120 + 70 + 20 + 65 + 63 + 96 + 94 + 48 + 1) / 1000)
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(segs))
+    assert segs[3][1] - segs[3][0] == pytest.approx(0.065)
+    shapes = [lc.openness(n, 0.0, "en-us") for _, _, n in segs]
+    assert shapes[0] == 0.0 and shapes[6] == 0.0 and shapes[7] == pytest.approx(0.6)  # pause, p, AE
+    british = [n for _, _, n in parse_pho("Q\t60\n5\t50\nA:\t80\ne\t40\n", "en")]
+    assert british == ["0", "l", "A:", "E"] and lc.openness("0", 0.0, "en") == 1.0
+    assert [n for _, _, n in parse_pho("a1\t80\nE1\t70\ni/\t30\nh\\\t40\nd'\t50\n", "it")] == ["a", "E", "j", "h", "d"]
+    assert not lc.unmapped() or all(not u.startswith("en") for u in lc.unmapped())
