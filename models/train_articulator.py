@@ -76,8 +76,10 @@ V2_FILE = HERE / "a2v-articulator-v2.onnx"
 V3_FILE = HERE / "a2v-articulator-v3.onnx"
 V4_FILE = HERE / "a2v-articulator-v4.onnx"
 V5_FILE = HERE / "a2v-articulator-v5.onnx"
+V6_FILE = HERE / "a2v-articulator-v6.onnx"  # models/ensemble_articulator.py: the mean of v4, v5, v5-seed2
 V1_FILE = HERE / "a2v-articulator-v1.onnx"
-VERSIONS = {"v1": V1_FILE, "v2": V2_FILE, "v3": V3_FILE, "v4": V4_FILE, "v5": V5_FILE}  # the committed articulators
+# the committed articulators
+VERSIONS = {"v1": V1_FILE, "v2": V2_FILE, "v3": V3_FILE, "v4": V4_FILE, "v5": V5_FILE, "v6": V6_FILE}
 WORK = Path("/tmp/a2v-train")
 FPS = 25.0
 MEL_FPS = SAMPLE_RATE / HOP  # 80
@@ -1201,13 +1203,14 @@ def load_onnx_weights(net: Any, path: Path) -> None:
 
 def train(
     data: dict[str, np.ndarray], recipe: Recipe, steps: int, batch: int, lr: float, work: Path, arch: str,
-    aux_weight: float = 0.0, extend_from: Path | None = None,
+    aux_weight: float = 0.0, extend_from: Path | None = None, train_seed: int | None = None,
 ) -> Any:
     """Train the net on ``data``; with ``extend_from`` (an articulator graph), train only the extended head on that
     graph's frozen trunk, so its four outputs stay exactly as they were."""
     import torch
 
-    torch.manual_seed(recipe.seed)
+    seed = recipe.seed if train_seed is None else train_seed  # initial weights and window draws; not the data
+    torch.manual_seed(seed)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     mel = torch.from_numpy(data["mel"])
     target = torch.from_numpy(data["target"])
@@ -1249,7 +1252,7 @@ def train(
     opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.08)
     w = torch.tensor(LOSS_WEIGHTS)
-    rng = np.random.default_rng(recipe.seed)
+    rng = np.random.default_rng(seed)
     cdf = None
     if NATURAL_WEIGHT != 1.0:
         natural = np.array([k.startswith(("festival", "flite", "piper", "mbrola")) for k in data["kind"]])
@@ -1647,9 +1650,12 @@ def main() -> None:
                     help="train only the extended head, on this articulator graph's frozen trunk (its outputs stay)")
     ap.add_argument("--warp", type=float, default=WARP,
                     help="experiment: warp each training window's frequency axis by a random factor in 1 +- WARP")
+    ap.add_argument("--train-seed", type=int, default=None,
+                    help="seed of the initial weights and window draws (default: the recipe's; the data stay)")
     ap.add_argument("--workers", type=int, default=2, help="processes for the data generation")
     ap.add_argument("--quick", action="store_true", help="a small pilot run (few clips and steps), to --work/pilot")
-    ap.add_argument("--eval-only", action="store_true", help="only compare v1-v5 (and --out) on held-out clips")
+    ap.add_argument("--eval-only", action="store_true",
+                    help="only compare the committed articulators (and --out) on held-out clips")
     ap.add_argument("--export-only", action="store_true", help="export the checkpoint in --work (no training)")
     ap.add_argument("--no-eval", action="store_true", help="stop after the export")
     ap.add_argument("--no-festival", action="store_true", help="skip the Festival voices in the evaluation")
@@ -1674,12 +1680,13 @@ def main() -> None:
             net = load_trained(args.work, args.arch)
         else:
             net = train(data, recipe, args.steps, args.batch, args.lr, args.work, args.arch, args.aux_weight,
-                        args.extend_from)
+                        args.extend_from, args.train_seed)
         t_train = time.perf_counter() - t1
         meta = {"recipe": json.dumps(recipe.__dict__), "arch": args.arch, "steps": str(args.steps),
                 "width": str(WIDTH), "hidden": str(HIDDEN), "past": str(PAST), "aux_weight": str(args.aux_weight),
                 "bridge": str(BRIDGE), "natural_weight": str(NATURAL_WEIGHT), "extended": str(EXTENDED),
                 "warp": str(WARP), "extend_from": args.extend_from.name if args.extend_from else "",
+                **({"train_seed": str(args.train_seed)} if args.train_seed is not None else {}),
                 "batch": str(args.batch), "parameters": str(param_count(net)), "dataset": dataset_key(recipe)}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         export_onnx(net, args.out, meta)

@@ -1,6 +1,6 @@
 """Choose the thresholds of `a2v cues` (``engine.cues.CueRule``) on development voices, never the held-out ones.
 
-    python models/tune_cues.py [--articulator models/a2v-articulator-v5.onnx]
+    python models/tune_cues.py [--articulator models/a2v-articulator-v6.onnx]
 
 Development clips: our own training sentences spoken by the espeak-ng development voices (``Recipe.dev_voices``,
 English ones: never trained on, and not the benchmark's held-out voices) and by Festival's Czech ``czech_ph`` (a
@@ -68,7 +68,7 @@ def speak(spec: lc.ClipSpec) -> lc.Clip:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--articulator", type=Path, default=ta.V5_FILE)
+    ap.add_argument("--articulator", type=Path, default=ta.V6_FILE)
     ap.add_argument("--per-voice", type=int, default=5, help="clips per espeak voice (twice as many for czech_ph)")
     args = ap.parse_args()
 

@@ -239,3 +239,42 @@ def test_extended_outputs_tell_f_v_and_l_from_vowels(tmp_path: Path) -> None:
     fv, ll = at({"f", "v"}, 4), at({"l"}, 5, 0.04)
     assert np.median(fv) > 4 * np.median(at(vowels, 4)) and np.median(fv) > np.median(at({"l"}, 4))
     assert np.median(ll) > 4 * np.median(at(vowels, 5)) and np.median(ll) > np.median(at({"f", "v"}, 5))
+
+
+def test_the_ensemble_graph_is_the_mean_of_its_members(tmp_path: Path) -> None:
+    """models/ensemble_articulator.py on two committed articulators: one graph, the same inputs, the mean of their
+    articulation, the extended output of the member that has one, and refusal of members with another prior."""
+    import sys
+
+    onnx = pytest.importorskip("onnx")
+    sys.path.insert(0, str(ROOT / "models"))
+    from ensemble_articulator import ensemble
+
+    v4, v5 = (ROOT / "models" / f"a2v-articulator-{v}.onnx" for v in ("v4", "v5"))
+    model = ensemble([onnx.load(str(v4)), onnx.load(str(v5))], ["v4", "v5"])
+    path = tmp_path / "mean.onnx"
+    path.write_bytes(model.SerializeToString())
+    merged = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    one, two = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (v4, v5))
+    assert [o.name for o in merged.get_outputs()] == ["articulation", "extended"]
+    meta = merged.get_modelmeta().custom_metadata_map
+    assert meta["members"] == "v4,v5" and meta["extended_members"] == "v5"
+    rng = np.random.default_rng(3)
+    feeds = {"mel": rng.uniform(-4, 1, (16, 1, 80, 16)).astype(np.float32),
+             "spectrum": np.repeat(prior(two)[0][None], 16, axis=0).astype(np.float32)}  # fmt: skip
+    art, ext = merged.run(None, feeds)
+    a4, (a5, e5) = one.run(None, feeds)[0], two.run(None, feeds)
+    np.testing.assert_allclose(art, (a4 + a5) / 2, atol=1e-6)
+    np.testing.assert_array_equal(ext, e5)
+    assert np.abs(a4 - a5).max() > 1e-3  # the members differ, so the mean is a third answer
+    other = onnx.load(str(ROOT / "models" / "a2v-articulator-v3.onnx"))
+    for p in other.metadata_props:
+        if p.key == "spectrum_prior":
+            p.value = "0," + p.value.split(",", 1)[1]
+    with pytest.raises(ValueError, match="spectrum_prior"):
+        ensemble([onnx.load(str(v5)), other], ["v5", "x"])
+
+
+def test_the_built_in_articulator_is_the_mean_of_three_trained_ones(trained: object) -> None:
+    meta = trained.get_modelmeta().custom_metadata_map  # type: ignore[attr-defined]
+    assert meta["members"].split(",") == ["v4", "v5", "v5-seed2"] and meta["extended_members"] == "v5,v5-seed2"

@@ -22,7 +22,7 @@ from a2v_cli.engine.features import N_MELS, centered_window_starts, speech_spect
 from a2v_cli.engine.sessions import LoadedSession, load_session
 from a2v_cli.errors import InputError, not_found
 
-ARTICULATOR_FILE = "a2v-articulator-v5.onnx"  # trained; v1 (hand-designed), v2-v4 stay in models/ for reference
+ARTICULATOR_FILE = "a2v-articulator-v6.onnx"  # the mean of three trained ones; v1-v5 stay in models/ for reference
 MOUTH_FILE = "a2v-mouth-v2.onnx"
 PATCH_H, PATCH_W = 96, 128
 
@@ -111,7 +111,7 @@ class Articulator:
 class BuiltinModel:
     """a2v's own model: articulator + mouth renderer, styled by the pose's lip colours."""
 
-    name = "a2v-builtin-v5"
+    name = "a2v-builtin-v6"
 
     def __init__(self, art: PoseArt, device: str = "auto") -> None:
         root = model_dir()
