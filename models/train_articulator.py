@@ -1,30 +1,17 @@
-"""Train a2v's articulator v2: a small conv net (mel window -> open, spread, round, press) on synthetic speech.
+"""Train a2v's articulator: a small conv net (mel window + the recording's speech spectrum -> open, spread, round,
+press, and the F/V and L probabilities) on synthetic and real-speaker speech.
 
-    python models/train_articulator.py              # data (fixed seeds) -> train -> models/a2v-articulator-v2.onnx
-                                                    # -> held-out comparison with v1 (~17 min on 2 busy cores)
-    python models/train_articulator.py --eval-only  # only the held-out comparison of v1 and the committed v2
+    python models/train_articulator.py              # data (fixed seeds) -> train -> models/a2v-articulator-v5.onnx
+                                                    # -> held-out comparison with the committed articulators
+    python models/train_articulator.py --train-seed 2 --out X.onnx   # the same data, another start (v6's members)
+    python models/train_articulator.py --eval-only  # only the held-out comparison of the committed articulators
     python models/train_articulator.py --quick      # a 1-minute pilot into /tmp/a2v-train/pilot
 
-torch is needed here only (``pip install torch==2.13.0``, CPU); the exported ONNX file runs on onnxruntime like v1.
-Datasets, checkpoints and logs go to /tmp/a2v-train (``--work``), never into the repository. See models/TRAINING.md.
-
-Contract (the same as v1, see models/MODEL_CARD.md): input ``mel`` float32 [B,1,80,16], Wav2Lip's normalized
-log-mel of level-normalized 16 kHz audio, the window centred on the video frame's centre time (column 8; 100 ms
-look-ahead, no more); output ``articulation`` float32 [B,4] in 0..1 = open, spread, round, press.
-
-Graph: a fixed energy gate (v1's silence gate, made stricter) times a trained conv net:
-
-- ``level``: the power-mean level (mel units, 12.5 dB) of the mel bands centred in 100-7600 Hz, per column;
-- ``gate``  = ramp(min(level[7..9]), -1.6, -1.2): exactly 0 unless the frame centre (+-12.5 ms) is within
-  ~20 dB of loud speech; multiplies open, spread and round, so silence and low noise give exactly 0;
-- ``side``  = ramp(min(max(level[3..6]), max(level[10..13])), -1.6, -1.2): speech on both sides within 62 ms (a
-  stop closure between sounds, not a pause); the learned press is multiplied by max(gate, side);
-- ``dip``   = ramp(min(max(level[3..6]), max(level[10..13])) - min(level[7..9]), 0.5, 1.0): v1's closure cue, added
-  after training as a floor: press = max(learned press, dip) (the net alone under-presses long closures);
-- net (``--arch conv2d``, the default): Conv2d(1->16, 5x3, stride 2 in frequency) ReLU, Conv2d(16->16, 3x3,
-  stride 2 in frequency) ReLU -> 320 channels x 16 columns, Conv1d(320->96, k1) ReLU, two residual
-  Conv1d(96->96, k3, dilation 1 and 2) ReLU, Conv1d(96->96, k3, stride 2) ReLU, Linear(768->64) ReLU,
-  Linear(64->4), Sigmoid: 166,100 parameters. The gates are part of the graph during training too.
+The built-in articulator v6 is the mean of three such runs (v4: ``--no-extended``, v5, and v5 with ``--train-seed
+2``), merged into one graph by models/ensemble_articulator.py. torch is needed here only (``pip install
+torch==2.13.0``, CPU); the exported ONNX files run on onnxruntime. Datasets, checkpoints and logs go to
+/tmp/a2v-train (``--work``), never into the repository. Data, targets, graph (gates and net) and every experiment:
+models/TRAINING.md; the contract: models/MODEL_CARD.md. Look-ahead: 100 ms (the centred 16-column window), no more.
 """
 
 from __future__ import annotations
