@@ -6,8 +6,8 @@ its duration in ms and a pitch curve per line) and ``mbrola`` concatenates the d
 so the timings are the synthesizer's own, as with espeak-ng, Flite and Piper. The acoustics are a human voice's;
 the prosody is espeak-ng's. Phones are the voice's SAMPA, mapped to espeak mnemonics for lipsync_clips' table.
 
-The articulator trains on us1, us3, en1, it3, it4 and cz2 (models/train_articulator.py); us2 (an American man) is
-never trained on::
+models/train_articulator.py can add us1, us3, en1, it3, it4 and cz2 to its data (``--mbrola``; tried, not in the
+built-in articulator's recipe: models/TRAINING.md); us2 (an American man) is never trained on::
 
     python benchmarks/bench_lipsync.py --split mbrola      # Debian non-free: apt install mbrola mbrola-us2
 """
