@@ -25,6 +25,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,11 +51,9 @@ def truth_track(clip: lc.Clip, times: np.ndarray) -> list[str]:
     """The right shape(s) at each of ``times``: "X" outside every phoneme."""
     out = ["X"] * len(times)
     phonemes = clip.phonemes
-    for k, (start, end, name) in enumerate(phonemes):
+    for k, (start, end, _) in enumerate(phonemes):
         lo, hi = np.searchsorted(times, [start, end])
-        shaped, frac_fixed = name, None
-        if lc.is_marker(name):  # shaped like the next real phoneme, at its start
-            shaped, frac_fixed = next((p[2] for p in phonemes[k + 1 :] if not lc.is_marker(p[2])), "_"), 0.0
+        shaped, frac_fixed = lc.shaped_as(phonemes, k)
         for i in range(lo, hi):
             frac = frac_fixed if frac_fixed is not None else (times[i] - start) / max(end - start, 1e-9)
             out[i] = lc.rhubarb_shapes(shaped, frac, clip.language)
@@ -68,28 +67,49 @@ def cue_track(cues: list, times: np.ndarray) -> list[str]:
     return [cues[i].value for i in idx]
 
 
-def score_clip(clip: lc.Clip, cues: list) -> dict[str, list[int]]:
-    """Counts (hits, total) of every score for one clip; pooled over clips by the caller."""
+@dataclass(frozen=True)
+class ClipPoints:
+    """What a clip is scored against at ``RATE`` points, whatever the cues: computed once per clip."""
+
+    times: np.ndarray  # point times (s)
+    truth: list[str]  # the right shape(s) at each point (``truth_track``)
+    mids: dict[str, list[int]]  # per shape A, G, H: the midpoint index of each of its phonemes
+    near: dict[str, np.ndarray]  # per shape: points within the precision margin of its phonemes (A: pauses too)
+    silence: np.ndarray  # points inside pauses of at least 0.2 s
+
+
+def clip_points(clip: lc.Clip) -> ClipPoints:
     times = (np.arange(int(np.ceil(clip.duration * RATE))) + 0.5) / RATE
-    truth, cued = truth_track(clip, times), cue_track(cues, times)
-    right = [c in t or (c in CLOSED and bool(set(t) & CLOSED)) for c, t in zip(cued, truth, strict=True)]
-    counts: dict[str, list[int]] = {"accuracy": [sum(right), len(right)]}
-    tol = round(HIT_TOLERANCE_S * RATE)
+    truth = truth_track(clip, times)
+    mids, near = {}, {}
     for shape, is_member in (("A", lc.is_bilabial), ("G", lambda n: lc.rhubarb_shapes(n) == "G"),
                              ("H", lambda n: lc.rhubarb_shapes(n) == "H")):  # fmt: skip
         spans = [(s, e) for s, e, n in clip.phonemes if not lc.is_pause(n) and not lc.is_marker(n) and is_member(n)]
-        hits = 0
+        mids[shape] = [int((s + e) / 2 * RATE) for s, e in spans]
+        close = np.array([t == "X" for t in truth]) if shape == "A" else np.zeros(len(times), bool)
         for s, e in spans:
-            mid = int((s + e) / 2 * RATE)
-            hits += any(cued[i] == shape for i in range(max(mid - tol, 0), min(mid + tol + 1, len(cued))))
-        counts[f"{shape} hit"] = [hits, len(spans)]
-        near = np.array([t == "X" for t in truth]) if shape == "A" else np.zeros(len(times), bool)
-        for s, e in spans:
-            near |= (times >= s - PRECISION_MARGIN_S) & (times < e + PRECISION_MARGIN_S)
-        mine = np.array([c == shape for c in cued])
-        counts[f"{shape} prec"] = [int((mine & near).sum()), int(mine.sum())]
+            close |= (times >= s - PRECISION_MARGIN_S) & (times < e + PRECISION_MARGIN_S)
+        near[shape] = close
     silence = lc.clip_truth(clip, RATE).silence[: len(times)]
-    counts["X in pauses"] = [sum(c == "X" for c, s in zip(cued, silence, strict=False) if s), int(silence.sum())]
+    return ClipPoints(times, truth, mids, near, silence)
+
+
+def score_clip(clip: lc.Clip, cues: list, points: ClipPoints | None = None) -> dict[str, list[int]]:
+    """Counts (hits, total) of every score for one clip; pooled over clips by the caller. ``points``: the clip's
+    ``clip_points``, when the caller scores many cue sets of it."""
+    pts = points or clip_points(clip)
+    cued = cue_track(cues, pts.times)
+    right = [c in t or (c in CLOSED and bool(set(t) & CLOSED)) for c, t in zip(cued, pts.truth, strict=True)]
+    counts: dict[str, list[int]] = {"accuracy": [sum(right), len(right)]}
+    tol = round(HIT_TOLERANCE_S * RATE)
+    for shape, mids in pts.mids.items():
+        hits = sum(any(cued[i] == shape for i in range(max(mid - tol, 0), min(mid + tol + 1, len(cued))))
+                   for mid in mids)  # fmt: skip
+        counts[f"{shape} hit"] = [hits, len(mids)]
+        mine = np.array([c == shape for c in cued])
+        counts[f"{shape} prec"] = [int((mine & pts.near[shape]).sum()), int(mine.sum())]
+    counts["X in pauses"] = [sum(c == "X" for c, s in zip(cued, pts.silence, strict=False) if s),
+                             int(pts.silence.sum())]  # fmt: skip
     return counts
 
 
@@ -109,14 +129,19 @@ def articulation_tracks(clips: list[lc.Clip], articulator: Path | None, device: 
     return out
 
 
-def pooled_scores(clips: list[lc.Clip], tracks: list[np.ndarray], rule: CueRule | None = None) -> dict[str, list[int]]:
+def pooled_scores(
+    clips: list[lc.Clip], tracks: list[np.ndarray], rule: CueRule | None = None,
+    points: list[ClipPoints] | None = None,
+) -> dict[str, list[int]]:
     """``score_clip`` counts summed over the clips, cued from their articulation tracks with all extended shapes
-    (by ``rule``, default the app's ``CueRule``)."""
+    (by ``rule``, default the app's ``CueRule``). ``points``: the clips' ``clip_points``, for a caller that scores
+    many rules."""
     from a2v_cli.engine.cues import RULE, cues_from_track
 
     pooled: dict[str, list[int]] = {}
-    for clip, track in zip(clips, tracks, strict=True):
-        for key, (hit, total) in score_clip(clip, cues_from_track(track, clip.duration, "GHX", rule or RULE)).items():
+    for k, (clip, track) in enumerate(zip(clips, tracks, strict=True)):
+        cues = cues_from_track(track, clip.duration, "GHX", rule or RULE)
+        for key, (hit, total) in score_clip(clip, cues, points[k] if points else None).items():
             pooled.setdefault(key, [0, 0])
             pooled[key][0] += hit
             pooled[key][1] += total

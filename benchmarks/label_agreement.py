@@ -31,10 +31,8 @@ def realign(clip: lc.Clip, cmu: dict[str, list[list[str]]], pylib: Path) -> lc.C
     text = " ".join(re.sub(r"[^a-z' ]", " ", " ".join(clip.sentences).lower()).split())
     phonemes: list[tuple[float, float, str]] = []
     for word in hc.align(clip.audio, clip.sample_rate, text, pylib):
-        names = [p for _, _, p, _ in word]
-        if not word[0][3].startswith("<") and word[0][3] != "(NULL)":
-            names = hc.with_stress(word[0][3], names, cmu)
-        phonemes.extend((s, e, hc.espeak_name(p)) for (s, e, _, _), p in zip(word, names, strict=True))
+        phonemes.extend((s, e, hc.espeak_name(p)) for (s, e, _, _), p in zip(word, hc.word_phones(word, cmu),
+                                                                              strict=True))
     return lc.Clip(clip.audio, clip.sample_rate, phonemes, clip.name, "en-us", sentences=clip.sentences)
 
 

@@ -395,6 +395,16 @@ def is_pause(name: str) -> bool:
     return name.startswith("_") and name not in PAUSE_FOLLOW
 
 
+def shaped_as(phonemes: list[tuple[float, float, str]], k: int) -> tuple[str, float | None]:
+    """The phoneme whose mouth shape phoneme ``k`` takes, and the fixed position inside it to read, if any: a marker
+    takes the next real phoneme's shape at its start ("_" after the last one); any other phoneme its own shape at
+    the position in question (None)."""
+    name = phonemes[k][2]
+    if not is_marker(name):
+        return name, None
+    return next((p[2] for p in phonemes[k + 1 :] if not is_marker(p[2])), "_"), 0.0
+
+
 def is_bilabial(name: str) -> bool:
     return base_mnemonic(name) in ("p", "b", "m")
 
@@ -496,10 +506,7 @@ def ground_truth(
         sel = np.flatnonzero((centres >= start) & (centres < end))
         if not len(sel):
             continue
-        shape_of, frac_fixed = name, None
-        if is_marker(name):  # shaped like the next real phoneme, at its start
-            nxt = next((p[2] for p in phonemes[k + 1 :] if not is_marker(p[2])), "_")
-            shape_of, frac_fixed = nxt, 0.0
+        shape_of, frac_fixed = shaped_as(phonemes, k)
         for i in sel:
             frac = frac_fixed if frac_fixed is not None else (centres[i] - start) / max(end - start, 1e-9)
             target[i] = openness(shape_of, frac, language)

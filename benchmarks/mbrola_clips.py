@@ -42,9 +42,14 @@ FOREIGN = {"i/": "j", "h\\": "h", "d'": "d", "t'": "t", "n'": "n^", "Au": "aU", 
            "&": "W", "$": "@", "6": "@", "kh": "k", "ph": "p", "th": "t", "dj": "d", "tj": "t", "L": "l", "rs": "s"}
 
 
+def database(voice: str) -> Path:
+    """The diphone database a voice speaks with ("nl2-en" is English with nl2's diphones)."""
+    name = voice.split("-", 1)[0]
+    return VOICE_DIR / name / name
+
+
 def available(voice: str) -> bool:
-    database = voice.split("-", 1)[0]
-    return (VOICE_DIR / database / database).is_file()
+    return database(voice).is_file()
 
 
 def mbrola_phone(name: str, language: str) -> str:
@@ -76,13 +81,12 @@ def mbrola_sentence(text: str, spec: lc.ClipSpec) -> tuple[np.ndarray, int, list
     import soundfile
 
     voice = spec.voice.split(":", 1)[1]
-    database = voice.split("-", 1)[0]
     pho = subprocess.run(["espeak-ng", "-v", f"mb-{voice}", "-s", str(spec.rate), "-p", str(spec.pitch), "-q",
                           "--pho", text], capture_output=True, text=True, check=True, timeout=60).stdout  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="a2v-mbrola-") as tmp:
         pho_path, wav = Path(tmp) / "in.pho", Path(tmp) / "out.wav"
         pho_path.write_text(pho)
-        subprocess.run(["mbrola", "-e", str(VOICE_DIR / database / database), str(pho_path), str(wav)],
+        subprocess.run(["mbrola", "-e", str(database(voice)), str(pho_path), str(wav)],
                        capture_output=True, check=True, timeout=60)  # fmt: skip
         audio, sr = soundfile.read(str(wav), dtype="float32")
     return audio, int(sr), lc.within(parse_pho(pho, LANGUAGE[voice]), len(audio) / sr)

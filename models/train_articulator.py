@@ -537,9 +537,9 @@ def target_track(
         lo, hi = np.searchsorted(grid, [start, end])
         if hi <= lo:
             continue
-        if lc.is_marker(name):  # glottal stop / word break: shaped like the next real phoneme at its start
-            nxt = next((p[2] for p in phonemes[k + 1 :] if not lc.is_marker(p[2])), "_")
-            vals[:, lo:hi] = np.array(shape_of(nxt, 0.0, language))[:, None]
+        shaped, fixed = lc.shaped_as(phonemes, k)
+        if fixed is not None:  # glottal stop / word break: shaped like the next real phoneme at its start
+            vals[:, lo:hi] = np.array(shape_of(shaped, fixed, language))[:, None]
             continue
         fracs = (grid[lo:hi] - start) / max(end - start, 1e-9)
         first = np.array(shape_of(name, 0.0, language))
@@ -562,8 +562,7 @@ def phoneme_track(phonemes: list[tuple[float, float, str]], times: np.ndarray) -
         lo, hi = np.searchsorted(times, [start, end])
         if hi <= lo:
             continue
-        if lc.is_marker(name):
-            name = next((p[2] for p in phonemes[k + 1 :] if not lc.is_marker(p[2])), "_")
+        name = lc.shaped_as(phonemes, k)[0]
         out[lo:hi] = "_" if lc.is_pause(name) else lc.base_mnemonic(name)[:6]
     return out
 
@@ -785,12 +784,15 @@ def make_versions(args: tuple[BaseClip, Recipe]) -> list[Version]:
     return out
 
 
-PARTS = ("festival_clips", "natural_clips", "mbrola_clips")  # data parts cached apart from the espeak part
+# data parts cached apart from the espeak part: part -> the recipe fields that belong to it
+PARTS = {"festival_clips": ("festival_clips",), "natural_clips": ("natural_clips",),
+         "mbrola_clips": ("mbrola_clips", "mbrola_accent_clips")}  # fmt: skip
+PART_FIELDS = frozenset(f for fields in PARTS.values() for f in fields)
 
 
 def dataset_key(recipe: Recipe) -> str:
     # parts added later (Festival, Flite/Piper) stay out of the key while unused: the older parts' caches stay valid
-    fields = {k: v for k, v in recipe.__dict__.items() if not (k in (*PARTS, "mbrola_accent_clips") and v == 0)}
+    fields = {k: v for k, v in recipe.__dict__.items() if not (k in PART_FIELDS and v == 0)}
     if recipe.festival_clips:
         fields["festival_voices"] = [*FESTIVAL_TRAIN_VOICES, *FESTIVAL_ITALIAN_VOICES, *FESTIVAL_FINNISH_VOICES]
     if recipe.natural_clips:
@@ -875,14 +877,11 @@ def build_all(recipe: Recipe, work: Path, workers: int = 2) -> dict[str, np.ndar
     joined."""
     from dataclasses import replace
 
-    none = {"train_split_clips": 0, "extra_clips": 0, "foreign_clips": 0, "mbrola_accent_clips": 0,
-            **dict.fromkeys(PARTS, 0)}
-    parts = [build_dataset(replace(recipe, **dict.fromkeys(PARTS, 0), mbrola_accent_clips=0), work, workers)]
-    for name in PARTS:
+    none = {"train_split_clips": 0, "extra_clips": 0, "foreign_clips": 0, **dict.fromkeys(PART_FIELDS, 0)}
+    parts = [build_dataset(replace(recipe, **dict.fromkeys(PART_FIELDS, 0)), work, workers)]
+    for name, fields in PARTS.items():
         if getattr(recipe, name):
-            mine = {name: getattr(recipe, name)}
-            if name == "mbrola_clips":
-                mine["mbrola_accent_clips"] = recipe.mbrola_accent_clips
+            mine = {f: getattr(recipe, f) for f in fields}
             parts.append(build_dataset(replace(recipe, **{**none, **mine}), work, workers))
     joined = {k: np.concatenate([p[k] for p in parts]) for k in ("valid", "version", "phon", "kind", "voice")}
     joined["mel"] = np.concatenate([p["mel"] for p in parts], axis=1)
@@ -1578,7 +1577,7 @@ def evaluate(models: dict[str, Path], n: int = 24, seed: int = 0, festival: bool
     results: dict[str, Any] = {}
     for name, clips in sets.items():
         groups = {"all": list(range(len(clips)))}
-        if not name.startswith(("human", "piper", "flite", "mbrola")):
+        if len({c.group for c in clips}) > 1:  # a set of several voices is also reported voice by voice
             for i, c in enumerate(clips):
                 groups.setdefault(c.group, []).append(i)
         for model, path in models.items():

@@ -36,7 +36,7 @@ class Cue:
 
 @dataclass(frozen=True)
 class CueRule:
-    """Thresholds of the shape choice, chosen for articulator v5 on development voices (``models/tune_cues.py``).
+    """Thresholds of the shape choice, chosen on development voices (``models/tune_cues.py``; for v5, kept for v6).
     The F/V and L outputs are near 0 away from their phonemes, so low thresholds are still selective."""
 
     press: float = 0.2  # lip press at or above this (with a nearly shut jaw): A

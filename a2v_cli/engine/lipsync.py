@@ -77,7 +77,7 @@ class Articulator:
 
     A graph with a ``spectrum`` input reads each window relative to the recording's mean speech
     spectrum, so ``begin`` must measure it before the first ``run``. A graph with an ``extended``
-    output (v5) also tells F/V and L apart, for Rhubarb's G and H cues.
+    output (v5, v6) also tells F/V and L apart, for Rhubarb's G and H cues.
     """
 
     def __init__(self, device: str = "auto", path: Path | None = None) -> None:
