@@ -128,7 +128,15 @@ def _backend(local: bool, server: str | None = None, http_timeout: float = 30.0)
 
     if not remote.token:
         raise AuthError(f"no token for {remote.server}", "set A2V_TOKEN or run `a2v auth login`")
+    _MODE.update(mode="remote", server=remote.server)
+    if not _MODE.get("json"):
+        source = {"config": "`a2v auth login`"}.get(remote.server_source or "", remote.server_source)
+        _output(False).info(f"Remote mode: server {remote.server} (from {source}); --local runs on this machine")
     return RemoteBackend(A2VClient(remote.server, remote.token, timeout=http_timeout))
+
+
+# which mode and server this command used, for error lines (main() fills "json" from argv)
+_MODE: dict[str, Any] = {"mode": "local", "server": None}
 
 
 def _version(value: bool) -> None:
@@ -204,7 +212,9 @@ def generate(
         typer.Option("--alpha-format", help="Also write <output>.alpha.webm (VP9) or .alpha.mov (ProRes 4444)."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing output files.")] = False,
-    device: Annotated[Device, typer.Option("--device", help="Where the model runs (local mode).")] = Device.auto,
+    device: Annotated[
+        Device | None, typer.Option("--device", help="Local mode: where the model runs (default auto).")
+    ] = None,
     model: Annotated[
         str | None,
         typer.Option("--model", "-m", help="Local mode: a Wav2Lip-style .onnx file or a name from `a2v models list`."),
@@ -230,30 +240,42 @@ def generate(
         mask_output=mask_output,
         alpha_format=alpha_format.value if alpha_format else None,
         force=force,
-        device=device.value,
+        device=device.value if device else None,
         model=model,
         on_saved=lambda path: out.info(f"Saved {path}"),
     )
+    _check_audio_arg(audio)
     backend = _backend(local, server, http_timeout)
     if backend.mode == "local":
-        with out.progress(f"Rendering {pose}") as progress:
+        with out.progress(f"Rendering {pose} locally") as progress:
             video = backend.generate(pose, audio, options, progress)
     else:
-        from a2v_cli.backend.local import check_writable, mask_path_for
+        from a2v_cli.backend import plan_outputs
+        from a2v_cli.errors import InputError
 
-        targets = []
-        if output is not None:
-            targets = [output, mask_output or mask_path_for(output)]
-            for t in targets:
-                check_writable(t, force)
+        backend.check_options(options)
+        if mask_output is not None and output is None:
+            raise InputError("in remote mode --mask-output needs -o FILE", "add -o FILE: it downloads video and mask")
+        # the same check as local mode, before anything is uploaded
+        targets = plan_outputs(audio, pose, options, "", Path.cwd()) if output is not None else None
         audio_arg = _spool_stdin(audio, options)
         video = backend.generate(pose, audio_arg, options)
         out.info(f"Started {video.video_id} ({video.status})")
         if wait or targets:
             video = _wait(out, backend, video, timeout, json_)
         if targets:
-            _fetch(out, backend, [(video.video_url, targets[0]), (video.mask_video_url, targets[1])], force)
+            pairs = [(video.video_url, targets.video), (video.mask_video_url, targets.mask)]
+            if targets.alpha:
+                pairs.append((video.alpha_video_url, targets.alpha))
+            _fetch(out, backend, pairs, force)
     _print_video(out, video.to_dict(), json_)
+
+
+def _check_audio_arg(audio: str) -> None:
+    from a2v_cli.errors import InputError
+
+    if not audio.strip():
+        raise InputError("--audio is empty", "give an audio file, an http(s) URL, or - for stdin")
 
 
 def _spool_stdin(audio: str, options: GenerateOptions) -> str:
@@ -291,13 +313,24 @@ def _wait(out: Any, backend: Any, video: Any, timeout: float, json_: bool) -> An
 
 
 def _fetch(out: Any, backend: Any, pairs: list[tuple[str | None, Path]], force: bool) -> None:
+    """Download every file, all or none: a refusal or failure removes the ones this call created."""
     from a2v_cli.errors import VideoFailedError
 
     for url, dest in pairs:
         if not url:
             raise VideoFailedError(f"the server gave no URL for {dest.name}")
-        with out.progress(f"Downloading {dest.name}", unit="bytes") as progress:
-            backend.download(url, dest, progress)
+    done: list[Path] = []
+    try:
+        for url, dest in pairs:
+            with out.progress(f"Downloading {dest.name}", unit="bytes") as progress:
+                backend.download(url, dest, progress, force)
+            done.append(dest)
+    except BaseException:
+        if not force:
+            for path in done:
+                path.unlink(missing_ok=True)
+        raise
+    for dest in done:
         out.info(f"Saved {dest}")
 
 
@@ -358,12 +391,19 @@ def video_download(
     debug: DebugOpt = False,
 ) -> None:
     """Download a video, its mask (and alpha file) as <id>.mp4, <id>.mask.mp4 (extension)."""
-    from a2v_cli.backend.local import check_writable
-    from a2v_cli.errors import InputError
+    from a2v_cli.errors import InputError, VideoFailedError
+    from a2v_cli.files import check_outputs
 
     out = _output(json_)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise InputError(f"{output_dir} is not a directory", "give -o an existing directory")
     backend = _backend(local, server, http_timeout)
     video = backend.get_video(video_id)
+    if video.status == "failed":
+        raise VideoFailedError(
+            f"video {video_id} failed ({video.error or 'no reason given'}); there is nothing to download",
+            "render it again with `a2v generate`",
+        )
     if video.status != "finished":
         raise InputError(f"video {video_id} is {video.status}, not finished", f"a2v video get {video_id} --wait")
     pairs = [
@@ -373,8 +413,7 @@ def video_download(
     if video.alpha_video_url:
         ext = Path(video.alpha_video_url.split("?")[0]).suffix or ".webm"
         pairs.append((video.alpha_video_url, output_dir / f"{video_id}.alpha{ext}"))
-    for _, dest in pairs:
-        check_writable(dest, force)
+    check_outputs([("the output", dest) for _, dest in pairs], [], force)
     _fetch(out, backend, pairs, force)
     files = {"video_id": video_id, "files": [str(dest.absolute()) for _, dest in pairs]}
     if json_:
@@ -404,13 +443,15 @@ def cues(
     import tempfile
 
     from a2v_cli import config
-    from a2v_cli.backend.local import check_writable
     from a2v_cli.engine import cues as cue_mod
     from a2v_cli.engine.audio import decode, fetch
+    from a2v_cli.files import check_outputs, input_file, write_text_new
 
+    _check_audio_arg(audio)
     extended = cue_mod.check_extended(extended)
     if output is not None:
-        check_writable(output, force)
+        ext = ".json" if fmt is CueFormat.json else ".tsv"
+        check_outputs([("the output", output)], [("the audio", input_file(audio))], force, example=f"cues{ext}")
     with tempfile.TemporaryDirectory(prefix="a2v-") as tmp:
         prepared = decode(fetch(audio, Path(tmp)), Path(tmp), config.max_audio_seconds())
         found = cue_mod.mouth_cues(prepared, device.value, extended)
@@ -421,9 +462,7 @@ def cues(
     if output is None:
         sys.stdout.write(text)
         return
-    part = output.with_name(f".{output.name}.part")
-    part.write_text(text)
-    part.replace(output)
+    write_text_new(output, text, force)
 
 
 @models_app.command("list")
@@ -561,7 +600,8 @@ def _fail(message: str, code: int, json_errors: bool = False, hint: str | None =
     if json_errors:
         import json
 
-        sys.stderr.write(json.dumps({"error": message, "hint": hint, "exit_code": int(code)}) + "\n")
+        where = {"mode": _MODE["mode"], "server": _MODE["server"]}
+        sys.stderr.write(json.dumps({"error": message, "hint": hint, "exit_code": int(code), **where}) + "\n")
     else:
         from a2v_cli.output import Output
 
@@ -578,6 +618,7 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("A2V_DEBUG") not in (None, "", "0")
     json_errors = "--json" in args
+    _MODE["json"] = json_errors
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         rv = typer.main.get_command(app).main(args=args, prog_name="a2v", standalone_mode=False)

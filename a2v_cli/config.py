@@ -18,8 +18,20 @@ def home_dir() -> Path:
         import platformdirs
 
         path = Path(platformdirs.user_data_dir("a2v", appauthor=False))
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise home_error(path, err.strerror or str(err)) from None
     return path
+
+
+def home_error(path: Path, reason: str) -> Exception:
+    """Exit 2 naming A2V_HOME and the directory: the user can fix it, it is not a crash."""
+    from a2v_cli.errors import InputError
+
+    return InputError(
+        f"A2V_HOME {path} is not usable ({reason})", "make that directory writable or set A2V_HOME to one that is"
+    )
 
 
 def max_audio_seconds() -> float:

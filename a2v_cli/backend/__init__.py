@@ -23,10 +23,64 @@ class GenerateOptions:
     mask_output: Path | None = None
     alpha_format: str | None = None
     force: bool = False
-    device: str = "auto"
+    device: str | None = None  # None: not given (auto); remote mode refuses any value
     model: str | None = None  # local mode: a Wav2Lip-style ONNX path or models-folder name
     stdin: BinaryIO | None = None
     on_saved: Callable[[Path], None] | None = None  # told of each output file once it is complete
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """The files one `generate` writes."""
+
+    video: Path
+    mask: Path
+    alpha: Path | None = None
+
+    def named(self) -> list[tuple[str, Path]]:
+        pairs = [("the video output", self.video), ("the mask output", self.mask)]
+        return pairs + ([("the alpha output", self.alpha)] if self.alpha else [])
+
+
+def mask_path_for(video: Path) -> Path:
+    return video.with_name(f"{video.stem}.mask.mp4")
+
+
+def alpha_path_for(video: Path, fmt: str) -> Path:
+    return video.with_name(f"{video.stem}.alpha.{fmt}")
+
+
+def default_video_path(audio: str, pose_id: str, video_id: str, cwd: Path) -> Path:
+    """`<audio stem>-<pose>.mp4` here, for a file or a URL's file name; `a2v-<video id>.mp4` for stdin."""
+    if audio == "-":
+        return cwd / f"a2v-{video_id}.mp4"
+    if "://" in audio:
+        from urllib.parse import unquote, urlsplit
+
+        stem = Path(unquote(urlsplit(audio).path)).stem
+        return cwd / (f"{stem}-{pose_id}.mp4" if stem and stem not in (".", "..") else f"a2v-{video_id}.mp4")
+    return cwd / f"{Path(audio).stem}-{pose_id}.mp4"
+
+
+def plan_outputs(audio: str, pose_id: str, options: GenerateOptions, video_id: str, cwd: Path) -> Outputs:
+    """Name and check every file a `generate` writes: the one check both modes run before any upload or render.
+
+    No output may be the audio, the model or another output (resolved paths, device and inode),
+    with or without --force; existing files need --force.
+    """
+    from a2v_cli.files import check_directory_target, check_outputs, input_file
+
+    if options.output is not None:
+        check_directory_target(options.output)
+    if options.mask_output is not None:
+        check_directory_target(options.mask_output, "--mask-output", "out.mask.mp4")
+    video = (options.output or default_video_path(audio, pose_id, video_id, cwd)).absolute()
+    mask = (options.mask_output or mask_path_for(video)).absolute()
+    alpha = alpha_path_for(video, options.alpha_format) if options.alpha_format else None
+    outputs = Outputs(video, mask, alpha)
+    inputs = [("the audio", input_file(audio)), ("the model", input_file(options.model))]
+    check_outputs(outputs.named(), inputs, options.force)
+    return outputs
 
 
 class Backend(Protocol):

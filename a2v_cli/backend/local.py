@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from a2v_cli import config
-from a2v_cli.backend import GenerateOptions, ProgressFn
+from a2v_cli.backend import GenerateOptions, ProgressFn, plan_outputs
 from a2v_cli.engine import catalog
 from a2v_cli.errors import A2VError, InputError, not_found
+from a2v_cli.files import check_outputs, place_all, place_copy
 from a2v_cli.schema import Avatar, Pose, Video
 from a2v_cli.store import VideoStore, new_video_id
 
@@ -19,52 +19,30 @@ def file_url(path: Path) -> str:
     return path.resolve().as_uri()
 
 
-def default_outputs(audio: str, pose_id: str, video_id: str, cwd: Path) -> Path:
-    """`<audio stem>-<pose>.mp4` in the current directory; `a2v-<video id>.mp4` for stdin and URLs."""
-    if audio == "-" or "://" in audio:
-        return cwd / f"a2v-{video_id}.mp4"
-    return cwd / f"{Path(audio).stem}-{pose_id}.mp4"
-
-
-def mask_path_for(video: Path) -> Path:
-    return video.with_name(f"{video.stem}.mask.mp4")
-
-
-def alpha_path_for(video: Path, fmt: str) -> Path:
-    return video.with_name(f"{video.stem}.alpha.{fmt}")
-
-
-def check_writable(path: Path, force: bool) -> None:
-    """Refuse an existing file unless forced, and a directory we cannot write into."""
-    if path.exists() and path.is_dir():
-        raise InputError(f"output {path} is a directory", "give a file name, e.g. -o out.mp4")
-    if path.exists() and not force:
-        raise InputError(f"output {path} already exists", "use --force to overwrite it, or choose another -o")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError(f"cannot write {path}: directory {parent} does not exist", "create it or choose another -o")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"cannot write {path}: directory {parent} is not writable", "choose another -o")
-
-
-def place(src: Path, dest: Path) -> Path:
-    """Put ``src`` at ``dest`` atomically: a hard link when possible (no extra disk), else a copy."""
-    tmp = dest.with_name(f".{dest.name}.part")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    tmp.replace(dest)
-    return dest
-
-
 class LocalBackend:
     mode = "local"
 
     def __init__(self, home: Path | None = None) -> None:
-        self.home = home or config.home_dir()
-        self.store = VideoStore(self.home / "a2v.db")
+        self._home = home
+        self._store: VideoStore | None = None
+
+    @property
+    def home(self) -> Path:
+        """Opened on first use: avatars and poses need no history, so no writable home either."""
+        if self._home is None:
+            self._home = config.home_dir()
+        return self._home
+
+    @property
+    def store(self) -> VideoStore:
+        if self._store is None:
+            import sqlite3
+
+            try:
+                self._store = VideoStore(self.home / "a2v.db")
+            except (sqlite3.Error, OSError) as err:
+                raise config.home_error(self.home, f"cannot open its history database: {err}") from None
+        return self._store
 
     def _previews(self) -> dict[str, str]:
         return {pid: file_url(p) for pid, p in catalog.packaged_previews().items()}
@@ -84,14 +62,15 @@ class LocalBackend:
     def list_videos(self, limit: int | None = None) -> list[Video]:
         return self.store.list(limit=limit)
 
-    def download(self, url: str, dest: Path, progress: ProgressFn | None = None) -> Path:
+    def download(self, url: str, dest: Path, progress: ProgressFn | None = None, force: bool = False) -> Path:
         """Local videos are files already: link or copy one into place."""
         from urllib.parse import unquote, urlsplit
 
         src = Path(unquote(urlsplit(url).path))
         if not src.is_file():
             raise InputError(f"{src} no longer exists", "render the video again")
-        place(src, dest)
+        check_outputs([("the output", dest)], [("the history's copy", src)], force)
+        place_copy(src, dest, force)
         if progress:
             size = dest.stat().st_size
             progress(size, size)
@@ -103,20 +82,13 @@ class LocalBackend:
         from a2v_cli.engine.render import ALPHA_FORMATS, RenderJob, render
 
         catalog.pose(pose_id)  # unknown pose: exit 4 before any work
-        # the model and its device load before the video exists: a missing GPU is not a failed video
-        model = load_model(options.model, catalog.pose_art(pose_id), options.device)
         if options.alpha_format and options.alpha_format not in ALPHA_FORMATS:
             raise InputError(f"unknown alpha format {options.alpha_format!r}", "use webm or mov")
         video_id = new_video_id()
-        video_path = (options.output or default_outputs(audio, pose_id, video_id, Path.cwd())).absolute()
-        mask_path = (options.mask_output or mask_path_for(video_path)).absolute()
-        alpha_path = alpha_path_for(video_path, options.alpha_format) if options.alpha_format else None
-        paths = [p for p in (video_path, mask_path, alpha_path) if p is not None]
-        if len(set(paths)) != len(paths):
-            raise InputError("the video and mask outputs must be different files", "change --mask-output")
-        for p in paths:
-            check_writable(p, options.force)
-        kept = self.home / "videos" / video_id  # the history's own copy; outputs are links to it
+        outputs = plan_outputs(audio, pose_id, options, video_id, Path.cwd())
+        # the model and its device load before the video exists: a missing GPU is not a failed video
+        model = load_model(options.model, catalog.pose_art(pose_id), options.device or "auto")
+        kept = self.home / "videos" / video_id  # the history's own copy; outputs are independent copies
         with tempfile.TemporaryDirectory(prefix="a2v-") as tmp:
             work = Path(tmp)
             prepared = decode(fetch(audio, work, options.stdin), work, config.max_audio_seconds())
@@ -129,9 +101,9 @@ class LocalBackend:
                         audio=prepared,
                         video_path=kept / "video.mp4",
                         mask_path=kept / "mask.mp4",
-                        alpha_path=kept / f"alpha.{options.alpha_format}" if alpha_path else None,
+                        alpha_path=kept / f"alpha.{options.alpha_format}" if outputs.alpha else None,
                         alpha_format=options.alpha_format,
-                        device=options.device,
+                        device=options.device or "auto",
                         model=options.model,
                     ),
                     on_progress=progress,
@@ -155,11 +127,10 @@ class LocalBackend:
             alpha_video_url=file_url(result.alpha_path) if result.alpha_path else None,
             frame_count=result.frame_count,
         )
-        pairs = [(result.video_path, video_path), (result.mask_path, mask_path)]
-        if result.alpha_path and alpha_path:
-            pairs.append((result.alpha_path, alpha_path))
-        for src, dest in pairs:
-            place(src, dest)
+        pairs = [(result.video_path, outputs.video), (result.mask_path, outputs.mask)]
+        if result.alpha_path and outputs.alpha:
+            pairs.append((result.alpha_path, outputs.alpha))
+        for dest in place_all(pairs, options.force):
             if options.on_saved:
                 options.on_saved(dest)
         return video

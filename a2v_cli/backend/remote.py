@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from a2v_cli.backend import GenerateOptions, ProgressFn
 from a2v_cli.client import A2VClient, new_idempotency_key
-from a2v_cli.errors import APINotFoundError, InputError
+from a2v_cli.errors import A2VError, APINotFoundError, InputError, not_found
 from a2v_cli.schema import Avatar, Pose, Video
 
 
@@ -32,17 +32,35 @@ class RemoteBackend:
         params = {"limit": limit} if limit else None
         return [Video.from_dict(v) for v in self.client.request("GET", "video.list", params=params)]
 
-    def generate(self, pose_id: str, audio: str, options: GenerateOptions, progress: ProgressFn | None = None) -> Video:
+    def check_options(self, options: GenerateOptions) -> None:
+        """Options the server decides, refused (exit 2) rather than silently ignored."""
         if options.model:
-            raise InputError("--model works in local mode only", "drop --model, or add --local")
+            raise InputError(
+                "--model works in local mode only (the server chooses its model)", "drop --model, or add --local"
+            )
+        if options.device is not None:
+            raise InputError(
+                "--device works in local mode only (the server chooses where it renders)",
+                "drop --device, or add --local",
+            )
+
+    def check_pose(self, pose_id: str) -> None:
+        """An unknown pose is exit 4 before any audio is uploaded (no orphan uploads for a typo)."""
+        known = [p for a in self.list_avatars() for p in (a.pose_ids or [])]
+        if pose_id not in known:
+            raise not_found("pose", pose_id, known)
+
+    def generate(self, pose_id: str, audio: str, options: GenerateOptions, progress: ProgressFn | None = None) -> Video:
+        self.check_options(options)
+        self.check_pose(pose_id)
         if audio.lower().startswith(("http://", "https://")):
             audio_url = audio
         else:
             audio_url = self.upload(audio, options.stdin)
-        data = self.client.request(
-            "POST", "video.generate", json={"pose_id": pose_id, "audio_url": audio_url},
-            idempotency_key=new_idempotency_key(),
-        )
+        body = {"pose_id": pose_id, "audio_url": audio_url}
+        if options.alpha_format:
+            body["alpha_format"] = options.alpha_format
+        data = self.client.request("POST", "video.generate", json=body, idempotency_key=new_idempotency_key())
         return Video.from_dict(data)
 
     def upload(self, audio: str, stdin: BinaryIO | None) -> str:
@@ -57,6 +75,7 @@ class RemoteBackend:
             else:
                 path = fetch_local(audio)
                 name, handle = path.name, stack.enter_context(open(path, "rb"))
+            shown = "the audio from stdin" if audio == "-" else audio
             try:
                 data = self.client.request(
                     "POST", "audio.upload", files={"file": (name, handle, "application/octet-stream")},
@@ -67,7 +86,32 @@ class RemoteBackend:
                     "this server does not accept uploads (no audio.upload extension)",
                     "give --audio an http(s) URL the server can download",
                 ) from None
+            except A2VError as err:
+                err.message = _name_the_file(err.message, shown)
+                err.args = (err.message,)
+                raise
         return str(data["audio_url"])
 
-    def download(self, url: str, dest: Path, progress: ProgressFn | None = None) -> Path:
-        return self.client.download(url, dest, progress)
+    def download(self, url: str, dest: Path, progress: ProgressFn | None = None, force: bool = False) -> Path:
+        """Fetch into a staging file beside ``dest``, then place it (exclusively unless ``force``)."""
+        from a2v_cli.files import place_new
+
+        staging = dest.with_name(f".{dest.name}.download")
+        self.client.download(url, staging, progress)
+        return place_new(staging, dest, force)
+
+    def delete_video(self, video_id: str) -> dict[str, Any]:
+        return dict(self.client.request("POST", "video.delete", json={"video_id": video_id},
+                                        idempotency_key=new_idempotency_key()))
+
+    def prune_videos(self, older_than_s: float) -> dict[str, Any]:
+        return dict(self.client.request("POST", "video.prune", json={"older_than_seconds": older_than_s},
+                                        idempotency_key=new_idempotency_key()))
+
+
+def _name_the_file(message: str, shown: str) -> str:
+    """The server speaks of "the uploaded file" or an upload id; the user knows their own file's name."""
+    import re
+
+    message = message.replace("the uploaded file", shown)
+    return re.sub(r"upl_[0-9a-f]{24}", shown, message)
