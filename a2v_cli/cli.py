@@ -422,6 +422,60 @@ def video_download(
         out.record({"video_id": video_id, "files": ", ".join(files["files"])})
 
 
+@video_app.command("delete")
+def video_delete(
+    video_id: Annotated[str, typer.Argument(help="A video id from `a2v video list`.")],
+    json_: JsonOpt = False,
+    local: LocalOpt = False,
+    server: ServerOpt = None,
+    http_timeout: HttpTimeoutOpt = 30.0,
+    debug: DebugOpt = False,
+) -> None:
+    """Delete one video from the history and its kept files (files you saved with -o stay)."""
+    out = _output(json_)
+    result = _backend(local, server, http_timeout).delete_video(video_id)
+    if json_:
+        out.json(result)
+    else:
+        out.info(f"Deleted {video_id}." if result["deleted"] else f"{video_id} was already deleted.")
+
+
+@video_app.command("prune")
+def video_prune(
+    older_than: Annotated[
+        str, typer.Option("--older-than", help="Age, e.g. 30d, 12h, 90m, 2w: delete finished and failed videos older.")
+    ],
+    json_: JsonOpt = False,
+    local: LocalOpt = False,
+    server: ServerOpt = None,
+    http_timeout: HttpTimeoutOpt = 30.0,
+    debug: DebugOpt = False,
+) -> None:
+    """Delete old videos from the history and their kept files (files you saved with -o stay)."""
+    out = _output(json_)
+    seconds = parse_duration(older_than)
+    result = _backend(local, server, http_timeout).prune_videos(seconds)
+    if json_:
+        out.json(result)
+    else:
+        out.info(f"Deleted {result['count']} video(s) older than {older_than}.")
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    """'30d', '12h', '90m', '45s', '2w' (or a combination such as '1d12h') in seconds; exit 2 otherwise."""
+    import re
+
+    from a2v_cli.errors import InputError
+
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([smhdw])", text.strip().lower())
+    if not parts or re.sub(r"(\d+(?:\.\d+)?)\s*([smhdw])", "", text.strip().lower()).strip():
+        raise InputError(f"--older-than {text!r} is not a duration", "use a number and a unit, e.g. 30d, 12h, 90m")
+    return sum(float(n) * _UNITS[u] for n, u in parts)
+
+
 @app.command()
 def cues(
     audio: Annotated[str, typer.Argument(help="Speech: a file, an http(s) URL, or - for stdin.")],

@@ -63,6 +63,14 @@ def _close_all(connections: list[sqlite3.Connection]) -> None:
     connections.clear()
 
 
+def iso_before(seconds: float) -> str:
+    """The ISO time ``seconds`` ago, in the form ``created_at`` is stored in (so strings compare in order)."""
+    from datetime import timedelta
+
+    then = datetime.now(timezone.utc) - timedelta(seconds=seconds)
+    return then.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def new_video_id() -> str:
     return "vid_" + uuid.uuid4().hex[:20]
 
@@ -172,7 +180,8 @@ class VideoStore:
 
     def get(self, video_id: str, owner: str = "") -> Video | None:
         row = self._reader().execute(
-            f"SELECT {', '.join(_COLUMNS)} FROM videos WHERE video_id = ? AND owner = ?", (video_id, owner)
+            f"SELECT {', '.join(_COLUMNS)} FROM videos WHERE video_id = ? AND owner = ? AND status != 'deleted'",
+            (video_id, owner),
         ).fetchone()
         return Video(**dict(zip(_COLUMNS, row))) if row else None
 
@@ -184,7 +193,7 @@ class VideoStore:
         self, owner: str, limit: int | None = None, before_seq: int | None = None
     ) -> tuple[list[Video], int | None]:
         """Newest first, and the ``seq`` to continue before when more rows exist (else None)."""
-        sql = f"SELECT {', '.join(_COLUMNS)}, seq FROM videos WHERE owner = ?"
+        sql = f"SELECT {', '.join(_COLUMNS)}, seq FROM videos WHERE owner = ? AND status != 'deleted'"
         args: list[Any] = [owner]
         if before_seq is not None:
             sql += " AND seq < ?"
@@ -277,4 +286,52 @@ class VideoStore:
 
     def ids(self, owner: str = "") -> list[str]:
         with self._connect() as db:
-            return [r[0] for r in db.execute("SELECT video_id FROM videos WHERE owner = ? ORDER BY seq DESC", (owner,))]
+            return [
+                r[0]
+                for r in db.execute(
+                    "SELECT video_id FROM videos WHERE owner = ? AND status != 'deleted' ORDER BY seq DESC", (owner,)
+                )
+            ]
+
+    # --- deleting ---------------------------------------------------------------------------------
+    # A deleted video keeps a row with status 'deleted' (a tombstone, no URLs): deleting it again is a
+    # harmless no-op, so a retried request cannot turn a success into "not found"; get/list skip it.
+
+    def delete(self, video_id: str, owner: str = "") -> str:
+        """Mark one video deleted: 'deleted', 'gone' (deleted before), 'busy' (not done yet) or 'unknown'.
+
+        The caller removes its files after this commits.
+        """
+        with self._connect() as db:
+            row = db.execute("SELECT status FROM videos WHERE video_id = ? AND owner = ?", (video_id, owner)).fetchone()
+            if row is None:
+                return "unknown"
+            if row[0] == "deleted":
+                return "gone"
+            if row[0] in ("pending", "processing"):
+                return "busy"
+            self._tombstone(db, [video_id])
+            return "deleted"
+
+    def prune(self, owner: str, created_before: str) -> list[str]:
+        """Mark every finished or failed video of ``owner`` created before the ISO time deleted; their ids."""
+        with self._connect() as db:
+            ids = [
+                r[0]
+                for r in db.execute(
+                    "SELECT video_id FROM videos WHERE owner = ? AND status IN ('finished', 'failed') "
+                    "AND created_at < ? ORDER BY seq",
+                    (owner, created_before),
+                )
+            ]
+            self._tombstone(db, ids)
+        return ids
+
+    @staticmethod
+    def _tombstone(db: sqlite3.Connection, ids: list[str]) -> None:
+        ts = now_iso()
+        db.executemany(
+            "UPDATE videos SET status = 'deleted', video_url = NULL, mask_video_url = NULL, alpha_video_url = NULL, "
+            "updated_at = ? WHERE video_id = ?",
+            [(ts, vid) for vid in ids],
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from a2v_cli import config
 from a2v_cli.backend import GenerateOptions, ProgressFn, plan_outputs
@@ -61,6 +62,25 @@ class LocalBackend:
 
     def list_videos(self, limit: int | None = None) -> list[Video]:
         return self.store.list(limit=limit)
+
+    def delete_video(self, video_id: str) -> dict[str, Any]:
+        """Forget one video and remove its kept files (the user's own copies are not touched)."""
+        outcome = self.store.delete(video_id)
+        if outcome == "unknown":
+            raise not_found("video", video_id, self.store.ids())
+        if outcome == "busy":
+            raise InputError(f"video {video_id} is still being rendered", "delete it once it is finished or failed")
+        shutil.rmtree(self.home / "videos" / video_id, ignore_errors=True)
+        return {"video_id": video_id, "deleted": outcome == "deleted"}
+
+    def prune_videos(self, older_than_s: float) -> dict[str, Any]:
+        """Delete every finished or failed video created more than ``older_than_s`` seconds ago."""
+        from a2v_cli.store import iso_before
+
+        ids = self.store.prune("", iso_before(older_than_s))
+        for video_id in ids:
+            shutil.rmtree(self.home / "videos" / video_id, ignore_errors=True)
+        return {"deleted": ids, "count": len(ids)}
 
     def download(self, url: str, dest: Path, progress: ProgressFn | None = None, force: bool = False) -> Path:
         """Local videos are files already: link or copy one into place."""

@@ -504,6 +504,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
             raise NotFoundError(f"no preview for pose {pose_id!r}")
         return FileResponse(path, media_type="image/png", headers={"Cache-Control": "public, max-age=86400"})
 
+    from a2v_cli.server import manage
+
+    manage.register(app, state, owner, ERRORS)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -542,7 +545,8 @@ The A2V API as served by `a2v serve`. Every answer is an envelope `{code, data, 
 Every endpoint needs `Authorization: Bearer <token>` except the signed result files,
 pose preview images and this document. Each token sees only its own videos.
 
-Extensions to the spec: `POST /v1/a2v/audio.upload`, `limit` / `cursor` on video.list with
+Extensions to the spec: `POST /v1/a2v/audio.upload`, `POST /v1/a2v/video.delete` and
+`POST /v1/a2v/video.prune` (the caller's own videos), `limit` / `cursor` on video.list with
 `next_cursor` in the envelope, the `Idempotency-Key` header on video.generate, signed result
 URLs under `/v1/a2v/files/`, preview images under `/v1/a2v/previews/`, and the extra video fields
 (`pose_id`, `created_at`, `updated_at`, `duration`, `frame_count`, `error`, `alpha_video_url`).

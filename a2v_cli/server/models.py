@@ -104,3 +104,33 @@ class GenerateRequest(BaseModel):
         description="http(s) URL of the speech, or an audio_url from audio.upload. Private, loopback, link-local "
         "and metadata addresses are refused unless the server runs with --allow-private-urls.",
     )
+
+
+class DeleteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    video_id: str = Field(min_length=1, max_length=100, description="One of the caller's videos.")
+
+
+class DeleteData(BaseModel):
+    video_id: str
+    deleted: bool = Field(description="False when the video had already been deleted (a repeat is harmless).")
+
+
+class DeleteResponse(Envelope):
+    data: DeleteData
+
+
+class PruneRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    older_than_seconds: float = Field(ge=0, description="Delete finished and failed videos created before now - this.")
+
+
+class PruneData(BaseModel):
+    deleted: list[str] = Field(description="The ids deleted by this call.")
+    count: int
+
+
+class PruneResponse(Envelope):
+    data: PruneData
