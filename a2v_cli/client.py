@@ -19,7 +19,14 @@ from urllib.parse import urlsplit
 import httpx
 
 from a2v_cli import __version__
-from a2v_cli.errors import APIConnectionError, APIError, APIStatusError, APITimeoutError, status_error
+from a2v_cli.errors import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    not_a2v_server,
+    status_error,
+)
 
 API_PREFIX = "/v1/a2v"
 DEFAULT_TIMEOUT = 30.0
@@ -146,9 +153,9 @@ class A2VClient:
         try:
             body = resp.json()
         except ValueError:
-            raise APIStatusError(f"{path}: the server did not answer JSON", status_code=resp.status_code) from None
+            raise not_a2v_server(self.base_url, resp.status_code) from None
         if not isinstance(body, dict) or "code" not in body:
-            raise APIStatusError(f"{path}: the answer is not an A2V envelope", status_code=resp.status_code)
+            raise not_a2v_server(self.base_url, resp.status_code)
         if body.get("code") != 0:
             raise status_error(
                 resp.status_code, _int(body.get("code")), _message(body, path), resp.headers.get("X-Request-Id")
@@ -157,12 +164,15 @@ class A2VClient:
 
     def _status_error(self, resp: httpx.Response, path: str) -> APIStatusError:
         code, message = None, f"{path}: HTTP {resp.status_code}"
+        body = None
         try:
             body = resp.json()
             if isinstance(body, dict):
                 code, message = _int(body.get("code")), _message(body, path, message)
         except ValueError:
             pass
+        if _foreign(resp.status_code, body) and path != "download":
+            return not_a2v_server(self.base_url, resp.status_code)
         return status_error(resp.status_code, code, message, resp.headers.get("X-Request-Id"))
 
     def download(self, url: str, dest: Path, progress: Callable[[int, int | None], None] | None = None) -> Path:
@@ -212,6 +222,11 @@ def _total_size(resp: httpx.Response, have: int) -> int | None:
             return int(rng.rsplit("/", 1)[1])
     length = resp.headers.get("Content-Length")
     return int(length) + (have if resp.status_code == 206 else 0) if length and length.isdigit() else None
+
+
+def _foreign(status: int, body: Any) -> bool:
+    """A 400/404/405 without an A2V envelope: this URL is some other web server, not an A2V API."""
+    return status in (400, 404, 405) and not (isinstance(body, dict) and "code" in body)
 
 
 def _int(value: Any) -> int | None:

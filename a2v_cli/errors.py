@@ -131,6 +131,16 @@ class APIStatusError(APIError):
     """The server answered with an error status or a non-zero envelope code."""
 
 
+class NotA2VServerError(APIStatusError, UnavailableError):
+    """The URL answers HTTP, but not with A2V envelopes: a wrong --server / A2V_SERVER (exit 5)."""
+
+
+def not_a2v_server(base_url: str, status: int | None) -> NotA2VServerError:
+    return NotA2VServerError(
+        f"not an A2V server at {base_url}", "check --server / A2V_SERVER (the URL without /v1/a2v)", status_code=status
+    )
+
+
 class APIBadRequestError(APIStatusError, InputError):
     pass
 

@@ -40,7 +40,9 @@ CREATE INDEX IF NOT EXISTS videos_owner_seq ON videos(owner, seq);
 """
 
 # Job columns, added to databases created before the server existed (ALTER TABLE keeps their rows).
-_JOB_COLUMNS = {"audio_url": "TEXT", "idempotency_key": "TEXT", "attempts": "INTEGER NOT NULL DEFAULT 0"}
+_JOB_COLUMNS = {
+    "audio_url": "TEXT", "idempotency_key": "TEXT", "attempts": "INTEGER NOT NULL DEFAULT 0", "alpha_format": "TEXT",
+}
 _JOB_INDEXES = """
 CREATE UNIQUE INDEX IF NOT EXISTS videos_owner_idempotency ON videos(owner, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
@@ -84,6 +86,7 @@ class Job:
     pose_id: str
     audio_url: str
     attempts: int
+    alpha_format: str | None = None  # also render a real-alpha file: "webm" or "mov"
 
 
 class VideoStore:
@@ -211,7 +214,8 @@ class VideoStore:
     # --- the server's job queue -------------------------------------------------------------------
 
     def create_job(
-        self, pose_id: str, owner: str, audio_url: str, idempotency_key: str | None = None
+        self, pose_id: str, owner: str, audio_url: str, idempotency_key: str | None = None,
+        alpha_format: str | None = None,
     ) -> tuple[Video, Job, bool]:
         """Queue a pending video in one transaction; with a known ``idempotency_key`` return that one instead.
 
@@ -230,8 +234,8 @@ class VideoStore:
                 seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM videos").fetchone()[0]
                 db.execute(
                     "INSERT INTO videos (video_id, owner, pose_id, status, created_at, updated_at, seq, audio_url, "
-                    "idempotency_key) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
-                    (video_id, owner, pose_id, ts, ts, seq, audio_url, idempotency_key),
+                    "idempotency_key, alpha_format) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
+                    (video_id, owner, pose_id, ts, ts, seq, audio_url, idempotency_key, alpha_format),
                 )
                 created = True
             else:
@@ -279,7 +283,8 @@ class VideoStore:
     @staticmethod
     def _job(db: sqlite3.Connection, video_id: str) -> Job | None:
         row = db.execute(
-            "SELECT video_id, owner, pose_id, COALESCE(audio_url, ''), attempts FROM videos WHERE video_id = ?",
+            "SELECT video_id, owner, pose_id, COALESCE(audio_url, ''), attempts, alpha_format FROM videos "
+            "WHERE video_id = ?",
             (video_id,),
         ).fetchone()
         return Job(*row) if row else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import socket
@@ -157,3 +158,130 @@ def test_unreachable_server_is_exit_5() -> None:
     r = run_cli("avatars", "list", "--http-timeout", "1",
                 env={"A2V_SERVER": f"http://127.0.0.1:{free_port()}", "A2V_TOKEN": "x"})
     assert r.code == ExitCode.UNAVAILABLE and "cannot reach" in r.stderr
+
+
+# --- never destroy what the user has; remote behaves like local (issue 11) ----------------------------
+
+
+def video_ids(server: str) -> list[str]:
+    return [v["video_id"] for v in remote(server, "video", "list", "--json").json()]
+
+
+def test_remote_output_is_never_an_input_nor_another_output(server: str, isolated: Path) -> None:
+    talk = isolated / "talk.wav"
+    talk.write_bytes(SPEECH.read_bytes())
+    os.link(talk, isolated / "alias.wav")
+    before = video_ids(server)
+    cases = [
+        ["-o", "talk.wav", "--force"],
+        ["-o", "alias.wav", "--force"],
+        ["-o", "v.mp4", "--mask-output", "talk.wav", "--force"],
+        ["-o", "q.mp4", "--mask-output", "q.mp4"],
+    ]
+    for args in cases:
+        r = remote(server, "generate", "-p", "ava-front", "-a", "talk.wav", *args)
+        assert r.code == ExitCode.USAGE, (args, r.stderr)
+        assert "same file" in r.stderr and "Saved" not in r.stderr and "Traceback" not in r.stderr
+    assert talk.read_bytes() == SPEECH.read_bytes()
+    assert not list(isolated.glob("*.mp4"))
+    assert video_ids(server) == before  # refused before anything was uploaded or queued
+
+
+def test_remote_directory_output_behaves_as_local(server: str, isolated: Path) -> None:
+    r = remote(server, "generate", "-p", "ava-front", "-a", str(SPEECH), "-o", ".", "--json")
+    assert r.code == ExitCode.USAGE, r.stderr
+    err = json.loads(r.stderr.strip().splitlines()[-1])
+    assert "is a directory" in err["error"] and err["mode"] == "remote" and err["server"] == server
+    local = run_cli("generate", "-p", "ava-front", "-a", str(SPEECH), "-o", ".", "--json", "--local")
+    assert local.code == r.code and json.loads(local.stderr)["error"] == err["error"]
+
+
+def test_remote_download_is_exclusive_and_independent(server: str, isolated: Path) -> None:
+    r = remote(server, "generate", "-p", "ava-front", "-a", str(SPEECH), "--wait", "--json")
+    assert r.code == 0, r.stderr
+    vid = r.json()["video_id"]
+    (isolated / f"{vid}.mask.mp4").write_bytes(b"mine")
+    d = remote(server, "video", "download", vid, "-o", ".")
+    assert d.code == ExitCode.USAGE and "already exists" in d.stderr
+    assert (isolated / f"{vid}.mask.mp4").read_bytes() == b"mine" and not (isolated / f"{vid}.mp4").exists()
+
+
+def test_remote_alpha_device_and_model(server: str, isolated: Path) -> None:
+    r = remote(server, "generate", "-p", "mika-front", "-a", str(SPEECH), "-o", "a.mp4", "--alpha-format", "webm",
+               "--json")
+    assert r.code == 0, r.stderr
+    video = r.json()
+    assert "/alpha.webm?" in video["alpha_video_url"]
+    rgba = decode_frames(isolated / "a.alpha.webm", "rgba", codec="libvpx-vp9")
+    assert len(rgba) == len(decode_frames(isolated / "a.mp4"))
+    assert rgba[..., 3].min() == 0 and rgba[..., 3].max() == 255  # real alpha: transparent and opaque
+    (isolated / "dl").mkdir()
+    d = remote(server, "video", "download", video["video_id"], "-o", "dl", "--json")
+    assert d.code == 0, d.stderr
+    got = isolated / "dl" / f"{video['video_id']}.alpha.webm"
+    assert got.read_bytes() == (isolated / "a.alpha.webm").read_bytes()
+    for args, word in ((["--device", "cpu"], "--device"), (["--model", "x.onnx"], "--model")):
+        bad = remote(server, "generate", "-p", "ava-front", "-a", str(SPEECH), *args)
+        assert bad.code == ExitCode.USAGE and word in bad.stderr and "local mode only" in bad.stderr
+
+
+def test_remote_unknown_pose_is_refused_before_upload(server: str, isolated: Path) -> None:
+    before = video_ids(server)
+    r = remote(server, "generate", "-p", "ava-frnt", "-a", str(SPEECH))
+    assert r.code == ExitCode.NOT_FOUND and "ava-front" in r.stderr  # suggested
+    assert video_ids(server) == before
+
+
+def test_remote_messages_name_the_users_file(server: str, isolated: Path) -> None:
+    # a WAV header over garbage passes the upload's container check and fails in the render
+    (isolated / "broken take.wav").write_bytes(b"RIFF\x24\x00\x01\x00WAVEjunk" + os.urandom(4000))
+    r = remote(server, "generate", "-p", "ava-front", "-a", "broken take.wav", "--wait", "--json")
+    assert r.code == ExitCode.VIDEO_FAILED, r.stderr
+    assert "broken take.wav" in r.json()["error"] and "upl_" not in r.stderr + r.stdout, r.stderr
+    notes = isolated / "notes.mp3"
+    notes.write_text("not audio\n" * 50)
+    bad = remote(server, "generate", "-p", "ava-front", "-a", "notes.mp3")
+    assert bad.code == ExitCode.USAGE, bad.stderr
+    assert "notes.mp3" in bad.stderr and "upl_" not in bad.stderr and "uploaded file" not in bad.stderr
+
+
+def test_not_an_a2v_server_is_exit_5(files: str) -> None:
+    r = run_cli("video", "list", env={"A2V_SERVER": files, "A2V_TOKEN": "x"})
+    assert r.code == ExitCode.UNAVAILABLE, r.stderr
+    assert f"not an A2V server at {files}" in r.stderr
+
+
+def test_remote_mode_is_named_on_stderr_only(server: str) -> None:
+    r = remote(server, "avatars", "list", "--json")
+    assert r.code == 0 and r.stdout.lstrip().startswith("[")
+    t = remote(server, "avatars", "list")
+    assert f"Remote mode: server {server} (from A2V_SERVER)" in t.stderr and server not in t.stdout
+    assert "Remote mode" not in run_cli("avatars", "list").stderr
+
+
+def test_remote_delete_and_prune(server: str, isolated: Path) -> None:
+    made = remote(server, "generate", "-p", "ava-front", "-a", str(SPEECH), "--wait", "--json")
+    assert made.code == 0, made.stderr
+    vid = made.json()["video_id"]
+    url = made.json()["video_url"]
+    assert httpx.get(url, timeout=10).status_code == 200
+    assert remote(server, "video", "delete", vid, token=TOKEN_B).code == ExitCode.NOT_FOUND  # tenants isolated
+    d = remote(server, "video", "delete", vid, "--json")
+    assert d.code == 0 and d.json() == {"video_id": vid, "deleted": True}, d.stderr
+    again = remote(server, "video", "delete", vid, "--json")
+    assert again.code == 0 and again.json() == {"video_id": vid, "deleted": False}
+    assert remote(server, "video", "get", vid).code == ExitCode.NOT_FOUND
+    assert httpx.get(url, timeout=10).status_code == 404  # the files are gone too
+    assert vid not in video_ids(server)
+    keep = remote(server, "video", "prune", "--older-than", "30d", "--json")
+    assert keep.code == 0 and keep.json()["count"] == 0
+    mine = remote(server, "video", "list", "--json").json()
+    done = sorted(v["video_id"] for v in mine if v["status"] in ("finished", "failed"))
+    theirs = video_ids_of(server, TOKEN_B)
+    gone = remote(server, "video", "prune", "--older-than", "0s", "--json")
+    assert gone.code == 0 and sorted(gone.json()["deleted"]) == done and gone.json()["count"] == len(done)
+    assert video_ids_of(server, TOKEN_B) == theirs  # another tenant's history is untouched
+
+
+def video_ids_of(server: str, token: str) -> list[str]:
+    return [v["video_id"] for v in remote(server, "video", "list", "--json", token=token).json()]

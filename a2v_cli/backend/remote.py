@@ -17,6 +17,7 @@ class RemoteBackend:
 
     def __init__(self, client: A2VClient) -> None:
         self.client = client
+        self._shown: str | None = None  # the user's name for the audio this process uploaded
 
     def list_avatars(self) -> list[Avatar]:
         return [Avatar.from_dict(a) for a in self.client.request("GET", "avatar.list")]
@@ -26,7 +27,12 @@ class RemoteBackend:
         return [Pose.from_dict(p) for p in data]
 
     def get_video(self, video_id: str) -> Video:
-        return Video.from_dict(self.client.request("GET", "video.get", params={"video_id": video_id}))
+        video = Video.from_dict(self.client.request("GET", "video.get", params={"video_id": video_id}))
+        if video.error and self._shown:  # a failure reason names the user's file, not the upload
+            from dataclasses import replace
+
+            video = replace(video, error=_name_the_file(video.error, self._shown))
+        return video
 
     def list_videos(self, limit: int | None = None) -> list[Video]:
         params = {"limit": limit} if limit else None
@@ -76,6 +82,7 @@ class RemoteBackend:
                 path = fetch_local(audio)
                 name, handle = path.name, stack.enter_context(open(path, "rb"))
             shown = "the audio from stdin" if audio == "-" else audio
+            self._shown = shown
             try:
                 data = self.client.request(
                     "POST", "audio.upload", files={"file": (name, handle, "application/octet-stream")},

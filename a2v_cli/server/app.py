@@ -47,7 +47,11 @@ JSON_BODY_LIMIT = 64 * 1024  # video.generate's body is two short strings
 MULTIPART_SLACK = 1024 * 1024  # multipart headers and boundaries on top of the file itself
 VIDEO_ID = re.compile(r"vid_[0-9a-f]{20}")
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
-FILES = {"video.mp4": "video_url", "mask.mp4": "mask_video_url"}  # file name -> Video field
+FILES = {  # file name -> Video field
+    "video.mp4": "video_url", "mask.mp4": "mask_video_url", "alpha.webm": "alpha_video_url",
+    "alpha.mov": "alpha_video_url",
+}
+MEDIA_TYPES = {".mp4": "video/mp4", ".webm": "video/webm", ".mov": "video/quicktime"}
 
 
 class ForbiddenError(A2VError):
@@ -120,14 +124,14 @@ class ServerState:
     def present(self, video: Video, base: str) -> dict[str, Any]:
         """The API object of ``video``: result URLs are freshly signed links to this server."""
         d = video.to_dict()
-        for name, key in FILES.items():
-            if d.get(key):
-                if video.status == "finished":
-                    expires, sig = self.signer.sign(video.video_id, name)
-                    d[key] = f"{base}{API}/files/{video.video_id}/{name}?expires={expires}&signature={sig}"
-                else:
-                    d[key] = None
-        d["alpha_video_url"] = None
+        for key in set(FILES.values()):
+            stored = d.get(key)
+            name = stored.rsplit("/", 1)[-1] if stored else None
+            if name in FILES and video.status == "finished":
+                expires, sig = self.signer.sign(video.video_id, name)
+                d[key] = f"{base}{API}/files/{video.video_id}/{name}?expires={expires}&signature={sig}"
+            else:
+                d[key] = None
         return d
 
 
@@ -392,10 +396,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
             audio_url = UPLOAD_SCHEME + upload_id
         else:
             check_url(audio_url, state.policy)
-        video, job, created = state.queue.submit(who, body.pose_id, audio_url, idempotency_key)
-        if not created and (job.pose_id, job.audio_url) != (body.pose_id, audio_url):
+        video, job, created = state.queue.submit(who, body.pose_id, audio_url, idempotency_key, body.alpha_format)
+        asked = (body.pose_id, audio_url, body.alpha_format)
+        if not created and (job.pose_id, job.audio_url, job.alpha_format) != asked:
             raise InputError(
-                "this Idempotency-Key was already used with a different pose_id or audio_url",
+                "this Idempotency-Key was already used with a different pose_id, audio_url or alpha_format",
                 "use a new key for a new video",
             )
         if created:
@@ -485,9 +490,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
         path = state.data_dir / "videos" / video_id / name
         if not path.is_file():
             raise NotFoundError(f"no such file: {video_id}/{name}")
-        download = f"a2v-{video_id}.mp4" if name == "video.mp4" else f"a2v-{video_id}.mask.mp4"
+        download = f"a2v-{video_id}.mp4" if name == "video.mp4" else f"a2v-{video_id}.{name}"
         return FileResponse(
-            path, media_type="video/mp4", filename=download, content_disposition_type="inline",
+            path, media_type=MEDIA_TYPES[Path(name).suffix], filename=download, content_disposition_type="inline",
             headers={"Cache-Control": "private, max-age=3600"},
         )
 

@@ -35,7 +35,8 @@ class JobQueue(Protocol):
     """Durable jobs. Every method is safe to call from any thread."""
 
     def submit(
-        self, owner: str, pose_id: str, audio_url: str, idempotency_key: str | None = None
+        self, owner: str, pose_id: str, audio_url: str, idempotency_key: str | None = None,
+        alpha_format: str | None = None,
     ) -> tuple[Video, Job, bool]:
         """Store a pending job (or find the one with this idempotency key); True when new."""
         ...
@@ -72,9 +73,10 @@ class SqliteJobQueue:
         self._generation = 0
 
     def submit(
-        self, owner: str, pose_id: str, audio_url: str, idempotency_key: str | None = None
+        self, owner: str, pose_id: str, audio_url: str, idempotency_key: str | None = None,
+        alpha_format: str | None = None,
     ) -> tuple[Video, Job, bool]:
-        video, job, created = self.store.create_job(pose_id, owner, audio_url, idempotency_key)
+        video, job, created = self.store.create_job(pose_id, owner, audio_url, idempotency_key, alpha_format)
         if created:
             self.wake()
         return video, job, created
@@ -138,6 +140,7 @@ class JobRunner:
             max_bytes=self.policy.max_bytes,
             allow_private=self.policy.allow_private,
             device=self.device,
+            alpha_format=job.alpha_format,
             source_path=source_path,
             url=url,
         )
@@ -192,6 +195,7 @@ class Worker:
                 video_url=outcome.video_path.resolve().as_uri(),
                 mask_video_url=outcome.mask_path.resolve().as_uri(),
                 frame_count=outcome.frame_count,
+                **({"alpha_video_url": outcome.alpha_path.resolve().as_uri()} if outcome.alpha_path else {}),
             )
             log.info("%s: finished %s in %.1f s", self.name, job.video_id, time.perf_counter() - t0)
         except Abandoned:

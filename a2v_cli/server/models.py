@@ -7,6 +7,8 @@ two agree field for field.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 EXTENSION = "a2v extension (not in the A2V spec)."
@@ -48,7 +50,11 @@ class VideoData(BaseModel):
     duration: float | None = Field(None, description="Audio length in seconds, once decoded. " + EXTENSION)
     frame_count: int | None = Field(None, description="ceil(duration x fps), when finished. " + EXTENSION)
     error: str | None = Field(None, description="Why the video failed, for people. " + EXTENSION)
-    alpha_video_url: str | None = Field(None, description="Always null on this server. " + EXTENSION)
+    alpha_video_url: str | None = Field(
+        None,
+        description="With alpha_format in video.generate: the real-alpha file (WebM VP9 yuva420p or ProRes 4444 "
+        "MOV), signed like video_url. " + EXTENSION,
+    )
 
 
 class UploadData(BaseModel):
@@ -103,6 +109,11 @@ class GenerateRequest(BaseModel):
         max_length=4096,
         description="http(s) URL of the speech, or an audio_url from audio.upload. Private, loopback, link-local "
         "and metadata addresses are refused unless the server runs with --allow-private-urls.",
+    )
+    alpha_format: Literal["webm", "mov"] | None = Field(
+        None,
+        description="Also render a file with real alpha: webm (VP9 yuva420p) or mov (ProRes 4444); its URL is "
+        "alpha_video_url. " + EXTENSION,
     )
 
 

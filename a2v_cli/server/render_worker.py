@@ -52,6 +52,7 @@ class RenderSpec:
     max_bytes: int
     allow_private: bool
     device: str = "auto"
+    alpha_format: str | None = None  # also write out_dir/alpha.<format> with real alpha
     source_path: str | None = None  # an upload on this server, read from disk
     url: str | None = None  # else a URL to fetch under the SSRF policy
 
@@ -61,6 +62,7 @@ class RenderOutcome:
     video_path: Path
     mask_path: Path
     frame_count: int
+    alpha_path: Path | None = None
 
 
 def render_spec(spec: RenderSpec, on_duration: Callable[[float], None]) -> RenderOutcome:
@@ -88,12 +90,14 @@ def render_spec(spec: RenderSpec, on_duration: Callable[[float], None]) -> Rende
                 audio=prepared,
                 video_path=out / "video.mp4",
                 mask_path=out / "mask.mp4",
+                alpha_path=out / f"alpha.{spec.alpha_format}" if spec.alpha_format else None,
+                alpha_format=spec.alpha_format,
                 device=spec.device,
             )
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return RenderOutcome(result.video_path, result.mask_path, result.frame_count)
+    return RenderOutcome(result.video_path, result.mask_path, result.frame_count, result.alpha_path)
 
 
 # --- the child ---------------------------------------------------------------------------------------
@@ -140,7 +144,7 @@ def main() -> None:
             send(event="failed", message=f"internal error: {err.__class__.__name__}: {err}", internal=True)
         else:
             send(event="done", video_path=str(outcome.video_path), mask_path=str(outcome.mask_path),
-                 frame_count=outcome.frame_count)
+                 frame_count=outcome.frame_count, alpha_path=str(outcome.alpha_path) if outcome.alpha_path else None)
 
 
 # --- the parent's side -------------------------------------------------------------------------------
@@ -211,7 +215,9 @@ class RenderProcess:
             if event["event"] == "duration":
                 on_duration(float(event["value"]))
             elif event["event"] == "done":
-                return RenderOutcome(Path(event["video_path"]), Path(event["mask_path"]), int(event["frame_count"]))
+                alpha = event.get("alpha_path")
+                return RenderOutcome(Path(event["video_path"]), Path(event["mask_path"]), int(event["frame_count"]),
+                                     Path(alpha) if alpha else None)
             elif event["event"] == "failed":
                 raise (RenderFailed if event.get("internal") else InputError)(event["message"])
 
