@@ -83,6 +83,11 @@ def check_directory_target(path: Path, option: str = "-o", example: str = "out.m
 def check_writable(path: Path, force: bool, option: str = "-o", example: str = "out.mp4") -> None:
     """Refuse an existing file unless forced, a directory, and a folder we cannot write into."""
     check_directory_target(path, option, example)
+    if path.exists() and not path.is_file():  # a device, FIFO or socket: a rename would replace the node itself
+        raise InputError(
+            f"output {path} is not a regular file (a device, pipe or socket)",
+            f"give {option} a regular file name",
+        )
     if (path.exists() or path.is_symlink()) and not force:
         raise InputError(f"output {path} already exists", f"use --force to overwrite it, or choose another {option}")
     parent = path.parent if str(path.parent) else Path(".")

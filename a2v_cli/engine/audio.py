@@ -12,7 +12,9 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -108,14 +110,15 @@ def decode(path: Path, workdir: Path, max_seconds: float) -> PreparedAudio:
     pcm_path = workdir / "audio16k.f32"
     if path.stat().st_size == 0:
         raise InputError(f"{path.name} is empty (0 bytes)", "give a recording with sound in it")
-    opened = _open_soundfile(path)
-    if opened is not None:
-        blocks, rate, channels = _soundfile_blocks(opened, max_seconds, path.name)
-    else:
-        blocks, rate, channels = _ffmpeg_blocks(path, max_seconds)
     meter = LevelMeter()
     n = 0
-    with open(pcm_path, "wb") as out:
+    # libsndfile's MP3 decoder (libmpg123) prints to fd 2 on damaged or odd files; that is not a2v's voice
+    with native_stderr_captured(), open(pcm_path, "wb") as out:
+        opened = _open_soundfile(path)
+        if opened is not None:
+            blocks, rate, channels = _soundfile_blocks(opened, max_seconds, path.name)
+        else:
+            blocks, rate, channels = _ffmpeg_blocks(path, max_seconds)
         for block in blocks:
             meter.add(block)
             out.write(np.ascontiguousarray(block, dtype="<f4").tobytes())
@@ -133,6 +136,33 @@ def decode(path: Path, workdir: Path, max_seconds: float) -> PreparedAudio:
         source_rate=rate,
         source_channels=channels,
     )
+
+
+@contextmanager
+def native_stderr_captured() -> Iterator[list[str]]:
+    """Point file descriptor 2 at a temp file while native code runs, then restore it.
+
+    Python-level redirection cannot catch C libraries that write to fd 2 themselves. The yielded
+    list holds the captured lines once the block has ended (for callers that want to report them).
+    """
+    lines: list[str] = []
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield lines
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            with suppress(OSError, ValueError, AttributeError):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines.extend(sink.read(1 << 16).decode(errors="replace").splitlines())
 
 
 def _too_long(name: str, max_seconds: float) -> InputError:
