@@ -530,11 +530,14 @@ def models_list(json_: JsonOpt = False, debug: DebugOpt = False) -> None:
         if path is None:
             rows.append({"name": name, "kind": "a2v built-in", "path": str(model_dir())})
             continue
+        from a2v_cli.engine.model_check import check_wav2lip_output
         from a2v_cli.engine.sessions import load_session
         from a2v_cli.engine.wav2lip import detect_contract
 
         try:
-            contract = detect_contract(load_session(str(path), "cpu").session)
+            session = load_session(str(path), "cpu").session
+            contract = detect_contract(session)
+            check_wav2lip_output(session, contract.mel_input, contract.face_input, contract.size, path.name)
             kind = f"wav2lip {contract.size}x{contract.size}"
         except A2VError as err:
             kind = f"unusable: {err.message}"

@@ -20,6 +20,19 @@ def file_url(path: Path) -> str:
     return path.resolve().as_uri()
 
 
+def check_model(model: object, device: str) -> None:
+    """A user's Wav2Lip-style model gets one test run before the video exists (bad output shape: exit 2)."""
+    contract = getattr(model, "contract", None)
+    path = getattr(model, "path", None)
+    if contract is None or path is None:
+        return
+    from a2v_cli.engine.model_check import check_wav2lip_output
+    from a2v_cli.engine.sessions import load_session
+
+    session = load_session(str(path), device).session
+    check_wav2lip_output(session, contract.mel_input, contract.face_input, contract.size, path.name)
+
+
 class LocalBackend:
     mode = "local"
 
@@ -108,6 +121,7 @@ class LocalBackend:
         outputs = plan_outputs(audio, pose_id, options, video_id, Path.cwd())
         # the model and its device load before the video exists: a missing GPU is not a failed video
         model = load_model(options.model, catalog.pose_art(pose_id), options.device or "auto")
+        check_model(model, options.device or "auto")
         kept = self.home / "videos" / video_id  # the history's own copy; outputs are independent copies
         with tempfile.TemporaryDirectory(prefix="a2v-") as tmp:
             work = Path(tmp)

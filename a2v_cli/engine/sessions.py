@@ -82,15 +82,45 @@ def load_session(path: str, device: str = "auto", threads: int = 0) -> LoadedSes
         )
     providers = (["CUDAExecutionProvider"] if want_cuda else []) + ["CPUExecutionProvider"]
     try:
-        session = ort.InferenceSession(path, sess_options=opts, providers=providers)
-    except Exception as err:
-        if want_cuda and device == "auto":
+        try:
+            session = ort.InferenceSession(path, sess_options=opts, providers=providers)
+        except Exception:
+            if not (want_cuda and device == "auto"):
+                raise
             session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
-        else:
-            raise InputError(
-                f"cannot load model {Path(path).name}: {err}", "check that it is a valid ONNX file"
-            ) from err
+    except Exception as err:
+        raise model_error(Path(path).name, err) from err
     provider = session.get_providers()[0]
     if device == "cuda" and not provider.startswith("CUDA"):
         raise UnavailableError("CUDA could not be initialised (no GPU or driver found)", "use --device cpu")
     return LoadedSession(session, provider)
+
+
+def ort_message(err: BaseException) -> str:
+    """onnxruntime's message without its "[ONNXRuntimeError] : 7 : KIND :" prefix or C++ signatures."""
+    import re
+
+    text = " ".join(str(err).split())
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    text = re.sub(r"/\S+\.(?:cc|h|cpp):\d+ \S+\(.*?\) (?=[A-Z])", "", text)  # file:line Namespace::Fn(args)
+    return text.strip()
+
+
+def model_error(name: str, err: BaseException) -> InputError:
+    """One clear line for a model file onnxruntime cannot load (exit 2)."""
+    import re
+
+    text = ort_message(err)
+    ir = re.search(r"Unsupported model IR version: (\d+), max supported IR version: (\d+)", text)
+    if ir:
+        return InputError(
+            f"model {name} needs a newer onnxruntime (ONNX IR version {ir.group(1)}; this one reads up to "
+            f"{ir.group(2)})",
+            "export it with an older IR version, or upgrade onnxruntime",
+        )
+    if "INVALID_PROTOBUF" in str(err) or "Protobuf parsing failed" in text:
+        return InputError(
+            f"model {name} is not an ONNX file (it cannot be parsed)", "give a Wav2Lip-style .onnx export"
+        )
+    first = re.split(r"(?<=[.!])\s", text, maxsplit=1)[0]
+    return InputError(f"cannot load model {name}: {first[:200]}", "check that it is a valid ONNX file")
