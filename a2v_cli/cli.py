@@ -491,6 +491,7 @@ def cues(
         ),
     ] = "GHX",
     device: Annotated[Device, typer.Option("--device", help="Where the model runs.")] = Device.auto,
+    json_: Annotated[bool, typer.Option("--json", help="The same as --format json (errors as JSON too).")] = False,
     debug: DebugOpt = False,
 ) -> None:
     """Mouth cues for 2D animation (Rhubarb shapes A-F, G, H, X) from the built-in audio model (local)."""
@@ -498,21 +499,21 @@ def cues(
 
     from a2v_cli import config
     from a2v_cli.engine import cues as cue_mod
-    from a2v_cli.engine.audio import decode, fetch
+    from a2v_cli.engine.audio import decode, fetch, shown_name
     from a2v_cli.files import check_outputs, input_file, write_text_new
 
     _check_audio_arg(audio)
     extended = cue_mod.check_extended(extended)
     if output is not None:
-        ext = ".json" if fmt is CueFormat.json else ".tsv"
+        ext = ".json" if fmt is CueFormat.json or json_ else ".tsv"
         check_outputs([("the output", output)], [("the audio", input_file(audio))], force, example=f"cues{ext}")
     with tempfile.TemporaryDirectory(prefix="a2v-") as tmp:
-        prepared = decode(fetch(audio, Path(tmp)), Path(tmp), config.max_audio_seconds())
+        prepared = decode(fetch(audio, Path(tmp)), Path(tmp), config.max_audio_seconds(), shown_name(audio))
         found = cue_mod.mouth_cues(prepared, device.value, extended)
-    if fmt is CueFormat.json:
+    if fmt is CueFormat.json or json_:
         text = cue_mod.to_json(found, cue_mod.sound_name(audio), prepared.duration)
     else:
-        text = cue_mod.to_tsv(found)
+        text = cue_mod.to_tsv(found, extended)
     if output is None:
         sys.stdout.write(text)
         return
@@ -553,6 +554,7 @@ def models_list(json_: JsonOpt = False, debug: DebugOpt = False) -> None:
 def auth_login(
     server: Annotated[str | None, typer.Option("--server", help="Server URL (else A2V_SERVER).")] = None,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Check the token against the server.")] = True,
+    json_: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Store a token for a server (read from stdin, or a hidden prompt; never a flag)."""
@@ -575,7 +577,10 @@ def auth_login(
 
         RemoteBackend(A2VClient(url, token)).list_avatars()
     path = credentials.store_login(url, token)
-    _output(False).info(f"Logged in to {url}; token stored in {path} (mode 0600).")
+    if json_:
+        _output(True).json({"server": url, "config_file": str(path)})
+    else:
+        _output(False).info(f"Logged in to {url}; token stored in {path} (mode 0600).")
 
 
 @auth_app.command("status")
@@ -605,6 +610,7 @@ def auth_status(
 @auth_app.command("logout")
 def auth_logout(
     server: Annotated[str | None, typer.Option("--server", help="Server URL (default: the stored one).")] = None,
+    json_: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Forget the stored token (A2V_TOKEN in the environment is not affected)."""
@@ -612,7 +618,10 @@ def auth_logout(
 
     config = credentials.load_config()
     url = credentials.normalize_server(server) if server else config.get("server")
-    if url and credentials.forget_login(url):
+    forgot = bool(url and credentials.forget_login(url))
+    if json_:
+        _output(True).json({"server": url, "logged_out": forgot})
+    elif forgot:
         _output(False).info(f"Logged out of {url}.")
     else:
         _output(False).info("No stored login.")
@@ -666,8 +675,22 @@ def _fail(message: str, code: int, json_errors: bool = False, hint: str | None =
     sys.exit(code)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: unwinds like Ctrl-C (temp files removed, the video marked failed), then exit 143."""
+
+
+_SIGNALLED = {"term": False}
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+    _SIGNALLED["term"] = True
+    raise Terminated
+
+
+def _stopped(json_errors: bool) -> NoReturn:
+    if _SIGNALLED["term"]:
+        _fail("terminated", ExitCode.TERMINATED, json_errors)
+    _fail("interrupted", ExitCode.INTERRUPTED, json_errors)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -693,9 +716,10 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(code)
         ctx = getattr(err, "ctx", None)
         where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-        _fail(f"{err.format_message()}{where}", code, json_errors)
+        message = err.format_message().replace("Value error, ", "")  # pydantic's wording, not ours
+        _fail(f"{message}{where}", code, json_errors)
     except (KeyboardInterrupt, typer.Abort):
-        _fail("interrupted", ExitCode.INTERRUPTED, json_errors)
+        _stopped(json_errors)
     except Exception as err:
         if debug:
             raise
@@ -705,5 +729,5 @@ def main(argv: list[str] | None = None) -> None:
             json_errors,
         )
     if rv == ExitCode.INTERRUPTED:  # Typer turns Ctrl-C inside a command into a returned 130
-        _fail("interrupted", ExitCode.INTERRUPTED, json_errors)
+        _stopped(json_errors)
     sys.exit(rv if isinstance(rv, int) else 0)

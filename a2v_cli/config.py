@@ -45,4 +45,8 @@ def max_audio_seconds() -> float:
         from a2v_cli.errors import InputError
 
         raise InputError(f"A2V_MAX_AUDIO_SECONDS={raw!r} is not a number", "set it to seconds, e.g. 600") from None
+    if not (0 < value < float("inf")):
+        from a2v_cli.errors import InputError
+
+        raise InputError(f"A2V_MAX_AUDIO_SECONDS={raw!r} must be a positive number of seconds", "e.g. 600")
     return value

@@ -21,12 +21,13 @@ class ExitCode(IntEnum):
     VIDEO_FAILED = 6
     TIMEOUT = 7
     INTERRUPTED = 130
+    TERMINATED = 143
 
 
 EXIT_CODE_HELP = (
     "Exit codes: 0 ok, 1 other failure, 2 usage error or bad input, 3 authentication, "
     "4 not found (pose, avatar, video), 5 server or network unavailable, 6 video failed, "
-    "7 timed out waiting, 130 interrupted."
+    "7 timed out waiting, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)."
 )
 
 

@@ -110,7 +110,7 @@ class LocalBackend:
         return dest
 
     def generate(self, pose_id: str, audio: str, options: GenerateOptions, progress: ProgressFn | None = None) -> Video:
-        from a2v_cli.engine.audio import decode, fetch
+        from a2v_cli.engine.audio import decode, fetch, shown_name
         from a2v_cli.engine.lipsync import load_model
         from a2v_cli.engine.render import ALPHA_FORMATS, RenderJob, render
 
@@ -125,7 +125,8 @@ class LocalBackend:
         kept = self.home / "videos" / video_id  # the history's own copy; outputs are independent copies
         with tempfile.TemporaryDirectory(prefix="a2v-") as tmp:
             work = Path(tmp)
-            prepared = decode(fetch(audio, work, options.stdin), work, config.max_audio_seconds())
+            source = fetch(audio, work, options.stdin)
+            prepared = decode(source, work, config.max_audio_seconds(), shown_name(audio))
             # bad input never reaches the history; from here on a failure is recorded
             self.store.create(pose_id, status="processing", video_id=video_id, duration=prepared.duration)
             try:

@@ -105,28 +105,43 @@ def _download(url: str, workdir: Path) -> Path:
     return dest
 
 
-def decode(path: Path, workdir: Path, max_seconds: float) -> PreparedAudio:
-    """Decode ``path`` into ``workdir``/audio16k.f32 and measure its speech level."""
+def shown_name(source: str) -> str:
+    """What messages call an audio argument: the file's name, the URL's file name, or stdin."""
+    if source == "-":
+        return "stdin"
+    if "://" in source:
+        from urllib.parse import unquote, urlsplit
+
+        return Path(unquote(urlsplit(source).path)).name or source
+    return Path(source).name or source
+
+
+def decode(path: Path, workdir: Path, max_seconds: float, name: str | None = None) -> PreparedAudio:
+    """Decode ``path`` into ``workdir``/audio16k.f32 and measure its speech level.
+
+    ``name`` is what messages call the audio (default: the file's name; temp copies have internal names).
+    """
     pcm_path = workdir / "audio16k.f32"
+    name = name or path.name
     if path.stat().st_size == 0:
-        raise InputError(f"{path.name} is empty (0 bytes)", "give a recording with sound in it")
+        raise InputError(f"{name} is empty (0 bytes)", "give a recording with sound in it")
     meter = LevelMeter()
     n = 0
     # libsndfile's MP3 decoder (libmpg123) prints to fd 2 on damaged or odd files; that is not a2v's voice
     with native_stderr_captured(), open(pcm_path, "wb") as out:
         opened = _open_soundfile(path)
         if opened is not None:
-            blocks, rate, channels = _soundfile_blocks(opened, max_seconds, path.name)
+            blocks, rate, channels = _soundfile_blocks(opened, max_seconds, name)
         else:
-            blocks, rate, channels = _ffmpeg_blocks(path, max_seconds)
+            blocks, rate, channels = _ffmpeg_blocks(path, max_seconds, name)
         for block in blocks:
             meter.add(block)
             out.write(np.ascontiguousarray(block, dtype="<f4").tobytes())
             n += len(block)
             if n > max_seconds * SAMPLE_RATE:
-                raise _too_long(path.name, max_seconds)
+                raise _too_long(name, max_seconds)
     if n == 0:
-        raise InputError(f"{path.name} holds no audio samples (zero length)", "give a recording with sound in it")
+        raise InputError(f"{name} holds no audio samples (zero length)", "give a recording with sound in it")
     return PreparedAudio(
         mux_path=path,
         pcm_path=pcm_path,
@@ -205,8 +220,8 @@ def _soundfile_blocks(f, max_seconds: float, name: str) -> tuple[Iterator[np.nda
     return gen(), rate, channels
 
 
-def _ffmpeg_blocks(path: Path, max_seconds: float) -> tuple[Iterator[np.ndarray], int, int]:
-    rate, channels = _ffmpeg_stream_info(path)
+def _ffmpeg_blocks(path: Path, max_seconds: float, name: str) -> tuple[Iterator[np.ndarray], int, int]:
+    rate, channels = _ffmpeg_stream_info(path, name)
     cmd = [
         ffmpeg_exe(),
         "-nostdin",
@@ -243,7 +258,7 @@ def _ffmpeg_blocks(path: Path, max_seconds: float) -> tuple[Iterator[np.ndarray]
             if proc.wait() != 0:
                 last = err.splitlines()[-1] if err else f"ffmpeg exited with {proc.returncode}"
                 raise InputError(
-                    f"{path.name} could not be decoded as audio ({last})", "give a WAV, MP3, FLAC, OGG or M4A"
+                    f"{name} could not be decoded as audio ({last})", "give a WAV, MP3, FLAC, OGG or M4A"
                 )
         finally:
             if proc.poll() is None:
@@ -253,7 +268,7 @@ def _ffmpeg_blocks(path: Path, max_seconds: float) -> tuple[Iterator[np.ndarray]
     return gen(), rate, channels
 
 
-def _ffmpeg_stream_info(path: Path) -> tuple[int, int]:
+def _ffmpeg_stream_info(path: Path, name: str) -> tuple[int, int]:
     """Sample rate and channels of the first audio stream; InputError when there is none."""
     import re
 
@@ -272,7 +287,7 @@ def _ffmpeg_stream_info(path: Path) -> tuple[int, int]:
             if m:
                 ch = int(m.group(1))
             return (int(rate.group(1)) if rate else SAMPLE_RATE), ch
-    raise InputError(f"{path.name} is not an audio file (no audio stream found)", "give a WAV, MP3, FLAC, OGG or M4A")
+    raise InputError(f"{name} is not an audio file (no audio stream found)", "give a WAV, MP3, FLAC, OGG or M4A")
 
 
 class PcmReader:

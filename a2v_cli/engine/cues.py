@@ -154,11 +154,14 @@ def mouth_cues(
     return cues_from_track(articulation_track(audio, device, articulator), audio.duration, extended)
 
 
-def to_tsv(cues: list[Cue]) -> str:
-    """Rhubarb's TSV: one `start<TAB>shape` line per cue, then the end time with X."""
+def to_tsv(cues: list[Cue], extended: str = "GHX") -> str:
+    """Rhubarb's TSV: one `start<TAB>shape` line per cue, then the end time with the idle shape.
+
+    The idle shape is X, or its stand-in A when the art has no X (as Rhubarb writes it).
+    """
     lines = [f"{c.start:.2f}\t{c.value}" for c in cues]
     if cues:
-        lines.append(f"{cues[-1].end:.2f}\tX")
+        lines.append(f"{cues[-1].end:.2f}\t{restrict('X', extended)}")
     return "\n".join(lines) + "\n"
 
 
