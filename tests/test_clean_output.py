@@ -1,0 +1,179 @@
+"""stderr holds only a2v's own words: native decoder noise, unusable A2V_HOME, bad models, small rough edges.
+
+Through the real CLI, with real files (a damaged MP3 made by the bundled ffmpeg, broken ONNX files).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import soundfile as sf
+from conftest import ROOT, SPEECH, ffmpeg, run_cli
+from onnx import TensorProto, helper
+from test_wav2lip import build_fake_wav2lip
+
+from a2v_cli.errors import ExitCode
+
+POSE = "ava-front"
+
+
+def one_error_line(stderr: str, *words: str) -> None:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in stderr, stderr
+    for w in words:
+        assert w in stderr, stderr
+
+
+def damaged_mp3(directory: Path) -> Path:
+    """An MP3 whose frames' side information is scrambled: decodable, but libmpg123 complains on fd 2."""
+    good = directory / "good.mp3"
+    subprocess.run([ffmpeg(), "-v", "error", "-y", "-i", str(SPEECH), "-c:a", "libmp3lame", "-b:a", "64k", str(good)],
+                   check=True)
+    data = bytearray(good.read_bytes())
+    rng = random.Random(2)
+    i = 500
+    while i < len(data) - 8:
+        if data[i] == 0xFF and data[i + 1] & 0xE0 == 0xE0:
+            if rng.random() < 0.5:
+                data[i + 4 : i + 7] = bytes(rng.getrandbits(8) for _ in range(3))
+            i += 100
+        else:
+            i += 1
+    bad = directory / "damaged.mp3"
+    bad.write_bytes(bytes(data))
+    return bad
+
+
+def test_native_decoder_noise_never_reaches_stderr(isolated: Path) -> None:
+    bad = damaged_mp3(isolated)
+    r = run_cli("cues", str(bad))
+    assert r.code == 0 and r.stdout.strip(), r.stderr
+    assert r.stderr == "", r.stderr  # libmpg123 prints dozens of "[src/libmpg123/...] error" lines here
+    g = run_cli("generate", "-p", POSE, "-a", str(bad), "-o", "d.mp4")
+    assert g.code == 0, g.stderr
+    assert [line for line in g.stderr.splitlines() if not line.startswith("Saved ")] == []
+    noise = isolated / "random.mp3"
+    noise.write_bytes(random.Random(1).randbytes(20000))
+    r = run_cli("cues", str(noise))
+    assert r.code == ExitCode.USAGE
+    one_error_line(r.stderr, "random.mp3")
+    j = run_cli("cues", str(noise), "--json")
+    assert j.code == ExitCode.USAGE and len(j.stderr.strip().splitlines()) == 1
+    assert "random.mp3" in json.loads(j.stderr)["error"]
+
+
+def test_unusable_home_only_matters_where_history_is_kept(isolated: Path) -> None:
+    blocker = isolated / "not-a-dir"
+    blocker.write_text("a file where A2V_HOME's parent should be")
+    env = {"A2V_HOME": str(blocker / "home")}
+    for args in (["avatars", "list"], ["avatars", "poses", "ava"], ["cues", str(SPEECH)]):
+        r = run_cli(*args, env=env)
+        assert r.code == 0 and r.stderr == "", (args, r.stderr)
+    for args in (["video", "list"], ["generate", "-p", POSE, "-a", str(SPEECH)]):
+        r = run_cli(*args, env=env)
+        assert r.code == ExitCode.USAGE, (args, r.stderr)
+        one_error_line(r.stderr, "A2V_HOME", str(blocker / "home"))
+
+
+@pytest.fixture
+def bad_models(isolated: Path) -> dict[str, Path]:
+    good = build_fake_wav2lip(isolated / "good.onnx")
+    newer = onnx.load(good)
+    newer.ir_version = 99
+    onnx.save(newer, isolated / "newer.onnx")
+    wrong = onnx.load(good)
+    del wrong.graph.output[:]
+    wrong.graph.output.extend([helper.make_tensor_value_info("loud", TensorProto.FLOAT, ["B", 1, 1, 1])])
+    onnx.save(wrong, isolated / "wrong.onnx")
+    (isolated / "garbage.onnx").write_bytes(random.Random(3).randbytes(3000))
+    return {
+        "garbage": isolated / "garbage.onnx",
+        "newer": isolated / "newer.onnx",
+        "wrong": isolated / "wrong.onnx",
+    }
+
+
+def test_bad_model_files_are_one_clear_line(bad_models: dict[str, Path]) -> None:
+    words = {"garbage": "not an ONNX file", "newer": "needs a newer onnxruntime", "wrong": "answers with shape"}
+    for name, path in bad_models.items():
+        r = run_cli("generate", "-p", POSE, "-a", str(SPEECH), "-m", str(path), "-o", f"{name}.mp4")
+        assert r.code == ExitCode.USAGE, r.stderr
+        one_error_line(r.stderr, words[name], path.name)
+        assert "onnxruntime::" not in r.stderr and "[ONNXRuntimeError]" not in r.stderr
+    models = Path(os.environ["A2V_HOME"]) / "models"
+    models.mkdir(parents=True)
+    for path in bad_models.values():
+        path.replace(models / path.name)
+    listed = {m["name"]: m["kind"] for m in run_cli("models", "list", "--json").json()}
+    for name in bad_models:
+        assert listed[name].startswith("unusable: ") and words[name] in listed[name], listed
+        assert "onnxruntime::" not in listed[name] and "\n" not in listed[name]
+
+
+def long_speech(directory: Path, seconds: float = 40.0) -> Path:
+    data, rate = sf.read(SPEECH, dtype="float32")
+    path = directory / "long.wav"
+    sf.write(path, np.tile(data, int(np.ceil(seconds * rate / len(data))))[: int(seconds * rate)], rate)
+    return path
+
+
+def test_sigterm_is_143_and_the_failed_video_cannot_be_downloaded(isolated: Path) -> None:
+    audio = long_speech(isolated)
+    home = Path(os.environ["A2V_HOME"])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "a2v_cli", "generate", "-p", POSE, "-a", str(audio), "-o", "t.mp4"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    deadline = time.monotonic() + 60
+    while not list((home / "videos").glob("vid_*")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == ExitCode.TERMINATED == 143, err.decode()
+    one_error_line(err.decode(), "terminated")
+    assert not list(isolated.glob("*.mp4")) and not list(isolated.glob(".*.part"))
+    video = run_cli("video", "list", "--json").json()[0]
+    assert video["status"] == "failed"
+    d = run_cli("video", "download", video["video_id"])
+    assert d.code == ExitCode.VIDEO_FAILED
+    one_error_line(d.stderr, "failed", "a2v generate")
+    assert "--wait" not in d.stderr
+
+
+def test_small_rough_edges(isolated: Path) -> None:
+    r = run_cli("generate", "-p", POSE, "-a", str(SPEECH), env={"A2V_MAX_AUDIO_SECONDS": "-5"})
+    assert r.code == ExitCode.USAGE
+    one_error_line(r.stderr, "A2V_MAX_AUDIO_SECONDS", "positive")
+    r = run_cli("generate", "-p", POSE, "-a", "")
+    assert r.code == ExitCode.USAGE
+    one_error_line(r.stderr, "--audio is empty")
+    r = run_cli("generate", "-p", POSE, "-a", str(SPEECH), "--device", "tpu")
+    assert r.code == ExitCode.USAGE and "Value error" not in r.stderr and "'tpu' is not one of" in r.stderr
+    r = run_cli("cues", "-", input=b"")
+    assert r.code == ExitCode.USAGE
+    one_error_line(r.stderr, "stdin is empty")
+    assert "stdin-audio" not in r.stderr
+    (isolated / "d").mkdir()
+    r = run_cli("cues", str(SPEECH), "-o", "d")
+    assert r.code == ExitCode.USAGE and "out.mp4" not in r.stderr and "cues.tsv" in r.stderr
+    os.mkfifo(isolated / "pipe")
+    r = run_cli("cues", str(SPEECH), "-o", "pipe", "--force")
+    assert r.code == ExitCode.USAGE and "not a regular file" in r.stderr
+    assert (isolated / "pipe").is_fifo()
+    tsv = run_cli("cues", str(SPEECH), "--extended-shapes", "").stdout.strip().splitlines()
+    assert tsv[-1].endswith("\tA") and all(line.split("\t")[1] in "ABCDEF" for line in tsv)
+    assert run_cli("cues", str(SPEECH)).stdout.strip().splitlines()[-1].endswith("\tX")
+    cues = run_cli("cues", str(SPEECH), "--json")
+    assert cues.code == 0 and cues.json()["mouthCues"]  # type: ignore[index]
+    out = run_cli("auth", "logout", "--json")
+    assert out.code == 0 and out.json() == {"server": None, "logged_out": False}
