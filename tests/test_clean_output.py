@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 import pytest
 import soundfile as sf
-from conftest import ROOT, SPEECH, ffmpeg, run_cli
+from conftest import ROOT, SPEECH, ffmpeg, probe, run_cli
 from onnx import TensorProto, helper
 from test_wav2lip import build_fake_wav2lip
 
@@ -177,3 +177,17 @@ def test_small_rough_edges(isolated: Path) -> None:
     assert cues.code == 0 and cues.json()["mouthCues"]  # type: ignore[index]
     out = run_cli("auth", "logout", "--json")
     assert out.code == 0 and out.json() == {"server": None, "logged_out": False}
+
+
+@pytest.mark.parametrize("alpha", ["mov", "webm"])
+def test_every_output_is_tagged_completely_and_the_same_way(isolated: Path, alpha: str) -> None:
+    r = run_cli("generate", "-p", POSE, "-a", str(SPEECH), "-o", "t.mp4", "--alpha-format", alpha)
+    assert r.code == 0, r.stderr
+    for name in ("t.mp4", "t.mask.mp4", f"t.alpha.{alpha}"):
+        info = probe(isolated / name)
+        video_line = next(line for line in info.text.splitlines() if "Video:" in line)
+        # ffmpeg prints "(tv, bt709, ...)" only when matrix, primaries and transfer are all BT.709
+        assert "(tv, bt709, progressive)" in video_line, (name, video_line)
+        meta = {k.lower(): v for k, v in info.metadata.items()}
+        assert meta.get("synthetic") == "true" and meta.get("a2v_pose") == POSE, (name, info.metadata)
+        assert "Synthetic video" in meta.get("comment", ""), name

@@ -35,16 +35,37 @@ class OutputSpec:
     fmt: str = "mp4"
 
 
-# H.264 yuv420p, tagged BT.709 so players convert colours as we did. veryfast + CRF 20 keeps
-# cartoon edges clean at about 150 kb/s; the mask is flat and compresses well at ultrafast.
-VIDEO_ARGS = (
-    "-vf scale=out_color_matrix=bt709:out_range=tv,format=yuv420p -c:v libx264 -preset veryfast -crf 20 "
-    "-colorspace bt709 -color_primaries bt709 -color_trc bt709 -color_range tv"
-).split()
-MASK_ARGS = "-vf scale=out_range=tv,format=yuv420p -c:v libx264 -preset ultrafast -crf 16 -color_range tv".split()
+# Every output is converted with, and tagged as, BT.709 (matrix, primaries, transfer; limited range),
+# so players and editors convert colours back exactly as we did. The tags go on the frames
+# (setparams) and on the stream, since some muxers read one and some the other.
+COLOUR_TAGS = "-colorspace bt709 -color_primaries bt709 -color_trc bt709 -color_range tv".split()
+
+
+def colour_filter(pix_fmt: str) -> list[str]:
+    return [
+        "-vf",
+        f"scale=out_color_matrix=bt709:out_range=tv,format={pix_fmt},"
+        "setparams=range=tv:color_primaries=bt709:color_trc=bt709:colorspace=bt709",
+    ]
+
+
+# H.264 yuv420p. veryfast + CRF 20 keeps cartoon edges clean at about 150 kb/s; the mask is flat
+# and compresses well at ultrafast.
+VIDEO_ARGS = [*colour_filter("yuv420p"), *"-c:v libx264 -preset veryfast -crf 20".split(), *COLOUR_TAGS]
+MASK_ARGS = [*colour_filter("yuv420p"), *"-c:v libx264 -preset ultrafast -crf 16".split(), *COLOUR_TAGS]
 MP4_FLAGS = ["-movflags", "+faststart+use_metadata_tags"]
-WEBM_ARGS = "-c:v libvpx-vp9 -pix_fmt yuva420p -b:v 0 -crf 30 -deadline realtime -cpu-used 8 -row-mt 1".split()
-PRORES_ARGS = "-c:v prores_ks -profile:v 4444 -pix_fmt yuva444p10le -vendor apl0".split()
+WEBM_ARGS = [
+    *colour_filter("yuva420p"),
+    *"-c:v libvpx-vp9 -pix_fmt yuva420p -b:v 0 -crf 30 -deadline realtime -cpu-used 8 -row-mt 1".split(),
+    *COLOUR_TAGS,
+]
+PRORES_ARGS = [
+    *colour_filter("yuva444p10le"),
+    *"-c:v prores_ks -profile:v 4444 -pix_fmt yuva444p10le -vendor apl0".split(),
+    *COLOUR_TAGS,
+    "-movflags",
+    "+use_metadata_tags",  # keeps the synthetic and a2v_pose tags, as in the MP4s
+]
 
 
 def h264_video(metadata: dict[str, str]) -> OutputSpec:
