@@ -28,6 +28,32 @@ Runs locally with the bundled lip-sync model (the default: no server, no token, 
 
 {EXIT_CODE_HELP}"""
 
+def _tidy_help() -> None:
+    """Typer 0.29's help shows `<bool>` beside plain flags and `{name}` around required arguments.
+
+    Flags take no value, and braces read as a choice; show neither (guarded: other Typer versions
+    simply keep their own wording).
+    """
+    from typer import core
+
+    option_type = getattr(core.TyperOption, "display_type_rich", None)
+    if option_type is not None:
+
+        def display_type_rich(self: Any, ctx: Any) -> str | None:
+            return None if getattr(self, "is_flag", False) else option_type(self, ctx)
+
+        core.TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+    if hasattr(core.TyperArgument, "_usage_display_name"):
+
+        def usage_name(self: Any) -> str:
+            name = str(self.display_name_raw).upper()
+            return (name if self.required else f"[{name}]") + ("..." if self.nargs != 1 else "")
+
+        core.TyperArgument._usage_display_name = usage_name  # type: ignore[method-assign]
+
+
+_tidy_help()
+
 app = typer.Typer(
     name="a2v",
     help=HELP,
@@ -83,7 +109,7 @@ VIDEO_COLUMNS = [
     ("status", "STATUS"),
     ("pose_id", "POSE"),
     ("seconds", "SECONDS"),
-    ("created", "CREATED (UTC)"),
+    ("created", "CREATED UTC"),
     ("error", "ERROR"),
 ]
 
@@ -105,6 +131,26 @@ def _complete_avatar(incomplete: str) -> list[str]:
     from a2v_cli.engine.art import AVATARS
 
     return [a for a in AVATARS if a.startswith(incomplete)]
+
+
+def _complete_video(incomplete: str) -> list[str]:
+    """Video ids from the local history (remote mode: none, so a <TAB> never waits on the network)."""
+    try:
+        from a2v_cli import credentials
+
+        if credentials.resolve(None).server:
+            return []
+        from a2v_cli.backend.local import LocalBackend
+
+        return [v for v in LocalBackend().store.ids() if v.startswith(incomplete)]
+    except Exception:  # completion must never print an error into the user's shell
+        return []
+
+
+VideoIdArg = Annotated[
+    str,
+    typer.Argument(help="A video id from `a2v generate` or `a2v video list`.", autocompletion=_complete_video),
+]
 
 
 def _output(json_mode: bool):  # type: ignore[no-untyped-def]
@@ -220,7 +266,10 @@ def generate(
         typer.Option("--model", "-m", help="Local mode: a Wav2Lip-style .onnx file or a name from `a2v models list`."),
     ] = None,
     wait: WaitOpt = False,
-    timeout: TimeoutOpt = 1800.0,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", min=0.0, help="Remote mode, with --wait: give up after this many seconds (exit 7)."),
+    ] = None,
     json_: JsonOpt = False,
     local: LocalOpt = False,
     server: ServerOpt = None,
@@ -247,6 +296,13 @@ def generate(
     _check_audio_arg(audio)
     backend = _backend(local, server, http_timeout)
     if backend.mode == "local":
+        if timeout is not None:
+            from a2v_cli.errors import InputError
+
+            raise InputError(
+                "--timeout is for waiting on a server's video (remote mode)",
+                "drop it: a local render runs until it is done (Ctrl-C stops it)",
+            )
         with out.progress(f"Rendering {pose} locally") as progress:
             video = backend.generate(pose, audio, options, progress)
     else:
@@ -262,7 +318,7 @@ def generate(
         video = backend.generate(pose, audio_arg, options)
         out.info(f"Started {video.video_id} ({video.status})")
         if wait or targets:
-            video = _wait(out, backend, video, timeout, json_)
+            video = _wait(out, backend, video, 1800.0 if timeout is None else timeout, json_)
         if targets:
             pairs = [(video.video_url, targets.video), (video.mask_video_url, targets.mask)]
             if targets.alpha:
@@ -343,7 +399,7 @@ def _print_video(out: Any, data: dict[str, Any], json_: bool) -> None:
 
 @video_app.command("get")
 def video_get(
-    video_id: Annotated[str, typer.Argument(help="A video id from `a2v generate` or `a2v video list`.")],
+    video_id: VideoIdArg,
     wait: WaitOpt = False,
     timeout: TimeoutOpt = 1800.0,
     json_: JsonOpt = False,
@@ -376,12 +432,13 @@ def video_list(
     if json_:
         out.json(items)
     else:
-        out.table([_video_row(v) for v in items], VIDEO_COLUMNS)
+        columns = [c for c in VIDEO_COLUMNS if c[0] != "error" or any(v.get("error") for v in items)]
+        out.table([_video_row(v) for v in items], columns, wrap={"error"})
 
 
 @video_app.command("download")
 def video_download(
-    video_id: Annotated[str, typer.Argument(help="A finished video's id.")],
+    video_id: VideoIdArg,
     output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Directory to save into.")] = Path("."),
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing files.")] = False,
     json_: JsonOpt = False,
@@ -424,7 +481,7 @@ def video_download(
 
 @video_app.command("delete")
 def video_delete(
-    video_id: Annotated[str, typer.Argument(help="A video id from `a2v video list`.")],
+    video_id: VideoIdArg,
     json_: JsonOpt = False,
     local: LocalOpt = False,
     server: ServerOpt = None,

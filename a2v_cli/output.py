@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TextIO
 
@@ -28,12 +28,36 @@ class Output:
         self._stdout.flush()
 
     def table(
-        self, rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], title: str | None = None
+        self,
+        rows: Sequence[dict[str, Any]],
+        columns: Sequence[tuple[str, str]],
+        title: str | None = None,
+        wrap: Collection[str] | None = None,
     ) -> None:
-        """A Rich table of ``rows`` with (field, header) ``columns``."""
-        table = Table(title=title, header_style="bold", show_lines=False)
-        for i, (_, header) in enumerate(columns):
-            table.add_column(header, overflow="fold", no_wrap=i == 0)  # ids stay whole, to copy
+        """A Rich table of ``rows`` with (field, header) ``columns``.
+
+        With ``wrap`` (the free-text fields), one line per row: ids and dates stay whole so they can be
+        copied, in a table without side borders to leave them the width; only free text is cut short.
+        """
+        if wrap is None:
+            table = Table(title=title, header_style="bold", show_lines=False)
+            for i, (_, header) in enumerate(columns):
+                table.add_column(header, overflow="fold", no_wrap=i == 0)  # ids stay whole, to copy
+        else:
+            from rich import box
+
+            table = Table(
+                title=title, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
+            )
+            # free text is cut short with an ellipsis (the whole text is in `get`); the rest keep their width
+            whole = {f: max([len(h)] + [len(str(r.get(f) or "")) for r in rows]) for f, h in columns}
+            spare = self.out.width - sum(w for f, w in whole.items() if f not in wrap) - 2 * len(columns)
+            for field, header in columns:
+                if field in wrap:
+                    width = max(8, spare // max(1, len([f for f, _ in columns if f in wrap])))
+                    table.add_column(header, overflow="ellipsis", no_wrap=True, max_width=width)
+                else:
+                    table.add_column(header, no_wrap=True, min_width=whole[field])
         for row in rows:
             table.add_row(*("" if row.get(k) is None else str(row.get(k)) for k, _ in columns))
         self.out.print(table)
@@ -56,7 +80,11 @@ class Output:
 
     @contextmanager
     def progress(self, description: str, unit: str = "frames") -> Iterator[Any]:
-        """A progress callback ``(done, total)``: a Rich bar with rate and ETA on a TTY, silent otherwise."""
+        """A progress callback ``(done, total)``: a Rich bar with rate and ETA on a TTY, silent otherwise.
+
+        The bar appears at the first report, not before: input checks that fail first show only
+        their error, with no progress line flashing ahead of it.
+        """
         if not self.err.is_terminal:
             yield None
             return
@@ -75,18 +103,26 @@ class Output:
             columns: list[Any] = [DownloadColumn(), TransferSpeedColumn()]
         else:
             columns = [MofNCompleteColumn(), TextColumn(unit), TaskProgressColumn(), TextColumn("{task.fields[rate]}")]
-        with Progress(
+        bar = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             *columns,
             TimeRemainingColumn(),
             console=self.err,
             transient=True,
-        ) as bar:
-            task = bar.add_task(description, total=None, rate="")
+        )
+        task = None
 
-            def update(done: int, total: int | None) -> None:
-                speed = bar.tasks[0].speed
-                bar.update(task, completed=done, total=total, rate=f"{speed:.0f} {unit}/s" if speed else "")
+        def update(done: int, total: int | None) -> None:
+            nonlocal task
+            if task is None:
+                bar.start()
+                task = bar.add_task(description, total=None, rate="")
+            speed = bar.tasks[0].speed
+            bar.update(task, completed=done, total=total, rate=f"{speed:.0f} {unit}/s" if speed else "")
 
+        try:
             yield update
+        finally:
+            if task is not None:
+                bar.stop()

@@ -191,3 +191,75 @@ def test_every_output_is_tagged_completely_and_the_same_way(isolated: Path, alph
         meta = {k.lower(): v for k, v in info.metadata.items()}
         assert meta.get("synthetic") == "true" and meta.get("a2v_pose") == POSE, (name, info.metadata)
         assert "Synthetic video" in meta.get("comment", ""), name
+
+
+def test_video_list_fits_80_columns(isolated: Path) -> None:
+    from a2v_cli.store import VideoStore
+
+    store = VideoStore(Path(os.environ["A2V_HOME"]) / "a2v.db")
+    ok = store.create("ava-front", status="finished", duration=12.34)
+    r = run_cli("video", "list", env={"COLUMNS": "80"})
+    assert r.code == 0, r.stderr
+    assert ok.video_id in r.stdout and ok.created_at[:10] in r.stdout and "ERROR" not in r.stdout
+    bad = store.create("leo-side", status="failed", error="audio_url could not be fetched: HTTP 404 " * 3)
+    r = run_cli("video", "list", env={"COLUMNS": "80"})
+    lines = r.stdout.splitlines()
+    assert "ERROR" in r.stdout and max(len(line) for line in lines) <= 80
+    for video in (ok, bad):  # ids and dates stay whole, to copy, and every column is there
+        row = next(line for line in lines if video.video_id in line)
+        assert video.created_at[:16].replace("T", " ") in row, r.stdout
+        assert video.status in row and str(video.pose_id) in row, r.stdout
+    assert "12.3" in r.stdout and "audio" in next(line for line in lines if bad.video_id in line)
+
+
+def test_help_and_completion(isolated: Path) -> None:
+    g = run_cli("generate", "--help")
+    assert "<bool>" not in g.stdout and "--force" in g.stdout
+    c = run_cli("cues", "--help")
+    assert "a2v cues [OPTIONS] AUDIO" in " ".join(c.stdout.split()) and "{audio}" not in c.stdout
+    r = run_cli("generate", "-p", POSE, "-a", str(SPEECH), "--timeout", "5")
+    assert r.code == ExitCode.USAGE and "--timeout" in r.stderr and "remote mode" in r.stderr
+    made = run_cli("generate", "-p", POSE, "-a", str(SPEECH), "--json").json()
+    words = run_cli(env={"_A2V_COMPLETE": "complete_bash", "COMP_WORDS": "a2v video get vid_", "COMP_CWORD": "3"})
+    assert words.stdout.split() == [made["video_id"]]  # type: ignore[index]
+
+
+def test_url_input_takes_the_urls_file_name(isolated: Path) -> None:
+    from conftest import file_server
+
+    served = isolated / "srv"
+    served.mkdir()
+    (served / "greeting.wav").write_bytes(SPEECH.read_bytes())
+    with file_server(served) as url:
+        r = run_cli("generate", "-p", POSE, "-a", f"{url}/greeting.wav")
+    assert r.code == 0, r.stderr
+    assert (isolated / "greeting-ava-front.mp4").is_file() and (isolated / "greeting-ava-front.mask.mp4").is_file()
+
+
+def test_no_progress_line_flashes_before_an_input_error(isolated: Path) -> None:
+    """On a terminal the progress bar starts with the render, not before the inputs are checked."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "100", "TERM": "xterm"}
+    proc = subprocess.Popen([sys.executable, "-m", "a2v_cli", "generate", "-p", POSE, "-a", "missing.wav"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave, env=env)
+    os.close(slave)
+    seen = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    assert proc.wait() == ExitCode.USAGE
+    text = seen.decode(errors="replace")
+    assert "missing.wav" in text and "Rendering" not in text, text
