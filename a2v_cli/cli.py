@@ -530,7 +530,10 @@ def parse_duration(text: str) -> float:
     parts = re.findall(r"(\d+(?:\.\d+)?)\s*([smhdw])", text.strip().lower())
     if not parts or re.sub(r"(\d+(?:\.\d+)?)\s*([smhdw])", "", text.strip().lower()).strip():
         raise InputError(f"--older-than {text!r} is not a duration", "use a number and a unit, e.g. 30d, 12h, 90m")
-    return sum(float(n) * _UNITS[u] for n, u in parts)
+    seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if seconds > 1e11:  # over 3000 years: older than any video (and beyond what dates can hold)
+        seconds = 1e11
+    return seconds
 
 
 @app.command()

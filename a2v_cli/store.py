@@ -69,7 +69,10 @@ def iso_before(seconds: float) -> str:
     """The ISO time ``seconds`` ago, in the form ``created_at`` is stored in (so strings compare in order)."""
     from datetime import timedelta
 
-    then = datetime.now(timezone.utc) - timedelta(seconds=seconds)
+    try:
+        then = datetime.now(timezone.utc) - timedelta(seconds=seconds)
+    except OverflowError:  # before the year 1: older than anything stored
+        return "0000"
     return then.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

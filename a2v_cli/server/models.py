@@ -135,7 +135,9 @@ class DeleteResponse(Envelope):
 class PruneRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    older_than_seconds: float = Field(ge=0, description="Delete finished and failed videos created before now - this.")
+    older_than_seconds: float = Field(
+        ge=0, allow_inf_nan=False, description="Delete finished and failed videos created before now - this."
+    )
 
 
 class PruneData(BaseModel):
