@@ -20,6 +20,7 @@ from a2v_cli.errors import ExitCode
 
 TOKEN_A = "tok-alice-0123456789"
 TOKEN_B = "tok-bob-9876543210"
+SERVER_DATA: dict[str, Path] = {}  # the running server's data dir, to look at its uploads
 
 
 def free_port() -> int:
@@ -31,6 +32,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data = tmp_path_factory.mktemp("server-data")
+    SERVER_DATA["dir"] = data
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "A2V_SERVER_TOKENS": f"alice:{TOKEN_A},bob:{TOKEN_B}",
            "A2V_HOME": str(data / "home")}
@@ -196,7 +198,7 @@ def test_remote_directory_output_behaves_as_local(server: str, isolated: Path) -
     assert local.code == r.code and json.loads(local.stderr)["error"] == err["error"]
 
 
-def test_remote_download_is_exclusive_and_independent(server: str, isolated: Path) -> None:
+def test_remote_download_never_replaces_existing_files(server: str, isolated: Path) -> None:
     r = remote(server, "generate", "-p", "ava-front", "-a", str(SPEECH), "--wait", "--json")
     assert r.code == 0, r.stderr
     vid = r.json()["video_id"]
@@ -225,11 +227,15 @@ def test_remote_alpha_device_and_model(server: str, isolated: Path) -> None:
         assert bad.code == ExitCode.USAGE and word in bad.stderr and "local mode only" in bad.stderr
 
 
+def uploads() -> list[str]:
+    return sorted(p.name for p in (SERVER_DATA["dir"] / "uploads").glob("upl_*"))
+
+
 def test_remote_unknown_pose_is_refused_before_upload(server: str, isolated: Path) -> None:
-    before = video_ids(server)
+    before, stored = video_ids(server), uploads()
     r = remote(server, "generate", "-p", "ava-frnt", "-a", str(SPEECH))
     assert r.code == ExitCode.NOT_FOUND and "ava-front" in r.stderr  # suggested
-    assert video_ids(server) == before
+    assert video_ids(server) == before and uploads() == stored  # no orphan upload for a typo
 
 
 def test_remote_messages_name_the_users_file(server: str, isolated: Path) -> None:
