@@ -9,15 +9,19 @@ DEFAULT_MAX_AUDIO_SECONDS = 3600.0
 DEFAULT_FPS = 25
 
 
-def home_dir() -> Path:
-    """`$A2V_HOME`, else the platform's user data dir (e.g. ~/.local/share/a2v). Created on demand."""
+def home_path() -> Path:
+    """`$A2V_HOME`, else the platform's user data dir (e.g. ~/.local/share/a2v); not created."""
     env = os.environ.get("A2V_HOME")
     if env:
-        path = Path(env).expanduser()
-    else:
-        import platformdirs
+        return Path(env).expanduser()
+    import platformdirs
 
-        path = Path(platformdirs.user_data_dir("a2v", appauthor=False))
+    return Path(platformdirs.user_data_dir("a2v", appauthor=False))
+
+
+def home_dir() -> Path:
+    """`home_path()`, created on demand."""
+    path = home_path()
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -108,6 +108,14 @@ def check_outputs(
     """
     for _, path in outputs:
         check_directory_target(path, example=example)
+    home = _resolved(_history_dir())
+    kept = [home / "videos", home / "server"] + [home / f"a2v.db{s}" for s in ("", "-wal", "-shm", "-journal")]
+    for what, path in outputs:
+        if any(_resolved(path).is_relative_to(k) for k in kept):
+            raise InputError(
+                f"{what} {path} is part of a2v's own history in {home}; a2v never writes over it",
+                "choose an output outside A2V_HOME's videos/, server/ and a2v.db",
+            )
     for i, (what, path) in enumerate(outputs):
         for what_in, source in inputs:
             if source is not None and same_file(path, source):
@@ -123,6 +131,12 @@ def check_outputs(
                 )
     for _, path in outputs:
         check_writable(path, force, example=example)
+
+
+def _history_dir() -> Path:
+    from a2v_cli import config
+
+    return config.home_path()
 
 
 def temp_beside(dest: Path) -> Path:

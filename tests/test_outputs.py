@@ -187,3 +187,20 @@ def test_video_delete_and_prune(talk: Path) -> None:
     assert bad.code == ExitCode.USAGE
     one_error_line(bad.stderr, "not a duration")
     json.loads(run_cli("video", "prune", "--older-than", "1w2d", "--json").stdout)
+
+
+def test_history_is_never_an_output(talk: Path) -> None:
+    r = run_cli("generate", "-p", POSE, "-a", "talk.wav", "--json")
+    assert r.code == 0, r.stderr
+    home = Path(os.environ["A2V_HOME"])
+    db = (home / "a2v.db").read_bytes()
+    kept = Path(r.json()["video_url"].removeprefix("file://"))
+    kept_bytes = kept.read_bytes()
+    for target in (home / "a2v.db", kept, home / "videos" / "new.mp4"):
+        for cmd in (["generate", "-p", POSE, "-a", "talk.wav", "-o", str(target), "--force"],
+                    ["cues", "talk.wav", "-o", str(target), "--force"]):
+            bad = run_cli(*cmd)
+            assert bad.code == ExitCode.USAGE, bad.stderr
+            one_error_line(bad.stderr, "a2v's own history")
+    assert (home / "a2v.db").read_bytes() == db and kept.read_bytes() == kept_bytes
+    assert not (home / "videos" / "new.mp4").exists()
