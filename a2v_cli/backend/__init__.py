@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from a2v_cli.schema import Avatar, Pose, Video
 
@@ -98,8 +98,16 @@ class Backend(Protocol):
 
     def list_videos(self, limit: int | None = None) -> list[Video]: ...
 
-    def download(self, url: str, dest: Path, progress: ProgressFn | None = None) -> Path:
-        """Fetch one of a video's URLs into ``dest`` (temp file, renamed when complete)."""
+    def download(self, url: str, dest: Path, progress: ProgressFn | None = None, force: bool = False) -> Path:
+        """Fetch one of a video's URLs into ``dest`` (temp file, then placed: exclusively unless ``force``)."""
+        ...
+
+    def delete_video(self, video_id: str) -> dict[str, Any]:
+        """Forget one video and remove its kept files: {"video_id", "deleted"} (False: deleted before)."""
+        ...
+
+    def prune_videos(self, older_than_s: float) -> dict[str, Any]:
+        """Delete finished and failed videos older than ``older_than_s``: {"deleted": [ids], "count"}."""
         ...
 
 
