@@ -291,3 +291,33 @@ def test_remote_delete_and_prune(server: str, isolated: Path) -> None:
 
 def video_ids_of(server: str, token: str) -> list[str]:
     return [v["video_id"] for v in remote(server, "video", "list", "--json", token=token).json()]
+
+
+def test_remote_output_that_appears_during_the_render_is_kept(server: str, isolated: Path) -> None:
+    """The download's final placement is exclusive too: a file that appeared meanwhile is left alone."""
+    import numpy as np
+    import soundfile as sf
+
+    data, rate = sf.read(SPEECH, dtype="float32")
+    sf.write(isolated / "long.wav", np.tile(data, 8), rate)
+    api = f"{server}/v1/a2v/video.list"
+    headers = {"Authorization": f"Bearer {TOKEN_A}"}
+    before = {v["video_id"] for v in httpx.get(api, headers=headers, timeout=10).json()["data"]}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "a2v_cli", "generate", "-p", "ava-front", "-a", "long.wav", "-o", "race.mp4"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "A2V_SERVER": server, "A2V_TOKEN": TOKEN_A},
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # the job exists: the pre-check is long past
+        now = httpx.get(api, headers=headers, timeout=10).json()["data"]
+        if any(v["video_id"] not in before for v in now):
+            break
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    (isolated / "race.mp4").write_bytes(b"written meanwhile")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == ExitCode.USAGE, err.decode()
+    assert "appeared" in err.decode() and "race.mp4" in err.decode()
+    assert (isolated / "race.mp4").read_bytes() == b"written meanwhile"
+    assert not (isolated / "race.mask.mp4").exists() and not list(isolated.glob(".race*"))
