@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -96,7 +97,7 @@ class LocalBackend:
         return {"deleted": ids, "count": len(ids)}
 
     def download(self, url: str, dest: Path, progress: ProgressFn | None = None, force: bool = False) -> Path:
-        """Local videos are files already: link or copy one into place."""
+        """Local videos are files already: put an independent copy (reflink or bytes) in place."""
         from urllib.parse import unquote, urlsplit
 
         src = Path(unquote(urlsplit(url).path))
@@ -119,6 +120,9 @@ class LocalBackend:
             raise InputError(f"unknown alpha format {options.alpha_format!r}", "use webm or mov")
         video_id = new_video_id()
         outputs = plan_outputs(audio, pose_id, options, video_id, Path.cwd())
+        if not os.access(self.home, os.W_OK | os.X_OK):  # the history needs it: say so before any work
+            raise config.home_error(self.home, "not writable")
+        self.store  # noqa: B018 - opens (or refuses) the history before any work
         # the model and its device load before the video exists: a missing GPU is not a failed video
         model = load_model(options.model, catalog.pose_art(pose_id), options.device or "auto")
         check_model(model, options.device or "auto")
