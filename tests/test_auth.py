@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 from pathlib import Path
 
@@ -69,3 +70,16 @@ def test_login_with_empty_token_is_refused() -> None:
 def test_token_is_not_a_flag() -> None:
     r = run_cli("auth", "login", "--server", "http://127.0.0.1:9", "--token", "x")
     assert r.code == ExitCode.USAGE
+
+
+def test_after_login_commands_say_they_went_remote(config_dir: Path) -> None:
+    r = run_cli("auth", "login", "--server", "http://127.0.0.1:9", "--no-verify", "--json", input=b"tok-123\n")
+    assert r.code == 0 and r.json() == {"server": "http://127.0.0.1:9", "config_file": str(config_dir / "config.json")}
+    t = run_cli("avatars", "list", "--http-timeout", "1")
+    assert "Remote mode: server http://127.0.0.1:9 (from `a2v auth login`)" in t.stderr, t.stderr
+    j = run_cli("avatars", "list", "--http-timeout", "1", "--json")
+    err = j.stderr.strip().splitlines()
+    assert len(err) == 1  # one JSON line, no mode line
+    assert json.loads(err[0])["mode"] == "remote" and json.loads(err[0])["server"] == "http://127.0.0.1:9"
+    out = run_cli("auth", "logout", "--json")
+    assert out.code == 0 and out.json() == {"server": "http://127.0.0.1:9", "logged_out": True}
