@@ -248,17 +248,6 @@ class BodyLimit:
                 await error_response(too_big)(scope, receive, send)
 
 
-class RedactSignatures(logging.Filter):
-    """Keep signed-URL signatures out of the access log (they work like passwords for a day)."""
-
-    _sig = re.compile(r"(signature=)[0-9a-fA-F]+")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(self._sig.sub(r"\1REDACTED", a) if isinstance(a, str) else a for a in record.args)
-        return True
-
-
 # --- the app ---------------------------------------------------------------------------------------
 
 

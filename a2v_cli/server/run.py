@@ -15,11 +15,11 @@ HTTP_SHUTDOWN_S = 10  # open requests get this long to complete after a signal
 
 
 def log_config() -> dict:
-    """uvicorn's logging plus ours on stderr, with signed-URL signatures redacted from the access log."""
+    """uvicorn's logging plus ours on stderr; the access log keeps only ids and limits of query strings."""
     from uvicorn.config import LOGGING_CONFIG
 
     cfg = copy.deepcopy(LOGGING_CONFIG)
-    cfg["filters"] = {"redact": {"()": "a2v_cli.server.app.RedactSignatures"}}
+    cfg["filters"] = {"redact": {"()": "a2v_cli.server.security.RedactQuery"}}
     cfg["handlers"]["access"]["filters"] = ["redact"]
     cfg["loggers"]["a2v"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     return cfg
