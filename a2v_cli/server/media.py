@@ -2,11 +2,15 @@
 
 ffmpeg reads far more than audio: a playlist (HLS, ffconcat) names other files and URLs and ffmpeg
 would open them, which turns an uploaded or downloaded file into a way to read this machine's files.
-Only containers that hold their media inline get through.
+Only containers that hold their media inline get through, and `sanitise` hands ffmpeg the demuxer
+for the container found here (`-f`, `-format_whitelist`) and `-protocol_whitelist file`: ffmpeg's own
+probe would skip an ID3v2 tag and guess again (sdp, concat...), and a demuxer could open other files
+or URLs. The renderer then reads a plain WAV file the server wrote.
 """
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from a2v_cli.errors import InputError
@@ -43,6 +47,63 @@ def audio_container(head: bytes) -> str | None:
     if head[:8] == b"\x30\x26\xb2\x75\x8e\x66\xcf\x11":
         return "asf"
     return None
+
+
+# container (as `audio_container` names it) -> the one ffmpeg demuxer allowed to read it
+DEMUXERS = {
+    "wav": "wav", "flac": "flac", "ogg": "ogg", "mp3": "mp3", "aac": "aac", "mp4": "mov", "matroska": "matroska",
+    "aiff": "aiff", "caf": "caf", "amr": "amr", "wavpack": "wv", "au": "au", "asf": "asf",
+}
+SANITISE_TIMEOUT_S = 120.0  # ffmpeg decodes 10 minutes of audio in about a second
+
+
+def demuxer(path: Path) -> str:
+    """The ffmpeg demuxer for ``path``, from its first bytes; InputError when it is not accepted audio.
+
+    An ID3v2 tag is looked past (it may prefix MP3, AAC or FLAC); MPEG frame sync is split into MP3
+    (layer bits set) and AAC in ADTS (layer 0).
+    """
+    kind = check_audio_file(path)
+    with open(path, "rb") as f:
+        head = f.read(16)
+        if kind == "mp3" and len(head) >= 10:  # ID3v2: 10-byte header, then a syncsafe size
+            size = (head[6] & 0x7F) << 21 | (head[7] & 0x7F) << 14 | (head[8] & 0x7F) << 7 | (head[9] & 0x7F)
+            f.seek(10 + size + (10 if head[5] & 0x10 else 0))
+            after = f.read(16)
+            kind = "flac" if after[:4] == b"fLaC" else "aac" if _adts(after) else "mp3"
+    if kind == "mpeg-audio":
+        kind = "aac" if _adts(head) else "mp3"
+    return DEMUXERS[kind]
+
+
+def _adts(head: bytes) -> bool:
+    return len(head) >= 2 and head[0] == 0xFF and head[1] & 0xF6 == 0xF0
+
+
+def sanitise(path: Path, dest: Path, max_seconds: float, name: str = "audio_url") -> Path:
+    """Decode a client's file with the demuxer its first bytes name into a plain WAV at ``dest``.
+
+    The only ffmpeg that reads the client's bytes is this one: one demuxer, local files only, no
+    stdin, at most ``max_seconds`` (+1, so "too long" is still seen) and SANITISE_TIMEOUT_S.
+    """
+    from a2v_cli.engine.audio import ffmpeg_exe
+
+    fmt = demuxer(path)
+    cmd = [
+        ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error",
+        "-protocol_whitelist", "file", "-format_whitelist", fmt, "-f", fmt, "-i", f"file:{path}",
+        "-map", "0:a:0", "-vn", "-sn", "-dn", "-t", f"{max_seconds + 1:g}",
+        "-c:a", "pcm_s16le", "-rf64", "auto", "-f", "wav", "-y", f"file:{dest}",
+    ]
+    try:
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=SANITISE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise InputError(f"{name} took longer than {SANITISE_TIMEOUT_S:g} s to decode") from None
+    if proc.returncode != 0 or not dest.is_file():
+        lines = proc.stderr.decode(errors="replace").strip().splitlines()
+        why = lines[-1][:200] if lines else f"ffmpeg exited with {proc.returncode}"
+        raise InputError(f"{name} could not be decoded as audio ({why})", f"send a file in one of: {SUPPORTED}")
+    return dest
 
 
 def check_audio_file(path: Path, name: str = "audio_url") -> str:
