@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from a2v_cli.backend import GenerateOptions, ProgressFn
 from a2v_cli.client import A2VClient, new_idempotency_key
-from a2v_cli.errors import APINotFoundError, InputError
+from a2v_cli.errors import APINotFoundError, APIStatusError, InputError
 from a2v_cli.schema import Avatar, Pose, Video
+
+T = TypeVar("T")
 
 
 class RemoteBackend:
@@ -19,18 +21,20 @@ class RemoteBackend:
         self.client = client
 
     def list_avatars(self) -> list[Avatar]:
-        return [Avatar.from_dict(a) for a in self.client.request("GET", "avatar.list")]
+        return [_build(Avatar, a, "avatar.list") for a in self.client.request("GET", "avatar.list", expect=list)]
 
     def list_poses(self, avatar_id: str) -> list[Pose]:
-        data = self.client.request("GET", "avatar-pose.list", params={"avatar_id": avatar_id})
-        return [Pose.from_dict(p) for p in data]
+        data = self.client.request("GET", "avatar-pose.list", expect=list, params={"avatar_id": avatar_id})
+        return [_build(Pose, p, "avatar-pose.list") for p in data]
 
     def get_video(self, video_id: str) -> Video:
-        return Video.from_dict(self.client.request("GET", "video.get", params={"video_id": video_id}))
+        data = self.client.request("GET", "video.get", expect=dict, params={"video_id": video_id})
+        return _build(Video, data, "video.get")
 
     def list_videos(self, limit: int | None = None) -> list[Video]:
         params = {"limit": limit} if limit else None
-        return [Video.from_dict(v) for v in self.client.request("GET", "video.list", params=params)]
+        return [_build(Video, v, "video.list") for v in self.client.request("GET", "video.list", expect=list,
+                                                                             params=params)]
 
     def generate(self, pose_id: str, audio: str, options: GenerateOptions, progress: ProgressFn | None = None) -> Video:
         if options.model:
@@ -40,10 +44,10 @@ class RemoteBackend:
         else:
             audio_url = self.upload(audio, options.stdin)
         data = self.client.request(
-            "POST", "video.generate", json={"pose_id": pose_id, "audio_url": audio_url},
+            "POST", "video.generate", expect=dict, json={"pose_id": pose_id, "audio_url": audio_url},
             idempotency_key=new_idempotency_key(),
         )
-        return Video.from_dict(data)
+        return _build(Video, data, "video.generate")
 
     def upload(self, audio: str, stdin: BinaryIO | None) -> str:
         """Send a local file (or stdin) through the server's `audio.upload` extension."""
@@ -59,7 +63,7 @@ class RemoteBackend:
                 name, handle = path.name, stack.enter_context(open(path, "rb"))
             try:
                 data = self.client.request(
-                    "POST", "audio.upload", files={"file": (name, handle, "application/octet-stream")},
+                    "POST", "audio.upload", expect=dict, files={"file": (name, handle, "application/octet-stream")},
                     idempotency_key=new_idempotency_key(),
                 )
             except APINotFoundError:
@@ -67,7 +71,17 @@ class RemoteBackend:
                     "this server does not accept uploads (no audio.upload extension)",
                     "give --audio an http(s) URL the server can download",
                 ) from None
-        return str(data["audio_url"])
+        if not isinstance(data.get("audio_url"), str):
+            raise APIStatusError("audio.upload: the server's answer has no audio_url")
+        return data["audio_url"]
 
     def download(self, url: str, dest: Path, progress: ProgressFn | None = None) -> Path:
         return self.client.download(url, dest, progress)
+
+
+def _build(cls: type[T], data: dict[str, Any], path: str) -> T:
+    """``cls.from_dict(data)``; an object without the fields the API promises is an APIStatusError."""
+    try:
+        return cls.from_dict(data)  # type: ignore[attr-defined]
+    except (TypeError, ValueError) as err:
+        raise APIStatusError(f"{path}: the server's answer is not a valid {cls.__name__.lower()} ({err})") from None
