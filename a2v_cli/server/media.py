@@ -57,22 +57,42 @@ DEMUXERS = {
 SANITISE_TIMEOUT_S = 120.0  # ffmpeg decodes 10 minutes of audio in about a second
 
 
-def demuxer(path: Path) -> str:
-    """The ffmpeg demuxer for ``path``, from its first bytes; InputError when it is not accepted audio.
+ID3_SKIP_MAX = 1 << 16  # zero padding tolerated between an ID3v2 tag and the audio
 
-    An ID3v2 tag is looked past (it may prefix MP3, AAC or FLAC); MPEG frame sync is split into MP3
-    (layer bits set) and AAC in ADTS (layer 0).
+
+def container_of(path: Path) -> str | None:
+    """The container of ``path`` (as DEMUXERS names it), looking past ID3v2 tags; None when not accepted.
+
+    ffmpeg's own probe also skips an ID3v2 tag and then guesses again from what follows, where a
+    playlist (ffconcat, SDP, HLS) would be found: so what follows the tags must itself be audio here.
     """
-    kind = check_audio_file(path)
     with open(path, "rb") as f:
-        head = f.read(16)
-        if kind == "mp3" and len(head) >= 10:  # ID3v2: 10-byte header, then a syncsafe size
+        offset = 0
+        for _ in range(4):  # a few stacked tags at most
+            f.seek(offset)
+            head = f.read(16)
+            if head[:3] != b"ID3" or len(head) < 10:
+                break
             size = (head[6] & 0x7F) << 21 | (head[7] & 0x7F) << 14 | (head[8] & 0x7F) << 7 | (head[9] & 0x7F)
-            f.seek(10 + size + (10 if head[5] & 0x10 else 0))
-            after = f.read(16)
-            kind = "flac" if after[:4] == b"fLaC" else "aac" if _adts(after) else "mp3"
+            offset += 10 + size + (10 if head[5] & 0x10 else 0)
+            f.seek(offset)
+            pad = f.read(ID3_SKIP_MAX)
+            offset += len(pad) - len(pad.lstrip(b"\0"))
+        else:
+            return None
+    kind = audio_container(head)
+    if kind == "mp3":  # a truncated tag, or more tags than we look past
+        return None
     if kind == "mpeg-audio":
         kind = "aac" if _adts(head) else "mp3"
+    return kind
+
+
+def demuxer(path: Path) -> str:
+    """The one ffmpeg demuxer allowed to read ``path``; InputError when it is not accepted audio."""
+    check_audio_file(path)
+    kind = container_of(path)
+    assert kind is not None
     return DEMUXERS[kind]
 
 
@@ -112,7 +132,7 @@ def check_audio_file(path: Path, name: str = "audio_url") -> str:
         head = f.read(16)
     if not head:
         raise InputError(f"{name} is empty (0 bytes)")
-    kind = audio_container(head)
+    kind = container_of(path)
     if kind is None:
         raise InputError(f"{name} is not an audio file this server accepts ({SUPPORTED})")
     return kind
