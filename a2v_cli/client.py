@@ -5,29 +5,27 @@ and 5xx, for reads and for writes that carry an Idempotency-Key. The bearer toke
 the configured server's origin, never to another host (e.g. a signed download URL elsewhere).
 
 The timeout bounds each request as a whole, not each read: a server that sends a byte a second
-cannot keep a request alive (`_Budget`). A download resumes only what the server proves to be the
+cannot keep a request alive (`http_deadline`). A download resumes only what the server proves to be the
 same file (ETag + If-Range, same size) and ends with exactly the announced number of bytes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import email.utils
 import json as jsonlib
 import random
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpcore
 import httpx
 
-from a2v_cli import __version__
+from a2v_cli import __version__, http_deadline
 from a2v_cli.errors import APIConnectionError, APIError, APIStatusError, APITimeoutError, status_error
 from a2v_cli.wire import ascii_int
 
@@ -40,7 +38,6 @@ MAX_RETRY_DELAY = 8.0
 MAX_RETRY_AFTER = 60.0
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 DOWNLOAD_CHUNK = 1 << 16
-PROGRESS_BYTES = 1 << 16  # a transfer that moves this much gets a fresh timeout (uploads, downloads)
 CONTENT_RANGE = re.compile(r"bytes ([0-9]{1,18})-([0-9]{1,18})/([0-9]{1,18})")
 
 
@@ -71,108 +68,6 @@ def same_origin(a: str, b: str) -> bool:
     return (x.scheme, x.hostname, x.port or port.get(x.scheme)) == (y.scheme, y.hostname, y.port or port.get(y.scheme))
 
 
-class _Budget:
-    """The time one request has left: ``seconds`` from its start, renewed each time PROGRESS_BYTES
-    more have moved (so an upload or a download may take as long as it keeps moving)."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.at = time.monotonic() + seconds
-        self._moved = 0
-
-    def limit(self, timeout: float | None, error: type[Exception]) -> float:
-        """``timeout`` cut to the time left; ``error`` once none is left."""
-        left = self.at - time.monotonic()
-        if left <= 0:
-            raise error(f"no answer within {self.seconds:g} s")
-        return left if timeout is None else min(timeout, left)
-
-    def moved(self, n: int) -> None:
-        self._moved += n
-        if self._moved >= PROGRESS_BYTES:
-            self._moved = 0
-            self.at = time.monotonic() + self.seconds
-
-
-_BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("a2v_http_budget", default=None)
-
-
-def _limit(timeout: float | None, error: type[Exception]) -> float | None:
-    budget = _BUDGET.get()
-    return timeout if budget is None else budget.limit(timeout, error)
-
-
-class _BudgetStream(httpcore.NetworkStream):
-    """A connection whose every read and write waits at most for what the current request has left."""
-
-    def __init__(self, inner: httpcore.NetworkStream) -> None:
-        self._inner = inner
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        data = self._inner.read(max_bytes, _limit(timeout, httpcore.ReadTimeout))
-        budget = _BUDGET.get()
-        if budget is not None:
-            budget.moved(len(data))
-        return data
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        budget = _BUDGET.get()
-        for start in range(0, len(buffer), PROGRESS_BYTES):  # each piece gets only the time left
-            piece = buffer[start : start + PROGRESS_BYTES]
-            self._inner.write(piece, _limit(timeout, httpcore.WriteTimeout))
-            if budget is not None:
-                budget.moved(len(piece))
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(
-        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
-    ) -> httpcore.NetworkStream:
-        timeout = _limit(timeout, httpcore.ConnectTimeout)
-        return _BudgetStream(self._inner.start_tls(ssl_context, server_hostname, timeout))
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
-
-
-class _BudgetBackend(httpcore.NetworkBackend):
-    """httpcore's network backend with every connection wrapped in a `_BudgetStream`."""
-
-    def __init__(self, inner: httpcore.NetworkBackend) -> None:
-        self._inner = inner
-
-    def connect_tcp(
-        self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-        socket_options: Any = None,
-    ) -> httpcore.NetworkStream:
-        timeout = _limit(timeout, httpcore.ConnectTimeout)
-        return _BudgetStream(self._inner.connect_tcp(host, port, timeout, local_address, socket_options))
-
-    def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Any = None
-    ) -> httpcore.NetworkStream:
-        timeout = _limit(timeout, httpcore.ConnectTimeout)
-        return _BudgetStream(self._inner.connect_unix_socket(path, timeout, socket_options))
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
-
-
-def _budget_transports(http: httpx.Client) -> None:
-    """Put `_BudgetBackend` under the client's connection pools (direct and proxied).
-
-    httpx has no public hook for a whole-request deadline; its pools are httpcore ConnectionPools
-    whose network backend is the one place that sees every read and write. An injected test
-    transport has no pool and is left alone.
-    """
-    for transport in (http._transport, *http._mounts.values()):
-        pool = getattr(transport, "_pool", None)
-        backend = getattr(pool, "_network_backend", None)
-        if backend is not None and not isinstance(backend, _BudgetBackend):
-            pool._network_backend = _BudgetBackend(backend)  # type: ignore[union-attr]
-
-
 class A2VClient:
     """One server, one token. ``transport`` and ``sleep`` are injectable for tests."""
 
@@ -196,16 +91,11 @@ class A2VClient:
             follow_redirects=False,
         )
         self.timeout = timeout
-        _budget_transports(self._http)
+        http_deadline.install(self._http)
 
-    @contextlib.contextmanager
-    def _deadline(self) -> Iterator[None]:
+    def _deadline(self) -> contextlib.AbstractContextManager[Any]:
         """Everything inside (connect, send, headers, body) shares one --http-timeout budget."""
-        token = _BUDGET.set(_Budget(self.timeout))
-        try:
-            yield
-        finally:
-            _BUDGET.reset(token)
+        return http_deadline.budget(self.timeout)
 
     def close(self) -> None:
         self._http.close()

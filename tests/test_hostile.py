@@ -296,6 +296,20 @@ def test_http_timeout_bounds_the_whole_request() -> None:
     assert len(host.requests) == 4  # the first try and three retries, each cut at 2 s
 
 
+@pytest.mark.parametrize("script", [drip_headers(0.2), drip_chunked_body(0.2)], ids=["headers", "body"])
+def test_http_deadline_bounds_local_mode_downloads_too(script: object) -> None:
+    """The same budget guards `a2v generate URL` in local mode (engine.audio._download)."""
+    from a2v_cli import http_deadline
+
+    with HostileHost(script) as host, httpx.Client(timeout=30, trust_env=False) as c:  # type: ignore[arg-type]
+        http_deadline.install(c)
+        t0 = time.monotonic()
+        with pytest.raises(httpx.TimeoutException), http_deadline.budget(1.5), c.stream("GET", host.url()) as r:
+            for _ in r.iter_bytes():
+                pass
+        assert time.monotonic() - t0 < 4
+
+
 # --- 4. downloads: never splice a stale part, never exit 0 with a short file -------------------------
 
 
