@@ -45,8 +45,11 @@ class JobQueue(Protocol):
         """Store a pending job (or find the one with this idempotency key); True when new."""
         ...
 
-    def claim(self, timeout: float) -> Job | None:
-        """The next pending job, now processing, waiting up to ``timeout`` s for one."""
+    def claim(self, timeout: float, downloads: bool = True) -> Job | None:
+        """The next pending job, now processing, waiting up to ``timeout`` s for one.
+
+        ``downloads=False``: only a job whose audio is an upload (every download slot is busy).
+        """
         ...
 
     def started(self, video_id: str, duration: float) -> None: ...
@@ -89,10 +92,10 @@ class SqliteJobQueue:
             self._generation += 1
             self._cond.notify_all()
 
-    def claim(self, timeout: float) -> Job | None:
+    def claim(self, timeout: float, downloads: bool = True) -> Job | None:
         with self._cond:
             seen = self._generation
-        job = self.store.claim_next()
+        job = self.store.claim_next(None if downloads else UPLOAD_SCHEME)
         if job is None:
             with self._cond:
                 if self._generation == seen:  # nothing submitted since we looked: sleep until something is
@@ -202,7 +205,8 @@ class Fetcher:
     """Download slots: threads that fetch jobs' audio_url so render workers never wait on a remote host.
 
     A worker hands a claimed job with an audio_url here and goes on; the finished download comes
-    back through ``take()``, ahead of new jobs. A failed download fails the job here. Each download
+    back through ``take()``, ahead of new jobs. While every slot is busy, workers claim only jobs
+    whose audio is an upload. A failed download fails the job here. Each download
     runs under its own `Deadline` (the policy's total time), which ``stop()`` cancels.
     """
 
@@ -238,12 +242,6 @@ class Fetcher:
         with self._cond:
             return self._ready.popleft() if self._ready else None
 
-    def wait(self, timeout: float) -> None:
-        """Sleep until a download ends (a slot frees up, or a job is ready), at most ``timeout``."""
-        with self._cond:
-            if not self._ready:
-                self._cond.wait(timeout)
-
     def _run(self) -> None:
         while True:
             with self._cond:
@@ -275,8 +273,7 @@ class Fetcher:
                     if ready is not None:
                         self._ready.append((job, ready))
                     self._cond.notify_all()
-            if ready is not None:
-                self.queue.wake()  # a worker waiting for new jobs takes this one
+            self.queue.wake()  # a job to render, or a free slot: a waiting worker looks again
 
     def stop(self, timeout: float = 10) -> None:
         """Cancel running downloads and give every job not yet rendered back to the queue."""
@@ -330,10 +327,8 @@ class Worker:
         if ready is not None:
             self.process(ready[0], abort.is_set, ready[1])
             return
-        if not self.fetcher.room():  # every download slot busy: claim nothing more until one ends
-            self.fetcher.wait(POLL_S)
-            return
-        job = self.queue.claim(timeout=POLL_S)
+        room = self.fetcher.room()  # every download slot busy: only uploads, until a slot frees up
+        job = self.queue.claim(timeout=POLL_S, downloads=room)
         if job is None:
             return
         if stop.is_set():  # claimed while shutting down: leave it for the next start
