@@ -482,6 +482,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             206: {"content": {"video/mp4": {}}, "description": "The requested byte range."},
             400: ERRORS[400],
             403: {"model": models.ErrorResponse, "description": "Bad or expired signature (40300)."},
+            416: {"model": models.ErrorResponse, "description": "Range past the end of the file (41600)."},
             **NOT_FOUND,
         },
         tags=["Extensions"],
@@ -553,6 +554,7 @@ The A2V API as served by `a2v serve`. Every answer is an envelope `{code, data, 
 `code` 0 is success, otherwise one of 40000 (bad request, including invalid parameters),
 40100 (missing/invalid token, HTTP 401), 40300 (bad or expired signed link, HTTP 403),
 40400 (unknown id, HTTP 404), 40500 (method not allowed), 41300 (too large, HTTP 413),
+41600 (a file's Range past its end, HTTP 416),
 50000 (internal error).
 
 Every endpoint needs `Authorization: Bearer <token>` except the signed result files,
