@@ -692,7 +692,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     data_dir: Annotated[Path | None, typer.Option(help="Jobs, videos and secrets (default: $A2V_HOME/server).")] = None,
-    workers: Annotated[int, typer.Option(min=1, help="Videos rendered at once.")] = 1,
+    workers: Annotated[int, typer.Option(min=0, help="Videos rendered at once (0: accept jobs, render none).")] = 1,
     tokens_file: Annotated[Path | None, typer.Option(help='JSON {"name": "token"} (also A2V_SERVER_TOKENS).')] = None,
     allow_private_urls: Annotated[
         bool, typer.Option(help="Let audio_url reach private/loopback addresses (on-premise use, tests).")

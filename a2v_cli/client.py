@@ -3,12 +3,19 @@
 Retries (exponential backoff with jitter, honouring Retry-After) cover connection errors, 408, 429
 and 5xx, for reads and for writes that carry an Idempotency-Key. The bearer token is sent only to
 the configured server's origin, never to another host (e.g. a signed download URL elsewhere).
+
+The timeout bounds each request as a whole, not each read: a server that sends a byte a second
+cannot keep a request alive (`http_deadline`). A download resumes only what the server proves to be the
+same file (ETag + If-Range, same size) and ends with exactly the announced number of bytes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
+import json as jsonlib
 import random
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -18,7 +25,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from a2v_cli import __version__
+from a2v_cli import __version__, http_deadline
 from a2v_cli.errors import (
     APIConnectionError,
     APIError,
@@ -27,6 +34,7 @@ from a2v_cli.errors import (
     not_a2v_server,
     status_error,
 )
+from a2v_cli.wire import ascii_int
 
 API_PREFIX = "/v1/a2v"
 DEFAULT_TIMEOUT = 30.0
@@ -37,6 +45,7 @@ MAX_RETRY_DELAY = 8.0
 MAX_RETRY_AFTER = 60.0
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 DOWNLOAD_CHUNK = 1 << 16
+CONTENT_RANGE = re.compile(r"bytes ([0-9]{1,18})-([0-9]{1,18})/([0-9]{1,18})")
 
 
 def retry_delay(attempt: int, retry_after: str | None, now: float | None = None) -> float:
@@ -47,14 +56,12 @@ def retry_delay(attempt: int, retry_after: str | None, now: float | None = None)
     25% jitter subtracted so many clients don't retry in lockstep.
     """
     if retry_after:
-        seconds: float | None
-        try:
-            seconds = float(retry_after)
-        except ValueError:
+        seconds: float | None = ascii_int(retry_after.strip())  # delta-seconds: ASCII digits only
+        if seconds is None:
             try:
                 when = email.utils.parsedate_to_datetime(retry_after).timestamp()
                 seconds = when - (time.time() if now is None else now)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 seconds = None
         if seconds is not None and seconds >= 0:
             return min(seconds, MAX_RETRY_AFTER)
@@ -90,6 +97,12 @@ class A2VClient:
             headers={"User-Agent": f"a2v/{__version__}"},
             follow_redirects=False,
         )
+        self.timeout = timeout
+        http_deadline.install(self._http)
+
+    def _deadline(self) -> contextlib.AbstractContextManager[Any]:
+        """Everything inside (connect, send, headers, body) shares one --http-timeout budget."""
+        return http_deadline.budget(self.timeout)
 
     def close(self) -> None:
         self._http.close()
@@ -99,9 +112,19 @@ class A2VClient:
             return {"Authorization": f"Bearer {self._token}"}
         return {}
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        """Call an API operation and return the envelope's `data` (raises a typed APIError)."""
-        return self.request_envelope(method, path, **kwargs)["data"]
+    def request(self, method: str, path: str, expect: type | None = None, **kwargs: Any) -> Any:
+        """Call an API operation and return the envelope's `data` (raises a typed APIError).
+
+        With ``expect`` (dict, or list: a list of objects), `data` of another shape is an APIStatusError
+        that names the operation, not a crash further on.
+        """
+        data = self.request_envelope(method, path, **kwargs)["data"]
+        if expect is not None and not (
+            isinstance(data, expect) and (expect is not list or all(isinstance(x, dict) for x in data))
+        ):
+            what = "a list of objects" if expect is list else "an object"
+            raise APIStatusError(f"{path}: the server answered success without {what} in data (got {_shape(data)})")
+        return data
 
     def request_envelope(
         self,
@@ -126,9 +149,13 @@ class A2VClient:
                     for f in files.values():  # rewind uploads before a retry
                         if hasattr(f[1], "seek"):
                             f[1].seek(0)
-                resp = self._http.request(method, url, params=params, json=json, files=files, headers=headers)
+                with self._deadline():
+                    resp = self._http.request(method, url, params=params, json=json, files=files, headers=headers)
             except httpx.TimeoutException as err:
-                error: APIError = APITimeoutError(f"{method} {path} timed out", "raise --http-timeout or try again")
+                error: APIError = APITimeoutError(
+                    f"{method} {path} got no complete answer within {self.timeout:g} s",
+                    "raise --http-timeout or try again",
+                )
                 cause: BaseException = err
                 retry_after = None
             except httpx.TransportError as err:
@@ -176,31 +203,53 @@ class A2VClient:
         return status_error(resp.status_code, code, message, resp.headers.get("X-Request-Id"))
 
     def download(self, url: str, dest: Path, progress: Callable[[int, int | None], None] | None = None) -> Path:
-        """Fetch ``url`` into ``dest`` via ``.dest.part``, resuming with Range after a broken transfer."""
+        """Fetch ``url`` into ``dest`` via ``.dest.part``; after a broken transfer, resume only the same file.
+
+        Next to the part, ``.dest.part.json`` keeps the file's strong ETag, size and URL path. A
+        resume asks ``Range`` + ``If-Range: <ETag>`` and appends only to a 206 for exactly that file
+        and offset; anything else (no validator, another file, 200, 416) starts over. The result must
+        have exactly the announced size, or the download fails: never a spliced or short file.
+        """
         part = dest.with_name(f".{dest.name}.part")
+        meta = dest.with_name(f".{dest.name}.part.json")
+        where = _url_path(url)
         attempt = 0
         while True:
-            have = part.stat().st_size if part.exists() else 0
-            headers = {**self._auth(url), **({"Range": f"bytes={have}-"} if have else {})}
+            have, etag, total = _resumable(part, meta, where)
+            headers = self._auth(url)
+            if have:
+                headers.update({"Range": f"bytes={have}-", "If-Range": etag or ""})
             try:
-                with self._http.stream("GET", url, headers=headers, follow_redirects=True) as resp:
-                    if resp.status_code == 416 and have:  # already complete
-                        break
+                with self._deadline(), self._http.stream("GET", url, headers=headers, follow_redirects=True) as resp:
+                    if resp.status_code == 416 and have:  # our offset is past the end: another file
+                        _discard(part, meta)
+                        continue  # start over (without Range, so this cannot repeat)
                     if resp.status_code >= 400:
                         resp.read()
                         raise self._status_error(resp, "download")
-                    if have and resp.status_code != 206:  # server ignored Range: start over
-                        have = 0
-                    total = _total_size(resp, have)
-                    with open(part, "ab" if have else "wb") as out:
+                    same = bool(have) and resp.status_code == 206 and _continues(resp, have, etag, total)
+                    if not same:
+                        if resp.status_code != 200:  # a range we did not ask for, or not of our file
+                            _discard(part, meta)
+                            raise httpx.RemoteProtocolError(f"unexpected HTTP {resp.status_code} for the whole file")
+                        have, total = 0, _announced(resp)
+                        etag = resp.headers.get("ETag")
+                        _write_meta(meta, where, etag, total)
+                    with open(part, "ab" if same else "wb") as out:
                         for chunk in resp.iter_bytes(DOWNLOAD_CHUNK):
-                            out.write(chunk)
                             have += len(chunk)
+                            if total is not None and have > total:
+                                _discard(part, meta)
+                                raise APIConnectionError(
+                                    f"download of {dest.name} failed: the server sent more than the {total} bytes "
+                                    "it announced", "run the command again"
+                                )
+                            out.write(chunk)
                             if progress:
                                 progress(have, total)
-                    if total is None or have >= total:
-                        break
-                    raise httpx.RemoteProtocolError("transfer ended early")
+                    if total is not None and have < total:
+                        raise httpx.RemoteProtocolError(f"transfer ended after {have} of {total} bytes")
+                    break
             except (httpx.TransportError, APIStatusError) as err:
                 status = getattr(err, "status_code", None)
                 if (status is not None and status not in RETRY_STATUSES) or attempt >= self.max_retries:
@@ -212,16 +261,64 @@ class A2VClient:
                 self._sleep(retry_delay(attempt, None))
                 attempt += 1
         part.replace(dest)
+        meta.unlink(missing_ok=True)
         return dest
 
 
-def _total_size(resp: httpx.Response, have: int) -> int | None:
-    if resp.status_code == 206:
-        rng = resp.headers.get("Content-Range", "")
-        if "/" in rng and rng.rsplit("/", 1)[1].isdigit():
-            return int(rng.rsplit("/", 1)[1])
+def _url_path(url: str) -> str:
+    """The URL without its query: a signed link changes its signature, not the file it names."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def _resumable(part: Path, meta: Path, where: str) -> tuple[int, str | None, int | None]:
+    """(bytes on disk, ETag, size) of a part download that may be resumed, else (0, None, None)."""
+    try:
+        info = jsonlib.loads(meta.read_text(encoding="utf-8"))
+        have = part.stat().st_size
+    except (OSError, ValueError):
+        return 0, None, None
+    if not isinstance(info, dict):
+        return 0, None, None
+    etag, total = info.get("etag"), info.get("total")
+    if info.get("url") != where or not isinstance(etag, str) or etag.startswith("W/") or not etag:
+        return 0, None, None
+    if not isinstance(total, int) or isinstance(total, bool) or not 0 < have < total:
+        return 0, None, None
+    return have, etag, total
+
+
+def _continues(resp: httpx.Response, have: int, etag: str | None, total: int | None) -> bool:
+    """Whether a 206 answer is the rest of the very file the part holds, from exactly ``have``."""
+    m = CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", "").strip())
+    return (
+        m is not None and int(m.group(1)) == have and int(m.group(2)) + 1 == total and int(m.group(3)) == total
+        and resp.headers.get("ETag") == etag
+    )
+
+
+def _announced(resp: httpx.Response) -> int | None:
+    """The size of a full (200) answer, from a strictly parsed Content-Length; None when not given."""
     length = resp.headers.get("Content-Length")
-    return int(length) + (have if resp.status_code == 206 else 0) if length and length.isdigit() else None
+    if length is None:
+        return None
+    size = ascii_int(length.strip())
+    if size is None:
+        raise httpx.RemoteProtocolError(f"invalid Content-Length {length[:40]!r}")
+    return size
+
+
+def _write_meta(meta: Path, where: str, etag: str | None, total: int | None) -> None:
+    """Remember what the part download is, so only that file is ever resumed into it."""
+    if etag and not etag.startswith("W/") and total:
+        meta.write_text(jsonlib.dumps({"url": where, "etag": etag, "total": total}), encoding="utf-8")
+    else:
+        meta.unlink(missing_ok=True)
+
+
+def _discard(part: Path, meta: Path) -> None:
+    part.unlink(missing_ok=True)
+    meta.unlink(missing_ok=True)
 
 
 def _foreign(status: int, body: Any) -> bool:
@@ -230,10 +327,12 @@ def _foreign(status: int, body: Any) -> bool:
 
 
 def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
+    """An envelope's integer `code`; anything else (a string, a float, true) is no code."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _shape(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
 
 
 def _message(body: dict[str, Any], path: str, default: str | None = None) -> str:

@@ -248,10 +248,17 @@ class VideoStore:
         assert video is not None and job is not None
         return video, job, created
 
-    def claim_next(self) -> Job | None:
-        """Move the oldest pending job to processing (counting the attempt) and return it."""
+    def claim_next(self, audio_prefix: str | None = None) -> Job | None:
+        """Move the oldest pending job (whose audio_url starts with ``audio_prefix``, if given) to
+        processing, counting the attempt, and return it."""
         with self._connect() as db:
-            row = db.execute("SELECT video_id FROM videos WHERE status = 'pending' ORDER BY seq LIMIT 1").fetchone()
+            if audio_prefix is None:
+                row = db.execute("SELECT video_id FROM videos WHERE status = 'pending' ORDER BY seq LIMIT 1").fetchone()
+            else:
+                row = db.execute(
+                    "SELECT video_id FROM videos WHERE status = 'pending' AND substr(audio_url, 1, ?) = ? "
+                    "ORDER BY seq LIMIT 1", (len(audio_prefix), audio_prefix),
+                ).fetchone()
             if row is None:
                 return None
             db.execute(

@@ -164,28 +164,60 @@ def test_same_origin() -> None:
     assert not same_origin("http://evil.test/a", "http://h/a")
 
 
-def test_download_resumes_with_range_and_keeps_token_home(tmp_path: Path) -> None:
-    body = bytes(range(256)) * 400
-    seen = []
+def flaky_file(body: bytes, etag: str | None, seen: list) -> object:
+    """A file host whose first full answer breaks off after 5000 bytes; it honours Range and If-Range."""
 
     def handler(req: httpx.Request) -> httpx.Response:
-        seen.append((str(req.url), req.headers.get("Range"), req.headers.get("Authorization")))
-        rng = req.headers.get("Range")
-        if rng is None:  # first attempt breaks off half way
-            return httpx.Response(200, headers={"Content-Length": str(len(body))}, content=body[:5000])
+        rng, if_range = req.headers.get("Range"), req.headers.get("If-Range")
+        seen.append((str(req.url), rng, req.headers.get("Authorization"), if_range))
+        tag = {"ETag": etag} if etag else {}
+        if rng is None or (if_range is not None and if_range != etag):
+            cut = body[:5000] if len(seen) == 1 else body
+            return httpx.Response(200, headers={"Content-Length": str(len(body)), **tag}, content=cut)
         start = int(rng.split("=")[1].rstrip("-"))
-        return httpx.Response(206, headers={"Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}"},
+        return httpx.Response(206, headers={"Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}", **tag},
                               content=body[start:])
 
-    c, _ = make(handler)
+    return handler
+
+
+def test_download_resumes_with_range_and_keeps_token_home(tmp_path: Path) -> None:
+    body = bytes(range(256)) * 400
+    seen: list = []
+    c, _ = make(flaky_file(body, '"v1"', seen))
     dest = tmp_path / "v.mp4"
     c.download("http://cdn.test/v.mp4?sig=abc", dest)
     assert dest.read_bytes() == body
-    assert [s[1] for s in seen] == [None, "bytes=5000-"]
+    assert [(s[1], s[3]) for s in seen] == [(None, None), ("bytes=5000-", '"v1"')]
     assert all(s[2] is None for s in seen)  # the bearer token never goes to another host
-    assert not list(tmp_path.glob(".*.part"))
+    assert not list(tmp_path.glob(".*.part*"))
     c.download(f"{BASE}/files/v.mp4", tmp_path / "w.mp4")
     assert seen[-1][2] == "Bearer secret-token"  # but it does go to the server itself
+
+
+def test_download_without_a_validator_starts_over(tmp_path: Path) -> None:
+    """No ETag: nothing proves the part is the start of this file, so the retry asks for all of it."""
+    body = bytes(range(256)) * 400
+    seen: list = []
+    c, _ = make(flaky_file(body, None, seen))
+    c.download("http://cdn.test/v.mp4", tmp_path / "v.mp4")
+    assert (tmp_path / "v.mp4").read_bytes() == body
+    assert [s[1] for s in seen] == [None, None]
+
+
+def test_download_never_resumes_another_files_part(tmp_path: Path) -> None:
+    """A part (and its record) left by another file: If-Range does not match, the server sends it all."""
+    body = bytes(range(256)) * 400
+    (tmp_path / ".v.mp4.part").write_bytes(b"x" * 7000)
+    (tmp_path / ".v.mp4.part.json").write_text(json.dumps({"url": "http://cdn.test/v.mp4", "etag": '"old"',
+                                                            "total": 9000}))
+    seen: list = []
+    c, _ = make(flaky_file(body, '"v2"', [("first",)]))  # never breaks off
+    c._http._transport = httpx.MockTransport(lambda r: (seen.append(r.headers.get("If-Range")),
+                                                         flaky_file(body, '"v2"', [1])(r))[1])
+    c.download("http://cdn.test/v.mp4?sig=new", tmp_path / "v.mp4")
+    assert (tmp_path / "v.mp4").read_bytes() == body and seen == ['"old"']
+    assert not list(tmp_path.glob(".*.part*"))
 
 
 def test_download_http_error_is_typed(tmp_path: Path) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from a2v_cli.backend import GenerateOptions, ProgressFn
 from a2v_cli.client import A2VClient, new_idempotency_key
-from a2v_cli.errors import A2VError, APINotFoundError, InputError, not_found
+from a2v_cli.errors import A2VError, APINotFoundError, APIStatusError, InputError, not_found
 from a2v_cli.schema import Avatar, Pose, Video
+
+T = TypeVar("T")
 
 
 class RemoteBackend:
@@ -20,14 +22,15 @@ class RemoteBackend:
         self._shown: str | None = None  # the user's name for the audio this process uploaded
 
     def list_avatars(self) -> list[Avatar]:
-        return [Avatar.from_dict(a) for a in self.client.request("GET", "avatar.list")]
+        return [_build(Avatar, a, "avatar.list") for a in self.client.request("GET", "avatar.list", expect=list)]
 
     def list_poses(self, avatar_id: str) -> list[Pose]:
-        data = self.client.request("GET", "avatar-pose.list", params={"avatar_id": avatar_id})
-        return [Pose.from_dict(p) for p in data]
+        data = self.client.request("GET", "avatar-pose.list", expect=list, params={"avatar_id": avatar_id})
+        return [_build(Pose, p, "avatar-pose.list") for p in data]
 
     def get_video(self, video_id: str) -> Video:
-        video = Video.from_dict(self.client.request("GET", "video.get", params={"video_id": video_id}))
+        data = self.client.request("GET", "video.get", expect=dict, params={"video_id": video_id})
+        video = _build(Video, data, "video.get")
         if video.error and self._shown:  # a failure reason names the user's file, not the upload
             from dataclasses import replace
 
@@ -36,7 +39,8 @@ class RemoteBackend:
 
     def list_videos(self, limit: int | None = None) -> list[Video]:
         params = {"limit": limit} if limit else None
-        return [Video.from_dict(v) for v in self.client.request("GET", "video.list", params=params)]
+        return [_build(Video, v, "video.list") for v in self.client.request("GET", "video.list", expect=list,
+                                                                             params=params)]
 
     def check_options(self, options: GenerateOptions) -> None:
         """Options the server decides, refused (exit 2) rather than silently ignored."""
@@ -66,8 +70,10 @@ class RemoteBackend:
         body = {"pose_id": pose_id, "audio_url": audio_url}
         if options.alpha_format:
             body["alpha_format"] = options.alpha_format
-        data = self.client.request("POST", "video.generate", json=body, idempotency_key=new_idempotency_key())
-        return Video.from_dict(data)
+        data = self.client.request(
+            "POST", "video.generate", expect=dict, json=body, idempotency_key=new_idempotency_key()
+        )
+        return _build(Video, data, "video.generate")
 
     def upload(self, audio: str, stdin: BinaryIO | None) -> str:
         """Send a local file (or stdin) through the server's `audio.upload` extension."""
@@ -85,7 +91,7 @@ class RemoteBackend:
             self._shown = shown
             try:
                 data = self.client.request(
-                    "POST", "audio.upload", files={"file": (name, handle, "application/octet-stream")},
+                    "POST", "audio.upload", expect=dict, files={"file": (name, handle, "application/octet-stream")},
                     idempotency_key=new_idempotency_key(),
                 )
             except APINotFoundError:
@@ -97,7 +103,9 @@ class RemoteBackend:
                 err.message = _name_the_file(err.message, shown)
                 err.args = (err.message,)
                 raise
-        return str(data["audio_url"])
+        if not isinstance(data.get("audio_url"), str):
+            raise APIStatusError("audio.upload: the server's answer has no audio_url")
+        return data["audio_url"]
 
     def download(self, url: str, dest: Path, progress: ProgressFn | None = None, force: bool = False) -> Path:
         """Fetch into a staging file beside ``dest``, then place it (exclusively unless ``force``)."""
@@ -108,11 +116,12 @@ class RemoteBackend:
         return place_new(staging, dest, force)
 
     def delete_video(self, video_id: str) -> dict[str, Any]:
-        return dict(self.client.request("POST", "video.delete", json={"video_id": video_id},
+        return dict(self.client.request("POST", "video.delete", expect=dict, json={"video_id": video_id},
                                         idempotency_key=new_idempotency_key()))
 
     def prune_videos(self, older_than_s: float) -> dict[str, Any]:
-        return dict(self.client.request("POST", "video.prune", json={"older_than_seconds": older_than_s},
+        return dict(self.client.request("POST", "video.prune", expect=dict,
+                                        json={"older_than_seconds": older_than_s},
                                         idempotency_key=new_idempotency_key()))
 
 
@@ -122,3 +131,11 @@ def _name_the_file(message: str, shown: str) -> str:
 
     message = message.replace("the uploaded file", shown)
     return re.sub(r"upl_[0-9a-f]{24}", shown, message)
+
+
+def _build(cls: type[T], data: dict[str, Any], path: str) -> T:
+    """``cls.from_dict(data)``; an object without the fields the API promises is an APIStatusError."""
+    try:
+        return cls.from_dict(data)  # type: ignore[attr-defined]
+    except (TypeError, ValueError) as err:
+        raise APIStatusError(f"{path}: the server's answer is not a valid {cls.__name__.lower()} ({err})") from None

@@ -81,23 +81,32 @@ def fetch_local(source: str) -> Path:
 
 
 def _download(url: str, workdir: Path) -> Path:
+    """``url`` into ``workdir``; DOWNLOAD_TIMEOUT_S bounds the whole request (renewed per 64 KiB moved),
+    not each read, so a host that drips bytes cannot hold the command."""
     import httpx
+
+    from a2v_cli import http_deadline
 
     dest = workdir / "downloaded-audio"
     try:
-        with httpx.stream("GET", url, timeout=DOWNLOAD_TIMEOUT_S, follow_redirects=True) as resp:
-            if resp.status_code >= 400:
-                raise InputError(f"could not download {url}: HTTP {resp.status_code}", "check the URL")
-            size = 0
-            with open(dest, "wb") as out:
-                for chunk in resp.iter_bytes(BLOCK):
-                    size += len(chunk)
-                    if size > DOWNLOAD_MAX_BYTES:
-                        raise InputError(
-                            f"audio at {url} is larger than {DOWNLOAD_MAX_BYTES // (1024 * 1024)} MB",
-                            "download it and pass a shorter file",
-                        )
-                    out.write(chunk)
+        with (
+            httpx.Client(timeout=DOWNLOAD_TIMEOUT_S, follow_redirects=True) as http,
+            http_deadline.budget(DOWNLOAD_TIMEOUT_S),
+        ):
+            http_deadline.install(http)
+            with http.stream("GET", url) as resp:
+                if resp.status_code >= 400:
+                    raise InputError(f"could not download {url}: HTTP {resp.status_code}", "check the URL")
+                size = 0
+                with open(dest, "wb") as out:
+                    for chunk in resp.iter_bytes(BLOCK):
+                        size += len(chunk)
+                        if size > DOWNLOAD_MAX_BYTES:
+                            raise InputError(
+                                f"audio at {url} is larger than {DOWNLOAD_MAX_BYTES // (1024 * 1024)} MB",
+                                "download it and pass a shorter file",
+                            )
+                        out.write(chunk)
     except httpx.HTTPError as err:
         raise UnavailableError(
             f"could not download {url}: {err.__class__.__name__}: {err}", "check the network"

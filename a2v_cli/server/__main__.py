@@ -21,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--public-url")
     p.add_argument("--max-upload-bytes", type=int, default=ServerSettings.max_upload_bytes)
     p.add_argument("--max-audio-seconds", type=float, default=ServerSettings.max_audio_seconds)
+    p.add_argument("--download-timeout", dest="download_timeout_s", type=float,
+                   default=ServerSettings.download_timeout_s)
     args = p.parse_args(argv)
     try:
         serve(ServerSettings(**vars(args)))

@@ -35,10 +35,11 @@ from a2v_cli.schema import Video
 from a2v_cli.server import models
 from a2v_cli.server.fetch import FetchPolicy, check_url, human_size
 from a2v_cli.server.jobs import JobRunner, SqliteJobQueue, WorkerPool
-from a2v_cli.server.security import Tokens, UrlSigner, load_signing_key, load_tokens
+from a2v_cli.server.security import Tokens, UrlSigner, load_signing_key, load_tokens, make_private
 from a2v_cli.server.settings import ServerSettings
 from a2v_cli.server.uploads import UPLOAD_SCHEME, PayloadTooLargeError, UploadStore
 from a2v_cli.store import VideoStore
+from a2v_cli.wire import ascii_int
 
 log = logging.getLogger("a2v.server")
 
@@ -77,17 +78,19 @@ class ServerState:
     tokens: Tokens
     pool: WorkerPool
     policy: FetchPolicy
-    cache: dict[str, bytes] = field(default_factory=dict)
+    public_base: str  # fixed at startup (see ServerSettings.public_base); run.serve sets the bound port
+    cache: dict[str, bytes] = field(default_factory=dict)  # keyed by catalog ids only: bounded
     lock_file: Any = None
 
     @classmethod
     def open(cls, settings: ServerSettings) -> ServerState:
         data_dir = (settings.data_dir or config.home_dir() / "server").expanduser().resolve()
-        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # secrets, uploads and videos: owner only
+        make_private(data_dir)  # secrets, uploads and videos: owner only (umask 077)
         store = VideoStore(data_dir / "server.db", synchronous="FULL")
         queue = SqliteJobQueue(store)
         uploads = UploadStore(data_dir / "server.db", data_dir / "uploads")
-        policy = FetchPolicy(max_bytes=settings.max_upload_bytes, allow_private=settings.allow_private_urls)
+        policy = FetchPolicy(max_bytes=settings.max_upload_bytes, allow_private=settings.allow_private_urls,
+                             total_timeout=settings.download_timeout_s)
         runner = JobRunner(data_dir, uploads, policy, settings.max_audio_seconds, settings.device)
         return cls(
             settings=settings,
@@ -99,6 +102,7 @@ class ServerState:
             tokens=load_tokens(data_dir, settings.tokens_file),
             pool=WorkerPool(queue, runner, settings.workers),
             policy=policy,
+            public_base=settings.public_base(),
         )
 
     def lock(self) -> None:
@@ -112,14 +116,8 @@ class ServerState:
             self.lock_file = None
 
     def base_url(self, request: Request) -> str:
-        """The absolute URL prefix for links: --public-url, else http://host:port, else what the client used."""
-        s = self.settings
-        if s.public_url:
-            return s.public_url.rstrip("/")
-        if s.host in ("", "0.0.0.0", "::") or s.port == 0:
-            return str(request.base_url).rstrip("/")
-        host = f"[{s.host}]" if ":" in s.host else s.host
-        return f"http://{host}:{s.port}"
+        """The absolute URL prefix for links: fixed at startup, never taken from the request's Host."""
+        return self.public_base
 
     def present(self, video: Video, base: str) -> dict[str, Any]:
         """The API object of ``video``: result URLs are freshly signed links to this server."""
@@ -204,6 +202,31 @@ def _install_error_handlers(app: FastAPI) -> None:
         return envelope(None, status=500, code=50000, message=f"internal error: {exc.__class__.__name__}")
 
 
+class ResultFile(FileResponse):
+    """A result file (with ETag, Range and If-Range, as Starlette serves them) whose range errors are
+    envelopes like every other error: 416 (with ``Content-Range: bytes */SIZE``) or 400, not text."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        replaced = False
+
+        async def enveloped(message: Message) -> None:
+            nonlocal replaced
+            if message["type"] == "http.response.start" and message["status"] in (400, 416):
+                replaced = True
+                status = message["status"]
+                why = "the Range header asks for bytes past the end of the file" if status == 416 else (
+                    "the Range header is malformed")
+                err = envelope(None, status=status, code=status * 100, message=why)
+                for k, v in message.get("headers", []):
+                    if k.lower() == b"content-range":
+                        err.headers["Content-Range"] = v.decode("latin-1")
+                await err(scope, receive, send)
+            elif not replaced:
+                await send(message)
+
+        await super().__call__(scope, receive, enveloped)
+
+
 class BodyLimit:
     """Refuse request bodies over a per-path cap with the 41300 envelope, whether declared or streamed.
 
@@ -221,8 +244,8 @@ class BodyLimit:
             return
         limit = self.limit_for(scope["path"])
         too_big = PayloadTooLargeError(f"the request body is larger than the limit of {human_size(limit)}")
-        declared = dict(scope["headers"]).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > limit:
+        declared = ascii_int(dict(scope["headers"]).get(b"content-length"))
+        if declared is not None and declared > limit:
             await error_response(too_big)(scope, receive, send)
             return
         state = {"received": 0, "exceeded": False, "started": False}
@@ -252,17 +275,6 @@ class BodyLimit:
                 await error_response(too_big)(scope, receive, send)
 
 
-class RedactSignatures(logging.Filter):
-    """Keep signed-URL signatures out of the access log (they work like passwords for a day)."""
-
-    _sig = re.compile(r"(signature=)[0-9a-fA-F]+")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(self._sig.sub(r"\1REDACTED", a) if isinstance(a, str) else a for a in record.args)
-        return True
-
-
 # --- the app ---------------------------------------------------------------------------------------
 
 
@@ -274,9 +286,10 @@ def _decode_cursor(cursor: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         kind, _, value = raw.partition(":")
-        if kind != "seq" or not value.isdigit():
+        seq = ascii_int(value)
+        if kind != "seq" or seq is None:
             raise ValueError
-        return int(value)
+        return seq
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise InputError("invalid cursor", "pass the next_cursor of a previous video.list answer") from None
 
@@ -298,6 +311,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
         requeued = await run_in_threadpool(state.queue.recover)
         if requeued:
             log.info("requeued %d unfinished job(s) from the last run: %s", len(requeued), ", ".join(requeued))
+        swept = await run_in_threadpool(lambda: state.pool.runner.sweep(state.queue.finished_ids()))
+        if swept:
+            log.info("removed %d leftover scratch or partial file(s) of the last run", swept)
         state.pool.start()
         try:
             yield
@@ -390,7 +406,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         catalog.pose(body.pose_id)
         base = state.base_url(request)
         audio_url = body.audio_url.strip()
-        upload_id = _own_upload_id(audio_url, {base, str(request.base_url).rstrip("/")})
+        upload_id = _own_upload_id(audio_url, {base})
         if upload_id is not None:
             state.uploads.path(upload_id, who)  # 40400 unless this token uploaded it
             audio_url = UPLOAD_SCHEME + upload_id
@@ -471,6 +487,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             206: {"content": {"video/mp4": {}}, "description": "The requested byte range."},
             400: ERRORS[400],
             403: {"model": models.ErrorResponse, "description": "Bad or expired signature (40300)."},
+            416: {"model": models.ErrorResponse, "description": "Range past the end of the file (41600)."},
             **NOT_FOUND,
         },
         tags=["Extensions"],
@@ -491,7 +508,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         if not path.is_file():
             raise NotFoundError(f"no such file: {video_id}/{name}")
         download = f"a2v-{video_id}.mp4" if name == "video.mp4" else f"a2v-{video_id}.{name}"
-        return FileResponse(
+        return ResultFile(
             path, media_type=MEDIA_TYPES[Path(name).suffix], filename=download, content_disposition_type="inline",
             headers={"Cache-Control": "private, max-age=3600"},
         )
@@ -545,6 +562,7 @@ The A2V API as served by `a2v serve`. Every answer is an envelope `{code, data, 
 `code` 0 is success, otherwise one of 40000 (bad request, including invalid parameters),
 40100 (missing/invalid token, HTTP 401), 40300 (bad or expired signed link, HTTP 403),
 40400 (unknown id, HTTP 404), 40500 (method not allowed), 41300 (too large, HTTP 413),
+41600 (a file's Range past its end, HTTP 416),
 50000 (internal error).
 
 Every endpoint needs `Authorization: Bearer <token>` except the signed result files,

@@ -4,9 +4,10 @@
 same way: http or https only, no credentials, the host resolved here and every address it resolves
 to refused unless it is a public unicast address. The connection then goes to the address that was
 checked, not to a second DNS answer (no DNS rebinding), while the request still carries the
-original Host header and, for https, the original name for SNI and certificate checks. Size and time
-are capped. The standard library's `http.client` is used on purpose: it never reads proxy settings
-from the environment, which would send the request somewhere unchecked.
+original Host header and, for https, the original name for SNI and certificate checks. Size is
+capped, and so is the time of the whole download (`Deadline`), not of each read. The standard
+library's `http.client` is used on purpose: it never reads proxy settings from the environment,
+which would send the request somewhere unchecked.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import http.client
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -23,6 +25,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from a2v_cli import __version__
 from a2v_cli.errors import InputError
+from a2v_cli.wire import ascii_int
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[str]]
@@ -208,21 +211,98 @@ def _checked_addresses(host: str, port: int, policy: FetchPolicy) -> list[str]:
     return addresses
 
 
+class Deadline:
+    """One time limit on a whole download, enforced however the bytes arrive.
+
+    Socket timeouts bound a single read, so a host that drips a byte a second keeps every read
+    alive; here a timer shuts down the download's sockets when the limit passes (or at once on
+    ``cancel()``, for a server that is stopping), which ends any read in progress. The code around
+    the reads also checks ``remaining()`` between them.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+        self.expired = False
+        self.cancelled = False
+        self._lock = threading.Lock()
+        self._socks: list[socket.socket] = []
+        self._timer = threading.Timer(seconds, self._trip, kwargs={"expired": True})
+        self._timer.daemon = True
+        self._timer.start()
+
+    def remaining(self) -> float:
+        """Seconds left; FetchFailed (or Abandoned after ``cancel``) once there are none."""
+        left = self.at - time.monotonic()
+        if self.cancelled:
+            raise Abandoned
+        if left <= 0 or self.expired:
+            raise self.error()
+        return left
+
+    def error(self) -> FetchFailed:
+        return FetchFailed(f"could not download audio_url: it took longer than the limit of {self.seconds:g} s")
+
+    def check(self, err: BaseException | None = None) -> None:
+        """Raise the deadline's own error when it is why ``err`` happened (a socket shut down under a read)."""
+        if self.cancelled:
+            raise Abandoned from err
+        if self.expired or time.monotonic() >= self.at:
+            raise self.error() from err
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._socks.append(sock)
+            done = self.expired or self.cancelled
+        if done:
+            _shutdown(sock)
+
+    def cancel(self) -> None:
+        self._trip(expired=False)
+
+    def close(self) -> None:
+        self._timer.cancel()
+
+    def _trip(self, expired: bool) -> None:
+        with self._lock:
+            if expired:
+                self.expired = True
+            else:
+                self.cancelled = True
+            socks = list(self._socks)
+        for sock in socks:
+            _shutdown(sock)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)  # wakes a recv() blocked in another thread, unlike close()
+    except OSError:
+        pass
+
+
+def _connect(address: str, port: int, timeout: float, deadline: Deadline) -> socket.socket:
+    sock = socket.create_connection((address, port), timeout)
+    deadline.watch(sock)
+    return sock
+
+
 class _PinnedHTTPConnection(http.client.HTTPConnection):
     """An HTTP connection to a fixed, already checked address; Host still names the original host.
 
-    ``raw_sock`` stays reachable after http.client hands the socket to the response, so the time
-    limit can shrink each read's timeout.
+    ``raw_sock`` stays reachable after http.client hands the socket to the response, so each read's
+    timeout can shrink with the time left.
     """
 
     raw_sock: socket.socket | None = None
 
-    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
+    def __init__(self, host: str, port: int, address: str, timeout: float, deadline: Deadline) -> None:
         super().__init__(host, port, timeout=timeout)
         self._address = address
+        self._deadline = deadline
 
     def connect(self) -> None:
-        self.sock = self.raw_sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self.raw_sock = _connect(self._address, self.port, self.timeout, self._deadline)
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
@@ -230,44 +310,59 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
 
     raw_sock: socket.socket | None = None
 
-    def __init__(self, host: str, port: int, address: str, timeout: float, context: ssl.SSLContext) -> None:
+    def __init__(
+        self, host: str, port: int, address: str, timeout: float, context: ssl.SSLContext, deadline: Deadline
+    ) -> None:
         super().__init__(host, port, timeout=timeout, context=context)
         self._address = address
         self._ctx = context
+        self._deadline = deadline
 
     def connect(self) -> None:
-        sock = socket.create_connection((self._address, self.port), self.timeout)
+        sock = _connect(self._address, self.port, self.timeout, self._deadline)
         self.sock = self.raw_sock = self._ctx.wrap_socket(sock, server_hostname=self.host)
 
 
 def fetch(
-    url: str, dest: Path, policy: FetchPolicy, should_stop: Callable[[], bool] | None = None
+    url: str,
+    dest: Path,
+    policy: FetchPolicy,
+    should_stop: Callable[[], bool] | None = None,
+    deadline: Deadline | None = None,
 ) -> Path:
     """Download ``url`` into ``dest`` under ``policy``; FetchRefused / FetchFailed say why not.
 
-    ``should_stop`` is polled between chunks so a shutting-down server can abandon the download.
+    The whole download (every redirect hop: connect, TLS, headers, body) ends by ``policy.total_timeout``
+    (or the given ``deadline``, which the caller may ``cancel()``); ``should_stop`` is polled between
+    chunks so a shutting-down server can abandon the download. A body shorter than its Content-Length
+    is an error, never a file.
     """
-    deadline = time.monotonic() + policy.total_timeout
-    current = url
-    for hop in range(policy.max_redirects + 1):
-        target = check_url(current, policy)
-        if hop:
-            _check_redirect_hop(url, target)
-        conn, resp = _open(target, policy, deadline)
-        try:
-            if resp.status in REDIRECT_STATUSES:
-                location = resp.getheader("Location")
-                if not location:
-                    raise FetchFailed(f"could not download audio_url: HTTP {resp.status} without a Location")
-                current = urljoin(current, location.strip())
-                continue
-            if resp.status != 200:
-                raise FetchFailed(f"could not download audio_url: HTTP {resp.status} {resp.reason}".rstrip())
-            _save(resp, getattr(conn, "raw_sock", None), dest, policy, deadline, should_stop)
-            return dest
-        finally:
-            conn.close()
-    raise FetchFailed(f"could not download audio_url: more than {policy.max_redirects} redirects")
+    own = deadline is None
+    deadline = deadline or Deadline(policy.total_timeout)
+    try:
+        current = url
+        for hop in range(policy.max_redirects + 1):
+            target = check_url(current, policy)
+            if hop:
+                _check_redirect_hop(url, target)
+            conn, resp = _open(target, policy, deadline)
+            try:
+                if resp.status in REDIRECT_STATUSES:
+                    location = resp.getheader("Location")
+                    if not location:
+                        raise FetchFailed(f"could not download audio_url: HTTP {resp.status} without a Location")
+                    current = urljoin(current, location.strip())
+                    continue
+                if resp.status != 200:
+                    raise FetchFailed(f"could not download audio_url: HTTP {resp.status} {resp.reason}".rstrip())
+                _save(resp, getattr(conn, "raw_sock", None), dest, policy, deadline, should_stop)
+                return dest
+            finally:
+                conn.close()
+        raise FetchFailed(f"could not download audio_url: more than {policy.max_redirects} redirects")
+    finally:
+        if own:
+            deadline.close()
 
 
 def _check_redirect_hop(origin: str, target: Target) -> None:
@@ -276,30 +371,23 @@ def _check_redirect_hop(origin: str, target: Target) -> None:
         raise FetchRefused(f"audio_url refused: redirect from https to plain http ({target.url})")
 
 
-def _remaining(deadline: float) -> float:
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise FetchFailed("could not download audio_url: it took longer than the time limit")
-    return left
-
-
 def _open(
-    target: Target, policy: FetchPolicy, deadline: float
+    target: Target, policy: FetchPolicy, deadline: Deadline
 ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
     """Connect to the first checked address that answers and send the GET."""
     errors: list[str] = []
     for address in target.addresses:
-        timeout = min(policy.connect_timeout, _remaining(deadline))
+        timeout = min(policy.connect_timeout, deadline.remaining())
         conn: http.client.HTTPConnection
         if target.scheme == "https":
             ctx = policy.ssl_context or ssl.create_default_context()
-            conn = _PinnedHTTPSConnection(target.host, target.port, address, timeout, ctx)
+            conn = _PinnedHTTPSConnection(target.host, target.port, address, timeout, ctx, deadline)
         else:
-            conn = _PinnedHTTPConnection(target.host, target.port, address, timeout)
+            conn = _PinnedHTTPConnection(target.host, target.port, address, timeout, deadline)
         try:
             conn.connect()
             assert conn.sock is not None
-            conn.sock.settimeout(_remaining(deadline))
+            conn.sock.settimeout(deadline.remaining())
             conn.request(
                 "GET",
                 target.path,
@@ -311,10 +399,9 @@ def _open(
                 },
             )
             return conn, conn.getresponse()
-        except (OSError, http.client.HTTPException) as err:
+        except (OSError, http.client.HTTPException, ValueError) as err:
             conn.close()
-            if isinstance(err, TimeoutError) and time.monotonic() >= deadline:
-                raise FetchFailed("could not download audio_url: it took longer than the time limit") from err
+            deadline.check(err)
             errors.append(f"{address}: {_describe(err)}")
     raise FetchFailed(f"could not download audio_url: {'; '.join(errors) or 'no address to connect to'}")
 
@@ -332,12 +419,16 @@ def _save(
     sock: socket.socket | None,
     dest: Path,
     policy: FetchPolicy,
-    deadline: float,
+    deadline: Deadline,
     should_stop: Callable[[], bool] | None,
 ) -> None:
     too_big = f"audio_url refused: the file is larger than the limit of {human_size(policy.max_bytes)}"
-    length = resp.getheader("Content-Length")
-    if length and length.strip().isdigit() and int(length) > policy.max_bytes:
+    header = resp.getheader("Content-Length")
+    chunked = "chunked" in (resp.getheader("Transfer-Encoding") or "").lower()
+    length = None if chunked else ascii_int((header or "").strip()) if header is not None else None
+    if header is not None and not chunked and length is None:
+        raise FetchFailed(f"could not download audio_url: the server sent an invalid Content-Length ({header[:40]!r})")
+    if length is not None and length > policy.max_bytes:
         raise FetchRefused(too_big)
     size = 0
     try:
@@ -349,23 +440,27 @@ def _save(
                 if should_stop is not None and should_stop():
                     raise Abandoned
                 out.write(chunk)
+        if length is not None and size != length:
+            raise FetchFailed(
+                f"could not download audio_url: the connection closed after {size} of the {length} bytes announced"
+            )
     except BaseException:
         dest.unlink(missing_ok=True)
         raise
 
 
-def _chunks(resp: http.client.HTTPResponse, sock: socket.socket | None, deadline: float) -> Iterable[bytes]:
+def _chunks(resp: http.client.HTTPResponse, sock: socket.socket | None, deadline: Deadline) -> Iterable[bytes]:
     """The body in chunks; each read may wait only as long as the whole download has left."""
     while True:
-        left = _remaining(deadline)
+        left = deadline.remaining()
         if sock is not None:
             sock.settimeout(left)
         try:
             chunk = resp.read1(CHUNK)
-        except TimeoutError as err:
-            raise FetchFailed("could not download audio_url: it took longer than the time limit") from err
-        except (OSError, http.client.HTTPException) as err:
+        except (OSError, http.client.HTTPException, ValueError) as err:
+            deadline.check(err)
             raise FetchFailed(f"could not download audio_url: {_describe(err)}") from err
         if not chunk:
+            deadline.check()  # EOF because the deadline shut the socket down, not because the body ended
             return
         yield chunk

@@ -6,6 +6,11 @@ tens of milliseconds behind it; a crash in native code would end the server. So 
 drives one long-lived child (`python -m a2v_cli.server.render_worker`), started at a lower CPU
 priority (nice 10, inherited by its ffmpeg processes) so the API comes first on a small machine.
 
+The child parses hostile media, so it gets a scrubbed environment (`child_env`: no token, no proxy,
+nothing but what Python, the engine and CUDA need) and reads a client's file only through
+`media.sanitise` (ffmpeg with an explicit demuxer and `-protocol_whitelist file`). It never touches
+the network: an `audio_url` has been downloaded by the server (`jobs.Fetcher`) before the job comes here.
+
 Protocol: one JSON object per line. The parent writes a `RenderSpec`; the child answers with
 `{"event": "duration", ...}` once the audio is decoded, then `{"event": "done", ...}` or
 `{"event": "failed", "message": ..., "internal": bool}`. The child exits when its stdin closes or
@@ -30,14 +35,38 @@ from pathlib import Path
 from typing import IO, Any
 
 from a2v_cli.errors import A2VError, InputError
-from a2v_cli.server.fetch import Abandoned, FetchPolicy, fetch
-from a2v_cli.server.media import check_audio_file
+from a2v_cli.server.fetch import Abandoned
+from a2v_cli.server.media import sanitise
 
 log = logging.getLogger("a2v.server")
 
 RENDER_NICE = 10
 PARENT_CHECK_S = 0.5
 STOP_CHECK_S = 0.2
+
+# What the render child may see of the server's environment: Python's and the C libraries' basics,
+# thread counts, CUDA. Never A2V_SERVER_TOKENS, A2V_TOKEN or a proxy, whatever else is set.
+CHILD_ENV = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP", "SYSTEMROOT",
+    "LD_LIBRARY_PATH", "PYTHONHOME", "PYTHONNOUSERSITE", "PYTHONDONTWRITEBYTECODE", "PYTHONUTF8",
+    "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "A2V_HOME", "A2V_DEBUG", "NO_COLOR",
+})
+CHILD_ENV_PREFIXES = ("LC_", "CUDA_", "NVIDIA_", "CUDNN_", "ORT_")
+NEVER_PASSED = frozenset({"A2V_SERVER_TOKENS", "A2V_TOKEN"})
+
+
+def child_env(parent: dict[str, str] | None = None) -> dict[str, str]:
+    """The render child's environment: an allow-list of ``parent``'s (default ``os.environ``), plus a
+    PYTHONPATH that finds this a2v_cli, also from a checkout that is not installed."""
+    parent = dict(os.environ) if parent is None else parent
+    env = {
+        k: v for k, v in parent.items()
+        if (k in CHILD_ENV or k.startswith(CHILD_ENV_PREFIXES)) and k not in NEVER_PASSED
+    }
+    package_root = str(Path(__file__).resolve().parents[2])
+    path = parent.get("PYTHONPATH")
+    env["PYTHONPATH"] = package_root + (os.pathsep + path if path else "")
+    return env
 
 
 @dataclass(frozen=True)
@@ -49,12 +78,9 @@ class RenderSpec:
     out_dir: str
     work_dir: str
     max_audio_seconds: float
-    max_bytes: int
-    allow_private: bool
+    source_path: str  # the client's audio on this server's disk: an upload, or a finished download
     device: str = "auto"
     alpha_format: str | None = None  # also write out_dir/alpha.<format> with real alpha
-    source_path: str | None = None  # an upload on this server, read from disk
-    url: str | None = None  # else a URL to fetch under the SSRF policy
 
 
 @dataclass
@@ -66,23 +92,17 @@ class RenderOutcome:
 
 
 def render_spec(spec: RenderSpec, on_duration: Callable[[float], None]) -> RenderOutcome:
-    """Get the audio, check and decode it, render video and mask into ``spec.out_dir``."""
+    """Check, clean and decode the client's audio, render video and mask into ``spec.out_dir``."""
     from a2v_cli.engine.audio import decode
     from a2v_cli.engine.render import RenderJob, render
 
     work, out = Path(spec.work_dir), Path(spec.out_dir)
     for d in (work, out):  # leftovers of an attempt that a crash cut short
         shutil.rmtree(d, ignore_errors=True)
-        d.mkdir(parents=True)
+        d.mkdir(parents=True, mode=0o700)
     try:
-        if spec.source_path is not None:
-            source = Path(spec.source_path)
-        else:
-            assert spec.url is not None
-            policy = FetchPolicy(max_bytes=spec.max_bytes, allow_private=spec.allow_private)
-            source = fetch(spec.url, work / "audio_url", policy)
-        check_audio_file(source)
-        prepared = decode(source, work, spec.max_audio_seconds)
+        audio = sanitise(Path(spec.source_path), work / "audio.wav", spec.max_audio_seconds)
+        prepared = decode(audio, work, spec.max_audio_seconds)
         on_duration(prepared.duration)
         result = render(
             RenderJob(
@@ -167,14 +187,10 @@ class RenderProcess:
         if self.proc is not None and self.proc.poll() is None:
             return
         self.events = queue.Queue()
-        # the child imports the same a2v_cli as this process, also from a checkout that is not installed
-        package_root = str(Path(__file__).resolve().parents[2])
-        path = os.environ.get("PYTHONPATH")
-        env = {**os.environ, "PYTHONPATH": package_root + (os.pathsep + path if path else "")}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "a2v_cli.server.render_worker"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, text=True, encoding="utf-8", bufsize=1,
-            env=env,
+            env=child_env(),
         )
         self.reader = threading.Thread(target=self._read, args=(self.proc.stdout, self.events), daemon=True,
                                        name=f"a2v-{self.name}-events")

@@ -7,7 +7,7 @@ import logging
 import socket
 
 from a2v_cli.errors import UnavailableError
-from a2v_cli.server.settings import ServerSettings
+from a2v_cli.server.settings import WILDCARD_HOSTS, ServerSettings
 
 log = logging.getLogger("a2v.server")
 
@@ -15,11 +15,11 @@ HTTP_SHUTDOWN_S = 10  # open requests get this long to complete after a signal
 
 
 def log_config() -> dict:
-    """uvicorn's logging plus ours on stderr, with signed-URL signatures redacted from the access log."""
+    """uvicorn's logging plus ours on stderr; the access log keeps only ids and limits of query strings."""
     from uvicorn.config import LOGGING_CONFIG
 
     cfg = copy.deepcopy(LOGGING_CONFIG)
-    cfg["filters"] = {"redact": {"()": "a2v_cli.server.app.RedactSignatures"}}
+    cfg["filters"] = {"redact": {"()": "a2v_cli.server.security.RedactQuery"}}
     cfg["handlers"]["access"]["filters"] = ["redact"]
     cfg["loggers"]["a2v"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     return cfg
@@ -67,11 +67,16 @@ def serve(settings: ServerSettings) -> None:
         timeout_graceful_shutdown=HTTP_SHUTDOWN_S,
     )
     server = uvicorn.Server(config)
+    port = sock.getsockname()[1]
+    state.public_base = settings.public_base(port)  # --port 0: the port the system chose
     log.info(
-        "a2v server on http://%s:%d, data dir %s, %d worker(s)%s",
-        settings.host, sock.getsockname()[1], state.data_dir, settings.workers,
-        ", private audio_url targets allowed" if settings.allow_private_urls else "",
+        "a2v server on http://%s:%d, data dir %s, %d worker(s)%s; links point at %s",
+        settings.host, port, state.data_dir, settings.workers,
+        ", private audio_url targets allowed" if settings.allow_private_urls else "", state.public_base,
     )
+    if settings.public_url is None and settings.host in WILDCARD_HOSTS:
+        log.warning("listening on every address: give --public-url with the URL clients use, if not %s",
+                    state.public_base)
     try:
         server.run(sockets=[sock])
     finally:

@@ -7,6 +7,9 @@ rotated under the same name without orphaning its history. Token values never re
 
 Result files are served without the bearer token, behind URLs signed with HMAC-SHA256 over
 (video id, kind, expiry) with a secret generated once and kept in ``<data_dir>/url-signing.key`` (0600).
+
+Everything the server writes is private to its user (umask 077), and the access log shows the values
+of known, harmless query parameters only.
 """
 
 from __future__ import annotations
@@ -16,12 +19,15 @@ import hmac
 import json
 import logging
 import os
+import re
 import secrets
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from a2v_cli.errors import InputError
+from a2v_cli.wire import ascii_int
 
 log = logging.getLogger("a2v.server")
 
@@ -52,6 +58,22 @@ def write_private_file(path: Path, data: bytes) -> bool:
     finally:
         tmp.unlink(missing_ok=True)
     return True
+
+
+def make_private(data_dir: Path) -> None:
+    """Create ``data_dir`` (0700) and make everything this process writes from now on owner-only.
+
+    The data dir holds every tenant's audio and videos; with the usual umask 022 a file would be
+    readable by every local user. An existing dir that others can enter or read is left as it is (the
+    operator may share it on purpose) but earns one warning.
+    """
+    os.umask(0o077)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mode = stat.S_IMODE(data_dir.stat().st_mode)
+    if mode & 0o077:
+        log.warning(
+            "data dir %s is open to other users (mode %04o); run chmod 700 %s", data_dir, mode, data_dir
+        )
 
 
 # --- tokens ----------------------------------------------------------------------------------------
@@ -173,11 +195,49 @@ class UrlSigner:
 
     def check(self, video_id: str, kind: str, expires: str, signature: str, now: float | None = None) -> str | None:
         """None when valid, else why not ("expired", "bad signature")."""
-        if not expires.isdigit() or len(expires) > 12:
+        when = ascii_int(expires) if len(expires) <= 12 else None
+        if when is None:  # "²" passes str.isdigit() but not int(): parse strictly, never raise
             return "bad signature"
-        good = self.signature(video_id, kind, int(expires))
+        good = self.signature(video_id, kind, when)
         if not hmac.compare_digest(good.encode(), signature.encode("utf-8", "replace")):
             return "bad signature"
-        if int(expires) < (now if now is not None else time.time()):
+        if when < (now if now is not None else time.time()):
             return "expired"
         return None
+
+
+# --- the access log --------------------------------------------------------------------------------
+
+
+class RedactQuery(logging.Filter):
+    """Keep secrets out of the access log: only known, harmless query parameters keep their values.
+
+    A signed URL's signature works like a password for a day, and a client may put its token in a query
+    string by mistake (``?token=...``); every value but those of ``SAFE_PARAMS`` becomes ``REDACTED``,
+    whole, whatever characters it holds (a name that does not look like one is redacted too).
+    """
+
+    SAFE_PARAMS = frozenset({"video_id", "avatar_id", "limit", "expires"})
+    _name = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self.redact(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+    @classmethod
+    def redact(cls, target: str) -> str:
+        """``/p?video_id=x&signature=y`` -> ``/p?video_id=x&signature=REDACTED``."""
+        path, sep, query = target.partition("?")
+        if not sep:
+            return target
+        parts = []
+        for item in query.split("&"):
+            name, eq, _ = item.partition("=")
+            if not item or (eq and name in cls.SAFE_PARAMS):
+                parts.append(item)
+            elif eq and cls._name.fullmatch(name):
+                parts.append(f"{name}=REDACTED")
+            else:
+                parts.append("REDACTED")
+        return f"{path}?{'&'.join(parts)}"
