@@ -156,8 +156,10 @@ class JobRunner:
 
     def spec(self, job: Job, source: Path | None = None) -> RenderSpec:
         """The render of ``job``, from its upload or from ``source`` (its downloaded audio)."""
+        name = "audio_url"
         if source is None:
             source = self.uploads.path(job.audio_url[len(UPLOAD_SCHEME) :], job.owner)
+            name = "the uploaded file"  # the client names it as the user knows it
         return RenderSpec(
             video_id=job.video_id,
             pose_id=job.pose_id,
@@ -165,6 +167,7 @@ class JobRunner:
             work_dir=str(self.work_dir(job.video_id) / "render"),
             max_audio_seconds=self.max_audio_seconds,
             source_path=str(source),
+            source_name=name,
             device=self.device,
             alpha_format=job.alpha_format,
         )

@@ -79,6 +79,7 @@ class RenderSpec:
     work_dir: str
     max_audio_seconds: float
     source_path: str  # the client's audio on this server's disk: an upload, or a finished download
+    source_name: str = "audio_url"  # how messages name it
     device: str = "auto"
     alpha_format: str | None = None  # also write out_dir/alpha.<format> with real alpha
 
@@ -101,7 +102,7 @@ def render_spec(spec: RenderSpec, on_duration: Callable[[float], None]) -> Rende
         shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True, mode=0o700)
     try:
-        audio = sanitise(Path(spec.source_path), work / "audio.wav", spec.max_audio_seconds)
+        audio = sanitise(Path(spec.source_path), work / "audio.wav", spec.max_audio_seconds, spec.source_name)
         prepared = decode(audio, work, spec.max_audio_seconds)
         on_duration(prepared.duration)
         result = render(
