@@ -96,15 +96,15 @@ def _video_row(v: dict[str, Any]) -> dict[str, Any]:
 
 
 def _complete_pose(incomplete: str) -> list[str]:
-    from a2v_cli.engine.art import POSES
+    from a2v_cli.engine.catalog import pose_ids
 
-    return [p for p in POSES if p.startswith(incomplete)]
+    return [p for p in pose_ids() if p.startswith(incomplete)]
 
 
 def _complete_avatar(incomplete: str) -> list[str]:
-    from a2v_cli.engine.art import AVATARS
+    from a2v_cli.engine.catalog import avatar_ids
 
-    return [a for a in AVATARS if a.startswith(incomplete)]
+    return [a for a in avatar_ids() if a.startswith(incomplete)]
 
 
 def _output(json_mode: bool):  # type: ignore[no-untyped-def]
@@ -209,6 +209,9 @@ def generate(
         str | None,
         typer.Option("--model", "-m", help="Local mode: a Wav2Lip-style .onnx file or a name from `a2v models list`."),
     ] = None,
+    still: Annotated[
+        bool, typer.Option("--still", help="Local mode: no idle motion (head sway, blinks); only the mouth moves.")
+    ] = False,
     wait: WaitOpt = False,
     timeout: TimeoutOpt = 1800.0,
     json_: JsonOpt = False,
@@ -232,9 +235,15 @@ def generate(
         force=force,
         device=device.value,
         model=model,
+        still=still,
         on_saved=lambda path: out.info(f"Saved {path}"),
     )
     backend = _backend(local, server, http_timeout)
+    if still and backend.mode != "local":
+        from a2v_cli.errors import InputError
+
+        raise InputError("--still works in local mode only: the A2V API has no such option",
+                         "add --local to render on this machine")
     if backend.mode == "local":
         with out.progress(f"Rendering {pose}") as progress:
             video = backend.generate(pose, audio, options, progress)

@@ -67,7 +67,7 @@ class LocalBackend:
         self.store = VideoStore(self.home / "a2v.db")
 
     def _previews(self) -> dict[str, str]:
-        return {pid: file_url(p) for pid, p in catalog.packaged_previews().items()}
+        return {pid: file_url(p) for pid, p in catalog.preview_files().items()}
 
     def list_avatars(self) -> list[Avatar]:
         return catalog.avatars(self._previews())
@@ -100,11 +100,9 @@ class LocalBackend:
     def generate(self, pose_id: str, audio: str, options: GenerateOptions, progress: ProgressFn | None = None) -> Video:
         from a2v_cli.engine.audio import decode, fetch
         from a2v_cli.engine.lipsync import load_model
-        from a2v_cli.engine.render import ALPHA_FORMATS, RenderJob, render
+        from a2v_cli.engine.render import ALPHA_FORMATS, RenderJob, pose_source, render
 
         catalog.pose(pose_id)  # unknown pose: exit 4 before any work
-        # the model and its device load before the video exists: a missing GPU is not a failed video
-        model = load_model(options.model, catalog.pose_art(pose_id), options.device)
         if options.alpha_format and options.alpha_format not in ALPHA_FORMATS:
             raise InputError(f"unknown alpha format {options.alpha_format!r}", "use webm or mov")
         video_id = new_video_id()
@@ -116,6 +114,9 @@ class LocalBackend:
             raise InputError("the video and mask outputs must be different files", "change --mask-output")
         for p in paths:
             check_writable(p, options.force)
+        # the pose and the model load before the video exists: a missing GPU is not a failed video
+        source = pose_source(pose_id, 25, alpha_path is not None, options.still, options.device)
+        model = load_model(options.model, source, options.device)
         kept = self.home / "videos" / video_id  # the history's own copy; outputs are links to it
         with tempfile.TemporaryDirectory(prefix="a2v-") as tmp:
             work = Path(tmp)
@@ -133,9 +134,11 @@ class LocalBackend:
                         alpha_format=options.alpha_format,
                         device=options.device,
                         model=options.model,
+                        still=options.still,
                     ),
                     on_progress=progress,
                     model=model,
+                    source=source,
                 )
             except BaseException as err:
                 if isinstance(err, A2VError):
