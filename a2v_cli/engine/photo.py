@@ -31,6 +31,7 @@ WARP_FILE = "a2v-warp-v1.onnx"
 N_LANDMARKS = 468
 SWAY_SCALE = 0.6  # a photo sways less than a cartoon: 0.6 x the compositor's path, still on a 1/4 px grid
 MARGIN = 3  # px around a warped region, sampled for the subpixel shift but not pasted
+MAX_OPEN = 0.8  # opening at open = 1, in mouth half widths (the cartoon mouths' ratio)
 OPEN_TOP = 0.34  # share of the opening above the lip line (as the warp graph draws the inner mouth)
 CACHE_ENTRIES = 96
 
@@ -129,7 +130,7 @@ class MouthGeometry:
 
     @staticmethod
     def of(marks: np.ndarray) -> MouthGeometry:
-        (xl, yl), (xr, yr) = marks[MOUTH_CORNERS[0], :2], marks[MOUTH_CORNERS[1], :2]
+        xl, xr = float(marks[MOUTH_CORNERS[0], 0]), float(marks[MOUTH_CORNERS[1], 0])
         cx = (xl + xr) / 2
         hw = max(abs(xr - xl) / 2, 4.0)
         cy = (marks[INNER_UPPER[5], 1] + marks[INNER_LOWER[5], 1]) / 2
@@ -139,7 +140,7 @@ class MouthGeometry:
         side = max(fx1 - fx0, 8.0)
         y1 = chin + 0.06 * side  # Wav2Lip pads the detector's box 10 px down (at 96 px: about 6 %)
         box = ((fx0 + fx1) / 2 - side / 2, y1 - side, (fx0 + fx1) / 2 + side / 2, y1)
-        return MouthGeometry(float(cx), float(cy), float(hw), float(0.8 * hw), tuple(float(v) for v in box))
+        return MouthGeometry(float(cx), float(cy), float(hw), float(MAX_OPEN * hw), tuple(float(v) for v in box))
 
 
 def mouth_region(marks: np.ndarray, shape: tuple[int, int]) -> Region:
@@ -167,10 +168,13 @@ def mouth_region(marks: np.ndarray, shape: tuple[int, int]) -> Region:
     to2 = (t / 0.9) ** 2
     lens = np.clip(1.0 - to2, 0.0, None) * (1.0 + 0.45 * to2)  # the opening's profile along the mouth
     jaw = 1.0 - _smoothstep(np.abs(t), 0.9, 1.9)  # the jaw moves as a block, fading out beside the chin
-    above, below = v < 0, v >= 0
+    above = v < 0
     w_up = _smoothstep(v, nose_v + 2.0, -upper_t - 1.0)  # the upper lip, fading out under the nose
     w_dn = 1.0 - _smoothstep(v, chin_v, chin_v + band)  # the lower lip and the jaw, fading out below the chin
-    prof_dn = lens + (jaw - lens) * _smoothstep(v, 0.0, chin_v)
+    # right under the lips the jaw follows the opening's profile (so the inner mouth's bottom edge is exact), lower
+    # down it moves as a block
+    open_px = MAX_OPEN * hw
+    prof_dn = lens + (jaw - lens) * _smoothstep(v, (1 - OPEN_TOP) * open_px + 2.0, chin_v + band / 2)
     zero = np.zeros_like(xs)
 
     def field(dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
@@ -193,33 +197,47 @@ def mouth_region(marks: np.ndarray, shape: tuple[int, int]) -> Region:
     return Region(y0, x0, np.stack([xs, ys], axis=-1)[None].astype(np.float32), basis, maps)
 
 
+BLINK_LEVELS = (0.5, 1.0)  # the idle loop's blink levels: one field each
+
+
 def eye_region(marks: np.ndarray, shape: tuple[int, int]) -> Region:
-    """One field over both eyes: at weight 1 each upper lid slides down to its lower lid (a closed eye)."""
+    """Fields over both eyes, one per blink level: each upper lid comes down over the eye.
+
+    The lash line moves down as it is, the lid skin between the fold and the lashes stretches to
+    cover the eye, and the fold above stays where it is (a stretch, never a fold in the mapping).
+    """
     boxes = []
     for corners, upper, lower in EYES:
         pts = marks[[*corners, *upper, *lower], :2]
         height = float(max(_curve(marks[list(lower), :2], pts[:, 0]) - _curve(marks[list(upper), :2], pts[:, 0])))
-        boxes.append((pts[:, 0].min(), pts[:, 1].min() - 3.0 * max(height, 2.0), pts[:, 0].max(), pts[:, 1].max()))
+        boxes.append((pts[:, 0].min(), pts[:, 1].min() - 1.5 * max(height, 2.0), pts[:, 0].max(), pts[:, 1].max()))
     bx = np.array(boxes)
     ew = float(max(bx[:, 2] - bx[:, 0]))
-    y0, x0, xs, ys = _region(math.floor(bx[:, 1].min()), math.ceil(bx[:, 3].max()) + 3,
+    y0, x0, xs, ys = _region(math.floor(bx[:, 1].min()) - 1, math.ceil(bx[:, 3].max()) + 3,
                              math.floor(bx[:, 0].min() - 0.25 * ew), math.ceil(bx[:, 2].max() + 0.25 * ew) + 1,
                              shape)
-    dy = np.zeros_like(xs)
-    for corners, upper, lower in EYES:
-        xa, xb = sorted(marks[list(corners), 0])
-        u_pts = np.concatenate([marks[list(upper), :2], marks[list(corners), :2]])
-        l_pts = np.concatenate([marks[list(lower), :2], marks[list(corners), :2]])
-        yu, yl = _curve(u_pts, xs[0])[None, :], _curve(l_pts, xs[0])[None, :]
-        inside_x = (xs[0] > xa) & (xs[0] < xb)
-        h = np.where(inside_x, np.maximum(yl - yu, 0.0), 0.0)
-        hmax = max(float(h.max()), 1.0)
-        # 1 from the lid fold above the eye down to the lower lid; the skin above fades out (slope < 1)
-        w = _smoothstep(ys, yu - 3.0 * hmax, yu) * np.clip(yl + 0.5 - ys, 0.0, 1.0)
-        dy -= h * w
-    basis = np.stack([np.stack([np.zeros_like(xs), dy], axis=-1)]).astype(np.float32)
+    fields = []
+    for level in BLINK_LEVELS:
+        dy = np.zeros_like(xs)
+        for corners, upper, lower in EYES:
+            xa, xb = sorted(marks[list(corners), 0])
+            u_pts = np.concatenate([marks[list(upper), :2], marks[list(corners), :2]])
+            l_pts = np.concatenate([marks[list(lower), :2], marks[list(corners), :2]])
+            yu, yl = _curve(u_pts, xs[0])[None, :], _curve(l_pts, xs[0])[None, :]
+            inside_x = (xs[0] > xa) & (xs[0] < xb)
+            h = np.where(inside_x, np.maximum(yl - yu, 0.0), 0.0)
+            hmax = max(float(h.max()), 1.0)
+            fold = max(0.9 * hmax, 3.0)  # px above the lid edge where the skin starts to stretch
+            lash = min(max(0.25 * hmax, 1.5), fold - 1.0)  # px of lashes moved down as they are
+            drop = level * h
+            edge = yu + drop  # the lid's new edge
+            stretch = (ys - yu + fold) * ((fold - lash) / (fold + drop - lash) - 1.0)
+            d = np.where(ys < yu - fold, 0.0, np.where(ys < edge - lash, stretch, -drop))
+            dy += d * np.clip(edge + 0.5 - ys, 0.0, 1.0)  # below the new edge: the eye as it is
+        fields.append(np.stack([np.zeros_like(xs), dy], axis=-1))
     maps = np.zeros((4, *xs.shape), dtype=np.float32)
-    return Region(y0, x0, np.stack([xs, ys], axis=-1)[None].astype(np.float32), basis, maps)
+    return Region(y0, x0, np.stack([xs, ys], axis=-1)[None].astype(np.float32),
+                  np.stack(fields).astype(np.float32), maps)
 
 
 def face_palette(image: np.ndarray, marks: np.ndarray) -> np.ndarray:
@@ -371,7 +389,7 @@ class PhotoSource:
         self._paste(rgb, mask, list(range(n)), self.mouth, self.warp(self.mouth, weights, offsets, opening))
         blinking = [i for i, s in enumerate(states) if s.blink > 0]
         if blinking:
-            lids = np.array([[states[i].blink] for i in blinking], dtype=np.float32)
+            lids = np.array([[float(states[i].blink == v) for v in BLINK_LEVELS] for i in blinking], np.float32)
             patch = self.warp(self.eyes, lids, offsets[blinking], np.zeros(len(blinking), np.float32))
             self._paste(rgb, mask, blinking, self.eyes, patch)
         straight = None
