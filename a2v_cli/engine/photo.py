@@ -259,21 +259,36 @@ def face_palette(image: np.ndarray, marks: np.ndarray) -> np.ndarray:
     return np.clip(np.stack([cavity, teeth, tongue]), 0.0, 1.0).astype(np.float32)
 
 
-def _shift_image(img: np.ndarray, dx: float, dy: float) -> np.ndarray:
-    """Bilinear shift of (H,W,C) uint8 by (dx, dy): pixel (i, j) shows (i - dy, j - dx), edges held."""
-    h, w = img.shape[:2]
+SHIFT_PAD = 4  # px of held edge around the image: the sway never exceeds it
+
+
+def padded(img: np.ndarray) -> np.ndarray:
+    """The image as float32 with SHIFT_PAD px of held edge, ready for any number of ``shifted`` calls."""
+    p = SHIFT_PAD
+    return np.pad(img, ((p, p), (p, p), (0, 0)), mode="edge").astype(np.float32)
+
+
+def shifted(pad_img: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    """Bilinear shift of a ``padded`` image by (dx, dy) as uint8: pixel (i, j) shows (i - dy, j - dx)."""
+    p = SHIFT_PAD
+    h, w = pad_img.shape[0] - 2 * p, pad_img.shape[1] - 2 * p
     ix, iy = math.floor(dx), math.floor(dy)
-    fx, fy = dx - ix, dy - iy
-    ys = np.clip(np.arange(h) - iy, 0, h - 1)
-    xs = np.clip(np.arange(w) - ix, 0, w - 1)
-    ys1 = np.clip(ys - 1, 0, h - 1)
-    xs1 = np.clip(xs - 1, 0, w - 1)
-    f = img.astype(np.float32)
-    top = f[ys][:, xs] * (1 - fx) + f[ys][:, xs1] * fx if fx else f[ys][:, xs]
+    if not (-p < ix and ix + 1 < p and -p < iy and iy + 1 < p):
+        raise ValueError(f"shift ({dx}, {dy}) exceeds the padding")
+    fx, fy = np.float32(dx - ix), np.float32(dy - iy)
+
+    def at(oy: int, ox: int) -> np.ndarray:  # the image shifted by whole pixels (oy, ox)
+        return pad_img[p - oy : p - oy + h, p - ox : p - ox + w]
+
+    out = at(iy, ix) * ((1 - fx) * (1 - fy))
+    if fx:
+        out += at(iy, ix + 1) * (fx * (1 - fy))
     if fy:
-        bot = f[ys1][:, xs] * (1 - fx) + f[ys1][:, xs1] * fx if fx else f[ys1][:, xs]
-        top = top * (1 - fy) + bot * fy
-    return np.clip(top + 0.5, 0, 255).astype(np.uint8)
+        out += at(iy + 1, ix) * ((1 - fx) * fy)
+    if fx and fy:
+        out += at(iy + 1, ix + 1) * (fx * fy)
+    out += 0.5
+    return np.clip(out, 0, 255, out=out).astype(np.uint8)
 
 
 def photo_idle_state(frame: int, fps: float, still: bool) -> IdleState:
@@ -306,7 +321,8 @@ class PhotoSource:
         rgba = np.concatenate([pose.image, pose.matte[..., None]], axis=2)
         self._image = np.ascontiguousarray((rgba.astype(np.float32) / 255.0).transpose(2, 0, 1)[None])
         self.loaded = load_session(str(model_dir() / WARP_FILE), device)
-        self._cache: OrderedDict[tuple[float, float], np.ndarray] = OrderedDict()
+        self._cache: OrderedDict[tuple[float, float], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._padded: np.ndarray | None = None
         self._bufs: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
         self._size = 0
         self._next = 0
@@ -321,15 +337,20 @@ class PhotoSource:
         d = np.asarray(mouths, dtype=np.float32) - np.array([self.geometry.cx, self.geometry.cy], np.float32)
         return np.stack([x0 + d[:, 0], y0 + d[:, 1], x1 + d[:, 0], y1 + d[:, 1]], axis=1).astype(np.float32)
 
-    def _shifted(self, dx: float, dy: float) -> np.ndarray:
-        """(H,W,4) uint8 image + matte shifted by the head offset, cached per offset."""
+    def _shifted(self, dx: float, dy: float) -> tuple[np.ndarray, np.ndarray]:
+        """(H,W,3) image and (H,W) matte shifted by the head offset, cached per offset."""
         key = (dx, dy)
         hit = self._cache.get(key)
         if hit is not None:
             self._cache.move_to_end(key)
             return hit
-        rgba = np.concatenate([self.pose.image, self.pose.matte[..., None]], axis=2)
-        out = rgba if dx == 0 and dy == 0 else _shift_image(rgba, dx, dy)
+        if dx == 0 and dy == 0:
+            out = (self.pose.image, self.pose.matte)
+        else:
+            if self._padded is None:
+                self._padded = padded(np.concatenate([self.pose.image, self.pose.matte[..., None]], axis=2))
+            rgba = shifted(self._padded, dx, dy)
+            out = (np.ascontiguousarray(rgba[..., :3]), np.ascontiguousarray(rgba[..., 3]))
         self._cache[key] = out
         if len(self._cache) > CACHE_ENTRIES:
             self._cache.popitem(last=False)
@@ -382,9 +403,7 @@ class PhotoSource:
         states = [photo_idle_state(f, self.fps, self.still) for f in frames]
         offsets = np.array([[s.dx, s.dy] for s in states], dtype=np.float32)
         for i, s in enumerate(states):
-            base = self._shifted(s.dx, s.dy)
-            rgb[i] = base[..., :3]
-            mask[i] = base[..., 3]
+            rgb[i], mask[i] = self._shifted(s.dx, s.dy)
         weights, opening = self.articulation_weights(articulation, n)
         self._paste(rgb, mask, list(range(n)), self.mouth, self.warp(self.mouth, weights, offsets, opening))
         blinking = [i for i, s in enumerate(states) if s.blink > 0]
