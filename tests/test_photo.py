@@ -139,7 +139,7 @@ def test_closed_mouth_in_silence_and_on_pressed_lips() -> None:
     silence = Articulator("cpu").run(np.full((1, 1, 80, 16), -MAX_ABS_VALUE, np.float32))
     _, opening = src.articulation_weights(silence, 1)
     assert opening[0] == 0.0
-    _, pressed = src.articulation_weights(np.array([[0.05, 0.0, 0.0, 1.0]], np.float32), 1)
+    _, pressed = src.articulation_weights(np.array([[0.03, 0.0, 0.0, 1.0]], np.float32), 1)
     assert pressed[0] == 0.0
     _, wide = src.articulation_weights(np.array([[1.0, 0.0, 0.0, 0.0]], np.float32), 1)
     assert wide[0] > 0.6 * src.geometry.half_width

@@ -391,7 +391,10 @@ class PhotoSource:
         else:
             art = np.clip(np.asarray(articulation, dtype=np.float32), 0.0, 1.0)
         o, s, r, p = art.T
-        opening = np.maximum(o * self.geometry.max_open * (1.0 - 0.5 * p) - 0.5, 0.0)  # closed in silence and on p/b/m
+        # the opening over the mouth width follows `open` whatever the shape (as the cartoon mouth keeps its area);
+        # closed in silence and on p/b/m
+        width = 1.0 + 0.12 * s - 0.25 * r
+        opening = np.maximum(o * self.geometry.max_open * width * (1.0 - 0.25 * p) - 0.5, 0.0)
         weights = np.stack([np.ones(n, np.float32), opening, s, r, p], axis=1)
         return weights, opening
 
