@@ -104,28 +104,29 @@ def render(
             mel = mel_windows(reader, model.window_starts(np.arange(frames.start, frames.stop), job.fps))
             t1 = time.perf_counter()
             articulate = getattr(model, "articulate", None) if comp.draws_mouth else None
-            articulation = articulate(mel) if articulate is not None else None
-            rgb, mask, straight, mouths = comp.compose(frames, articulation)
+            articulation = articulate(mel) if articulate is not None else None  # the source moves its own mouth
             t2 = time.perf_counter()
-            model.paint(mel, mouths, [rgb] if straight is None else [rgb, straight])
+            rgb, mask, straight, mouths = comp.compose(frames, articulation)
             t3 = time.perf_counter()
+            model.paint(mel, mouths, [rgb] if straight is None else [rgb, straight])
+            t4 = time.perf_counter()
             writers[0].write(rgb)
             writers[1].write(mask)
             if straight is not None:
                 writers[2].write(np.concatenate([straight, mask[..., None]], axis=3))
-            t4 = time.perf_counter()
+            t5 = time.perf_counter()
             timings["audio"] += t1 - t0
-            timings["compose"] += t2 - t1
-            timings["model"] += t3 - t2
-            timings["encode"] += t4 - t3
+            timings["compose"] += t3 - t2
+            timings["model"] += (t2 - t1) + (t4 - t3)
+            timings["encode"] += t5 - t4
             done = frames.stop
             if on_progress:
                 on_progress(done, total)
-        t5 = time.perf_counter()
+        t_close = time.perf_counter()
         for w in writers:
             w.close()
         outputs = [w.commit() for w in writers]
-        timings["encode"] += time.perf_counter() - t5
+        timings["encode"] += time.perf_counter() - t_close
     except BaseException:
         for w in writers:
             w.abort()
