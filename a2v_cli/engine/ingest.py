@@ -1,0 +1,402 @@
+"""`a2v avatars add` / `remove`: a photo becomes an avatar bundle under ``$A2V_HOME/avatars/<id>/``.
+
+The bundle format is the contract between this module and the avatar registry (docs/avatars.md):
+``avatar.json``, one pose folder with ``image.png`` (the head-and-shoulders crop), ``matte.png`` and
+``landmarks.npy``, and ``preview.png``. A bundle is assembled in a staging folder outside ``avatars/`` and
+renamed into place only when complete, so a half-built bundle is never visible; folders are 0700 and
+files 0600 (a face is personal data).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from a2v_cli.errors import InputError, not_found
+
+FORMAT = 1
+ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+DEFAULT_SIZE = 512
+MIN_SIZE, MAX_SIZE = 256, 1024
+FPS = 25
+FACE_SHARE = 0.34  # face width (cheek to cheek, mesh points 234-454) over crop width: the head-and-shoulders framing
+FACE_SHARE_MAX = 0.38  # how far the framing may tighten to stay inside the photo
+FACE_Y = 0.42  # face centre (between eyes and mouth) from the crop's top, as a share of its height
+MAX_SHIFT = 0.07  # how far the face may move off its place (share of the crop) to stay inside the photo
+MAX_PAD = 0.30  # the crop may reach this far (share of its side) past the photo's edge; filled by edge extension
+MIN_YAW_RATIO = 0.4  # nose-to-cheek distances, near side over far side: below this the face is a profile
+RIGHT_CHEEK, LEFT_CHEEK = 234, 454
+NOSE_TIP = 1
+MOUTH_POINTS = (61, 291, 13, 14)  # mouth corners and inner-lip midpoints
+
+
+def min_face_px(size: int) -> int:
+    """Smallest detected face width (source px): below it the face is enlarged more than ~2.5x into the crop."""
+    return max(48, round(size / 8))
+
+
+@dataclass
+class PhotoRequest:
+    image: Path
+    avatar_id: str | None = None
+    name: str | None = None
+    description: str | None = None
+    size: int = DEFAULT_SIZE
+    face: int | None = None  # 1 = the largest face
+    device: str = "auto"
+
+
+def check_id(avatar_id: str, builtin: set[str]) -> str:
+    if not ID_RE.match(avatar_id):
+        raise InputError(f"invalid avatar id {avatar_id!r}",
+                         "use 1-32 characters: lowercase letters, digits, '-' and '_', starting with a letter or digit")
+    if avatar_id in builtin:
+        raise InputError(f"{avatar_id!r} is a built-in avatar", "choose another --id")
+    return avatar_id
+
+
+def check_request(req: PhotoRequest, builtin: set[str]) -> None:
+    """Option checks shared by local and remote mode, before any work."""
+    if req.avatar_id is not None:
+        check_id(req.avatar_id, builtin)
+    if not MIN_SIZE <= req.size <= MAX_SIZE or req.size % 2:
+        raise InputError(f"--size {req.size} is not supported", f"use an even size from {MIN_SIZE} to {MAX_SIZE}")
+    if req.face is not None and req.face < 1:
+        raise InputError(f"--face {req.face} is not valid", "faces are numbered from 1 (the largest)")
+
+
+def _slug(stem: str) -> str:
+    slug = re.sub(r"[^a-z0-9_-]+", "-", stem.lower()).strip("-_")
+    return slug[:32].rstrip("-_") or "avatar"
+
+
+def _free_id(stem: str, avatars: Path, builtin: set[str]) -> str:
+    base = _slug(stem)
+    candidate, n = base, 1
+    while candidate in builtin or (avatars / candidate).exists():
+        n += 1
+        suffix = f"-{n}"
+        candidate = base[: 32 - len(suffix)] + suffix
+    return candidate
+
+
+def _mkdir_private(path: Path) -> None:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
+def _open_private(path: Path) -> Any:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    return os.fdopen(fd, "wb")
+
+
+def _save_png(array: np.ndarray, path: Path) -> None:
+    from PIL import Image
+
+    with _open_private(path) as handle:
+        Image.fromarray(array).save(handle, format="PNG", compress_level=3)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Framing
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Framing:
+    x0: float
+    y0: float
+    side: float  # the square crop in source px
+    pad: float  # the largest distance past the photo's edge, as a share of side
+
+
+def frame_face(landmarks: np.ndarray, width: int, height: int) -> Framing:
+    """Head-and-shoulders square: face ~34% of its width, centred, a bit above the middle; inside the photo
+    if a slightly tighter framing or a small shift allows, else the smallest overhang."""
+    face_w = float(np.linalg.norm(landmarks[LEFT_CHEEK, :2] - landmarks[RIGHT_CHEEK, :2]))
+    eyes = (landmarks[33, :2] + landmarks[263, :2]) / 2
+    mouth = landmarks[list(MOUTH_POINTS), :2].mean(0)
+    cx, cy = float((eyes[0] + mouth[0]) / 2), float((eyes[1] + mouth[1]) / 2)
+    best: Framing | None = None
+    for share in np.linspace(FACE_SHARE, FACE_SHARE_MAX, 5):
+        side = face_w / share
+        x0, y0 = cx - side / 2, cy - FACE_Y * side
+        span = MAX_SHIFT * side
+        # shift toward the inside, at most `span`
+        x0 = _fit(x0, side, width, span)
+        y0 = _fit(y0, side, height, span)
+        over = max(-x0, -y0, x0 + side - width, y0 + side - height, 0.0) / side
+        framing = Framing(x0, y0, side, over)
+        if best is None or framing.pad < best.pad - 1e-9:
+            best = framing
+        if over <= 0:
+            break
+    assert best is not None
+    return best
+
+
+def _fit(start: float, side: float, limit: float, span: float) -> float:
+    if side >= limit:  # cannot fit: centre the overhang within what the shift allows
+        ideal = (limit - side) / 2
+    elif start < 0:
+        ideal = 0.0
+    elif start + side > limit:
+        ideal = limit - side
+    else:
+        return start
+    return min(max(ideal, start - span), start + span)
+
+
+def crop(image: np.ndarray, framing: Framing, size: int) -> np.ndarray:
+    """The framing's square, resampled to size x size; the part past the photo's edge repeats the edge."""
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    ix0, iy0 = math.floor(framing.x0), math.floor(framing.y0)
+    ix1, iy1 = math.ceil(framing.x0 + framing.side) + 1, math.ceil(framing.y0 + framing.side) + 1
+    inside = image[max(iy0, 0) : min(iy1, h), max(ix0, 0) : min(ix1, w)]
+    pads = ((max(-iy0, 0), max(iy1 - h, 0)), (max(-ix0, 0), max(ix1 - w, 0)))
+    if image.ndim == 3:
+        pads += ((0, 0),)
+    region = np.pad(inside, pads, mode="edge") if any(p for pair in pads for p in pair) else inside
+    box = (framing.x0 - ix0, framing.y0 - iy0, framing.x0 - ix0 + framing.side, framing.y0 - iy0 + framing.side)
+    return np.asarray(Image.fromarray(np.ascontiguousarray(region)).resize((size, size), Image.LANCZOS, box=box))
+
+
+def yaw_ratio(landmarks: np.ndarray) -> float:
+    """Near-side over far-side nose-to-cheek distance along the eye line: 1 frontal, toward 0 in profile."""
+    axis = landmarks[263, :2] - landmarks[33, :2]
+    axis = axis / max(float(np.linalg.norm(axis)), 1e-6)
+    nose = float(landmarks[NOSE_TIP, :2] @ axis)
+    right = nose - float(landmarks[RIGHT_CHEEK, :2] @ axis)
+    left = float(landmarks[LEFT_CHEEK, :2] @ axis) - nose
+    if right <= 0 or left <= 0:
+        return 0.0
+    return min(right, left) / max(right, left)
+
+
+def refine_matte(matte: np.ndarray, rgb: np.ndarray, radius: int = 4, eps: float = 2e-3) -> np.ndarray:
+    """Guided filter (He et al. 2010) with the photo as guide: the segmenter's soft, low-resolution edge is
+    pulled onto the photo's own edges (hair, shoulders) without inventing detail."""
+    guide = rgb.astype(np.float32).mean(axis=2) / 255.0
+    p = matte.astype(np.float32)
+
+    def box(x: np.ndarray) -> np.ndarray:
+        k = 2 * radius + 1
+        c = np.pad(x, radius + 1, mode="edge").cumsum(0).cumsum(1)
+        return (c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k])[: x.shape[0], : x.shape[1]] / (k * k)
+
+    mean_i, mean_p = box(guide), box(p)
+    cov = box(guide * p) - mean_i * mean_p
+    var = box(guide * guide) - mean_i * mean_i
+    a = cov / (var + eps)
+    b = mean_p - a * mean_i
+    return np.clip(box(a) * guide + box(b), 0.0, 1.0)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# add / remove
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def avatars_dir(home: Path) -> Path:
+    path = home / "avatars"
+    try:
+        _mkdir_private(path)
+    except OSError as err:
+        raise InputError(f"cannot write avatars into {path}: {err.strerror or err}",
+                         "set A2V_HOME to a writable directory") from None
+    return path
+
+
+def add_photo(
+    req: PhotoRequest, home: Path, builtin: set[str], warn: Callable[[str], None] = lambda _m: None
+) -> dict[str, Any]:
+    """Build the bundle for one photo and move it into place; returns its avatar.json."""
+    from a2v_cli.engine.face import detect_faces, face_landmarks, segment_person
+    from a2v_cli.engine.photo import load_photo
+
+    check_request(req, builtin)
+    avatars = avatars_dir(home)
+    if req.avatar_id is not None and (avatars / req.avatar_id).exists():
+        raise InputError(f"avatar {req.avatar_id!r} already exists",
+                         f"choose another --id, or remove it first: a2v avatars remove {req.avatar_id}")
+    photo = load_photo(req.image)
+    faces = detect_faces(photo.rgb, req.device)
+    if not faces:
+        raise InputError(f"no face found in {req.image.name}",
+                         "use a photo of one person facing the camera, head and shoulders in view")
+    if req.face is not None:
+        if req.face > len(faces):
+            raise InputError(f"--face {req.face}: {req.image.name} has {len(faces)} face(s)",
+                             f"use --face 1 to {len(faces)} (1 = the largest)")
+        face = faces[req.face - 1]
+    else:
+        face = faces[0]
+        if len(faces) > 1:
+            warn(f"{req.image.name} has {len(faces)} faces; using the largest (pick another with --face 2 .. "
+                 f"--face {len(faces)})")
+    scale = max(photo.width, photo.height) / max(photo.rgb.shape[:2])  # working copy -> original px
+    minimum = min_face_px(req.size)
+    if face.width * scale < minimum:
+        raise InputError(
+            f"the face in {req.image.name} is {face.width * scale:.0f} px wide; at least {minimum} px is needed",
+            "use a closer or higher-resolution photo",
+        )
+    landmarks = face_landmarks(photo.rgb, face, req.device)
+    ratio = yaw_ratio(landmarks)
+    if ratio < MIN_YAW_RATIO:
+        raise InputError(f"the face in {req.image.name} is turned too far to the side (a profile)",
+                         "use a photo where the person faces the camera")
+    h, w = photo.rgb.shape[:2]
+    framing = frame_face(landmarks, w, h)
+    if framing.pad > MAX_PAD:
+        raise InputError(
+            f"the face in {req.image.name} is too close to the photo's edge for a head-and-shoulders framing",
+            "use a photo with some space around the head and the shoulders in view",
+        )
+    size = req.size
+    image = crop(photo.rgb, framing, size)
+    k = size / framing.side
+    points = landmarks.copy()
+    points[:, 0] = (points[:, 0] - framing.x0) * k
+    points[:, 1] = (points[:, 1] - framing.y0) * k
+    points[:, 2] *= k
+    if photo.alpha is not None:
+        matte = crop(photo.alpha, framing, size).astype(np.float32) / 255.0
+    else:
+        matte = refine_matte(segment_person(image, req.device), image)
+    matte8 = np.clip(matte * 255 + 0.5, 0, 255).astype(np.uint8)
+    box = [(face.box[0] - framing.x0) * k, (face.box[1] - framing.y0) * k,
+           (face.box[2] - framing.x0) * k, (face.box[3] - framing.y0) * k]
+    avatar_id = req.avatar_id or _free_id(req.image.stem, avatars, builtin)
+    pose_id = f"{avatar_id}-photo"
+    name = req.name or avatar_id.replace("-", " ").replace("_", " ").title()
+    description = req.description or f"From the photo {req.image.name}"
+    manifest = {
+        "format": FORMAT,
+        "avatar_id": avatar_id,
+        "name": name,
+        "description": description,
+        "source": {"kind": "image", "file": req.image.name, "sha256": _sha256(req.image),
+                   "width": photo.width, "height": photo.height},
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "poses": [{
+            "pose_id": pose_id,
+            "name": f"{name} (photo)",
+            "description": description,
+            "kind": "photo",
+            "width": size,
+            "height": size,
+            "fps": FPS,
+            "frame_count": 1,
+            "image": f"{pose_id}/image.png",
+            "matte": f"{pose_id}/matte.png",
+            "landmarks": f"{pose_id}/landmarks.npy",
+            "face_box": [round(v, 2) for v in box],
+            "mouth_anchor": [round(float(v), 2) for v in points[list(MOUTH_POINTS), :2].mean(0)],
+            "face_width": round(float(np.linalg.norm(points[LEFT_CHEEK, :2] - points[RIGHT_CHEEK, :2])), 2),
+        }],
+    }
+
+    def write(stage: Path) -> None:
+        pose_dir = stage / pose_id
+        _mkdir_private(pose_dir)
+        _save_png(image, pose_dir / "image.png")
+        _save_png(matte8, pose_dir / "matte.png")
+        with _open_private(pose_dir / "landmarks.npy") as handle:
+            np.save(handle, points[None].astype(np.float32))
+        _save_png(np.dstack([image, matte8]), stage / "preview.png")
+
+    _publish(home, avatars, avatar_id, manifest, write)
+    return manifest
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _staging(home: Path) -> Path:
+    """Bundles are assembled here (same filesystem as avatars/, never read by the registry)."""
+    path = home / ".avatars-staging"
+    try:
+        _mkdir_private(path)
+    except OSError as err:
+        raise InputError(f"cannot write into {home}: {err.strerror or err}",
+                         "set A2V_HOME to a writable directory") from None
+    return path
+
+
+def _publish(home: Path, avatars: Path, avatar_id: str, manifest: dict[str, Any],
+             write: Callable[[Path], None]) -> None:
+    staging = _staging(home)
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=f"{avatar_id}.", dir=staging))
+    except OSError as err:
+        raise InputError(f"cannot write into {staging}: {err.strerror or err}",
+                         "set A2V_HOME to a writable directory") from None
+    try:
+        write(stage)
+        with _open_private(stage / "avatar.json") as handle:
+            handle.write((json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode())
+        dest = avatars / avatar_id
+        if dest.exists():
+            raise InputError(f"avatar {avatar_id!r} already exists", "choose another --id")
+        os.rename(stage, dest)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    finally:
+        try:
+            staging.rmdir()  # only when empty: nothing else is in flight
+        except OSError:
+            pass
+
+
+def user_avatar_ids(home: Path) -> list[str]:
+    folder = home / "avatars"
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if ID_RE.match(p.name) and (p / "avatar.json").is_file())
+
+
+def remove(avatar_id: str, home: Path, builtin: set[str]) -> dict[str, Any]:
+    """Delete a user avatar: it disappears at once (a rename), then its files go. Built-ins are refused."""
+    if avatar_id in builtin:
+        raise InputError(f"{avatar_id!r} is a built-in avatar and cannot be removed",
+                         "only avatars added with `a2v avatars add` can be removed")
+    folder = home / "avatars" / avatar_id
+    if not ID_RE.match(avatar_id) or not (folder / "avatar.json").is_file():
+        raise not_found("avatar", avatar_id, user_avatar_ids(home))
+    try:
+        manifest = json.loads((folder / "avatar.json").read_text())
+    except (OSError, ValueError):
+        manifest = {"avatar_id": avatar_id}
+    staging = _staging(home)
+    trash = staging / f"{avatar_id}.removed.{os.getpid()}"
+    try:
+        os.rename(folder, trash)
+    except OSError as err:
+        raise InputError(f"cannot remove {folder}: {err.strerror or err}", "check A2V_HOME's permissions") from None
+    shutil.rmtree(trash, ignore_errors=True)
+    try:
+        staging.rmdir()
+    except OSError:
+        pass
+    return manifest
