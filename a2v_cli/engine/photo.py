@@ -34,7 +34,9 @@ def load_photo(path: Path) -> Photo:
     """Decode ``path``; every way it can be unusable is one InputError saying what to do."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    # Pillow's own bomb guard would refuse at open() without saying the size; the same cap is checked
+    # below from the header, before any pixel is decoded
+    Image.MAX_IMAGE_PIXELS = None
     if not path.exists():
         raise InputError(f"{path} does not exist", "check the path")
     if not path.is_file():
