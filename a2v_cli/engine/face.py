@@ -208,9 +208,16 @@ def detect_faces(rgb: np.ndarray, device: str = "auto", verify: bool = True) -> 
     for fractions in ((1.0, 0.5), (0.25,)):
         found: list[tuple] = []
         for fraction in fractions:
-            windows = [(0, 0, width, height)] if fraction == 1.0 else _windows(width, height, fraction)
-            for x0, y0, sx, sy in windows:
-                found += _detect_window(rgb, x0, y0, sx, sy, device)
+            if fraction == 1.0:
+                found += _detect_window(rgb, 0, 0, width, height, device)
+                continue
+            # scale the whole image once so that each tile is the detector's input size: no per-tile resize
+            k = min(1.0, DETECT_SIZE / (fraction * min(width, height)))
+            small = _resize(rgb, max(1, round(width * k)), max(1, round(height * k))) if k < 1 else rgb
+            sh, sw = small.shape[:2]
+            for x0, y0, sx, sy in _windows(sw, sh, fraction):
+                for box, kp, score in _detect_window(small, x0, y0, sx, sy, device):
+                    found.append((box / k, kp / k, score))
         if not found:
             continue
         boxes = np.stack([f[0] for f in found])
@@ -272,24 +279,41 @@ def _landmark_rect(landmarks: np.ndarray) -> _Rect:
 
 
 def _sample(rgb: np.ndarray, rect: _Rect, out: int) -> np.ndarray:
-    """Bilinear sample of a rotated square of the image into out x out (zero outside the image)."""
+    """Bilinear sample of a rotated square of the image into out x out (zero outside the image).
+
+    Only the part the square covers is converted, and it is first shrunk with a proper filter when the
+    square is much larger than ``out`` (a face in a 12-MP photo), so the mesh does not see aliasing.
+    """
     grid = (np.arange(out, dtype=np.float64) + 0.5) / out
     u, v = np.meshgrid(grid, grid)
     xs, ys = rect.to_image(u, v)
+    h, w = rgb.shape[:2]
+    left, top = max(int(np.floor(xs.min())) - 1, 0), max(int(np.floor(ys.min())) - 1, 0)
+    right, bottom = min(int(np.ceil(xs.max())) + 2, w), min(int(np.ceil(ys.max())) + 2, h)
+    if right <= left or bottom <= top:
+        return np.zeros((out, out, 3), np.float32)
+    region = rgb[top:bottom, left:right]
+    xs, ys = xs - left, ys - top
+    shrink = out / max(rect.size, 1.0)
+    if shrink < 0.66:
+        rw, rh = max(1, round(region.shape[1] * shrink)), max(1, round(region.shape[0] * shrink))
+        fx_, fy_ = rw / region.shape[1], rh / region.shape[0]
+        region = _resize(np.ascontiguousarray(region), rw, rh)
+        xs, ys = xs * fx_, ys * fy_
+    img = region.astype(np.float32)
+    h, w = img.shape[:2]
     xs, ys = xs - 0.5, ys - 0.5  # pixel centres
     x0 = np.floor(xs).astype(np.int64)
     y0 = np.floor(ys).astype(np.int64)
     fx, fy = (xs - x0)[..., None], (ys - y0)[..., None]
-    h, w = rgb.shape[:2]
-    img = rgb.astype(np.float32)
 
     def at(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
         inside = ((yy >= 0) & (yy < h) & (xx >= 0) & (xx < w))[..., None]
         return img[np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)] * inside
 
-    top = at(y0, x0) * (1 - fx) + at(y0, x0 + 1) * fx
-    bottom = at(y0 + 1, x0) * (1 - fx) + at(y0 + 1, x0 + 1) * fx
-    return top * (1 - fy) + bottom * fy
+    upper = at(y0, x0) * (1 - fx) + at(y0, x0 + 1) * fx
+    lower = at(y0 + 1, x0) * (1 - fx) + at(y0 + 1, x0 + 1) * fx
+    return upper * (1 - fy) + lower * fy
 
 
 def _mesh(rgb: np.ndarray, rect: _Rect, device: str) -> tuple[np.ndarray, float]:
