@@ -37,6 +37,7 @@ FACE_Y = 0.42  # face centre (between eyes and mouth) from the crop's top, as a 
 MAX_SHIFT = 0.07  # how far the face may move off its place (share of the crop) to stay inside the photo
 MAX_PAD = 0.30  # the crop may reach this far (share of its side) past the photo's edge; filled by edge extension
 MIN_YAW_RATIO = 0.25  # near over far nose-to-cheek distance: below it (~35-40 degrees of turn) it is a profile
+EDGE_GAIN = 1.8  # matte contrast around 0.5 after the guided filter
 RIGHT_CHEEK, LEFT_CHEEK = 234, 454
 NOSE_TIP = 1
 MOUTH_POINTS = (61, 291, 13, 14)  # mouth corners and inner-lip midpoints
@@ -203,7 +204,10 @@ def refine_matte(matte: np.ndarray, rgb: np.ndarray, radius: int = 4, eps: float
     var = box(guide * guide) - mean_i * mean_i
     a = cov / (var + eps)
     b = mean_p - a * mean_i
-    return np.clip(box(a) * guide + box(b), 0.0, 1.0)
+    refined = box(a) * guide + box(b)
+    # the filtered edge is about as wide as the segmenter's; narrowing it around 0.5 keeps the background's
+    # colour out of the hair's fringe (a light halo on a dark backdrop otherwise)
+    return np.clip((refined - 0.5) * EDGE_GAIN + 0.5, 0.0, 1.0)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
