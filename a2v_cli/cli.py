@@ -188,7 +188,12 @@ def avatars_poses(
 
 @avatars_app.command("add")
 def avatars_add(
-    image: Annotated[Path, typer.Option("--image", help="A photo of one person facing the camera: JPEG, PNG or WebP.")],
+    image: Annotated[
+        Path | None, typer.Option("--image", help="A photo of one person facing the camera: JPEG, PNG or WebP.")
+    ] = None,
+    video: Annotated[
+        Path | None, typer.Option("--video", help="Or a short clip of them (1-10 s, any format ffmpeg reads).")
+    ] = None,
     avatar_id: Annotated[str | None, typer.Option("--id", help="The new avatar's id (default: the file name).")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Display name.")] = None,
     description: Annotated[str | None, typer.Option("--description", help="One line about the avatar.")] = None,
@@ -201,11 +206,17 @@ def avatars_add(
     http_timeout: HttpTimeoutOpt = 30.0,
     debug: DebugOpt = False,
 ) -> None:
-    """Make an avatar from a photo: a head-and-shoulders pose with its matte (see docs/avatars.md)."""
+    """Make an avatar from a photo or a short clip: a head-and-shoulders pose with its matte (docs/avatars.md)."""
     from a2v_cli.engine.ingest import PhotoRequest
+    from a2v_cli.errors import InputError
 
     out = _output(json_)
-    request = PhotoRequest(image, avatar_id, name, description, size, face, device.value)
+    if (image is None) == (video is None):
+        raise InputError("give either --image PHOTO or --video CLIP", "see `a2v avatars add --help`")
+    source = image or video
+    assert source is not None
+    kind = "image" if image is not None else "video"
+    request = PhotoRequest(source, avatar_id, name, description, size, face, device.value, kind)
     avatar = _backend(local, server, http_timeout).add_avatar(request, out.info).to_dict()
     if json_:
         out.json(avatar)

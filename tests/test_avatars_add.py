@@ -311,3 +311,99 @@ def test_remote_mode_is_refused_for_now() -> None:
     assert result.code == 2 and "local mode only" in result.stderr and "--local" in result.stderr
     assert run_cli("avatars", "remove", "x", env=env).code == 2
     assert_nothing_left()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# --video
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def write_clip(path: Path, frames: list[np.ndarray], fps: int = 25) -> Path:
+    import subprocess
+
+    from tests.conftest import ffmpeg
+
+    h, w = frames[0].shape[:2]
+    cmd = [ffmpeg(), "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps),
+           "-i", "pipe:0", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18", str(path)]
+    subprocess.run(cmd, input=b"".join(np.ascontiguousarray(f).tobytes() for f in frames), check=True)
+    return path
+
+
+def panning(count: int, canvas: tuple[int, int] = (480, 360)) -> tuple[list[np.ndarray], list[int]]:
+    face = np.asarray(astronaut().resize((320, 320), Image.LANCZOS))
+    frames, shifts = [], []
+    for i in range(count):
+        dx = int(40 + 30 * np.sin(i / 8))
+        frame = np.full((canvas[1], canvas[0], 3), 170, np.uint8)
+        frame[20:340, dx : dx + 320] = face
+        frames.append(frame)
+        shifts.append(dx)
+    return frames, shifts
+
+
+def decode_raw(path: Path, size: int, pix_fmt: str) -> np.ndarray:
+    import subprocess
+
+    from tests.conftest import ffmpeg
+
+    raw = subprocess.run([ffmpeg(), "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", pix_fmt, "pipe:1"],
+                         capture_output=True, check=True).stdout
+    channels = 3 if pix_fmt == "rgb24" else 1
+    return np.frombuffer(raw, np.uint8).reshape(-1, size, size, channels)
+
+
+def test_add_a_video_clip(tmp_path: Path) -> None:
+    frames, shifts = panning(50)
+    path = write_clip(tmp_path / "me.mp4", frames)
+    result = run_cli("avatars", "add", "--video", str(path), "--size", "256", "--json")
+    assert result.code == 0, result.stderr
+    assert result.json()["pose_ids"] == ["me-video"]
+    folder = home() / "avatars" / "me"
+    manifest = json.loads((folder / "avatar.json").read_text())
+    pose = manifest["poses"][0]
+    assert manifest["source"]["kind"] == "video" and (manifest["source"]["width"], manifest["source"]["height"]) == (
+        480, 360)
+    assert pose["kind"] == "video" and pose["fps"] == 25 and pose["frame_count"] == 50
+    assert pose["frames"] == "me-video/frames.mkv" and pose["matte"] == "me-video/matte.mkv"
+    video = decode_raw(folder / pose["frames"], 256, "rgb24")
+    matte = decode_raw(folder / pose["matte"], 256, "gray")[..., 0]
+    track = np.load(folder / pose["landmarks"])
+    assert video.shape == (50, 256, 256, 3) and matte.shape == (50, 256, 256)
+    assert track.shape == (50, 468, 3) and track.dtype == np.float32
+    # the crop is fixed and the head moves in it: the tracked nose follows the pan
+    nose = track[:, 1, 0]
+    assert np.corrcoef(nose, shifts)[0, 1] > 0.95
+    # by as many pose pixels as the source moved, times the crop's scale (face 320 px source -> face_width)
+    source_face = 92 * 320 / 512  # the astronaut's cheek-to-cheek width (92 px in the 512 px photo) at 320 px
+    assert 0.75 < (np.ptp(nose) / np.ptp(shifts)) / (pose["face_width"] / source_face) < 1.25
+    # the matte covers the face in every frame and not the top corners
+    for i in (0, 25, 49):
+        inner = track[i, [1, 33, 263, 61, 291]].round().astype(int)
+        assert matte[i, inner[:, 1], inner[:, 0]].min() > 200
+        assert matte[i, :15, :15].mean() < 30
+    for p in [folder, *folder.rglob("*")]:
+        assert stat.S_IMODE(p.stat().st_mode) == (0o700 if p.is_dir() else 0o600), p
+    assert not (home() / ".avatars-staging").exists()
+
+
+def test_a_clip_where_the_face_is_lost(tmp_path: Path) -> None:
+    frames, _ = panning(30)
+    cat = np.asarray(Image.open(CAT).convert("RGB").resize((480, 360)))
+    path = write_clip(tmp_path / "lost.mp4", frames[:20] + [cat] * 10)
+    result = run_cli("avatars", "add", "--video", str(path), "--size", "256")
+    assert_bad_input(result, "face is lost in frame 21")
+
+
+def test_bad_clips(tmp_path: Path) -> None:
+    grey = [np.full((64, 64, 3), 128, np.uint8)] * 276
+    long_clip = write_clip(tmp_path / "long.mp4", grey)
+    start = time.monotonic()
+    assert_bad_input(run_cli("avatars", "add", "--video", str(long_clip)), "11.0 s long; the limit is 10 s")
+    assert time.monotonic() - start < 10
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n")
+    assert_bad_input(run_cli("avatars", "add", "--video", str(text)), "not a video")
+    assert_bad_input(run_cli("avatars", "add", "--video", str(CAT)), "at least 1 s")
+    assert_bad_input(run_cli("avatars", "add"), "either --image PHOTO or --video CLIP")
+    assert_bad_input(run_cli("avatars", "add", "--image", str(ASTRONAUT), "--video", str(long_clip)), "either")

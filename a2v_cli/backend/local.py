@@ -92,10 +92,11 @@ class LocalBackend:
         return catalog.poses(avatar_id, self._previews())
 
     def add_avatar(self, request: PhotoRequest, warn: Callable[[str], None]) -> Avatar:
-        """`a2v avatars add`: a photo becomes a user avatar bundle in `$A2V_HOME/avatars/` (engine/ingest.py)."""
+        """`a2v avatars add`: a photo or a clip becomes an avatar bundle in `$A2V_HOME/avatars/` (engine/ingest.py)."""
         from a2v_cli.engine import ingest
 
-        manifest = ingest.add_photo(request, self.home, set(catalog.avatar_ids()), warn)
+        add = ingest.add_video if request.kind == "video" else ingest.add_photo
+        manifest = add(request, self.home, set(catalog.avatar_ids()), warn)
         return _bundle_avatar(manifest, self.home)
 
     def remove_avatar(self, avatar_id: str) -> Avatar:

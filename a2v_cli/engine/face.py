@@ -363,14 +363,17 @@ class _OneEuro:
         return self.prev
 
 
-def track_landmarks(frames: Iterable[np.ndarray], device: str = "auto") -> np.ndarray:
+def track_landmarks(
+    frames: Iterable[np.ndarray], device: str = "auto", start: np.ndarray | None = None
+) -> np.ndarray:
     """Landmarks of the main face in every frame, (F, 468, 3), smoothed over time.
 
-    Each frame's crop comes from the previous frame's mesh; the detector runs on the first frame and
-    whenever the mesh loses the face. A frame with no face is an InputError naming the frame.
+    Each frame's crop comes from the previous frame's mesh; the detector runs on the first frame (unless
+    ``start``, landmarks of the face to follow near the first frame, is given) and whenever the mesh loses
+    the face. A frame with no face is an InputError naming the frame.
     """
     out: list[np.ndarray] = []
-    rect: _Rect | None = None
+    rect: _Rect | None = None if start is None else _landmark_rect(np.asarray(start, dtype=np.float64))
     smooth = _OneEuro(min_cutoff=1.0, beta=4.0)
     for index, frame in enumerate(frames):
         frame = _check_rgb(frame)

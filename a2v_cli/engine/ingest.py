@@ -57,6 +57,7 @@ class PhotoRequest:
     size: int = DEFAULT_SIZE
     face: int | None = None  # 1 = the largest face
     device: str = "auto"
+    kind: str = "image"  # or "video": `image` is then a short clip
 
 
 def check_id(avatar_id: str, builtin: set[str]) -> str:
@@ -225,95 +226,119 @@ def avatars_dir(home: Path) -> Path:
     return path
 
 
-def add_photo(
-    req: PhotoRequest, home: Path, builtin: set[str], warn: Callable[[str], None] = lambda _m: None
-) -> dict[str, Any]:
-    """Build the bundle for one photo and move it into place; returns its avatar.json."""
-    from a2v_cli.engine.face import detect_faces, face_landmarks, segment_person
-    from a2v_cli.engine.photo import load_photo
-
+def _start(req: PhotoRequest, home: Path, builtin: set[str]) -> Path:
     check_request(req, builtin)
     avatars = avatars_dir(home)
     if req.avatar_id is not None and (avatars / req.avatar_id).exists():
         raise InputError(f"avatar {req.avatar_id!r} already exists",
                          f"choose another --id, or remove it first: a2v avatars remove {req.avatar_id}")
-    photo = load_photo(req.image)
-    faces = detect_faces(photo.rgb, req.device)
+    return avatars
+
+
+def _pick_face(rgb: np.ndarray, req: PhotoRequest, what: str, scale: float, warn: Callable[[str], None]) -> Any:
+    """The face to use (largest, or --face N), checked for size; ``scale`` maps ``rgb`` px to the source's."""
+    from a2v_cli.engine.face import detect_faces
+
+    faces = detect_faces(rgb, req.device)
     if not faces:
-        raise InputError(f"no face found in {req.image.name}",
+        raise InputError(f"no face found in {what}",
                          "use a photo of one person facing the camera, head and shoulders in view")
     if req.face is not None:
         if req.face > len(faces):
-            raise InputError(f"--face {req.face}: {req.image.name} has {len(faces)} face(s)",
+            raise InputError(f"--face {req.face}: {what} has {len(faces)} face(s)",
                              f"use --face 1 to {len(faces)} (1 = the largest)")
         face = faces[req.face - 1]
     else:
         face = faces[0]
         if len(faces) > 1:
-            warn(f"{req.image.name} has {len(faces)} faces; using the largest (pick another with --face 2 .. "
+            warn(f"{what} has {len(faces)} faces; using the largest (pick another with --face 2 .. "
                  f"--face {len(faces)})")
-    scale = max(photo.width, photo.height) / max(photo.rgb.shape[:2])  # working copy -> original px
     minimum = min_face_px(req.size)
     if face.width * scale < minimum:
-        raise InputError(
-            f"the face in {req.image.name} is {face.width * scale:.0f} px wide; at least {minimum} px is needed",
-            "use a closer or higher-resolution photo",
-        )
-    landmarks = face_landmarks(photo.rgb, face, req.device)
-    ratio = yaw_ratio(landmarks)
-    if ratio < MIN_YAW_RATIO:
-        raise InputError(f"the face in {req.image.name} is turned too far to the side (a profile)",
+        raise InputError(f"the face in {what} is {face.width * scale:.0f} px wide; at least {minimum} px is needed",
+                         "use a closer or higher-resolution photo")
+    return face
+
+
+def _check_frontal(landmarks: np.ndarray, what: str) -> None:
+    if yaw_ratio(landmarks) < MIN_YAW_RATIO:
+        raise InputError(f"the face in {what} is turned too far to the side (a profile)",
                          "use a photo where the person faces the camera")
+
+
+def _check_framing(framing: Framing, what: str) -> None:
+    if framing.pad > MAX_PAD:
+        raise InputError(f"the face in {what} is too close to the edge for a head-and-shoulders framing",
+                         "use a picture with some space around the head and the shoulders in view")
+
+
+def _to_pose(points: np.ndarray, framing: Framing, size: int) -> np.ndarray:
+    """Landmarks from source px to pose px (the crop is a square scaled to size x size)."""
+    k = size / framing.side
+    out = points.astype(np.float32).copy()
+    out[..., 0] = (out[..., 0] - framing.x0) * k
+    out[..., 1] = (out[..., 1] - framing.y0) * k
+    out[..., 2] *= k
+    return out
+
+
+def _geometry(points: np.ndarray, box: list[float]) -> dict[str, Any]:
+    return {
+        "face_box": [round(float(v), 2) for v in box],
+        "mouth_anchor": [round(float(v), 2) for v in points[list(MOUTH_POINTS), :2].mean(0)],
+        "face_width": round(float(np.linalg.norm(points[LEFT_CHEEK, :2] - points[RIGHT_CHEEK, :2])), 2),
+    }
+
+
+def _manifest(req: PhotoRequest, avatar_id: str, source: dict[str, Any], pose: dict[str, Any]) -> dict[str, Any]:
+    name = req.name or avatar_id.replace("-", " ").replace("_", " ").title()
+    description = req.description or f"From {source['file']}"
+    kind = pose["kind"]
+    return {
+        "format": FORMAT,
+        "avatar_id": avatar_id,
+        "name": name,
+        "description": description,
+        "source": source,
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "poses": [{"pose_id": pose["pose_id"], "name": f"{name} ({kind})", "description": description, **pose}],
+    }
+
+
+def add_photo(
+    req: PhotoRequest, home: Path, builtin: set[str], warn: Callable[[str], None] = lambda _m: None
+) -> dict[str, Any]:
+    """Build the bundle for one photo and move it into place; returns its avatar.json."""
+    from a2v_cli.engine.face import face_landmarks, segment_person
+    from a2v_cli.engine.photo import load_photo
+
+    avatars = _start(req, home, builtin)
+    what = req.image.name
+    photo = load_photo(req.image)
+    scale = max(photo.width, photo.height) / max(photo.rgb.shape[:2])  # working copy -> original px
+    face = _pick_face(photo.rgb, req, what, scale, warn)
+    landmarks = face_landmarks(photo.rgb, face, req.device)
+    _check_frontal(landmarks, what)
     h, w = photo.rgb.shape[:2]
     framing = frame_face(landmarks, w, h)
-    if framing.pad > MAX_PAD:
-        raise InputError(
-            f"the face in {req.image.name} is too close to the photo's edge for a head-and-shoulders framing",
-            "use a photo with some space around the head and the shoulders in view",
-        )
+    _check_framing(framing, what)
     size = req.size
     image = crop(photo.rgb, framing, size)
-    k = size / framing.side
-    points = landmarks.copy()
-    points[:, 0] = (points[:, 0] - framing.x0) * k
-    points[:, 1] = (points[:, 1] - framing.y0) * k
-    points[:, 2] *= k
+    points = _to_pose(landmarks, framing, size)
     if photo.alpha is not None:
         matte = crop(photo.alpha, framing, size).astype(np.float32) / 255.0
     else:
         matte = refine_matte(segment_person(image, req.device), image)
     matte8 = np.clip(matte * 255 + 0.5, 0, 255).astype(np.uint8)
-    box = [(face.box[0] - framing.x0) * k, (face.box[1] - framing.y0) * k,
-           (face.box[2] - framing.x0) * k, (face.box[3] - framing.y0) * k]
+    box = _to_pose(np.asarray([[face.box[0], face.box[1], 0], [face.box[2], face.box[3], 0]]), framing, size)
     avatar_id = req.avatar_id or _free_id(req.image.stem, avatars, builtin)
     pose_id = f"{avatar_id}-photo"
-    name = req.name or avatar_id.replace("-", " ").replace("_", " ").title()
-    description = req.description or f"From the photo {req.image.name}"
-    manifest = {
-        "format": FORMAT,
-        "avatar_id": avatar_id,
-        "name": name,
-        "description": description,
-        "source": {"kind": "image", "file": req.image.name, "sha256": _sha256(req.image),
-                   "width": photo.width, "height": photo.height},
-        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "poses": [{
-            "pose_id": pose_id,
-            "name": f"{name} (photo)",
-            "description": description,
-            "kind": "photo",
-            "width": size,
-            "height": size,
-            "fps": FPS,
-            "frame_count": 1,
-            "image": f"{pose_id}/image.png",
-            "matte": f"{pose_id}/matte.png",
-            "landmarks": f"{pose_id}/landmarks.npy",
-            "face_box": [round(v, 2) for v in box],
-            "mouth_anchor": [round(float(v), 2) for v in points[list(MOUTH_POINTS), :2].mean(0)],
-            "face_width": round(float(np.linalg.norm(points[LEFT_CHEEK, :2] - points[RIGHT_CHEEK, :2])), 2),
-        }],
-    }
+    source = {"kind": "image", "file": req.image.name, "sha256": _sha256(req.image),
+              "width": photo.width, "height": photo.height}
+    pose = {"pose_id": pose_id, "kind": "photo", "width": size, "height": size, "fps": FPS, "frame_count": 1,
+            "image": f"{pose_id}/image.png", "matte": f"{pose_id}/matte.png",
+            "landmarks": f"{pose_id}/landmarks.npy", **_geometry(points, list(box[:, :2].reshape(-1)))}
+    manifest = _manifest(req, avatar_id, source, pose)
 
     def write(stage: Path) -> None:
         pose_dir = stage / pose_id
@@ -326,6 +351,99 @@ def add_photo(
 
     _publish(home, avatars, avatar_id, manifest, write)
     return manifest
+
+
+VIDEO_WORK_SIDE = 640  # the first pass (finding and framing the face) reads the clip at this long side
+MATTE_MEMORY = 0.35  # share of the previous frame's matte kept in the next: no flicker at the edge
+
+
+def add_video(
+    req: PhotoRequest, home: Path, builtin: set[str], warn: Callable[[str], None] = lambda _m: None
+) -> dict[str, Any]:
+    """Build a video pose from a short clip: one fixed head-and-shoulders framing for the whole clip, its frames
+    and per-frame matte as lossless FFV1, and the face mesh tracked and smoothed over every frame."""
+    from a2v_cli.engine import clip
+    from a2v_cli.engine.encode import FfmpegWriter, OutputSpec
+    from a2v_cli.engine.face import face_landmarks, segment_person, track_landmarks
+
+    avatars = _start(req, home, builtin)
+    what = req.image.name
+    info = clip.probe_clip(req.image)
+    # pass 1, small: the face in the first frame, then the head's path through the clip, for one framing
+    k1 = min(1.0, VIDEO_WORK_SIDE / max(info.width, info.height))
+    w1, h1 = _even(info.width * k1), _even(info.height * k1)
+    first = next(iter(clip.read_frames(req.image, w1, h1)))
+    face = _pick_face(first, req, what, info.width / w1, warn)
+    start = face_landmarks(first, face, req.device)
+    _check_frontal(start, what)
+    coarse = track_landmarks(clip.read_frames(req.image, w1, h1), req.device, start=start)
+    framing1 = frame_face(coarse.mean(axis=0), w1, h1)
+    _check_framing(framing1, what)
+    # the same framing in the pass-2 frames, which are scaled so that the crop is exactly `size` wide
+    size = req.size
+    k2 = size / (framing1.side / k1)
+    w2, h2 = _even(info.width * k2), _even(info.height * k2)
+    sx, sy = w2 / info.width / k1, h2 / info.height / k1
+    framing = Framing(framing1.x0 * sx, framing1.y0 * sy, framing1.side * sx, framing1.pad)
+    avatar_id = req.avatar_id or _free_id(req.image.stem, avatars, builtin)
+    pose_id = f"{avatar_id}-video"
+    box_first = _to_pose(np.asarray([[face.box[0] * sx, face.box[1] * sy, 0], [face.box[2] * sx, face.box[3] * sy, 0]]),
+                         framing, size)
+    result: dict[str, Any] = {}
+
+    def write(stage: Path) -> None:
+        pose_dir = stage / pose_id
+        _mkdir_private(pose_dir)
+        lossless = ["-c:v", "ffv1", "-level", "3", "-g", "1"]
+        frames_out = FfmpegWriter(OutputSpec(pose_dir / "frames.mkv", "rgb24", [*lossless, "-pix_fmt", "bgr0"],
+                                             False, fmt="matroska"), size, size, clip.FPS, None)
+        matte_out = FfmpegWriter(OutputSpec(pose_dir / "matte.mkv", "gray", [*lossless, "-pix_fmt", "gray"],
+                                            False, fmt="matroska"), size, size, clip.FPS, None)
+        state: dict[str, Any] = {"previous": None, "count": 0}
+
+        def frames() -> Any:
+            for frame in clip.read_frames(req.image, w2, h2):
+                image = crop(frame, framing, size)
+                matte = refine_matte(segment_person(image, req.device), image)
+                if state["previous"] is not None:
+                    matte = (1 - MATTE_MEMORY) * matte + MATTE_MEMORY * state["previous"]
+                state["previous"] = matte
+                matte8 = np.clip(matte * 255 + 0.5, 0, 255).astype(np.uint8)
+                frames_out.write(image[None])
+                matte_out.write(matte8[None])
+                if state["count"] == 0:
+                    _save_png(np.dstack([image, matte8]), stage / "preview.png")
+                state["count"] += 1
+                yield image
+
+        try:
+            scaled = coarse[0].copy()
+            scaled[:, 0] *= sx
+            scaled[:, 1] *= sy
+            track = track_landmarks(frames(), req.device, start=_to_pose(scaled, framing, size))
+            for writer in (frames_out, matte_out):
+                writer.close()
+                os.chmod(writer.commit(), 0o600)
+        except BaseException:
+            frames_out.abort()
+            matte_out.abort()
+            raise
+        with _open_private(pose_dir / "landmarks.npy") as handle:
+            np.save(handle, track.astype(np.float32))
+        source = {"kind": "video", "file": req.image.name, "sha256": _sha256(req.image),
+                  "width": info.width, "height": info.height}
+        pose = {"pose_id": pose_id, "kind": "video", "width": size, "height": size, "fps": clip.FPS,
+                "frame_count": int(track.shape[0]), "frames": f"{pose_id}/frames.mkv",
+                "matte": f"{pose_id}/matte.mkv", "landmarks": f"{pose_id}/landmarks.npy",
+                **_geometry(track[0], list(box_first[:, :2].reshape(-1)))}
+        result.update(_manifest(req, avatar_id, source, pose))
+
+    _publish(home, avatars, avatar_id, result, write)
+    return result
+
+
+def _even(value: float) -> int:
+    return max(2, round(value / 2) * 2)
 
 
 def _sha256(path: Path) -> str:
