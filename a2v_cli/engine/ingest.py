@@ -32,9 +32,9 @@ DEFAULT_SIZE = 512
 MIN_SIZE, MAX_SIZE = 256, 1024
 FPS = 25
 FACE_SHARE = 0.34  # face width (cheek to cheek, mesh points 234-454) over crop width: the head-and-shoulders framing
-FACE_SHARE_MAX = 0.38  # how far the framing may tighten to stay inside the photo
+FACE_SHARE_MAX = 0.45  # how far the framing may tighten to stay inside the photo (a close-up selfie)
 FACE_Y = 0.42  # face centre (between eyes and mouth) from the crop's top, as a share of its height
-MAX_SHIFT = 0.07  # how far the face may move off its place (share of the crop) to stay inside the photo
+MAX_SHIFT = 0.08  # how far the face may move off its place (share of the crop) to stay inside the photo
 MAX_PAD = 0.30  # the crop may reach this far (share of its side) past the photo's edge; filled by edge extension
 MIN_YAW_RATIO = 0.25  # near over far nose-to-cheek distance: below it (~35-40 degrees of turn) it is a profile
 EDGE_GAIN = 1.8  # matte contrast around 0.5 after the guided filter
@@ -132,7 +132,7 @@ def frame_face(landmarks: np.ndarray, width: int, height: int) -> Framing:
     mouth = landmarks[list(MOUTH_POINTS), :2].mean(0)
     cx, cy = float((eyes[0] + mouth[0]) / 2), float((eyes[1] + mouth[1]) / 2)
     best: Framing | None = None
-    for share in np.linspace(FACE_SHARE, FACE_SHARE_MAX, 5):
+    for share in np.linspace(FACE_SHARE, FACE_SHARE_MAX, 12):
         side = face_w / share
         x0, y0 = cx - side / 2, cy - FACE_Y * side
         span = MAX_SHIFT * side
@@ -162,7 +162,10 @@ def _fit(start: float, side: float, limit: float, span: float) -> float:
 
 
 def crop(image: np.ndarray, framing: Framing, size: int) -> np.ndarray:
-    """The framing's square, resampled to size x size; the part past the photo's edge repeats the edge."""
+    """The framing's square, resampled to size x size.
+
+    The part past the photo's edge repeats the edge, blurred with the distance from it, so it reads as an
+    out-of-focus continuation rather than streaks."""
     from PIL import Image
 
     h, w = image.shape[:2]
@@ -172,9 +175,42 @@ def crop(image: np.ndarray, framing: Framing, size: int) -> np.ndarray:
     pads = ((max(-iy0, 0), max(iy1 - h, 0)), (max(-ix0, 0), max(ix1 - w, 0)))
     if image.ndim == 3:
         pads += ((0, 0),)
-    region = np.pad(inside, pads, mode="edge") if any(p for pair in pads for p in pair) else inside
+    padded = any(p for pair in pads for p in pair)
+    region = np.pad(inside, pads, mode="edge") if padded else inside
     box = (framing.x0 - ix0, framing.y0 - iy0, framing.x0 - ix0 + framing.side, framing.y0 - iy0 + framing.side)
-    return np.asarray(Image.fromarray(np.ascontiguousarray(region)).resize((size, size), Image.LANCZOS, box=box))
+    out = np.asarray(Image.fromarray(np.ascontiguousarray(region)).resize((size, size), Image.LANCZOS, box=box))
+    if not padded or image.ndim != 3:
+        return out
+    side_d, bottom_d = outside_distance(framing, w, h, size)
+    dist = np.maximum(side_d, bottom_d)
+    weight = np.clip(dist / max(size / 24, 1.0), 0.0, 1.0)[..., None]
+    blurred = _box_blur(out.astype(np.float32), max(2, size // 24))
+    return np.clip(out * (1 - weight) + blurred * weight + 0.5, 0, 255).astype(np.uint8)
+
+
+def outside_distance(framing: Framing, width: int, height: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """How far (in output px) each output pixel lies past the photo's top/left/right edges, and its bottom."""
+    k = framing.side / size
+    grid = np.arange(size, dtype=np.float32) + 0.5
+    xs, ys = framing.x0 + grid * k, framing.y0 + grid * k
+    dx = np.maximum(np.maximum(-xs, xs - width), 0) / k
+    top = np.maximum(-ys, 0) / k
+    bottom = np.maximum(ys - height, 0) / k
+    return np.maximum(dx[None, :], top[:, None]), np.broadcast_to(bottom[:, None], (size, size))
+
+
+def edge_fade(framing: Framing, width: int, height: int, size: int) -> np.ndarray:
+    """Matte factor: 1 inside the photo, fading to 0 past its top and sides (made-up background), kept below
+    (the body goes on past the bottom edge)."""
+    side_d, _ = outside_distance(framing, width, height, size)
+    return np.clip(1.0 - side_d / max(size / 12, 1.0), 0.0, 1.0).astype(np.float32)
+
+
+def _box_blur(x: np.ndarray, radius: int) -> np.ndarray:
+    k = 2 * radius + 1
+    pad = ((radius + 1, radius), (radius + 1, radius)) + (((0, 0),) if x.ndim == 3 else ())
+    c = np.pad(x, pad, mode="edge").cumsum(0).cumsum(1)
+    return (c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]) / (k * k)
 
 
 def yaw_ratio(landmarks: np.ndarray) -> float:
@@ -329,6 +365,8 @@ def add_photo(
         matte = crop(photo.alpha, framing, size).astype(np.float32) / 255.0
     else:
         matte = refine_matte(segment_person(image, req.device), image)
+    if framing.pad > 0:
+        matte = matte * edge_fade(framing, w, h, size)
     matte8 = np.clip(matte * 255 + 0.5, 0, 255).astype(np.uint8)
     box = _to_pose(np.asarray([[face.box[0], face.box[1], 0], [face.box[2], face.box[3], 0]]), framing, size)
     avatar_id = req.avatar_id or _free_id(req.image.stem, avatars, builtin)
@@ -400,11 +438,12 @@ def add_video(
         matte_out = FfmpegWriter(OutputSpec(pose_dir / "matte.mkv", "gray", [*lossless, "-pix_fmt", "gray"],
                                             False, fmt="matroska"), size, size, clip.FPS, None)
         state: dict[str, Any] = {"previous": None, "count": 0}
+        fade = edge_fade(framing, w2, h2, size) if framing.pad > 0 else 1.0
 
         def frames() -> Any:
             for frame in clip.read_frames(req.image, w2, h2):
                 image = crop(frame, framing, size)
-                matte = refine_matte(segment_person(image, req.device), image)
+                matte = refine_matte(segment_person(image, req.device), image) * fade
                 if state["previous"] is not None:
                     matte = (1 - MATTE_MEMORY) * matte + MATTE_MEMORY * state["previous"]
                 state["previous"] = matte
