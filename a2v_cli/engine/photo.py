@@ -65,7 +65,9 @@ def load_photo(path: Path) -> Photo:
         if width * height > MAX_PIXELS:
             raise _too_big(path.name, (width, height))
         if img.format in ("JPEG", "MPO") and max(width, height) > WORK_SIDE:
-            img.draft("RGB", (WORK_SIDE, WORK_SIDE))  # the decoder scales by 1/2, 1/4 or 1/8: fast and small
+            # the decoder scales by 1/2, 1/4 or 1/8 (fast and small) while both sides stay >= the request
+            k = WORK_SIDE / max(width, height)
+            img.draft("RGB", (max(1, round(width * k)), max(1, round(height * k))))
         try:
             img.load()
             turned = _turned(img)
