@@ -108,3 +108,15 @@ def test_track_landmarks_follows_a_moving_face_smoothly() -> None:
     assert abs((nose_x[-1] - nose_x[0]) - 14) < 4
     with pytest.raises(Exception, match="face is lost in frame 3"):
         F.track_landmarks([img, img, rgb(CAT)], "cpu")
+
+
+def test_the_model_card_names_each_committed_file_by_its_hash() -> None:
+    import hashlib
+    import re
+
+    card = (ROOT / "models" / "MODEL_CARD.md").read_text()
+    for name in (F.DETECTOR_FILE, F.MESH_FILE, F.SEGMENTER_FILE):
+        found = re.search(rf"`{re.escape(name)}`: sha256 `([0-9a-f]{{64}})`", card)
+        assert found, name
+        digest = hashlib.sha256((ROOT / "models" / name).read_bytes()).hexdigest()
+        assert found.group(1) == digest, f"{name} changed: rebuild with models/build_face_models.py, update the card"
