@@ -18,7 +18,13 @@ def home_dir() -> Path:
         import platformdirs
 
         path = Path(platformdirs.user_data_dir("a2v", appauthor=False))
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        from a2v_cli.errors import InputError
+
+        raise InputError(f"cannot create the a2v home {path}: {err.strerror or err}",
+                         "set A2V_HOME to a writable directory") from None
     return path
 
 

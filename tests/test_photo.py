@@ -96,7 +96,7 @@ def test_photo_pose_talks_and_still_keeps_the_photo() -> None:
 
 
 def test_idle_motion_loops_blinks_and_moves_the_matte() -> None:
-    from a2v_cli.engine.photo import photo_idle_state, shifted
+    from a2v_cli.engine.photo_pose import photo_idle_state, shifted
 
     write_photo_bundle(_home())
     src = _source()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from a2v_cli import config
 from a2v_cli.backend import GenerateOptions, ProgressFn
@@ -13,6 +15,9 @@ from a2v_cli.engine import catalog
 from a2v_cli.errors import A2VError, InputError, not_found
 from a2v_cli.schema import Avatar, Pose, Video
 from a2v_cli.store import VideoStore, new_video_id
+
+if TYPE_CHECKING:
+    from a2v_cli.engine.ingest import PhotoRequest
 
 
 def file_url(path: Path) -> str:
@@ -59,6 +64,17 @@ def place(src: Path, dest: Path) -> Path:
     return dest
 
 
+def _bundle_avatar(manifest: dict[str, Any], home: Path) -> Avatar:
+    folder = home / "avatars" / manifest["avatar_id"]
+    return Avatar(
+        avatar_id=manifest["avatar_id"],
+        name=manifest["name"],
+        description=manifest["description"],
+        preview_image_url=file_url(folder / "preview.png"),
+        pose_ids=[p["pose_id"] for p in manifest["poses"]],
+    )
+
+
 class LocalBackend:
     mode = "local"
 
@@ -74,6 +90,22 @@ class LocalBackend:
 
     def list_poses(self, avatar_id: str) -> list[Pose]:
         return catalog.poses(avatar_id, self._previews())
+
+    def add_avatar(self, request: PhotoRequest, warn: Callable[[str], None]) -> Avatar:
+        """`a2v avatars add`: a photo or a clip becomes an avatar bundle in `$A2V_HOME/avatars/` (engine/ingest.py)."""
+        from a2v_cli.engine import ingest
+
+        add = ingest.add_video if request.kind == "video" else ingest.add_photo
+        manifest = add(request, self.home, set(catalog.avatar_ids(include_user=False)), warn)
+        return _bundle_avatar(manifest, self.home)
+
+    def remove_avatar(self, avatar_id: str) -> Avatar:
+        from a2v_cli.engine import ingest
+
+        manifest = ingest.remove(avatar_id, self.home, set(catalog.avatar_ids(include_user=False)))
+        return Avatar(avatar_id=avatar_id, name=manifest.get("name", avatar_id),
+                      description=manifest.get("description", ""),
+                      pose_ids=[p["pose_id"] for p in manifest.get("poses", []) if "pose_id" in p])
 
     def get_video(self, video_id: str) -> Video:
         video = self.store.get(video_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from a2v_cli.backend import GenerateOptions, ProgressFn
 from a2v_cli.client import A2VClient, new_idempotency_key
@@ -24,6 +24,13 @@ class RemoteBackend:
     def list_poses(self, avatar_id: str) -> list[Pose]:
         data = self.client.request("GET", "avatar-pose.list", params={"avatar_id": avatar_id})
         return [Pose.from_dict(p) for p in data]
+
+    def add_avatar(self, request: Any, warn: Any) -> Avatar:
+        raise InputError("`a2v avatars add` works in local mode only for now", "add --local to run it on this machine")
+
+    def remove_avatar(self, avatar_id: str) -> Avatar:
+        raise InputError("`a2v avatars remove` works in local mode only for now",
+                         "add --local to run it on this machine")
 
     def get_video(self, video_id: str) -> Video:
         return Video.from_dict(self.client.request("GET", "video.get", params={"video_id": video_id}))

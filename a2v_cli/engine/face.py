@@ -34,6 +34,7 @@ MIN_SCORE = 0.5  # MediaPipe's min_score_thresh for the short-range detector
 NMS_IOU = 0.3  # MediaPipe's min_suppression_threshold (weighted NMS)
 MESH_SCALE = 1.5  # face box -> mesh crop (RectTransformationCalculator scale_x/scale_y, square_long)
 MIN_PRESENCE = 0.5  # the mesh's face-presence probability below which a tracked face counts as lost
+VERIFY_PRESENCE = 0.9  # ... and the one a new detection needs (real faces: > 0.99; a cat's fur: 0.74)
 
 # Landmark indices of the MediaPipe face-mesh topology used here
 RIGHT_EYE_OUTER, LEFT_EYE_OUTER = 33, 263  # the person's right eye is on the image's left
@@ -145,10 +146,10 @@ def _weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray) 
     return merged
 
 
-def detect_faces(rgb: np.ndarray, device: str = "auto") -> list[Face]:
-    """Every face the short-range detector finds (faces within a few metres of the camera), largest first."""
-    rgb = _check_rgb(rgb)
-    boxed, scale, px, py = _letterbox(rgb, DETECT_SIZE)
+def _detect_window(rgb: np.ndarray, x0: int, y0: int, side_x: int, side_y: int, device: str) -> list[tuple]:
+    """Raw detections (box, keypoints, score) in one window of the image, in image pixels."""
+    window = rgb[y0 : y0 + side_y, x0 : x0 + side_x]
+    boxed, scale, px, py = _letterbox(window, DETECT_SIZE)
     x = boxed[None].astype(np.float32) / 127.5 - 1.0
     sess = _session(DETECTOR_FILE, device).session
     regressors, logits = sess.run(None, {sess.get_inputs()[0].name: x})
@@ -164,16 +165,74 @@ def detect_faces(rgb: np.ndarray, device: str = "auto") -> list[Face]:
     w, h = raw[:, 2], raw[:, 3]
     boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
     kps = raw[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :] * DETECT_SIZE
-    faces = []
+    boxes = (boxes - np.array([px, py, px, py])) / scale + np.array([x0, y0, x0, y0])  # undo the letterbox
+    kps = (kps - np.array([px, py])) / scale + np.array([x0, y0])
     height, width = rgb.shape[:2]
-    for box, kp, score in _weighted_nms(boxes, kps, scores):
-        # undo the letterbox: back to image pixels
-        b = (box - np.array([px, py, px, py])) / scale
-        k = (kp - np.array([px, py])) / scale
-        b = np.clip(b, [0, 0, 0, 0], [width, height, width, height])
-        if b[2] - b[0] < 2 or b[3] - b[1] < 2:
+    out = []
+    margin = 0.02 * max(side_x, side_y)
+    for box, kp, score in zip(boxes, kps, scores):
+        # a face cut by a tile's inner edge is found whole in the overlapping tile: drop the partial one
+        cut = ((x0 > 0 and box[0] < x0 + margin) or (y0 > 0 and box[1] < y0 + margin)
+               or (x0 + side_x < width and box[2] > x0 + side_x - margin)
+               or (y0 + side_y < height and box[3] > y0 + side_y - margin))
+        if not cut:
+            out.append((box, kp, float(score)))
+    return out
+
+
+def _windows(width: int, height: int, fraction: float) -> list[tuple[int, int, int, int]]:
+    """Square tiles with side ``fraction`` of the short side, overlapping by half, covering the image."""
+    side = max(1, round(min(width, height) * fraction))
+    step = max(1, side // 2)
+    xs = list(range(0, max(width - side, 0) + 1, step))
+    ys = list(range(0, max(height - side, 0) + 1, step))
+    if xs[-1] + side < width:
+        xs.append(width - side)
+    if ys[-1] + side < height:
+        ys.append(height - side)
+    return [(x, y, side, side) for y in ys for x in xs]
+
+
+def detect_faces(rgb: np.ndarray, device: str = "auto", verify: bool = True) -> list[Face]:
+    """Every face the short-range detector finds, largest first.
+
+    The short-range model finds faces that fill roughly 15-70% of its square input, so it runs on the
+    whole image and on overlapping half-size tiles (a head-and-shoulders portrait and a half-body shot),
+    then on quarter-size tiles if that found nothing; overlapping finds are merged (weighted NMS).
+    With ``verify`` each candidate must also convince the face mesh (its face-presence output): the
+    detector alone scores a cat's face around its 0.5 threshold, the mesh gives it ~0.
+    """
+    rgb = _check_rgb(rgb)
+    height, width = rgb.shape[:2]
+    faces: list[Face] = []
+    for fractions in ((1.0, 0.5), (0.25,)):
+        found: list[tuple] = []
+        for fraction in fractions:
+            if fraction == 1.0:
+                found += _detect_window(rgb, 0, 0, width, height, device)
+                continue
+            # scale the whole image once so that each tile is the detector's input size: no per-tile resize
+            k = min(1.0, DETECT_SIZE / (fraction * min(width, height)))
+            small = _resize(rgb, max(1, round(width * k)), max(1, round(height * k))) if k < 1 else rgb
+            sh, sw = small.shape[:2]
+            for x0, y0, sx, sy in _windows(sw, sh, fraction):
+                for box, kp, score in _detect_window(small, x0, y0, sx, sy, device):
+                    found.append((box / k, kp / k, score))
+        if not found:
             continue
-        faces.append(Face(tuple(float(v) for v in b), score, k.astype(np.float32)))  # type: ignore[arg-type]
+        boxes = np.stack([f[0] for f in found])
+        kps = np.stack([f[1] for f in found])
+        scores = np.asarray([f[2] for f in found])
+        for box, kp, score in _weighted_nms(boxes, kps, scores):
+            b = np.clip(box, [0, 0, 0, 0], [width, height, width, height])
+            if b[2] - b[0] < 2 or b[3] - b[1] < 2:
+                continue
+            face = Face(tuple(float(v) for v in b), score, kp.astype(np.float32))  # type: ignore[arg-type]
+            if verify and _mesh(rgb, _face_rect(face), device)[1] < VERIFY_PRESENCE:
+                continue
+            faces.append(face)
+        if faces:
+            break
     faces.sort(key=lambda f: -(f.width * f.height))
     return faces
 
@@ -220,24 +279,41 @@ def _landmark_rect(landmarks: np.ndarray) -> _Rect:
 
 
 def _sample(rgb: np.ndarray, rect: _Rect, out: int) -> np.ndarray:
-    """Bilinear sample of a rotated square of the image into out x out (zero outside the image)."""
+    """Bilinear sample of a rotated square of the image into out x out (zero outside the image).
+
+    Only the part the square covers is converted, and it is first shrunk with a proper filter when the
+    square is much larger than ``out`` (a face in a 12-MP photo), so the mesh does not see aliasing.
+    """
     grid = (np.arange(out, dtype=np.float64) + 0.5) / out
     u, v = np.meshgrid(grid, grid)
     xs, ys = rect.to_image(u, v)
+    h, w = rgb.shape[:2]
+    left, top = max(int(np.floor(xs.min())) - 1, 0), max(int(np.floor(ys.min())) - 1, 0)
+    right, bottom = min(int(np.ceil(xs.max())) + 2, w), min(int(np.ceil(ys.max())) + 2, h)
+    if right <= left or bottom <= top:
+        return np.zeros((out, out, 3), np.float32)
+    region = rgb[top:bottom, left:right]
+    xs, ys = xs - left, ys - top
+    shrink = out / max(rect.size, 1.0)
+    if shrink < 0.66:
+        rw, rh = max(1, round(region.shape[1] * shrink)), max(1, round(region.shape[0] * shrink))
+        fx_, fy_ = rw / region.shape[1], rh / region.shape[0]
+        region = _resize(np.ascontiguousarray(region), rw, rh)
+        xs, ys = xs * fx_, ys * fy_
+    img = region.astype(np.float32)
+    h, w = img.shape[:2]
     xs, ys = xs - 0.5, ys - 0.5  # pixel centres
     x0 = np.floor(xs).astype(np.int64)
     y0 = np.floor(ys).astype(np.int64)
     fx, fy = (xs - x0)[..., None], (ys - y0)[..., None]
-    h, w = rgb.shape[:2]
-    img = rgb.astype(np.float32)
 
     def at(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
         inside = ((yy >= 0) & (yy < h) & (xx >= 0) & (xx < w))[..., None]
         return img[np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)] * inside
 
-    top = at(y0, x0) * (1 - fx) + at(y0, x0 + 1) * fx
-    bottom = at(y0 + 1, x0) * (1 - fx) + at(y0 + 1, x0 + 1) * fx
-    return top * (1 - fy) + bottom * fy
+    upper = at(y0, x0) * (1 - fx) + at(y0, x0 + 1) * fx
+    lower = at(y0 + 1, x0) * (1 - fx) + at(y0 + 1, x0 + 1) * fx
+    return upper * (1 - fy) + lower * fy
 
 
 def _mesh(rgb: np.ndarray, rect: _Rect, device: str) -> tuple[np.ndarray, float]:
@@ -287,14 +363,17 @@ class _OneEuro:
         return self.prev
 
 
-def track_landmarks(frames: Iterable[np.ndarray], device: str = "auto") -> np.ndarray:
+def track_landmarks(
+    frames: Iterable[np.ndarray], device: str = "auto", start: np.ndarray | None = None
+) -> np.ndarray:
     """Landmarks of the main face in every frame, (F, 468, 3), smoothed over time.
 
-    Each frame's crop comes from the previous frame's mesh; the detector runs on the first frame and
-    whenever the mesh loses the face. A frame with no face is an InputError naming the frame.
+    Each frame's crop comes from the previous frame's mesh; the detector runs on the first frame (unless
+    ``start``, landmarks of the face to follow near the first frame, is given) and whenever the mesh loses
+    the face. A frame with no face is an InputError naming the frame.
     """
     out: list[np.ndarray] = []
-    rect: _Rect | None = None
+    rect: _Rect | None = None if start is None else _landmark_rect(np.asarray(start, dtype=np.float64))
     smooth = _OneEuro(min_cutoff=1.0, beta=4.0)
     for index, frame in enumerate(frames):
         frame = _check_rgb(frame)

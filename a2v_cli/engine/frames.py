@@ -46,7 +46,7 @@ def open_source(
 
         return Compositor(catalog.pose_art(pose_id), fps, straight_alpha=straight_alpha, ring=ring, still=still)
     if entry.kind == "photo":
-        from a2v_cli.engine.photo import PhotoSource, load_photo_pose
+        from a2v_cli.engine.photo_pose import PhotoSource, load_photo_pose
 
         return PhotoSource(load_photo_pose(entry), fps, straight_alpha=straight_alpha, ring=ring, still=still,
                            device=device)
