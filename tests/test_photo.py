@@ -218,3 +218,40 @@ def _echo_reference(path: Path) -> Path:
     model.ir_version = 8
     onnx.save(model, path)
     return path
+
+
+def test_video_pose_loops_its_clip_and_talks(tmp_path: Path) -> None:
+    """A clip added with the real ingest (`avatars add --video`) plays forward and back under the driven mouth."""
+    from test_avatars_add import decode_raw, panning, write_clip
+
+    from a2v_cli.engine.photo_pose import ping_pong
+
+    clip = write_clip(tmp_path / "pan.mp4", panning(40)[0])
+    added = run_cli("avatars", "add", "--video", str(clip), "--id", "pan", "--size", "256")
+    assert added.code == 0, added.stderr
+    r = run_cli("generate", "--pose", "pan-video", "--audio", str(SPEECH), "-o", "pan.mp4", "--json")
+    assert r.code == 0, r.stderr
+    frames = decode_frames(Path(r.json()["video_url"].removeprefix("file://")))
+    mask = decode_frames(Path(r.json()["mask_video_url"].removeprefix("file://")), "gray")[..., 0]
+    n = math.ceil(wav_duration(SPEECH) * 25)
+    assert len(frames) == len(mask) == n > 2 * 40  # longer than the clip: it must loop
+    folder = _home() / "avatars" / "pan" / "pan-video"
+    clip_frames = decode_raw(folder / "frames.mkv", 256, "rgb24")
+    clip_matte = decode_raw(folder / "matte.mkv", 256, "gray")[..., 0]
+    track = np.load(folder / "landmarks.npy")
+    order = [ping_pong(i, len(clip_frames)) for i in range(n)]
+    assert order[38:42] == [38, 39, 38, 37]  # forward, then back: no jump at the ends
+    top = slice(0, 100)  # above the mouth and jaw: the clip's own frame, in ping-pong order
+    diff = np.abs(frames[:, top].astype(int) - clip_frames[order][:, top].astype(int)).mean(axis=(1, 2, 3))
+    assert diff.max() < 4.0, diff.max()
+    assert np.abs(mask.astype(int) - clip_matte[order].astype(int)).mean(axis=(1, 2)).max() < 3.0
+    # the mouth, wherever the clip puts it, opens with the speech
+    cx = np.rint(track[order][:, [61, 291], 0].mean(axis=1)).astype(int)
+    cy = np.rint(track[order][:, [13, 14], 1].mean(axis=1)).astype(int)
+    inner = np.stack([frames[i, cy[i] - 2 : cy[i] + 8, cx[i] - 8 : cx[i] + 8] for i in range(n)])
+    darkness = (inner.astype(float).mean(axis=3) < 90).mean(axis=(1, 2))
+    import soundfile as sf
+
+    audio, _ = sf.read(SPEECH, dtype="float32")
+    loud = np.array([np.sqrt(np.mean(c**2)) for c in np.array_split(audio, n)])
+    assert darkness.max() > 0.2 and np.corrcoef(darkness, loud)[0, 1] > 0.4

@@ -50,7 +50,7 @@ def open_source(
 
         return PhotoSource(load_photo_pose(entry), fps, straight_alpha=straight_alpha, ring=ring, still=still,
                            device=device)
-    from a2v_cli.errors import InputError
+    from a2v_cli.engine.photo_pose import VideoSource, load_video_pose
 
-    raise InputError(f"pose {pose_id} is a {entry.kind} pose, which this version cannot render yet",
-                     "use a photo or built-in pose")
+    return VideoSource(load_video_pose(entry), fps, straight_alpha=straight_alpha, ring=ring, still=still,
+                       device=device)

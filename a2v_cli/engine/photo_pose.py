@@ -1,4 +1,4 @@
-"""Photo poses: a still portrait whose own mouth, jaw and eyelids move, driven by the articulator.
+"""Photo and video poses: a portrait (or a short clip) whose own mouth, jaw and eyelids move, driven by the articulator.
 
 From the pose's 468 face-mesh landmarks (MediaPipe topology) this module builds, once per pose, a
 few displacement fields over two small regions of the image: the mouth and jaw (close the photo's
@@ -291,6 +291,21 @@ def shifted(pad_img: np.ndarray, dx: float, dy: float) -> np.ndarray:
     return np.clip(out, 0, 255, out=out).astype(np.uint8)
 
 
+def mouth_weights(articulation: np.ndarray | None, max_open: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Field weights (B,5: close, open px, spread, round, press) and opening px (B,) for the articulation."""
+    if articulation is None:
+        art = np.zeros((n, 4), dtype=np.float32)
+    else:
+        art = np.clip(np.asarray(articulation, dtype=np.float32), 0.0, 1.0)
+    o, s, r, p = art.T
+    # the opening over the mouth width follows `open` whatever the shape (as the cartoon mouth keeps its area);
+    # closed in silence and on p/b/m
+    width = 1.0 + 0.12 * s - 0.25 * r
+    opening = np.maximum(o * max_open * width * (1.0 - 0.25 * p) - 0.5, 0.0)
+    weights = np.stack([np.ones(n, np.float32), opening, s, r, p], axis=1)
+    return weights, opening
+
+
 def photo_idle_state(frame: int, fps: float, still: bool) -> IdleState:
     """The compositor's idle loop (same period, same blinks), with a smaller sway, on the same 1/4 px grid."""
     s = idle_state(frame, fps, still)
@@ -385,18 +400,7 @@ class PhotoSource:
             mask[i, ys, xs] = patch[k, m:-m, m:-m, 3]
 
     def articulation_weights(self, articulation: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Field weights (B,5: close, open px, spread, round, press) and opening px (B,) for the articulation."""
-        if articulation is None:
-            art = np.zeros((n, 4), dtype=np.float32)
-        else:
-            art = np.clip(np.asarray(articulation, dtype=np.float32), 0.0, 1.0)
-        o, s, r, p = art.T
-        # the opening over the mouth width follows `open` whatever the shape (as the cartoon mouth keeps its area);
-        # closed in silence and on p/b/m
-        width = 1.0 + 0.12 * s - 0.25 * r
-        opening = np.maximum(o * self.geometry.max_open * width * (1.0 - 0.25 * p) - 0.5, 0.0)
-        weights = np.stack([np.ones(n, np.float32), opening, s, r, p], axis=1)
-        return weights, opening
+        return mouth_weights(articulation, self.geometry.max_open, n)
 
     def compose(self, frames: range, articulation: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:  # fmt: skip
@@ -419,4 +423,169 @@ class PhotoSource:
             straight = straight_all[:n]
             straight[...] = rgb
         mouths = offsets + np.array([self.geometry.cx, self.geometry.cy], dtype=np.float32)
+        return rgb, mask, straight, mouths
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Video poses
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VideoPose:
+    pose_id: str
+    frames: np.ndarray  # (F, H, W, 3) uint8
+    mattes: np.ndarray  # (F, H, W) uint8
+    landmarks: np.ndarray  # (F, 468, 3) float32, tracked and smoothed
+
+
+def _decode_video(path: Path, width: int, height: int, pix_fmt: str, channels: int, limit: int) -> np.ndarray:
+    from a2v_cli.engine.audio import ffmpeg_exe
+
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-frames:v", str(limit), "-f", "rawvideo",
+         "-pix_fmt", pix_fmt, "pipe:1"],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    size = width * height * channels
+    if proc.returncode != 0 or not proc.stdout or len(proc.stdout) % size:
+        raise ValueError(f"{path.name} is not a {width}x{height} video")
+    arr = np.frombuffer(proc.stdout, dtype=np.uint8).reshape(-1, height, width, channels)
+    return arr[..., 0] if channels == 1 else arr
+
+
+MAX_VIDEO_FRAMES = 20 * 25  # the ingest caps clips at 10 s; a bundle claiming more is not read past this
+
+
+def load_video_pose(entry: PoseEntry) -> VideoPose:
+    """Read a video pose's frames, mattes and landmark track; InputError says what is damaged and what to do."""
+    try:
+        marks = np.load(entry.file("landmarks"), allow_pickle=False)
+        if marks.ndim != 3 or marks.shape[1:] != (N_LANDMARKS, 3) or not np.isfinite(marks).all():
+            raise ValueError("landmarks.npy is not (F, 468, 3) finite numbers")
+        frames = _decode_video(entry.file("frames"), entry.width, entry.height, "rgb24", 3, MAX_VIDEO_FRAMES)
+        mattes = _decode_video(entry.file("matte"), entry.width, entry.height, "gray", 1, MAX_VIDEO_FRAMES)
+        n = min(len(frames), len(mattes), len(marks))
+        if n < 1:
+            raise ValueError("no frames")
+    except (OSError, ValueError) as err:
+        raise InputError(f"avatar {entry.avatar_id}: pose {entry.pose_id} is damaged ({err})",
+                         f"remove it and add it again: a2v avatars remove {entry.avatar_id}") from None
+    return VideoPose(entry.pose_id, frames[:n], mattes[:n], marks[:n].astype(np.float32))
+
+
+def ping_pong(frame: int, count: int) -> int:
+    """The clip's frame for output frame ``frame``: forward, then backward, so the loop has no jump."""
+    if count <= 1:
+        return 0
+    k = frame % (2 * count - 2)
+    return k if k < count else 2 * count - 2 - k
+
+
+class VideoSource:
+    """The frame source of a video pose: the clip's frames played forward and back, the mouth driven on each.
+
+    Each clip frame gets its own mouth fields from its own landmarks (cached, at most ``CACHE_ENTRIES`` frames);
+    the clip brings its own head motion and blinks, so nothing is added; ``still`` holds the first frame.
+    """
+
+    kind = "video"
+    draws_mouth = True
+
+    def __init__(self, pose: VideoPose, fps: float, straight_alpha: bool = False, ring: int = 4,
+                 still: bool = False, device: str = "auto") -> None:  # fmt: skip
+        from a2v_cli.engine.lipsync import model_dir
+        from a2v_cli.engine.sessions import load_session
+
+        self.pose = pose
+        self.fps = fps
+        self.still = still
+        self.ring = ring
+        self.straight_alpha = straight_alpha
+        self.count = len(pose.frames)
+        self.height, self.width = pose.frames.shape[1:3]
+        self.geometry = MouthGeometry.of(pose.landmarks[0])
+        self.palette = face_palette(pose.frames[0], pose.landmarks[0])
+        self.loaded = load_session(str(model_dir() / WARP_FILE), device)
+        self._regions: OrderedDict[int, tuple[Region, MouthGeometry, np.ndarray]] = OrderedDict()
+        self._bufs: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
+        self._size = 0
+        self._next = 0
+
+    @property
+    def provider(self) -> str:
+        return self.loaded.provider
+
+    def clip_frame(self, frame: int) -> int:
+        return 0 if self.still else ping_pong(frame, self.count)
+
+    def face_boxes(self, mouths: np.ndarray) -> np.ndarray:
+        x0, y0, x1, y1 = self.geometry.face_box
+        d = np.asarray(mouths, dtype=np.float32) - np.array([self.geometry.cx, self.geometry.cy], np.float32)
+        return np.stack([x0 + d[:, 0], y0 + d[:, 1], x1 + d[:, 0], y1 + d[:, 1]], axis=1).astype(np.float32)
+
+    def _region(self, idx: int) -> tuple[Region, MouthGeometry, np.ndarray]:
+        """The mouth fields of clip frame ``idx`` and the (1,4,h,w) image crop the warp reads (cached)."""
+        hit = self._regions.get(idx)
+        if hit is not None:
+            self._regions.move_to_end(idx)
+            return hit
+        marks = self.pose.landmarks[idx]
+        region = mouth_region(marks, (self.height, self.width))
+        h, w = region.grid.shape[1:3]
+        # the fields never sample outside their region (they fade to 0 at its edge), so a crop of it is all the
+        # warp needs: its grid is moved to the crop's origin
+        rgba = np.concatenate([self.pose.frames[idx], self.pose.mattes[idx][..., None]], axis=2)
+        crop = rgba[region.y0 : region.y0 + h, region.x0 : region.x0 + w]
+        image = np.ascontiguousarray((crop.astype(np.float32) / 255.0).transpose(2, 0, 1)[None])
+        local = Region(region.y0, region.x0, region.grid - np.array([region.x0, region.y0], np.float32),
+                       region.basis, region.maps)
+        entry = (local, MouthGeometry.of(marks), image)
+        self._regions[idx] = entry
+        if len(self._regions) > CACHE_ENTRIES:
+            self._regions.popitem(last=False)
+        return entry
+
+    def _buffers(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        if self._size < n:
+            self._bufs, self._size = [], n
+        if len(self._bufs) < self.ring:
+            shape = (self._size, self.height, self.width)
+            straight = np.empty((*shape, 3), np.uint8) if self.straight_alpha else None
+            self._bufs.append((np.empty((*shape, 3), np.uint8), np.empty(shape, np.uint8), straight))
+        bufs = self._bufs[self._next % len(self._bufs)]
+        self._next += 1
+        return bufs
+
+    def compose(self, frames: range, articulation: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:  # fmt: skip
+        n = len(frames)
+        rgb_all, mask_all, straight_all = self._buffers(n)
+        rgb, mask = rgb_all[:n], mask_all[:n]
+        weights, opening = mouth_weights(articulation, self.geometry.max_open, n)
+        mouths = np.empty((n, 2), dtype=np.float32)
+        zero = np.zeros((1, 2), np.float32)
+        for i, f in enumerate(frames):
+            idx = self.clip_frame(f)
+            rgb[i] = self.pose.frames[idx]
+            mask[i] = self.pose.mattes[idx]
+            region, geo, image = self._region(idx)
+            mouths[i] = (geo.cx, geo.cy)
+            w = weights[i : i + 1].copy()
+            w[0, 1] = opening[i] = max(opening[i] * geo.max_open / self.geometry.max_open, 0.0)
+            out = self.loaded.session.run(None, {
+                "image": image, "grid": region.grid, "basis": region.basis, "weights": w, "offset": zero,
+                "maps": region.maps, "opening": opening[i : i + 1, None].astype(np.float32),
+                "palette": self.palette,
+            })[0]  # fmt: skip
+            patch = np.clip(out.transpose(0, 2, 3, 1) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            m = MARGIN
+            h, wd = patch.shape[1:3]
+            ys, xs = slice(region.y0 + m, region.y0 + h - m), slice(region.x0 + m, region.x0 + wd - m)
+            rgb[i, ys, xs] = patch[0, m:-m, m:-m, :3]
+            mask[i, ys, xs] = patch[0, m:-m, m:-m, 3]
+        straight = None
+        if straight_all is not None:
+            straight = straight_all[:n]
+            straight[...] = rgb
         return rgb, mask, straight, mouths
