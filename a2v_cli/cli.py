@@ -98,13 +98,13 @@ def _video_row(v: dict[str, Any]) -> dict[str, Any]:
 def _complete_pose(incomplete: str) -> list[str]:
     from a2v_cli.engine.catalog import pose_ids
 
-    return [p for p in pose_ids() if p.startswith(incomplete)]
+    return [p for p in pose_ids(quiet=True) if p.startswith(incomplete)]
 
 
 def _complete_avatar(incomplete: str) -> list[str]:
     from a2v_cli.engine.catalog import avatar_ids
 
-    return [a for a in avatar_ids() if a.startswith(incomplete)]
+    return [a for a in avatar_ids(quiet=True) if a.startswith(incomplete)]
 
 
 def _output(json_mode: bool):  # type: ignore[no-untyped-def]

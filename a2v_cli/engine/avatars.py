@@ -170,10 +170,13 @@ def load(user_dir: Path | None) -> Registry:
 _warned: set[str] = set()
 
 
-def registry(include_user: bool = True) -> Registry:
-    """The registry as this process sees it now (user bundles are re-read: `avatars add` may have run)."""
+def registry(include_user: bool = True, quiet: bool = False) -> Registry:
+    """The registry as this process sees it now (user bundles are re-read: `avatars add` may have run).
+
+    Skipped bundles are reported once per process on stderr, unless ``quiet`` (shell completion).
+    """
     reg = load(home_avatars_dir() if include_user else None)
-    for line in reg.skipped:
+    for line in [] if quiet else reg.skipped:
         if line not in _warned:
             _warned.add(line)
             print(f"warning: {line}", file=sys.stderr)

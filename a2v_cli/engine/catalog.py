@@ -18,16 +18,16 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets"
 PREVIEWS = ASSETS / "previews"
 
 
-def _registry(include_user: bool = True) -> avatars_mod.Registry:
-    return avatars_mod.registry(include_user)
+def _registry(include_user: bool = True, quiet: bool = False) -> avatars_mod.Registry:
+    return avatars_mod.registry(include_user, quiet)
 
 
-def avatar_ids(include_user: bool = True) -> list[str]:
-    return list(_registry(include_user).avatars)
+def avatar_ids(include_user: bool = True, quiet: bool = False) -> list[str]:
+    return list(_registry(include_user, quiet).avatars)
 
 
-def pose_ids(include_user: bool = True) -> list[str]:
-    return list(_registry(include_user).poses)
+def pose_ids(include_user: bool = True, quiet: bool = False) -> list[str]:
+    return list(_registry(include_user, quiet).poses)
 
 
 def avatars(preview_url: dict[str, str] | None = None, include_user: bool = True) -> list[Avatar]:
