@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         # the encoder's own ceiling: the photo itself through the same H.264 settings
         from a2v_cli.engine.encode import FfmpegWriter, h264_video
 
-        spec = h264_video({})
+        spec = h264_video({}, getattr(src, "crf", None))
         spec.path = work / "ceiling.mp4"
         writer = FfmpegWriter(spec, 512, 512, 25, None)
         writer.write(np.repeat(rgb[None], 10, axis=0))

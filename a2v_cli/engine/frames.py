@@ -20,6 +20,7 @@ class FrameSource(Protocol):
     width: int
     height: int
     fps: float
+    # optional: ``crf``, the H.264 quality the source's content needs (the encoder's default when absent)
 
     def compose(self, frames: range, articulation: np.ndarray | None = None) -> Batch:
         """RGB (B,H,W,3) uint8, mask (B,H,W) uint8, straight-alpha RGB (or None) and mouth centres (B,2).

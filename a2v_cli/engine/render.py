@@ -84,7 +84,7 @@ def render(
         "a2v_version": __version__,
         "a2v_pose": job.pose_id,
     }
-    specs = [(h264_video(meta), job.video_path), (h264_mask(meta), job.mask_path)]
+    specs = [(h264_video(meta, getattr(comp, "crf", None)), job.video_path), (h264_mask(meta), job.mask_path)]
     if job.alpha_path is not None:
         specs.append((alpha_video(job.alpha_format or "webm", meta), job.alpha_path))
     writers: list[FfmpegWriter] = []
