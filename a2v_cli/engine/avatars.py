@@ -22,6 +22,7 @@ BUNDLE_FORMAT = 1
 AVATAR_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 POSE_KINDS = ("photo", "video")
 MAX_SIDE = 4096
+MAX_MANIFEST_BYTES = 1 << 20
 _FILES = {"photo": ("image", "matte", "landmarks"), "video": ("frames", "matte", "landmarks")}
 
 
@@ -105,7 +106,10 @@ def _int(pose: dict[str, Any], key: str, lo: int, hi: int) -> int:
 def read_bundle(folder: Path, taken: set[str]) -> tuple[AvatarEntry, list[PoseEntry]]:
     """Check one bundle's manifest and that its files exist; BundleError says what is wrong."""
     try:
-        manifest = json.loads((folder / "avatar.json").read_text(encoding="utf-8"))
+        path = folder / "avatar.json"
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise BundleError(f"avatar.json is over {MAX_MANIFEST_BYTES // 1024} KiB")
+        manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise BundleError("no avatar.json") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
