@@ -122,15 +122,15 @@ def _video_row(v: dict[str, Any]) -> dict[str, Any]:
 
 
 def _complete_pose(incomplete: str) -> list[str]:
-    from a2v_cli.engine.art import POSES
+    from a2v_cli.engine.catalog import pose_ids
 
-    return [p for p in POSES if p.startswith(incomplete)]
+    return [p for p in pose_ids(quiet=True) if p.startswith(incomplete)]
 
 
 def _complete_avatar(incomplete: str) -> list[str]:
-    from a2v_cli.engine.art import AVATARS
+    from a2v_cli.engine.catalog import avatar_ids
 
-    return [a for a in AVATARS if a.startswith(incomplete)]
+    return [a for a in avatar_ids(quiet=True) if a.startswith(incomplete)]
 
 
 def _complete_video(incomplete: str) -> list[str]:
@@ -240,6 +240,63 @@ def avatars_poses(
         out.table([{**p, "size": f"{p['width']}x{p['height']}"} for p in items], POSE_COLUMNS)
 
 
+@avatars_app.command("add")
+def avatars_add(
+    image: Annotated[
+        Path | None, typer.Option("--image", help="A photo of one person facing the camera: JPEG, PNG or WebP.")
+    ] = None,
+    video: Annotated[
+        Path | None, typer.Option("--video", help="Or a short clip of them (1-10 s, any format ffmpeg reads).")
+    ] = None,
+    avatar_id: Annotated[str | None, typer.Option("--id", help="The new avatar's id (default: the file name).")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Display name.")] = None,
+    description: Annotated[str | None, typer.Option("--description", help="One line about the avatar.")] = None,
+    size: Annotated[int, typer.Option("--size", help="Width and height of the pose in pixels (even, 256-1024).")] = 512,
+    face: Annotated[int | None, typer.Option("--face", help="Which face of several (1 = largest).")] = None,
+    device: Annotated[Device, typer.Option("--device", help="Where the face models run.")] = Device.auto,
+    json_: JsonOpt = False,
+    local: LocalOpt = False,
+    server: ServerOpt = None,
+    http_timeout: HttpTimeoutOpt = 30.0,
+    debug: DebugOpt = False,
+) -> None:
+    """Make an avatar from a photo or a short clip: a head-and-shoulders pose with its matte (docs/avatars.md)."""
+    from a2v_cli.engine.ingest import PhotoRequest
+    from a2v_cli.errors import InputError
+
+    out = _output(json_)
+    if (image is None) == (video is None):
+        raise InputError("give either --image PHOTO or --video CLIP", "see `a2v avatars add --help`")
+    source = image or video
+    assert source is not None
+    kind = "image" if image is not None else "video"
+    request = PhotoRequest(source, avatar_id, name, description, size, face, device.value, kind)
+    avatar = _backend(local, server, http_timeout).add_avatar(request, out.info).to_dict()
+    if json_:
+        out.json(avatar)
+    else:
+        out.record({**avatar, "pose_ids": ", ".join(avatar["pose_ids"])})
+        out.info(f"Try it: a2v generate --pose {avatar['pose_ids'][0]} --audio SPEECH.wav")
+
+
+@avatars_app.command("remove")
+def avatars_remove(
+    avatar_id: Annotated[str, typer.Argument(help="An avatar added with `a2v avatars add`.")],
+    json_: JsonOpt = False,
+    local: LocalOpt = False,
+    server: ServerOpt = None,
+    http_timeout: HttpTimeoutOpt = 30.0,
+    debug: DebugOpt = False,
+) -> None:
+    """Delete an avatar you added (built-in avatars cannot be removed)."""
+    out = _output(json_)
+    avatar = _backend(local, server, http_timeout).remove_avatar(avatar_id).to_dict()
+    if json_:
+        out.json(avatar)
+    else:
+        out.info(f"Removed avatar {avatar_id}.")
+
+
 @app.command()
 def generate(
     pose: Annotated[
@@ -265,6 +322,9 @@ def generate(
         str | None,
         typer.Option("--model", "-m", help="Local mode: a Wav2Lip-style .onnx file or a name from `a2v models list`."),
     ] = None,
+    still: Annotated[
+        bool, typer.Option("--still", help="Local mode: no idle motion (head sway, blinks); only the mouth moves.")
+    ] = False,
     wait: WaitOpt = False,
     timeout: Annotated[
         float | None,
@@ -291,10 +351,16 @@ def generate(
         force=force,
         device=device.value if device else None,
         model=model,
+        still=still,
         on_saved=lambda path: out.info(f"Saved {path}"),
     )
     _check_audio_arg(audio)
     backend = _backend(local, server, http_timeout)
+    if still and backend.mode != "local":
+        from a2v_cli.errors import InputError
+
+        raise InputError("--still works in local mode only: the A2V API has no such option",
+                         "add --local to render on this machine")
     if backend.mode == "local":
         if timeout is not None:
             from a2v_cli.errors import InputError

@@ -1,4 +1,5 @@
-"""Render-speed and memory benchmark: `python benchmarks/bench_render.py` (add --quick for a short run).
+"""Render-speed and memory benchmark: `python benchmarks/bench_render.py` (add --quick for a short run, --photo for
+the astronaut photo pose).
 
 Renders 60 s of speech on every built-in pose, then 1 and 10 minutes on one pose, each in a fresh
 process, and prints realtime factor (video seconds per wall second), frames/s, time per stage and
@@ -83,6 +84,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="10 s per pose and 1 vs 3 minutes")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--poses", nargs="*", help="only these poses")
+    parser.add_argument("--photo", action="store_true",
+                        help="the astronaut photo pose (astro-photo, examples/astronaut.png) instead of the built-ins")
     parser.add_argument("--child", nargs=2, metavar=("POSE", "AUDIO"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -91,7 +94,16 @@ def main() -> None:
 
     from a2v_cli.engine import catalog
 
-    poses = args.poses or catalog.pose_ids()
+    if args.photo:  # a bundle in a throwaway A2V_HOME, seen by the child processes too
+        import os
+
+        from tests.photo_bundle import write_photo_bundle
+
+        home = Path(tempfile.mkdtemp(prefix="a2v-bench-home-"))
+        os.environ["A2V_HOME"] = str(home)
+        write_photo_bundle(home)
+        args.poses = ["astro-photo"]
+    poses = args.poses or catalog.pose_ids(include_user=False)
     per_pose, short, long_ = (10, 60, 180) if args.quick else (60, 60, 600)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

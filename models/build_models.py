@@ -34,6 +34,7 @@ from a2v_cli.engine.features import MAX_ABS_VALUE, N_MELS, WINDOW_FRAMES, mel_ce
 
 ARTICULATOR_FILE = "a2v-articulator-v1.onnx"
 MOUTH_FILE = "a2v-mouth-v2.onnx"
+WARP_FILE = "a2v-warp-v1.onnx"
 OPSET = 17
 IR_VERSION = 8
 PRODUCER = "a2v models/build_models.py"
@@ -569,8 +570,89 @@ def build_mouth(params: dict[str, float] | None = None) -> onnx.ModelProto:
     return g.model(doc)
 
 
+WARP_PARAMS: dict[str, float] = {
+    "open_top": 0.34,  # share of the opening above the lip line, as the cartoon mouth (the jaw drops)
+    "teeth": 0.3,  # upper teeth band height / opening height
+    "tongue": 0.22,  # tongue hint height / opening height
+}
+
+
+def build_warp(params: dict[str, float] | None = None) -> onnx.ModelProto:
+    """Photo-pose warp: a region of the pose image resampled through a mix of displacement fields, plus a
+    synthesized inner mouth where the lips part. See a2v_cli/engine/photo_pose.py for how the fields are made."""
+    q = {**WARP_PARAMS, **(params or {})}
+    g = GraphBuilder("a2v_warp_v1")
+    image = g.input("image", [1, 4, "H", "W"])
+    grid = g.input("grid", [1, "h", "w", 2])
+    basis = g.input("basis", ["K", "h", "w", 2])
+    weights = g.input("weights", ["B", "K"])
+    offset = g.input("offset", ["B", 2])
+    maps = g.input("maps", [4, "h", "w"])
+    opening = g.input("opening", ["B", 1])
+    palette = g.input("palette", [3, 3])
+
+    def c(v: float | np.ndarray, name: str = "c") -> str:
+        return g.const(v, name)
+
+    with g.scope("sample"):
+        img_shape = g.op("Shape", image, name="image_shape")
+        size_wh = g.op("Cast", g.op("Slice", img_shape, g.ints([3]), g.ints([1]), g.ints([0]), g.ints([-1]),
+                                    name="wh"), to=TensorProto.FLOAT, name="wh_f")  # [W, H]  # fmt: skip
+        grid_shape = g.op("Shape", grid, name="grid_shape")  # [1, h, w, 2]
+        hw2 = g.op("Slice", grid_shape, g.ints([1]), g.ints([4]), name="hw2")
+        k = g.op("Shape", basis, start=0, end=1, name="k")
+        flat = g.op("Reshape", basis, g.op("Concat", k, g.ints([-1]), axis=0), name="basis_flat")  # [K, h*w*2]
+        mixed = g.op("MatMul", weights, flat, name="mixed")  # [B, h*w*2]
+        disp = g.op("Reshape", mixed, g.op("Concat", g.ints([-1]), hw2, axis=0), name="disp")  # [B, h, w, 2]
+        off4 = g.op("Unsqueeze", offset, g.ints([1, 2]), name="offset4")  # [B,1,1,2]
+        src = g.sub(g.add(grid, disp), off4, name="src_px")  # frame px (pixel-centre indices)
+        norm = g.sub(g.mul(g.add(src, c(0.5)), g.op("Div", c(2.0), size_wh)), c(1.0), name="src_norm")
+        # every frame's grid stacked along the height: one GridSample over the single image, no batch copy
+        hh = g.op("Slice", grid_shape, g.ints([1]), g.ints([2]), name="h")
+        ww = g.op("Slice", grid_shape, g.ints([2]), g.ints([3]), name="w")
+        tall = g.op("Reshape", norm, g.op("Concat", g.ints([1, -1]), ww, g.ints([2]), axis=0), name="tall")
+        sampled = g.op("GridSample", image, tall, align_corners=0, mode="bilinear", padding_mode="border",
+                       name="sampled")  # [1, 4, B*h, w]  # fmt: skip
+        per = g.op("Reshape", sampled, g.op("Concat", g.ints([4, -1]), hh, ww, axis=0), name="per_frame")
+        warped = g.op("Transpose", per, perm=[1, 0, 2, 3], name="warped")  # [B, 4, h, w]
+        rgb, matte = (g.op("Slice", warped, g.ints([0]), g.ints([3]), g.ints([1]), name="warped_rgb"),
+                      g.op("Slice", warped, g.ints([3]), g.ints([4]), g.ints([1]), name="warped_matte"))
+
+    with g.scope("mouth"):  # the inner mouth between the parted lips, all in px relative to the lip line
+        v_map, prof, teeth_p, tongue_p = g.split(g.op("Unsqueeze", maps, g.ints([0])), 4, axis=1, name="map")
+        dy = g.op("Slice", offset, g.ints([1]), g.ints([2]), g.ints([1]), name="dy")
+        v = g.sub(v_map, g.op("Unsqueeze", dy, g.ints([2, 3])), name="v")  # [B,1,h,w]
+        a = g.op("Unsqueeze", g.op("Relu", opening), g.ints([2, 3]), name="open_px")  # [B,1,1,1]
+        thick = g.mul(a, prof, name="thickness")
+        top = g.mul(thick, c(-q["open_top"]), name="top")
+        bot = g.mul(thick, c(1.0 - q["open_top"]), name="bottom")
+        half_px = c(0.5, "half_px")
+        inside = g.op("Min", g.sub(v, top), g.sub(bot, v), name="inside_d")
+        inside = g.mul(g.clip01(g.add(inside, half_px)), g.clip01(thick), name="inside")  # < 1 px thin: fainter
+        teeth_edge = g.add(top, g.mul(g.mul(a, teeth_p), c(q["teeth"])), name="teeth_edge")
+        teeth_a = g.mul(g.clip01(g.add(g.sub(teeth_edge, v), half_px)), g.clip01(g.mul(teeth_p, c(4.0))),
+                        name="teeth_alpha")  # fmt: skip
+        tongue_edge = g.sub(bot, g.mul(g.mul(a, tongue_p), c(q["tongue"])), name="tongue_edge")
+        tongue_a = g.mul(g.clip01(g.add(g.sub(v, tongue_edge), half_px)), g.clip01(g.mul(tongue_p, c(4.0))),
+                         name="tongue_alpha")  # fmt: skip
+        cav, teeth, tongue = (g.op("Reshape", x, g.ints([1, 3, 1, 1])) for x in g.split(palette, 3, 0, "colour"))
+        col = g.add(cav, g.mul(g.sub(tongue, cav), tongue_a), name="cavity_tongue")
+        col = g.add(col, g.mul(g.sub(teeth, col), teeth_a), name="inner_colour")
+        out_rgb = g.add(rgb, g.mul(g.sub(col, rgb), inside), name="out_rgb")
+        rgba = g.op("Concat", out_rgb, matte, axis=1, name="rgba")
+    g.output(rgba, "rgba", ["B", 4, "h", "w"])
+    doc = (
+        "a2v photo warp v1: image [1,4,H,W] (RGB + matte, 0..1), grid [1,h,w,2] (x, y frame px of the region's"
+        " pixels), basis [K,h,w,2] (displacement fields, px), weights [B,K], offset [B,2] (head shift, px), maps"
+        " [4,h,w] (v = px below the lip line, opening, teeth and tongue profiles), opening [B,1] (px), palette [3,3]"
+        " (cavity, teeth, tongue RGB) -> rgba [B,4,h,w]: the image sampled at grid + basis x weights - offset,"
+        " with the inner mouth drawn where the lips part. Built by models/build_models.py, see models/MODEL_CARD.md."
+    )
+    return g.model(doc)
+
+
 def build_all() -> dict[str, onnx.ModelProto]:
-    return {ARTICULATOR_FILE: build_articulator(), MOUTH_FILE: build_mouth()}
+    return {ARTICULATOR_FILE: build_articulator(), MOUTH_FILE: build_mouth(), WARP_FILE: build_warp()}
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ class GenerateOptions:
     force: bool = False
     device: str | None = None  # None: not given (auto); remote mode refuses any value
     model: str | None = None  # local mode: a Wav2Lip-style ONNX path or models-folder name
+    still: bool = False  # no idle motion (local mode; refused remotely)
     stdin: BinaryIO | None = None
     on_saved: Callable[[Path], None] | None = None  # told of each output file once it is complete
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from a2v_cli import config
 from a2v_cli.backend import GenerateOptions, ProgressFn, plan_outputs
@@ -15,6 +16,9 @@ from a2v_cli.errors import A2VError, InputError, not_found
 from a2v_cli.files import check_outputs, place_all, place_copy
 from a2v_cli.schema import Avatar, Pose, Video
 from a2v_cli.store import VideoStore, new_video_id
+
+if TYPE_CHECKING:
+    from a2v_cli.engine.ingest import PhotoRequest
 
 
 def file_url(path: Path) -> str:
@@ -32,6 +36,17 @@ def check_model(model: object, device: str) -> None:
 
     session = load_session(str(path), device).session
     check_wav2lip_output(session, contract.mel_input, contract.face_input, contract.size, path.name)
+
+
+def _bundle_avatar(manifest: dict[str, Any], home: Path) -> Avatar:
+    folder = home / "avatars" / manifest["avatar_id"]
+    return Avatar(
+        avatar_id=manifest["avatar_id"],
+        name=manifest["name"],
+        description=manifest["description"],
+        preview_image_url=file_url(folder / "preview.png"),
+        pose_ids=[p["pose_id"] for p in manifest["poses"]],
+    )
 
 
 class LocalBackend:
@@ -60,13 +75,29 @@ class LocalBackend:
         return self._store
 
     def _previews(self) -> dict[str, str]:
-        return {pid: file_url(p) for pid, p in catalog.packaged_previews().items()}
+        return {pid: file_url(p) for pid, p in catalog.preview_files().items()}
 
     def list_avatars(self) -> list[Avatar]:
         return catalog.avatars(self._previews())
 
     def list_poses(self, avatar_id: str) -> list[Pose]:
         return catalog.poses(avatar_id, self._previews())
+
+    def add_avatar(self, request: PhotoRequest, warn: Callable[[str], None]) -> Avatar:
+        """`a2v avatars add`: a photo or a clip becomes an avatar bundle in `$A2V_HOME/avatars/` (engine/ingest.py)."""
+        from a2v_cli.engine import ingest
+
+        add = ingest.add_video if request.kind == "video" else ingest.add_photo
+        manifest = add(request, self.home, set(catalog.avatar_ids(include_user=False)), warn)
+        return _bundle_avatar(manifest, self.home)
+
+    def remove_avatar(self, avatar_id: str) -> Avatar:
+        from a2v_cli.engine import ingest
+
+        manifest = ingest.remove(avatar_id, self.home, set(catalog.avatar_ids(include_user=False)))
+        return Avatar(avatar_id=avatar_id, name=manifest.get("name", avatar_id),
+                      description=manifest.get("description", ""),
+                      pose_ids=[p["pose_id"] for p in manifest.get("poses", []) if "pose_id" in p])
 
     def get_video(self, video_id: str) -> Video:
         video = self.store.get(video_id)
@@ -113,7 +144,7 @@ class LocalBackend:
     def generate(self, pose_id: str, audio: str, options: GenerateOptions, progress: ProgressFn | None = None) -> Video:
         from a2v_cli.engine.audio import decode, fetch, shown_name
         from a2v_cli.engine.lipsync import load_model
-        from a2v_cli.engine.render import ALPHA_FORMATS, RenderJob, render
+        from a2v_cli.engine.render import ALPHA_FORMATS, RenderJob, pose_source, render
 
         catalog.pose(pose_id)  # unknown pose: exit 4 before any work
         if options.alpha_format and options.alpha_format not in ALPHA_FORMATS:
@@ -123,14 +154,16 @@ class LocalBackend:
         if not os.access(self.home, os.W_OK | os.X_OK):  # the history needs it: say so before any work
             raise config.home_error(self.home, "not writable")
         self.store  # noqa: B018 - opens (or refuses) the history before any work
-        # the model and its device load before the video exists: a missing GPU is not a failed video
-        model = load_model(options.model, catalog.pose_art(pose_id), options.device or "auto")
-        check_model(model, options.device or "auto")
+        # the pose and the model load before the video exists: a missing GPU is not a failed video
+        device = options.device or "auto"
+        source = pose_source(pose_id, 25, outputs.alpha is not None, options.still, device)
+        model = load_model(options.model, source, device)
+        check_model(model, device)
         kept = self.home / "videos" / video_id  # the history's own copy; outputs are independent copies
         with tempfile.TemporaryDirectory(prefix="a2v-") as tmp:
             work = Path(tmp)
-            source = fetch(audio, work, options.stdin)
-            prepared = decode(source, work, config.max_audio_seconds(), shown_name(audio))
+            audio_file = fetch(audio, work, options.stdin)
+            prepared = decode(audio_file, work, config.max_audio_seconds(), shown_name(audio))
             # bad input never reaches the history; from here on a failure is recorded
             self.store.create(pose_id, status="processing", video_id=video_id, duration=prepared.duration)
             try:
@@ -144,9 +177,11 @@ class LocalBackend:
                         alpha_format=options.alpha_format,
                         device=options.device or "auto",
                         model=options.model,
+                        still=options.still,
                     ),
                     on_progress=progress,
                     model=model,
+                    source=source,
                 )
             except BaseException as err:
                 if isinstance(err, A2VError):

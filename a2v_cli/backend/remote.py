@@ -28,6 +28,13 @@ class RemoteBackend:
         data = self.client.request("GET", "avatar-pose.list", expect=list, params={"avatar_id": avatar_id})
         return [_build(Pose, p, "avatar-pose.list") for p in data]
 
+    def add_avatar(self, request: Any, warn: Any) -> Avatar:
+        raise InputError("`a2v avatars add` works in local mode only for now", "add --local to run it on this machine")
+
+    def remove_avatar(self, avatar_id: str) -> Avatar:
+        raise InputError("`a2v avatars remove` works in local mode only for now",
+                         "add --local to run it on this machine")
+
     def get_video(self, video_id: str) -> Video:
         data = self.client.request("GET", "video.get", expect=dict, params={"video_id": video_id})
         video = _build(Video, data, "video.get")

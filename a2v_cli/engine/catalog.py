@@ -1,4 +1,4 @@
-"""The built-in avatars and poses as API objects, their drawn layers, and their preview images."""
+"""Avatars and poses as API objects (read from the registry), the drawn layers of built-ins, and previews."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 
 from a2v_cli.config import DEFAULT_FPS
 from a2v_cli.engine import art
+from a2v_cli.engine import avatars as avatars_mod
 from a2v_cli.errors import A2VError, not_found
 from a2v_cli.schema import Avatar, Pose
 
@@ -17,16 +18,20 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets"
 PREVIEWS = ASSETS / "previews"
 
 
-def avatar_ids() -> list[str]:
-    return list(art.AVATARS)
+def _registry(include_user: bool = True, quiet: bool = False) -> avatars_mod.Registry:
+    return avatars_mod.registry(include_user, quiet)
 
 
-def pose_ids() -> list[str]:
-    return list(art.POSES)
+def avatar_ids(include_user: bool = True, quiet: bool = False) -> list[str]:
+    return list(_registry(include_user, quiet).avatars)
 
 
-def avatars(preview_url: dict[str, str] | None = None) -> list[Avatar]:
-    """Every built-in avatar; ``preview_url`` maps pose ids to preview image URLs."""
+def pose_ids(include_user: bool = True, quiet: bool = False) -> list[str]:
+    return list(_registry(include_user, quiet).poses)
+
+
+def avatars(preview_url: dict[str, str] | None = None, include_user: bool = True) -> list[Avatar]:
+    """Every avatar (built-ins, then the user's bundles); ``preview_url`` maps pose ids to preview image URLs."""
     urls = preview_url or {}
     return [
         Avatar(
@@ -36,22 +41,33 @@ def avatars(preview_url: dict[str, str] | None = None) -> list[Avatar]:
             preview_image_url=urls.get(a.pose_ids[0]),
             pose_ids=list(a.pose_ids),
         )
-        for a in art.AVATARS.values()
+        for a in _registry(include_user).avatars.values()
     ]
 
 
-def poses(avatar_id: str, preview_url: dict[str, str] | None = None) -> list[Pose]:
+def poses(avatar_id: str, preview_url: dict[str, str] | None = None, include_user: bool = True) -> list[Pose]:
     """The poses of one avatar; NotFoundError (with suggestions) for an unknown avatar."""
-    info = art.AVATARS.get(avatar_id)
+    reg = _registry(include_user)
+    info = reg.avatars.get(avatar_id)
     if info is None:
-        raise not_found("avatar", avatar_id, avatar_ids())
-    return [pose(pid, preview_url) for pid in info.pose_ids]
+        raise not_found("avatar", avatar_id, list(reg.avatars))
+    return [_pose(reg.poses[pid], preview_url) for pid in info.pose_ids]
 
 
-def pose(pose_id: str, preview_url: dict[str, str] | None = None) -> Pose:
-    p = art.POSES.get(pose_id)
+def pose_entry(pose_id: str, include_user: bool = True) -> avatars_mod.PoseEntry:
+    """The registry's entry for a pose; NotFoundError (with suggestions) for an unknown id."""
+    reg = _registry(include_user)
+    p = reg.poses.get(pose_id)
     if p is None:
-        raise not_found("pose", pose_id, pose_ids())
+        raise not_found("pose", pose_id, list(reg.poses))
+    return p
+
+
+def pose(pose_id: str, preview_url: dict[str, str] | None = None, include_user: bool = True) -> Pose:
+    return _pose(pose_entry(pose_id, include_user), preview_url)
+
+
+def _pose(p: avatars_mod.PoseEntry, preview_url: dict[str, str] | None) -> Pose:
     return Pose(
         pose_id=p.pose_id,
         avatar_id=p.avatar_id,
@@ -60,14 +76,15 @@ def pose(pose_id: str, preview_url: dict[str, str] | None = None) -> Pose:
         height=p.height,
         fps=DEFAULT_FPS,
         description=p.description,
-        preview_image_url=(preview_url or {}).get(pose_id),
+        preview_image_url=(preview_url or {}).get(p.pose_id),
     )
 
 
 @lru_cache(maxsize=4)
 def pose_art(pose_id: str) -> art.PoseArt:
-    """The pose's layers, drawn once per process."""
-    pose(pose_id)  # NotFoundError with suggestions for unknown ids
+    """A built-in pose's layers, drawn once per process."""
+    if pose_id not in art.POSES:
+        raise not_found("pose", pose_id, list(art.POSES))
     return art.draw_pose(pose_id)
 
 
@@ -106,4 +123,13 @@ def write_png(rgba: np.ndarray, dest: Path) -> Path:
 
 def packaged_previews() -> dict[str, Path]:
     """Preview PNGs shipped with the package (built by `python scripts/build_assets.py`)."""
-    return {pid: PREVIEWS / f"{pid}.png" for pid in pose_ids() if (PREVIEWS / f"{pid}.png").is_file()}
+    return {pid: PREVIEWS / f"{pid}.png" for pid in art.POSES if (PREVIEWS / f"{pid}.png").is_file()}
+
+
+def preview_files(include_user: bool = True) -> dict[str, Path]:
+    """Preview PNG of every pose: the packaged ones, and each user avatar's preview.png for its poses."""
+    found = packaged_previews()
+    for a in _registry(include_user).avatars.values():
+        if not a.builtin and a.preview is not None:
+            found.update({pid: a.preview for pid in a.pose_ids})
+    return found

@@ -31,8 +31,13 @@ class IdleState:
     blink: float  # 0 open, 0.5 half, 1 closed
 
 
-def idle_state(frame: int, fps: float) -> IdleState:
+STILL = IdleState(0.0, 0.0, 0.0)
+
+
+def idle_state(frame: int, fps: float, still: bool = False) -> IdleState:
     """Head sway and blink at ``frame``; periodic in LOOP_SECONDS so it loops without a seam."""
+    if still:
+        return STILL
     loop = max(1, round(LOOP_SECONDS * fps))
     ph = 2 * math.pi * (frame % loop) / loop
     dx = 1.5 * math.sin(ph + 0.3) + 0.5 * math.sin(3 * ph + 1.1)
@@ -64,10 +69,19 @@ def _shift(sprite: np.ndarray, fx: float, fy: float) -> np.ndarray:
 
 
 class Compositor:
-    """Builds frames (RGB over the pose's background) and masks for any frame indices."""
+    """The frame source of a drawn pose: frames (RGB over the pose's background) and masks for any frame indices.
 
-    def __init__(self, art: PoseArt, fps: float, straight_alpha: bool = False, ring: int = 4) -> None:
+    The head has no mouth: the built-in model's mouth renderer paints one at the mouth centre.
+    """
+
+    kind = "drawn"
+    draws_mouth = False  # the lip-sync model paints the mouth
+
+    def __init__(
+        self, art: PoseArt, fps: float, straight_alpha: bool = False, ring: int = 4, still: bool = False
+    ) -> None:
         self.art = art
+        self.still = still
         self.ring = ring
         self._ring: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
         self._ring_size = 0
@@ -147,8 +161,20 @@ class Compositor:
         self._next += 1
         return bufs
 
-    def compose(self, frames: range) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    def face_boxes(self, mouths: np.ndarray) -> np.ndarray:
+        """(B,4) square face boxes x0, y0, x1, y1 for Wav2Lip: about a face wide, the mouth 70% down."""
+        size = round(self.art.mouth_style.half_width * 6.4)
+        size += size % 2
+        x0 = mouths[:, 0] - size / 2
+        y0 = mouths[:, 1] - round(size * 0.70)
+        return np.stack([x0, y0, x0 + size, y0 + size], axis=1).astype(np.float32)
+
+    def compose(
+        self, frames: range, articulation: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
         """RGB (B,H,W,3), mask (B,H,W), straight-alpha RGB or None, and mouth centres (B,2) for ``frames``.
+
+        ``articulation`` is ignored: a drawn head has no mouth of its own.
 
         The arrays are reused every ``ring`` calls: a consumer must be done with a batch by then
         (the encoder's bounded queues guarantee it).
@@ -160,7 +186,7 @@ class Compositor:
         mouths = np.empty((n, 2), dtype=np.float32)
         y0, y1, x0, x1 = self.box
         for i, f in enumerate(frames):
-            state = idle_state(f, self.fps)
+            state = idle_state(f, self.fps, self.still)
             entry = self._head_box(state)
             rgb[i, y0:y1, x0:x1] = entry[0]
             mask[i, y0:y1, x0:x1] = entry[1]

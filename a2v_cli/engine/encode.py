@@ -68,11 +68,15 @@ PRORES_ARGS = [
 ]
 
 
-def h264_video(metadata: dict[str, str]) -> OutputSpec:
+def h264_video(metadata: dict[str, str], crf: int | None = None) -> OutputSpec:
+    """``crf``: another quality than VIDEO_ARGS' (photo poses: the photo's detail must survive the encoder)."""
+    args = list(VIDEO_ARGS)
+    if crf is not None:
+        args[args.index("-crf") + 1] = str(crf)
     return OutputSpec(
         path=Path(),
         pix_fmt="rgb24",
-        codec_args=[*VIDEO_ARGS, *_metadata_args(metadata), *MP4_FLAGS],
+        codec_args=[*args, *_metadata_args(metadata), *MP4_FLAGS],
         with_audio=True,
         audio_args=["-c:a", "aac", "-b:a", "160k"],
     )

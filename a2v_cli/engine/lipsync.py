@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from importlib import resources
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from a2v_cli.engine.audio import PcmReader
 from a2v_cli.engine.features import N_MELS, centered_window_starts, speech_spectrum
 from a2v_cli.engine.sessions import LoadedSession, load_session
 from a2v_cli.errors import InputError, not_found
+
+if TYPE_CHECKING:
+    from a2v_cli.engine.frames import FrameSource
 
 ARTICULATOR_FILE = "a2v-articulator-v6.onnx"  # the mean of three trained ones; v1-v5 stay in models/ for reference
 MOUTH_FILE = "a2v-mouth-v2.onnx"
@@ -109,18 +112,24 @@ class Articulator:
 
 
 class BuiltinModel:
-    """a2v's own model: articulator + mouth renderer, styled by the pose's lip colours."""
+    """a2v's own model: articulator + mouth renderer, styled by the pose's lip colours.
+
+    Without ``art`` (a photo or video pose, whose frame source moves the pose's own mouth by the
+    articulation) only the articulator runs and ``paint`` leaves the frames alone.
+    """
 
     name = "a2v-builtin-v6"
 
-    def __init__(self, art: PoseArt, device: str = "auto") -> None:
+    def __init__(self, art: PoseArt | None, device: str = "auto") -> None:
         root = model_dir()
         self.articulator = Articulator(device)
-        self.mouth: LoadedSession = load_session(str(root / MOUTH_FILE), device)
-        s = art.mouth_style
-        self.style = np.array(
-            [*s.lip, *s.inner, *s.teeth, s.half_width, s.lip_thickness, s.max_open], dtype=np.float32
-        )
+        self.mouth: LoadedSession | None = None
+        if art is not None:
+            self.mouth = load_session(str(root / MOUTH_FILE), device)
+            s = art.mouth_style
+            self.style = np.array(
+                [*s.lip, *s.inner, *s.teeth, s.half_width, s.lip_thickness, s.max_open], dtype=np.float32
+            )
 
     @property
     def provider(self) -> str:
@@ -136,7 +145,9 @@ class BuiltinModel:
         """(B,4) open, spread, round, press in 0..1 for (B,1,80,16) mel windows."""
         return self.articulator.run(mel)
 
-    def paint(self, mel: np.ndarray, mouths: np.ndarray, targets: list[np.ndarray]) -> np.ndarray:
+    def paint(self, mel: np.ndarray, mouths: np.ndarray, targets: list[np.ndarray]) -> np.ndarray | None:
+        if self.mouth is None:
+            return None  # the frame source has moved the pose's own mouth already
         art = self.articulate(mel)
         n = len(mel)
         floor = np.floor(mouths)
@@ -212,13 +223,15 @@ def resolve_model(spec: str | None) -> Path | None:
     return models[spec]
 
 
-def load_model(spec: str | None, art: PoseArt, device: str = "auto") -> LipSyncModel:
+def load_model(spec: str | None, pose: PoseArt | FrameSource, device: str = "auto") -> LipSyncModel:
+    """The model ``spec`` names, for a drawn pose's layers or any pose's frame source."""
     path = resolve_model(spec)
+    art = pose if isinstance(pose, PoseArt) else getattr(pose, "art", None)
     if path is None:
         return BuiltinModel(art, device)
     from a2v_cli.engine.wav2lip import Wav2LipModel
 
-    return Wav2LipModel(path, art, device)
+    return Wav2LipModel(path, pose, device)
 
 
 def window_count(duration: float, fps: float) -> int:

@@ -15,11 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from a2v_cli import __version__
-from a2v_cli.engine import catalog
 from a2v_cli.engine.audio import PcmReader, PreparedAudio
-from a2v_cli.engine.compose import Compositor
 from a2v_cli.engine.encode import QUEUE_BATCHES, FfmpegWriter, alpha_video, h264_mask, h264_video
 from a2v_cli.engine.features import WINDOW_FRAMES, mel_columns, stack_windows
+from a2v_cli.engine.frames import FrameSource, open_source
 from a2v_cli.engine.lipsync import LipSyncModel, load_model, window_count
 
 BATCH = 25
@@ -40,6 +39,7 @@ class RenderJob:
     model: str | None = None  # None: the built-in model; else a path or a models-folder name
     fps: int = 25
     batch: int = BATCH
+    still: bool = False  # no idle motion (head sway, blinks): the pose stays as it is but for the mouth
 
 
 @dataclass
@@ -59,13 +59,22 @@ def mel_windows(reader: PcmReader, starts: np.ndarray) -> np.ndarray:
     return stack_windows(mel_columns(reader.read, first, last - first), starts, mel_offset=first)
 
 
-def render(job: RenderJob, on_progress: ProgressFn | None = None, model: LipSyncModel | None = None) -> RenderResult:
+def pose_source(pose_id: str, fps: int, alpha: bool, still: bool = False, device: str = "auto") -> FrameSource:
+    """The pose's frame source as the render loop needs it."""
+    # a batch stays queued or in a writer for at most QUEUE_BATCHES + 1 later batches
+    return open_source(pose_id, fps, straight_alpha=alpha, ring=QUEUE_BATCHES + 2, still=still, device=device)
+
+
+def render(
+    job: RenderJob,
+    on_progress: ProgressFn | None = None,
+    model: LipSyncModel | None = None,
+    source: FrameSource | None = None,
+) -> RenderResult:
     """Render ``job``; on any error or interrupt no output file is left behind."""
     t_start = time.perf_counter()
-    art = catalog.pose_art(job.pose_id)
-    # a batch stays queued or in a writer for at most QUEUE_BATCHES + 1 later batches
-    comp = Compositor(art, job.fps, straight_alpha=job.alpha_path is not None, ring=QUEUE_BATCHES + 2)
-    model = model or load_model(job.model, art, job.device)
+    comp = source or pose_source(job.pose_id, job.fps, job.alpha_path is not None, job.still, job.device)
+    model = model or load_model(job.model, comp, job.device)
     total = window_count(job.audio.duration, job.fps)
     meta = {
         "title": f"a2v talking avatar ({job.pose_id})",
@@ -75,7 +84,7 @@ def render(job: RenderJob, on_progress: ProgressFn | None = None, model: LipSync
         "a2v_version": __version__,
         "a2v_pose": job.pose_id,
     }
-    specs = [(h264_video(meta), job.video_path), (h264_mask(meta), job.mask_path)]
+    specs = [(h264_video(meta, getattr(comp, "crf", None)), job.video_path), (h264_mask(meta), job.mask_path)]
     if job.alpha_path is not None:
         specs.append((alpha_video(job.alpha_format or "webm", meta), job.alpha_path))
     writers: list[FfmpegWriter] = []
@@ -94,27 +103,30 @@ def render(job: RenderJob, on_progress: ProgressFn | None = None, model: LipSync
             t0 = time.perf_counter()
             mel = mel_windows(reader, model.window_starts(np.arange(frames.start, frames.stop), job.fps))
             t1 = time.perf_counter()
-            rgb, mask, straight, mouths = comp.compose(frames)
+            articulate = getattr(model, "articulate", None) if comp.draws_mouth else None
+            articulation = articulate(mel) if articulate is not None else None  # the source moves its own mouth
             t2 = time.perf_counter()
-            model.paint(mel, mouths, [rgb] if straight is None else [rgb, straight])
+            rgb, mask, straight, mouths = comp.compose(frames, articulation)
             t3 = time.perf_counter()
+            model.paint(mel, mouths, [rgb] if straight is None else [rgb, straight])
+            t4 = time.perf_counter()
             writers[0].write(rgb)
             writers[1].write(mask)
             if straight is not None:
                 writers[2].write(np.concatenate([straight, mask[..., None]], axis=3))
-            t4 = time.perf_counter()
+            t5 = time.perf_counter()
             timings["audio"] += t1 - t0
-            timings["compose"] += t2 - t1
-            timings["model"] += t3 - t2
-            timings["encode"] += t4 - t3
+            timings["compose"] += t3 - t2
+            timings["model"] += (t2 - t1) + (t4 - t3)
+            timings["encode"] += t5 - t4
             done = frames.stop
             if on_progress:
                 on_progress(done, total)
-        t5 = time.perf_counter()
+        t_close = time.perf_counter()
         for w in writers:
             w.close()
         outputs = [w.commit() for w in writers]
-        timings["encode"] += time.perf_counter() - t5
+        timings["encode"] += time.perf_counter() - t_close
     except BaseException:
         for w in writers:
             w.abort()

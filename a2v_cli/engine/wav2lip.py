@@ -1,9 +1,12 @@
 """Wav2Lip-style ONNX models: mel ``[B,1,80,16]`` + face ``[B,6,S,S]`` (0..1) -> face ``[B,3,S,S]``.
 
 The contract is read from the model's input shapes, whatever the export named them
-(`mel_spectrogram`/`video_frames`, `mel`/`vid`, `source`/`target`...). The face crop comes from the
-pose's face box and follows the idle head sway; its lower half is zeroed in the first three
-channels (the model must draw the mouth), the last three are the unmasked reference, BGR in 0..1.
+(`mel_spectrogram`/`video_frames`, `mel`/`vid`, `source`/`target`...). The face crop is the frame
+source's face box (from the drawing for built-ins, from the landmarks for photo poses) and follows
+the idle head sway; its lower half is zeroed in the first three channels (the model must draw the
+mouth), the last three are the unmasked reference, BGR in 0..1. The reference shows a neutral closed
+mouth, as Wav2Lip was trained with: a photo's own, or for a drawn head (which has none) the built-in
+mouth renderer's closed mouth.
 The generated face is pasted back through a feathered mask, so no box edge shows, and the avatar's
 alpha mask is kept as it is.
 """
@@ -17,7 +20,7 @@ import numpy as np
 
 from a2v_cli.engine.art import PoseArt
 from a2v_cli.engine.audio import PcmReader
-from a2v_cli.engine.features import MEL_FPS
+from a2v_cli.engine.features import MAX_ABS_VALUE, MEL_FPS
 from a2v_cli.engine.sessions import load_session
 from a2v_cli.errors import InputError
 
@@ -95,12 +98,24 @@ def feather_mask(size: int) -> np.ndarray:
 class Wav2LipModel:
     """Runs a user's Wav2Lip-style ONNX export on the pose's face crop."""
 
-    def __init__(self, path: Path, art: PoseArt, device: str = "auto") -> None:
+    def __init__(self, path: Path, pose: PoseArt | object, device: str = "auto") -> None:
+        """``pose``: a drawn pose's layers, or any pose's frame source (which gives the face boxes)."""
         self.path = path
         self.name = f"wav2lip:{path.name}"
         self._loaded = load_session(str(path), device)
         self.contract = detect_contract(self._loaded.session)
-        self.box, self.mouth_y = face_box(art)
+        art = pose if isinstance(pose, PoseArt) else getattr(pose, "art", None)
+        if art is not None:
+            self.box, self.mouth_y = face_box(art)
+        else:  # a photo or video pose: the square box its landmarks give, relative to the mouth centre
+            x0, y0, x1, _ = pose.face_boxes(np.zeros((1, 2), dtype=np.float32))[0]  # type: ignore[attr-defined]
+            self.box = round(float(x1 - x0))
+            self.mouth_y = round(float(-y0))
+        self._closer = None
+        if art is not None:  # a drawn head has no mouth: the reference gets the built-in closed one
+            from a2v_cli.engine.lipsync import BuiltinModel
+
+            self._closer = BuiltinModel(art, device)
         s = self.contract.size
         self._down = (_resize_plan(self.box, s), _resize_plan(self.box, s))
         self._up = (_resize_plan(s, self.box), _resize_plan(s, self.box))
@@ -122,12 +137,15 @@ class Wav2LipModel:
         b = self.box
         x0 = np.rint(mouths[:, 0] - b / 2).astype(int)
         y0 = np.rint(mouths[:, 1] - self.mouth_y).astype(int)
-        crops = np.zeros((n, b, b, 3), dtype=np.float32)
+        crops = np.zeros((n, b, b, 3), dtype=np.uint8)
         for i in range(n):
             ys, xs = max(y0[i], 0), max(x0[i], 0)
             ye, xe = min(y0[i] + b, h), min(x0[i] + b, w)
             crops[i, ys - y0[i] : ye - y0[i], xs - x0[i] : xe - x0[i]] = frames[i, ys:ye, xs:xe]
-        face = _resize(crops, *self._down)[..., ::-1] / np.float32(255.0)  # RGB -> BGR, 0..1
+        if self._closer is not None:
+            silence = np.full((n, 1, 80, 16), -MAX_ABS_VALUE, dtype=np.float32)
+            self._closer.paint(silence, mouths - np.stack([x0, y0], axis=1), [crops])
+        face = _resize(crops.astype(np.float32), *self._down)[..., ::-1] / np.float32(255.0)  # RGB -> BGR, 0..1
         s = self.contract.size
         masked = face.copy()
         masked[:, s // 2 :] = 0.0

@@ -362,7 +362,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
     async def avatar_list(request: Request, _: str = Depends(owner)) -> Response:
         """Every avatar (Realtime API)."""
         base = state.base_url(request)
-        return cached(f"avatars {base}", lambda: [a.to_dict() for a in catalog.avatars(preview_urls(base))])
+        return cached(
+            f"avatars {base}", lambda: [a.to_dict() for a in catalog.avatars(preview_urls(base), include_user=False)]
+        )
 
     @app.get(
         f"{API}/avatar-pose.list", response_model=models.PoseListResponse, responses={**ERRORS, **NOT_FOUND},
@@ -372,11 +374,12 @@ def create_app(settings: ServerSettings) -> FastAPI:
         request: Request, avatar_id: str = Query(max_length=200), _: str = Depends(owner)
     ) -> Response:
         """The poses of one avatar (Realtime API); 40400 for an unknown avatar_id."""
-        if avatar_id not in catalog.avatar_ids():
-            catalog.poses(avatar_id)  # raises NotFoundError with suggestions
+        if avatar_id not in catalog.avatar_ids(include_user=False):
+            catalog.poses(avatar_id, include_user=False)  # raises NotFoundError with suggestions
         base = state.base_url(request)
         return cached(
-            f"poses {avatar_id} {base}", lambda: [p.to_dict() for p in catalog.poses(avatar_id, preview_urls(base))]
+            f"poses {avatar_id} {base}",
+            lambda: [p.to_dict() for p in catalog.poses(avatar_id, preview_urls(base), include_user=False)],
         )
 
     @app.post(
@@ -403,7 +406,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         """
         if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
             raise InputError("Idempotency-Key must be 1 to 255 printable ASCII characters without spaces")
-        catalog.pose(body.pose_id)
+        catalog.pose(body.pose_id, include_user=False)  # the host's own avatars are not every tenant's
         base = state.base_url(request)
         audio_url = body.audio_url.strip()
         upload_id = _own_upload_id(audio_url, {base})

@@ -1,0 +1,90 @@
+"""Reading a user's short video clip through the bundled ffmpeg: its facts, then its frames at 25 fps.
+
+Any container and codec ffmpeg reads will do; the clip is capped (``MAX_SECONDS``, ``MAX_BYTES``) because
+every frame becomes part of the avatar, kept losslessly. ffmpeg applies the clip's rotation metadata itself.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from a2v_cli.engine.audio import ffmpeg_exe
+from a2v_cli.errors import InputError
+
+MAX_SECONDS = 10.0
+MIN_SECONDS = 1.0
+MAX_BYTES = 100 * 1024 * 1024
+FPS = 25
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    width: int  # as shown (after rotation)
+    height: int
+    duration: float
+
+
+def probe_clip(path: Path) -> ClipInfo:
+    """Size and duration from `ffmpeg -i` (the bundle has no ffprobe); InputError for anything unusable."""
+    if not path.exists():
+        raise InputError(f"{path} does not exist", "check the path")
+    if not path.is_file():
+        raise InputError(f"{path} is not a file", "give the path of a short video clip")
+    size = path.stat().st_size
+    if size > MAX_BYTES:
+        raise InputError(f"{path.name} is {size / 1e6:.0f} MB; the limit for a clip is {MAX_BYTES // 2**20} MiB",
+                         f"trim it to a few seconds (at most {MAX_SECONDS:g} s)")
+    proc = subprocess.run([ffmpeg_exe(), "-nostdin", "-hide_banner", "-i", str(path)], capture_output=True,
+                          text=True, errors="replace", check=False)
+    text = proc.stderr
+    video = re.search(r"Stream #\S+.*Video: .*?(\d{2,5})x(\d{2,5})", text)
+    if video is None:
+        raise InputError(f"{path.name} is not a video ffmpeg can read", "use an MP4, MOV, WebM or MKV clip")
+    width, height = int(video.group(1)), int(video.group(2))
+    if re.search(r"rotate\s*:\s*-?(90|270)|rotation of -?(90|270)", text):
+        width, height = height, width
+    found = re.search(r"Duration: (\d+):(\d+):([\d.]+)", text)
+    if found is None:
+        raise InputError(f"{path.name} has no duration (a still image or a live stream?)",
+                         "use a recorded video clip, or --image for a photo")
+    duration = int(found.group(1)) * 3600 + int(found.group(2)) * 60 + float(found.group(3))
+    if duration > MAX_SECONDS + 0.05:
+        raise InputError(f"{path.name} is {duration:.1f} s long; the limit is {MAX_SECONDS:g} s",
+                         "trim it, e.g. ffmpeg -i IN -t 5 -c copy OUT")
+    if duration < MIN_SECONDS:
+        raise InputError(f"{path.name} is {duration:.1f} s long; at least {MIN_SECONDS:g} s is needed",
+                         "use a clip of 2-10 s")
+    return ClipInfo(width, height, duration)
+
+
+def read_frames(path: Path, width: int, height: int) -> Iterator[np.ndarray]:
+    """The clip's frames at 25 fps, scaled to width x height, as (H, W, 3) uint8 RGB."""
+    cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-i", str(path), "-an", "-sn",
+           "-vf", f"fps={FPS},scale={width}:{height}:flags=area", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    frame_bytes = width * height * 3
+    count = 0
+    try:
+        while count < MAX_SECONDS * FPS + 2:
+            raw = proc.stdout.read(frame_bytes)
+            if len(raw) < frame_bytes:
+                break
+            count += 1
+            yield np.frombuffer(raw, np.uint8).reshape(height, width, 3)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        err = proc.stderr.read().decode(errors="replace").strip()
+        proc.stdout.close()
+        proc.stderr.close()
+    if count == 0:
+        last = err.splitlines()[-1] if err else "no frames"
+        raise InputError(f"cannot decode {path.name}: {last}", "use an MP4, MOV, WebM or MKV clip")

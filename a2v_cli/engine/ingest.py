@@ -1,0 +1,563 @@
+"""`a2v avatars add` / `remove`: a photo becomes an avatar bundle under ``$A2V_HOME/avatars/<id>/``.
+
+The bundle format is the contract between this module and the avatar registry (docs/avatars.md):
+``avatar.json``, one pose folder with ``image.png`` (the head-and-shoulders crop), ``matte.png`` and
+``landmarks.npy``, and ``preview.png``. A bundle is assembled in a staging folder outside ``avatars/`` and
+renamed into place only when complete, so a half-built bundle is never visible; folders are 0700 and
+files 0600 (a face is personal data).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from a2v_cli.errors import InputError, not_found
+
+FORMAT = 1
+ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+DEFAULT_SIZE = 512
+MIN_SIZE, MAX_SIZE = 256, 1024
+FPS = 25
+FACE_SHARE = 0.34  # face width (cheek to cheek, mesh points 234-454) over crop width: the head-and-shoulders framing
+FACE_SHARE_MAX = 0.45  # how far the framing may tighten to stay inside the photo (a close-up selfie)
+FACE_Y = 0.42  # face centre (between eyes and mouth) from the crop's top, as a share of its height
+MAX_SHIFT = 0.08  # how far the face may move off its place (share of the crop) to stay inside the photo
+MAX_PAD = 0.30  # the crop may reach this far (share of its side) past the photo's edge; filled by edge extension
+MIN_YAW_RATIO = 0.25  # near over far nose-to-cheek distance: below it (~35-40 degrees of turn) it is a profile
+EDGE_GAIN = 1.8  # matte contrast around 0.5 after the guided filter
+RIGHT_CHEEK, LEFT_CHEEK = 234, 454
+NOSE_TIP = 1
+MOUTH_POINTS = (61, 291, 13, 14)  # mouth corners and inner-lip midpoints
+
+
+def min_face_px(size: int) -> int:
+    """Smallest detected face width (source px): below it the face is enlarged more than ~2.5x into the crop."""
+    return max(48, round(size / 8))
+
+
+@dataclass
+class PhotoRequest:
+    image: Path
+    avatar_id: str | None = None
+    name: str | None = None
+    description: str | None = None
+    size: int = DEFAULT_SIZE
+    face: int | None = None  # 1 = the largest face
+    device: str = "auto"
+    kind: str = "image"  # or "video": `image` is then a short clip
+
+
+def check_id(avatar_id: str, builtin: set[str]) -> str:
+    if not ID_RE.match(avatar_id):
+        raise InputError(f"invalid avatar id {avatar_id!r}",
+                         "use 1-32 characters: lowercase letters, digits, '-' and '_', starting with a letter or digit")
+    if avatar_id in builtin:
+        raise InputError(f"{avatar_id!r} is a built-in avatar", "choose another --id")
+    return avatar_id
+
+
+def check_request(req: PhotoRequest, builtin: set[str]) -> None:
+    """Option checks shared by local and remote mode, before any work."""
+    if req.avatar_id is not None:
+        check_id(req.avatar_id, builtin)
+    if not MIN_SIZE <= req.size <= MAX_SIZE or req.size % 2:
+        raise InputError(f"--size {req.size} is not supported", f"use an even size from {MIN_SIZE} to {MAX_SIZE}")
+    if req.face is not None and req.face < 1:
+        raise InputError(f"--face {req.face} is not valid", "faces are numbered from 1 (the largest)")
+
+
+def _slug(stem: str) -> str:
+    slug = re.sub(r"[^a-z0-9_-]+", "-", stem.lower()).strip("-_")
+    return slug[:32].rstrip("-_") or "avatar"
+
+
+def _free_id(stem: str, avatars: Path, builtin: set[str]) -> str:
+    base = _slug(stem)
+    candidate, n = base, 1
+    while candidate in builtin or (avatars / candidate).exists():
+        n += 1
+        suffix = f"-{n}"
+        candidate = base[: 32 - len(suffix)] + suffix
+    return candidate
+
+
+def _mkdir_private(path: Path) -> None:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
+def _open_private(path: Path) -> Any:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    return os.fdopen(fd, "wb")
+
+
+def _save_png(array: np.ndarray, path: Path) -> None:
+    from PIL import Image
+
+    with _open_private(path) as handle:
+        Image.fromarray(array).save(handle, format="PNG", compress_level=3)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Framing
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Framing:
+    x0: float
+    y0: float
+    side: float  # the square crop in source px
+    pad: float  # the largest distance past the photo's edge, as a share of side
+
+
+def frame_face(landmarks: np.ndarray, width: int, height: int) -> Framing:
+    """Head-and-shoulders square: face ~34% of its width, centred, a bit above the middle; inside the photo
+    if a slightly tighter framing or a small shift allows, else the smallest overhang."""
+    face_w = float(np.linalg.norm(landmarks[LEFT_CHEEK, :2] - landmarks[RIGHT_CHEEK, :2]))
+    eyes = (landmarks[33, :2] + landmarks[263, :2]) / 2
+    mouth = landmarks[list(MOUTH_POINTS), :2].mean(0)
+    cx, cy = float((eyes[0] + mouth[0]) / 2), float((eyes[1] + mouth[1]) / 2)
+    best: Framing | None = None
+    for share in np.linspace(FACE_SHARE, FACE_SHARE_MAX, 12):
+        side = face_w / share
+        x0, y0 = cx - side / 2, cy - FACE_Y * side
+        span = MAX_SHIFT * side
+        # shift toward the inside, at most `span`
+        x0 = _fit(x0, side, width, span)
+        y0 = _fit(y0, side, height, span)
+        over = max(-x0, -y0, x0 + side - width, y0 + side - height, 0.0) / side
+        framing = Framing(x0, y0, side, over)
+        if best is None or framing.pad < best.pad - 1e-9:
+            best = framing
+        if over <= 0:
+            break
+    assert best is not None
+    return best
+
+
+def _fit(start: float, side: float, limit: float, span: float) -> float:
+    if side >= limit:  # cannot fit: centre the overhang within what the shift allows
+        ideal = (limit - side) / 2
+    elif start < 0:
+        ideal = 0.0
+    elif start + side > limit:
+        ideal = limit - side
+    else:
+        return start
+    return min(max(ideal, start - span), start + span)
+
+
+def crop(image: np.ndarray, framing: Framing, size: int) -> np.ndarray:
+    """The framing's square, resampled to size x size.
+
+    The part past the photo's edge repeats the edge, blurred with the distance from it, so it reads as an
+    out-of-focus continuation rather than streaks."""
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    ix0, iy0 = math.floor(framing.x0), math.floor(framing.y0)
+    ix1, iy1 = math.ceil(framing.x0 + framing.side) + 1, math.ceil(framing.y0 + framing.side) + 1
+    inside = image[max(iy0, 0) : min(iy1, h), max(ix0, 0) : min(ix1, w)]
+    pads = ((max(-iy0, 0), max(iy1 - h, 0)), (max(-ix0, 0), max(ix1 - w, 0)))
+    if image.ndim == 3:
+        pads += ((0, 0),)
+    padded = any(p for pair in pads for p in pair)
+    region = np.pad(inside, pads, mode="edge") if padded else inside
+    box = (framing.x0 - ix0, framing.y0 - iy0, framing.x0 - ix0 + framing.side, framing.y0 - iy0 + framing.side)
+    out = np.asarray(Image.fromarray(np.ascontiguousarray(region)).resize((size, size), Image.LANCZOS, box=box))
+    if not padded or image.ndim != 3:
+        return out
+    side_d, bottom_d = outside_distance(framing, w, h, size)
+    dist = np.maximum(side_d, bottom_d)
+    weight = np.clip(dist / max(size / 24, 1.0), 0.0, 1.0)[..., None]
+    blurred = _box_blur(out.astype(np.float32), max(2, size // 24))
+    return np.clip(out * (1 - weight) + blurred * weight + 0.5, 0, 255).astype(np.uint8)
+
+
+def outside_distance(framing: Framing, width: int, height: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """How far (in output px) each output pixel lies past the photo's top/left/right edges, and its bottom."""
+    k = framing.side / size
+    grid = np.arange(size, dtype=np.float32) + 0.5
+    xs, ys = framing.x0 + grid * k, framing.y0 + grid * k
+    dx = np.maximum(np.maximum(-xs, xs - width), 0) / k
+    top = np.maximum(-ys, 0) / k
+    bottom = np.maximum(ys - height, 0) / k
+    return np.maximum(dx[None, :], top[:, None]), np.broadcast_to(bottom[:, None], (size, size))
+
+
+def edge_fade(framing: Framing, width: int, height: int, size: int) -> np.ndarray:
+    """Matte factor: 1 inside the photo, fading to 0 past its top and sides (made-up background), kept below
+    (the body goes on past the bottom edge)."""
+    side_d, _ = outside_distance(framing, width, height, size)
+    return np.clip(1.0 - side_d / max(size / 12, 1.0), 0.0, 1.0).astype(np.float32)
+
+
+def _box_blur(x: np.ndarray, radius: int) -> np.ndarray:
+    k = 2 * radius + 1
+    pad = ((radius + 1, radius), (radius + 1, radius)) + (((0, 0),) if x.ndim == 3 else ())
+    c = np.pad(x, pad, mode="edge").cumsum(0).cumsum(1)
+    return (c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]) / (k * k)
+
+
+def yaw_ratio(landmarks: np.ndarray) -> float:
+    """Near-side over far-side nose-to-cheek distance along the eye line: 1 frontal, toward 0 in profile."""
+    axis = landmarks[263, :2] - landmarks[33, :2]
+    axis = axis / max(float(np.linalg.norm(axis)), 1e-6)
+    nose = float(landmarks[NOSE_TIP, :2] @ axis)
+    right = nose - float(landmarks[RIGHT_CHEEK, :2] @ axis)
+    left = float(landmarks[LEFT_CHEEK, :2] @ axis) - nose
+    if right <= 0 or left <= 0:
+        return 0.0
+    return min(right, left) / max(right, left)
+
+
+def refine_matte(matte: np.ndarray, rgb: np.ndarray, radius: int = 4, eps: float = 2e-3) -> np.ndarray:
+    """Guided filter (He et al. 2010) with the photo as guide: the segmenter's soft, low-resolution edge is
+    pulled onto the photo's own edges (hair, shoulders) without inventing detail."""
+    guide = rgb.astype(np.float32).mean(axis=2) / 255.0
+    p = matte.astype(np.float32)
+
+    def box(x: np.ndarray) -> np.ndarray:
+        k = 2 * radius + 1
+        c = np.pad(x, radius + 1, mode="edge").cumsum(0).cumsum(1)
+        return (c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k])[: x.shape[0], : x.shape[1]] / (k * k)
+
+    mean_i, mean_p = box(guide), box(p)
+    cov = box(guide * p) - mean_i * mean_p
+    var = box(guide * guide) - mean_i * mean_i
+    a = cov / (var + eps)
+    b = mean_p - a * mean_i
+    refined = box(a) * guide + box(b)
+    # the filtered edge is about as wide as the segmenter's; narrowing it around 0.5 keeps the background's
+    # colour out of the hair's fringe (a light halo on a dark backdrop otherwise)
+    return np.clip((refined - 0.5) * EDGE_GAIN + 0.5, 0.0, 1.0)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# add / remove
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def avatars_dir(home: Path) -> Path:
+    path = home / "avatars"
+    try:
+        _mkdir_private(path)
+    except OSError as err:
+        raise InputError(f"cannot write avatars into {path}: {err.strerror or err}",
+                         "set A2V_HOME to a writable directory") from None
+    return path
+
+
+def _start(req: PhotoRequest, home: Path, builtin: set[str]) -> Path:
+    check_request(req, builtin)
+    avatars = avatars_dir(home)
+    if req.avatar_id is not None and (avatars / req.avatar_id).exists():
+        raise InputError(f"avatar {req.avatar_id!r} already exists",
+                         f"choose another --id, or remove it first: a2v avatars remove {req.avatar_id}")
+    return avatars
+
+
+def _pick_face(rgb: np.ndarray, req: PhotoRequest, what: str, scale: float, warn: Callable[[str], None]) -> Any:
+    """The face to use (largest, or --face N), checked for size; ``scale`` maps ``rgb`` px to the source's."""
+    from a2v_cli.engine.face import detect_faces
+
+    faces = detect_faces(rgb, req.device)
+    if not faces:
+        raise InputError(f"no face found in {what}",
+                         "use a photo of one person facing the camera, head and shoulders in view")
+    if req.face is not None:
+        if req.face > len(faces):
+            raise InputError(f"--face {req.face}: {what} has {len(faces)} face(s)",
+                             f"use --face 1 to {len(faces)} (1 = the largest)")
+        face = faces[req.face - 1]
+    else:
+        face = faces[0]
+        if len(faces) > 1:
+            warn(f"{what} has {len(faces)} faces; using the largest (pick another with --face 2 .. "
+                 f"--face {len(faces)})")
+    minimum = min_face_px(req.size)
+    if face.width * scale < minimum:
+        raise InputError(f"the face in {what} is {face.width * scale:.0f} px wide; at least {minimum} px is needed",
+                         "use a closer or higher-resolution photo")
+    return face
+
+
+def _check_frontal(landmarks: np.ndarray, what: str) -> None:
+    if yaw_ratio(landmarks) < MIN_YAW_RATIO:
+        raise InputError(f"the face in {what} is turned too far to the side (a profile)",
+                         "use a photo where the person faces the camera")
+
+
+def _check_framing(framing: Framing, what: str) -> None:
+    if framing.pad > MAX_PAD:
+        raise InputError(f"the face in {what} is too close to the edge for a head-and-shoulders framing",
+                         "use a picture with some space around the head and the shoulders in view")
+
+
+def _to_pose(points: np.ndarray, framing: Framing, size: int) -> np.ndarray:
+    """Landmarks from source px to pose px (the crop is a square scaled to size x size)."""
+    k = size / framing.side
+    out = points.astype(np.float32).copy()
+    out[..., 0] = (out[..., 0] - framing.x0) * k
+    out[..., 1] = (out[..., 1] - framing.y0) * k
+    out[..., 2] *= k
+    return out
+
+
+def _geometry(points: np.ndarray, box: list[float]) -> dict[str, Any]:
+    return {
+        "face_box": [round(float(v), 2) for v in box],
+        "mouth_anchor": [round(float(v), 2) for v in points[list(MOUTH_POINTS), :2].mean(0)],
+        "face_width": round(float(np.linalg.norm(points[LEFT_CHEEK, :2] - points[RIGHT_CHEEK, :2])), 2),
+    }
+
+
+def _manifest(req: PhotoRequest, avatar_id: str, source: dict[str, Any], pose: dict[str, Any]) -> dict[str, Any]:
+    name = req.name or avatar_id.replace("-", " ").replace("_", " ").title()
+    description = req.description or f"From {source['file']}"
+    kind = pose["kind"]
+    return {
+        "format": FORMAT,
+        "avatar_id": avatar_id,
+        "name": name,
+        "description": description,
+        "source": source,
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "poses": [{"pose_id": pose["pose_id"], "name": f"{name} ({kind})", "description": description, **pose}],
+    }
+
+
+def add_photo(
+    req: PhotoRequest, home: Path, builtin: set[str], warn: Callable[[str], None] = lambda _m: None
+) -> dict[str, Any]:
+    """Build the bundle for one photo and move it into place; returns its avatar.json."""
+    from a2v_cli.engine.face import face_landmarks, segment_person
+    from a2v_cli.engine.photo import load_photo
+
+    avatars = _start(req, home, builtin)
+    what = req.image.name
+    photo = load_photo(req.image)
+    scale = max(photo.width, photo.height) / max(photo.rgb.shape[:2])  # working copy -> original px
+    face = _pick_face(photo.rgb, req, what, scale, warn)
+    landmarks = face_landmarks(photo.rgb, face, req.device)
+    _check_frontal(landmarks, what)
+    h, w = photo.rgb.shape[:2]
+    framing = frame_face(landmarks, w, h)
+    _check_framing(framing, what)
+    size = req.size
+    image = crop(photo.rgb, framing, size)
+    points = _to_pose(landmarks, framing, size)
+    if photo.alpha is not None:
+        matte = crop(photo.alpha, framing, size).astype(np.float32) / 255.0
+    else:
+        matte = refine_matte(segment_person(image, req.device), image)
+    if framing.pad > 0:
+        matte = matte * edge_fade(framing, w, h, size)
+    matte8 = np.clip(matte * 255 + 0.5, 0, 255).astype(np.uint8)
+    box = _to_pose(np.asarray([[face.box[0], face.box[1], 0], [face.box[2], face.box[3], 0]]), framing, size)
+    avatar_id = req.avatar_id or _free_id(req.image.stem, avatars, builtin)
+    pose_id = f"{avatar_id}-photo"
+    source = {"kind": "image", "file": req.image.name, "sha256": _sha256(req.image),
+              "width": photo.width, "height": photo.height}
+    pose = {"pose_id": pose_id, "kind": "photo", "width": size, "height": size, "fps": FPS, "frame_count": 1,
+            "image": f"{pose_id}/image.png", "matte": f"{pose_id}/matte.png",
+            "landmarks": f"{pose_id}/landmarks.npy", **_geometry(points, list(box[:, :2].reshape(-1)))}
+    manifest = _manifest(req, avatar_id, source, pose)
+
+    def write(stage: Path) -> None:
+        pose_dir = stage / pose_id
+        _mkdir_private(pose_dir)
+        _save_png(image, pose_dir / "image.png")
+        _save_png(matte8, pose_dir / "matte.png")
+        with _open_private(pose_dir / "landmarks.npy") as handle:
+            np.save(handle, points[None].astype(np.float32))
+        _save_png(np.dstack([image, matte8]), stage / "preview.png")
+
+    _publish(home, avatars, avatar_id, manifest, write)
+    return manifest
+
+
+VIDEO_WORK_SIDE = 640  # the first pass (finding and framing the face) reads the clip at this long side
+MATTE_MEMORY = 0.35  # share of the previous frame's matte kept in the next: no flicker at the edge
+
+
+def add_video(
+    req: PhotoRequest, home: Path, builtin: set[str], warn: Callable[[str], None] = lambda _m: None
+) -> dict[str, Any]:
+    """Build a video pose from a short clip: one fixed head-and-shoulders framing for the whole clip, its frames
+    and per-frame matte as lossless FFV1, and the face mesh tracked and smoothed over every frame."""
+    from a2v_cli.engine import clip
+    from a2v_cli.engine.encode import FfmpegWriter, OutputSpec
+    from a2v_cli.engine.face import face_landmarks, segment_person, track_landmarks
+
+    avatars = _start(req, home, builtin)
+    what = req.image.name
+    info = clip.probe_clip(req.image)
+    # pass 1, small: the face in the first frame, then the head's path through the clip, for one framing
+    k1 = min(1.0, VIDEO_WORK_SIDE / max(info.width, info.height))
+    w1, h1 = _even(info.width * k1), _even(info.height * k1)
+    first = next(iter(clip.read_frames(req.image, w1, h1)))
+    face = _pick_face(first, req, what, info.width / w1, warn)
+    start = face_landmarks(first, face, req.device)
+    _check_frontal(start, what)
+    coarse = track_landmarks(clip.read_frames(req.image, w1, h1), req.device, start=start)
+    framing1 = frame_face(coarse.mean(axis=0), w1, h1)
+    _check_framing(framing1, what)
+    # the same framing in the pass-2 frames, which are scaled so that the crop is exactly `size` wide
+    size = req.size
+    k2 = size / (framing1.side / k1)
+    w2, h2 = _even(info.width * k2), _even(info.height * k2)
+    sx, sy = w2 / info.width / k1, h2 / info.height / k1
+    framing = Framing(framing1.x0 * sx, framing1.y0 * sy, framing1.side * sx, framing1.pad)
+    avatar_id = req.avatar_id or _free_id(req.image.stem, avatars, builtin)
+    pose_id = f"{avatar_id}-video"
+    box_first = _to_pose(np.asarray([[face.box[0] * sx, face.box[1] * sy, 0], [face.box[2] * sx, face.box[3] * sy, 0]]),
+                         framing, size)
+    result: dict[str, Any] = {}
+
+    def write(stage: Path) -> None:
+        pose_dir = stage / pose_id
+        _mkdir_private(pose_dir)
+        lossless = ["-c:v", "ffv1", "-level", "3", "-g", "1"]
+        frames_out = FfmpegWriter(OutputSpec(pose_dir / "frames.mkv", "rgb24", [*lossless, "-pix_fmt", "bgr0"],
+                                             False, fmt="matroska"), size, size, clip.FPS, None)
+        matte_out = FfmpegWriter(OutputSpec(pose_dir / "matte.mkv", "gray", [*lossless, "-pix_fmt", "gray"],
+                                            False, fmt="matroska"), size, size, clip.FPS, None)
+        state: dict[str, Any] = {"previous": None, "count": 0}
+        fade = edge_fade(framing, w2, h2, size) if framing.pad > 0 else 1.0
+
+        def frames() -> Any:
+            for frame in clip.read_frames(req.image, w2, h2):
+                image = crop(frame, framing, size)
+                matte = refine_matte(segment_person(image, req.device), image) * fade
+                if state["previous"] is not None:
+                    matte = (1 - MATTE_MEMORY) * matte + MATTE_MEMORY * state["previous"]
+                state["previous"] = matte
+                matte8 = np.clip(matte * 255 + 0.5, 0, 255).astype(np.uint8)
+                frames_out.write(image[None])
+                matte_out.write(matte8[None])
+                if state["count"] == 0:
+                    _save_png(np.dstack([image, matte8]), stage / "preview.png")
+                state["count"] += 1
+                yield image
+
+        try:
+            scaled = coarse[0].copy()
+            scaled[:, 0] *= sx
+            scaled[:, 1] *= sy
+            track = track_landmarks(frames(), req.device, start=_to_pose(scaled, framing, size))
+            for writer in (frames_out, matte_out):
+                writer.close()
+                os.chmod(writer.commit(), 0o600)
+        except BaseException:
+            frames_out.abort()
+            matte_out.abort()
+            raise
+        with _open_private(pose_dir / "landmarks.npy") as handle:
+            np.save(handle, track.astype(np.float32))
+        source = {"kind": "video", "file": req.image.name, "sha256": _sha256(req.image),
+                  "width": info.width, "height": info.height}
+        pose = {"pose_id": pose_id, "kind": "video", "width": size, "height": size, "fps": clip.FPS,
+                "frame_count": int(track.shape[0]), "frames": f"{pose_id}/frames.mkv",
+                "matte": f"{pose_id}/matte.mkv", "landmarks": f"{pose_id}/landmarks.npy",
+                **_geometry(track[0], list(box_first[:, :2].reshape(-1)))}
+        result.update(_manifest(req, avatar_id, source, pose))
+
+    _publish(home, avatars, avatar_id, result, write)
+    return result
+
+
+def _even(value: float) -> int:
+    return max(2, round(value / 2) * 2)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _staging(home: Path) -> Path:
+    """Bundles are assembled here (same filesystem as avatars/, never read by the registry)."""
+    path = home / ".avatars-staging"
+    try:
+        _mkdir_private(path)
+    except OSError as err:
+        raise InputError(f"cannot write into {home}: {err.strerror or err}",
+                         "set A2V_HOME to a writable directory") from None
+    return path
+
+
+def _publish(home: Path, avatars: Path, avatar_id: str, manifest: dict[str, Any],
+             write: Callable[[Path], None]) -> None:
+    staging = _staging(home)
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=f"{avatar_id}.", dir=staging))
+    except OSError as err:
+        raise InputError(f"cannot write into {staging}: {err.strerror or err}",
+                         "set A2V_HOME to a writable directory") from None
+    try:
+        write(stage)
+        with _open_private(stage / "avatar.json") as handle:
+            handle.write((json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode())
+        dest = avatars / avatar_id
+        if dest.exists():
+            raise InputError(f"avatar {avatar_id!r} already exists", "choose another --id")
+        os.rename(stage, dest)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    finally:
+        try:
+            staging.rmdir()  # only when empty: nothing else is in flight
+        except OSError:
+            pass
+
+
+def user_avatar_ids(home: Path) -> list[str]:
+    folder = home / "avatars"
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if ID_RE.match(p.name) and (p / "avatar.json").is_file())
+
+
+def remove(avatar_id: str, home: Path, builtin: set[str]) -> dict[str, Any]:
+    """Delete a user avatar: it disappears at once (a rename), then its files go. Built-ins are refused."""
+    if avatar_id in builtin:
+        raise InputError(f"{avatar_id!r} is a built-in avatar and cannot be removed",
+                         "only avatars added with `a2v avatars add` can be removed")
+    folder = home / "avatars" / avatar_id
+    if not ID_RE.match(avatar_id) or not (folder / "avatar.json").is_file():
+        raise not_found("avatar", avatar_id, user_avatar_ids(home))
+    try:
+        manifest = json.loads((folder / "avatar.json").read_text())
+    except (OSError, ValueError):
+        manifest = {"avatar_id": avatar_id}
+    staging = _staging(home)
+    trash = staging / f"{avatar_id}.removed.{os.getpid()}"
+    try:
+        os.rename(folder, trash)
+    except OSError as err:
+        raise InputError(f"cannot remove {folder}: {err.strerror or err}", "check A2V_HOME's permissions") from None
+    shutil.rmtree(trash, ignore_errors=True)
+    try:
+        staging.rmdir()
+    except OSError:
+        pass
+    return manifest

@@ -1,0 +1,128 @@
+"""Reading a user's photo safely: JPEG, PNG (with its alpha) or WebP, upright, as 8-bit RGB.
+
+Pillow sniffs the format from the bytes (not the file name), honours the EXIF orientation a phone writes
+instead of turning the pixels, converts CMYK, greyscale and palette images, and refuses a decompression
+bomb from the header alone, before any pixel is decoded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from a2v_cli.errors import InputError
+
+FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WebP"}  # MPO: a camera JPEG with extra frames
+MAX_PIXELS = 100_000_000  # refused from the header above this (a 50-MP phone photo is fine)
+MAX_FILE_BYTES = 200 * 1024 * 1024
+WORK_SIDE = 4096  # larger photos are decoded at a reduced scale (JPEG: by the decoder itself) to this long side
+ALPHA_MIN_SHARE = 0.01  # an alpha channel counts as a matte when at least this share of pixels is transparent
+
+
+@dataclass(frozen=True)
+class Photo:
+    rgb: np.ndarray  # (H, W, 3) uint8, upright
+    alpha: np.ndarray | None  # (H, W) uint8 when the file carries a real alpha channel
+    format: str
+    width: int  # of the upright original, before any working downscale
+    height: int
+
+
+def load_photo(path: Path) -> Photo:
+    """Decode ``path``; every way it can be unusable is one InputError saying what to do."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    # Pillow's own bomb guard would refuse at open() without saying the size; the same cap is checked
+    # below from the header, before any pixel is decoded
+    Image.MAX_IMAGE_PIXELS = None
+    if not path.exists():
+        raise InputError(f"{path} does not exist", "check the path")
+    if not path.is_file():
+        raise InputError(f"{path} is not a file", "give the path of a JPEG, PNG or WebP photo")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise InputError(f"{path.name} is {size / 1e6:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MiB",
+                         "export a smaller JPEG")
+    try:
+        img = Image.open(path)
+    except UnidentifiedImageError:
+        raise InputError(f"{path.name} is not an image a2v can read", "use a JPEG, PNG or WebP photo") from None
+    except Image.DecompressionBombError:
+        raise _too_big(path.name, None) from None
+    except OSError as err:
+        raise InputError(f"cannot read {path.name}: {err}", "use a JPEG, PNG or WebP photo") from None
+    with img:
+        fmt = FORMATS.get(img.format or "")
+        if getattr(img, "is_animated", False) and img.format != "MPO":
+            raise InputError(f"{path.name} is an animated {img.format or 'image'}",
+                             "export one frame as a PNG or JPEG, or use --video for a clip")
+        if fmt is None:
+            raise InputError(f"{path.name} is a {img.format or 'unknown'} image, which is not supported",
+                             "convert it to JPEG, PNG or WebP")
+        width, height = img.size
+        if width * height > MAX_PIXELS:
+            raise _too_big(path.name, (width, height))
+        if img.format in ("JPEG", "MPO") and max(width, height) > WORK_SIDE:
+            # the decoder scales by 1/2, 1/4 or 1/8 (fast and small) while both sides stay >= the request
+            k = WORK_SIDE / max(width, height)
+            img.draft("RGB", (max(1, round(width * k)), max(1, round(height * k))))
+        try:
+            img.load()
+            turned = _turned(img)
+            upright = ImageOps.exif_transpose(img)
+        except Image.DecompressionBombError:
+            raise _too_big(path.name, (width, height)) from None
+        except (OSError, SyntaxError, ValueError) as err:
+            raise InputError(f"{path.name} is damaged or truncated ({err})",
+                             "export or download the photo again") from None
+        rgb, alpha = _to_rgb(upright)
+    if max(rgb.shape[:2]) > WORK_SIDE:
+        rgb, alpha = _shrink(rgb, alpha)
+    w0, h0 = (height, width) if turned else (width, height)
+    return Photo(rgb, alpha, fmt, w0, h0)
+
+
+def _turned(img: object) -> bool:
+    """Whether the EXIF orientation swaps width and height (5-8: turned by 90 degrees)."""
+    try:
+        orientation = img.getexif().get(0x0112, 1)  # type: ignore[attr-defined]
+    except Exception:
+        return False
+    return orientation in (5, 6, 7, 8)
+
+
+def _too_big(name: str, size: tuple[int, int] | None) -> InputError:
+    what = f"{size[0]}x{size[1]} ({size[0] * size[1] / 1e6:.0f} megapixels)" if size else "too large"
+    return InputError(f"{name} is {what}; the limit is {MAX_PIXELS // 1_000_000} megapixels",
+                      "downscale the photo, e.g. to 4000 px on the long side")
+
+
+def _to_rgb(img: object) -> tuple[np.ndarray, np.ndarray | None]:
+    from PIL import Image
+
+    assert isinstance(img, Image.Image)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit or float greyscale: scale to 8 bits
+        grey = np.asarray(img, dtype=np.float64)
+        top = grey.max() or 1.0
+        img = Image.fromarray(np.clip(grey / top * 255 + 0.5, 0, 255).astype(np.uint8))
+    has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (img.mode == "P" and "transparency" in img.info)
+    if has_alpha:
+        rgba = np.asarray(img.convert("RGBA"))
+        alpha = rgba[..., 3]
+        if (alpha < 128).mean() >= ALPHA_MIN_SHARE:
+            return np.ascontiguousarray(rgba[..., :3]), np.ascontiguousarray(alpha)
+        return np.ascontiguousarray(rgba[..., :3]), None
+    return np.asarray(img.convert("RGB")), None
+
+
+def _shrink(rgb: np.ndarray, alpha: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    scale = WORK_SIDE / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    small = np.asarray(Image.fromarray(rgb).resize(size, Image.LANCZOS))
+    small_alpha = None if alpha is None else np.asarray(Image.fromarray(alpha).resize(size, Image.LANCZOS))
+    return small, small_alpha

@@ -1,0 +1,596 @@
+"""Photo and video poses: a portrait (or a short clip) whose own mouth, jaw and eyelids move, driven by the articulator.
+
+From the pose's 468 face-mesh landmarks (MediaPipe topology) this module builds, once per pose, a
+few displacement fields over two small regions of the image: the mouth and jaw (close the photo's
+own lips, open, spread, round, press) and the eyes (blink). Per frame, the warp graph
+(``models/a2v-warp-v1.onnx``, GridSample, so it runs on the GPU when there is one) mixes the fields
+by the articulation, samples the image, draws an inner mouth in the face's own colours where the lips
+part, and shifts the result by the idle head offset. Everything else in the frame is the photo,
+shifted by the same subpixel offset (cached per offset: the sway visits a few dozen positions), so
+the warped regions meet the untouched image without a seam: every field is zero at a region's edge.
+
+Coordinates are pixel-centre indices (pixel ``[y, x]`` is at ``(x, y)``); fields are backward: an
+output pixel ``p`` shows the image at ``p + displacement``.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from a2v_cli.engine.avatars import PoseEntry
+from a2v_cli.engine.compose import LOOP_SECONDS, IdleState, idle_state
+from a2v_cli.errors import InputError
+
+WARP_FILE = "a2v-warp-v1.onnx"
+N_LANDMARKS = 468
+SWAY_SCALE = 0.6  # a photo sways less than a cartoon: 0.6 x the compositor's path, still on a 1/4 px grid
+MARGIN = 3  # px around a warped region, sampled for the subpixel shift but not pasted
+MAX_OPEN = 0.8  # opening at open = 1, in mouth half widths (the cartoon mouths' ratio)
+OPEN_TOP = 0.34  # share of the opening above the lip line (as the warp graph draws the inner mouth)
+CACHE_ENTRIES = 96
+# H.264 quality for photo and video poses: at the drawn poses' CRF 20 a photo's own detail loses more than the
+# render changes (34 dB RGB PSNR on the astronaut's suit); CRF 16 keeps the untouched photo above 35 dB
+PHOTO_CRF = 16
+
+# MediaPipe face-mesh indices
+MOUTH_CORNERS = (61, 291)
+INNER_UPPER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
+INNER_LOWER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
+UPPER_LIP_TOP, LOWER_LIP_BOTTOM = 0, 17
+CHIN, NOSE_BOTTOM = 152, 2
+FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148,
+             176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
+EYES = (  # (corner, corner, upper lid, lower lid) for the subject's right and left eye
+    ((33, 133), (246, 161, 160, 159, 158, 157, 173), (7, 163, 144, 145, 153, 154, 155)),
+    ((362, 263), (398, 384, 385, 386, 387, 388, 466), (382, 381, 380, 374, 373, 390, 249)),
+)
+
+
+@dataclass(frozen=True)
+class PhotoPose:
+    pose_id: str
+    image: np.ndarray  # (H, W, 3) uint8
+    matte: np.ndarray  # (H, W) uint8, 255 = person
+    landmarks: np.ndarray  # (468, 3) float32, x, y in image px
+
+
+def _decode_png(path: Path, width: int, height: int, pix_fmt: str, channels: int) -> np.ndarray:
+    from a2v_cli.engine.audio import ffmpeg_exe
+
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-frames:v", "1", "-f", "rawvideo",
+         "-pix_fmt", pix_fmt, "pipe:1"],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0 or len(proc.stdout) != width * height * channels:
+        raise ValueError(f"{path.name} is not a {width}x{height} image")
+    arr = np.frombuffer(proc.stdout, dtype=np.uint8).reshape(height, width, channels)
+    return arr[..., 0] if channels == 1 else arr
+
+
+def load_photo_pose(entry: PoseEntry) -> PhotoPose:
+    """Read a photo pose's image, matte and landmarks; InputError says which file is bad and what to do."""
+    try:
+        image = _decode_png(entry.file("image"), entry.width, entry.height, "rgb24", 3)
+        matte = _decode_png(entry.file("matte"), entry.width, entry.height, "gray", 1)
+        marks = np.load(entry.file("landmarks"), allow_pickle=False)
+        if marks.ndim == 2:
+            marks = marks[None]
+        if marks.shape[1:] != (N_LANDMARKS, 3) or len(marks) < 1 or not np.isfinite(marks).all():
+            raise ValueError("landmarks.npy is not (F, 468, 3) finite numbers")
+    except (OSError, ValueError) as err:
+        raise InputError(f"avatar {entry.avatar_id}: pose {entry.pose_id} is damaged ({err})",
+                         f"remove it and add it again: a2v avatars remove {entry.avatar_id}") from None
+    return PhotoPose(entry.pose_id, image, matte, marks[0].astype(np.float32))
+
+
+def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """0 at x <= lo, 1 at x >= hi (lo > hi flips it), smooth in between."""
+    t = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def _curve(points: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """y of a polyline through ``points`` (x, y) at ``x``, held constant beyond its ends."""
+    order = np.argsort(points[:, 0], kind="stable")
+    return np.interp(x, points[order, 0], points[order, 1]).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Region:
+    """A rectangle of the frame the warp graph redraws: its grid, fields and inner-mouth maps."""
+
+    y0: int
+    x0: int
+    grid: np.ndarray  # (1, h, w, 2) x, y of each pixel
+    basis: np.ndarray  # (K, h, w, 2) backward displacement per unit weight
+    maps: np.ndarray  # (4, h, w): v below the lip line, opening, teeth and tongue profiles (zeros: no mouth)
+
+
+def _region(y0: int, y1: int, x0: int, x1: int, shape: tuple[int, int]) -> tuple[int, int, np.ndarray, np.ndarray]:
+    h, w = shape
+    y0, x0 = max(y0 - MARGIN, 0), max(x0 - MARGIN, 0)
+    y1, x1 = min(y1 + MARGIN, h), min(x1 + MARGIN, w)
+    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    return y0, x0, xs, ys
+
+
+@dataclass(frozen=True)
+class MouthGeometry:
+    """Where the mouth is, from the landmarks: what the fields, the Wav2Lip box and the benchmark need."""
+
+    cx: float
+    cy: float  # lip line at the centre
+    half_width: float  # half the corner-to-corner distance
+    max_open: float  # px of opening at open = 1
+    face_box: tuple[float, float, float, float]  # square, x0, y0, x1, y1
+
+    @staticmethod
+    def of(marks: np.ndarray) -> MouthGeometry:
+        xl, xr = float(marks[MOUTH_CORNERS[0], 0]), float(marks[MOUTH_CORNERS[1], 0])
+        cx = (xl + xr) / 2
+        hw = max(abs(xr - xl) / 2, 4.0)
+        cy = (marks[INNER_UPPER[5], 1] + marks[INNER_LOWER[5], 1]) / 2
+        oval = marks[list(FACE_OVAL), :2]
+        fx0, fx1 = float(oval[:, 0].min()), float(oval[:, 0].max())
+        chin = float(marks[CHIN, 1])
+        side = max(fx1 - fx0, 8.0)
+        y1 = chin + 0.06 * side  # Wav2Lip pads the detector's box 10 px down (at 96 px: about 6 %)
+        box = ((fx0 + fx1) / 2 - side / 2, y1 - side, (fx0 + fx1) / 2 + side / 2, y1)
+        return MouthGeometry(float(cx), float(cy), float(hw), float(MAX_OPEN * hw), tuple(float(v) for v in box))
+
+
+def mouth_region(marks: np.ndarray, shape: tuple[int, int]) -> Region:
+    """Fields over the mouth and jaw: close the photo's lips, open (per px), spread, round, press."""
+    g = MouthGeometry.of(marks)
+    hw, cx = g.half_width, g.cx
+    up = marks[list(INNER_UPPER), :2]
+    lo = marks[list(INNER_LOWER), :2]
+    corners = marks[list(MOUTH_CORNERS), :2]
+    mids = np.concatenate([(up + lo) / 2, corners])
+    nose_v = float(marks[NOSE_BOTTOM, 1] - g.cy)  # < 0
+    chin_v = float(marks[CHIN, 1] - g.cy)  # > 0
+    upper_t = max(float(marks[INNER_UPPER[5], 1] - marks[UPPER_LIP_TOP, 1]), 2.0)
+    lower_t = max(float(marks[LOWER_LIP_BOTTOM, 1] - marks[INNER_LOWER[5], 1]), 2.0)
+    nose_v = min(nose_v, -upper_t - 4.0)
+    chin_v = max(chin_v, lower_t + 6.0)
+    band = max(0.9 * hw, 8.0)  # below the chin the jaw's motion fades out over this (no fold: slope < 1)
+    y0, x0, xs, ys = _region(math.floor(g.cy + nose_v), math.ceil(g.cy + chin_v + band + 1),
+                             math.floor(cx - 2.0 * hw), math.ceil(cx + 2.0 * hw) + 1, shape)
+    line = _curve(mids, xs[0])[None, :]  # lip line y per column
+    gap = np.maximum(_curve(lo, xs[0]) - _curve(up, xs[0]), 0.0)[None, :]
+    gap = np.where((xs[0] > corners[:, 0].min()) & (xs[0] < corners[:, 0].max()), gap, 0.0)
+    v = ys - line
+    t = (xs - cx) / hw
+    to2 = (t / 0.9) ** 2
+    lens = np.clip(1.0 - to2, 0.0, None) * (1.0 + 0.45 * to2)  # the opening's profile along the mouth
+    jaw = 1.0 - _smoothstep(np.abs(t), 0.9, 1.9)  # the jaw moves as a block, fading out beside the chin
+    above = v < 0
+    w_up = _smoothstep(v, nose_v + 2.0, -upper_t - 1.0)  # the upper lip, fading out under the nose
+    w_dn = 1.0 - _smoothstep(v, chin_v, chin_v + band)  # the lower lip and the jaw, fading out below the chin
+    # right under the lips the jaw follows the opening's profile (so the inner mouth's bottom edge is exact), lower
+    # down it moves as a block
+    open_px = MAX_OPEN * hw
+    prof_dn = lens + (jaw - lens) * _smoothstep(v, (1 - OPEN_TOP) * open_px + 2.0, chin_v + band / 2)
+    zero = np.zeros_like(xs)
+
+    def field(dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+        return np.stack([dx, dy], axis=-1).astype(np.float32)
+
+    close = field(zero, np.where(above, -gap / 2 * w_up, gap / 2 * w_dn))
+    opening = field(zero, np.where(above, OPEN_TOP * lens * w_up, -(1 - OPEN_TOP) * prof_dn * w_dn))
+    lateral = 1.0 - _smoothstep(np.abs(t), 1.0, 1.9)
+    lips_v = _smoothstep(v, nose_v, -upper_t - 2.0) * (1.0 - _smoothstep(v, lower_t + 2.0, chin_v * 0.8))
+    around = lateral * lips_v
+    lip_band = lateral * _smoothstep(v, -upper_t - 8.0, -upper_t - 1.0) * (1.0 - _smoothstep(v, lower_t + 1.0,
+                                                                                              lower_t + 8.0))
+    spread = field(-(xs - cx) * 0.12 * around, zero)
+    rounded = field((xs - cx) * 0.25 * around, -v * 0.12 * lip_band)
+    press = field(zero, v * 0.25 * lip_band)
+    basis = np.stack([close, opening, spread, rounded, press])
+    teeth = np.clip(1.0 - (t / 0.75) ** 4, 0.0, 1.0)
+    tongue = np.clip(1.0 - (t / 0.6) ** 2, 0.0, 1.0)
+    maps = np.stack([v, lens, teeth, tongue]).astype(np.float32)
+    return Region(y0, x0, np.stack([xs, ys], axis=-1)[None].astype(np.float32), basis, maps)
+
+
+BLINK_LEVELS = (0.5, 1.0)  # the idle loop's blink levels: one field each
+
+
+def eye_region(marks: np.ndarray, shape: tuple[int, int]) -> Region:
+    """Fields over both eyes, one per blink level: each upper lid comes down over the eye.
+
+    The lash line moves down as it is, the lid skin between the fold and the lashes stretches to
+    cover the eye, and the fold above stays where it is (a stretch, never a fold in the mapping).
+    """
+    boxes = []
+    for corners, upper, lower in EYES:
+        pts = marks[[*corners, *upper, *lower], :2]
+        height = float(max(_curve(marks[list(lower), :2], pts[:, 0]) - _curve(marks[list(upper), :2], pts[:, 0])))
+        boxes.append((pts[:, 0].min(), pts[:, 1].min() - 1.5 * max(height, 2.0), pts[:, 0].max(), pts[:, 1].max()))
+    bx = np.array(boxes)
+    ew = float(max(bx[:, 2] - bx[:, 0]))
+    y0, x0, xs, ys = _region(math.floor(bx[:, 1].min()) - 1, math.ceil(bx[:, 3].max()) + 3,
+                             math.floor(bx[:, 0].min() - 0.25 * ew), math.ceil(bx[:, 2].max() + 0.25 * ew) + 1,
+                             shape)
+    fields = []
+    for level in BLINK_LEVELS:
+        dy = np.zeros_like(xs)
+        for corners, upper, lower in EYES:
+            xa, xb = sorted(marks[list(corners), 0])
+            u_pts = np.concatenate([marks[list(upper), :2], marks[list(corners), :2]])
+            l_pts = np.concatenate([marks[list(lower), :2], marks[list(corners), :2]])
+            yu, yl = _curve(u_pts, xs[0])[None, :], _curve(l_pts, xs[0])[None, :]
+            inside_x = (xs[0] > xa) & (xs[0] < xb)
+            h = np.where(inside_x, np.maximum(yl - yu, 0.0), 0.0)
+            hmax = max(float(h.max()), 1.0)
+            fold = max(0.9 * hmax, 3.0)  # px above the lid edge where the skin starts to stretch
+            lash = min(max(0.25 * hmax, 1.5), fold - 1.0)  # px of lashes moved down as they are
+            drop = level * h
+            edge = yu + drop  # the lid's new edge
+            stretch = (ys - yu + fold) * ((fold - lash) / (fold + drop - lash) - 1.0)
+            d = np.where(ys < yu - fold, 0.0, np.where(ys < edge - lash, stretch, -drop))
+            dy += d * np.clip(edge + 0.5 - ys, 0.0, 1.0)  # below the new edge: the eye as it is
+        fields.append(np.stack([np.zeros_like(xs), dy], axis=-1))
+    maps = np.zeros((4, *xs.shape), dtype=np.float32)
+    return Region(y0, x0, np.stack([xs, ys], axis=-1)[None].astype(np.float32),
+                  np.stack(fields).astype(np.float32), maps)
+
+
+def face_palette(image: np.ndarray, marks: np.ndarray) -> np.ndarray:
+    """(3,3) RGB 0..1 of the inner mouth: a dark cavity, upper teeth and a tongue hint, in the face's own colours."""
+    h, w = image.shape[:2]
+
+    def sample(idx: tuple[int, ...]) -> np.ndarray:
+        pts = np.rint(marks[list(idx), :2]).astype(int)
+        pts[:, 0] = np.clip(pts[:, 0], 0, w - 1)
+        pts[:, 1] = np.clip(pts[:, 1], 0, h - 1)
+        return image[pts[:, 1], pts[:, 0]].astype(np.float32).mean(axis=0) / 255.0
+
+    lip = sample((0, 37, 267, 17, 84, 314, 40, 270))  # outer lips, away from the parting
+    skin = sample((50, 280, 101, 330, 205, 425))  # cheeks
+    light = float(np.clip(skin.mean() / 0.6, 0.45, 1.0))  # a dim photo gets dim teeth
+    cavity = lip * 0.28 + np.array([0.03, 0.0, 0.0], dtype=np.float32)
+    teeth = (np.array([0.93, 0.91, 0.86], dtype=np.float32) * 0.8 + skin * 0.2) * light
+    tongue = lip * 0.7 + np.array([0.08, 0.02, 0.02], dtype=np.float32)
+    return np.clip(np.stack([cavity, teeth, tongue]), 0.0, 1.0).astype(np.float32)
+
+
+SHIFT_PAD = 4  # px of held edge around the image: the sway never exceeds it
+
+
+def padded(img: np.ndarray) -> np.ndarray:
+    """The image as float32 with SHIFT_PAD px of held edge, ready for any number of ``shifted`` calls."""
+    p = SHIFT_PAD
+    return np.pad(img, ((p, p), (p, p), (0, 0)), mode="edge").astype(np.float32)
+
+
+def shifted(pad_img: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    """Bilinear shift of a ``padded`` image by (dx, dy) as uint8: pixel (i, j) shows (i - dy, j - dx)."""
+    p = SHIFT_PAD
+    h, w = pad_img.shape[0] - 2 * p, pad_img.shape[1] - 2 * p
+    ix, iy = math.floor(dx), math.floor(dy)
+    if not (-p < ix and ix + 1 < p and -p < iy and iy + 1 < p):
+        raise ValueError(f"shift ({dx}, {dy}) exceeds the padding")
+    fx, fy = np.float32(dx - ix), np.float32(dy - iy)
+
+    def at(oy: int, ox: int) -> np.ndarray:  # the image shifted by whole pixels (oy, ox)
+        return pad_img[p - oy : p - oy + h, p - ox : p - ox + w]
+
+    out = at(iy, ix) * ((1 - fx) * (1 - fy))
+    if fx:
+        out += at(iy, ix + 1) * (fx * (1 - fy))
+    if fy:
+        out += at(iy + 1, ix) * ((1 - fx) * fy)
+    if fx and fy:
+        out += at(iy + 1, ix + 1) * (fx * fy)
+    out += 0.5
+    return np.clip(out, 0, 255, out=out).astype(np.uint8)
+
+
+def mouth_weights(articulation: np.ndarray | None, max_open: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Field weights (B,5: close, open px, spread, round, press) and opening px (B,) for the articulation."""
+    if articulation is None:
+        art = np.zeros((n, 4), dtype=np.float32)
+    else:
+        art = np.clip(np.asarray(articulation, dtype=np.float32), 0.0, 1.0)
+    o, s, r, p = art.T
+    # the opening over the mouth width follows `open` whatever the shape (as the cartoon mouth keeps its area);
+    # closed in silence and on p/b/m
+    width = 1.0 + 0.12 * s - 0.25 * r
+    opening = np.maximum(o * max_open * width * (1.0 - 0.25 * p) - 0.5, 0.0)
+    weights = np.stack([np.ones(n, np.float32), opening, s, r, p], axis=1)
+    return weights, opening
+
+
+def photo_idle_state(frame: int, fps: float, still: bool) -> IdleState:
+    """The compositor's idle loop (same period, same blinks), with a smaller sway, on the same 1/4 px grid."""
+    s = idle_state(frame, fps, still)
+    return IdleState(round(s.dx * SWAY_SCALE * 4) / 4, round(s.dy * SWAY_SCALE * 4) / 4, s.blink)
+
+
+class PhotoSource:
+    """The frame source of a photo pose (see the module docstring)."""
+
+    kind = "photo"
+    draws_mouth = True
+    crf = PHOTO_CRF
+
+    def __init__(self, pose: PhotoPose, fps: float, straight_alpha: bool = False, ring: int = 4,
+                 still: bool = False, device: str = "auto") -> None:  # fmt: skip
+        from a2v_cli.engine.lipsync import model_dir
+        from a2v_cli.engine.sessions import load_session
+
+        self.pose = pose
+        self.fps = fps
+        self.still = still
+        self.ring = ring
+        self.straight_alpha = straight_alpha
+        self.height, self.width = pose.image.shape[:2]
+        self.geometry = MouthGeometry.of(pose.landmarks)
+        self.mouth = mouth_region(pose.landmarks, (self.height, self.width))
+        self.eyes = eye_region(pose.landmarks, (self.height, self.width))
+        self.palette = face_palette(pose.image, pose.landmarks)
+        rgba = np.concatenate([pose.image, pose.matte[..., None]], axis=2)
+        self._image = np.ascontiguousarray((rgba.astype(np.float32) / 255.0).transpose(2, 0, 1)[None])
+        self.loaded = load_session(str(model_dir() / WARP_FILE), device)
+        self._cache: OrderedDict[tuple[float, float], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._padded: np.ndarray | None = None
+        self._bufs: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
+        self._size = 0
+        self._next = 0
+        self.loop = max(1, round(LOOP_SECONDS * fps))
+
+    @property
+    def provider(self) -> str:
+        return self.loaded.provider
+
+    def face_boxes(self, mouths: np.ndarray) -> np.ndarray:
+        x0, y0, x1, y1 = self.geometry.face_box
+        d = np.asarray(mouths, dtype=np.float32) - np.array([self.geometry.cx, self.geometry.cy], np.float32)
+        return np.stack([x0 + d[:, 0], y0 + d[:, 1], x1 + d[:, 0], y1 + d[:, 1]], axis=1).astype(np.float32)
+
+    def _shifted(self, dx: float, dy: float) -> tuple[np.ndarray, np.ndarray]:
+        """(H,W,3) image and (H,W) matte shifted by the head offset, cached per offset."""
+        key = (dx, dy)
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+            return hit
+        if dx == 0 and dy == 0:
+            out = (self.pose.image, self.pose.matte)
+        else:
+            if self._padded is None:
+                self._padded = padded(np.concatenate([self.pose.image, self.pose.matte[..., None]], axis=2))
+            rgba = shifted(self._padded, dx, dy)
+            out = (np.ascontiguousarray(rgba[..., :3]), np.ascontiguousarray(rgba[..., 3]))
+        self._cache[key] = out
+        if len(self._cache) > CACHE_ENTRIES:
+            self._cache.popitem(last=False)
+        return out
+
+    def _buffers(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        if self._size < n:
+            self._bufs, self._size = [], n
+        if len(self._bufs) < self.ring:
+            shape = (self._size, self.height, self.width)
+            straight = np.empty((*shape, 3), np.uint8) if self.straight_alpha else None
+            self._bufs.append((np.empty((*shape, 3), np.uint8), np.empty(shape, np.uint8), straight))
+        bufs = self._bufs[self._next % len(self._bufs)]
+        self._next += 1
+        return bufs
+
+    def warp(self, region: Region, weights: np.ndarray, offsets: np.ndarray, opening: np.ndarray) -> np.ndarray:
+        """(B, h, w, 4) uint8 of ``region`` for these weights, head offsets and openings (px)."""
+        out = self.loaded.session.run(None, {
+            "image": self._image, "grid": region.grid, "basis": region.basis,
+            "weights": weights.astype(np.float32), "offset": offsets.astype(np.float32), "maps": region.maps,
+            "opening": opening.astype(np.float32)[:, None], "palette": self.palette,
+        })[0]  # fmt: skip
+        return np.clip(out.transpose(0, 2, 3, 1) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+    def _paste(self, rgb: np.ndarray, mask: np.ndarray, rows: list[int], region: Region, patch: np.ndarray) -> None:
+        m = MARGIN
+        h, w = patch.shape[1:3]
+        ys, xs = slice(region.y0 + m, region.y0 + h - m), slice(region.x0 + m, region.x0 + w - m)
+        for k, i in enumerate(rows):
+            rgb[i, ys, xs] = patch[k, m:-m, m:-m, :3]
+            mask[i, ys, xs] = patch[k, m:-m, m:-m, 3]
+
+    def articulation_weights(self, articulation: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+        return mouth_weights(articulation, self.geometry.max_open, n)
+
+    def compose(self, frames: range, articulation: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:  # fmt: skip
+        n = len(frames)
+        rgb_all, mask_all, straight_all = self._buffers(n)
+        rgb, mask = rgb_all[:n], mask_all[:n]
+        states = [photo_idle_state(f, self.fps, self.still) for f in frames]
+        offsets = np.array([[s.dx, s.dy] for s in states], dtype=np.float32)
+        for i, s in enumerate(states):
+            rgb[i], mask[i] = self._shifted(s.dx, s.dy)
+        weights, opening = self.articulation_weights(articulation, n)
+        self._paste(rgb, mask, list(range(n)), self.mouth, self.warp(self.mouth, weights, offsets, opening))
+        blinking = [i for i, s in enumerate(states) if s.blink > 0]
+        if blinking:
+            lids = np.array([[float(states[i].blink == v) for v in BLINK_LEVELS] for i in blinking], np.float32)
+            patch = self.warp(self.eyes, lids, offsets[blinking], np.zeros(len(blinking), np.float32))
+            self._paste(rgb, mask, blinking, self.eyes, patch)
+        straight = None
+        if straight_all is not None:
+            straight = straight_all[:n]
+            straight[...] = rgb
+        mouths = offsets + np.array([self.geometry.cx, self.geometry.cy], dtype=np.float32)
+        return rgb, mask, straight, mouths
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Video poses
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VideoPose:
+    pose_id: str
+    frames: np.ndarray  # (F, H, W, 3) uint8
+    mattes: np.ndarray  # (F, H, W) uint8
+    landmarks: np.ndarray  # (F, 468, 3) float32, tracked and smoothed
+
+
+def _decode_video(path: Path, width: int, height: int, pix_fmt: str, channels: int, limit: int) -> np.ndarray:
+    from a2v_cli.engine.audio import ffmpeg_exe
+
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-frames:v", str(limit), "-f", "rawvideo",
+         "-pix_fmt", pix_fmt, "pipe:1"],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    size = width * height * channels
+    if proc.returncode != 0 or not proc.stdout or len(proc.stdout) % size:
+        raise ValueError(f"{path.name} is not a {width}x{height} video")
+    arr = np.frombuffer(proc.stdout, dtype=np.uint8).reshape(-1, height, width, channels)
+    return arr[..., 0] if channels == 1 else arr
+
+
+MAX_VIDEO_FRAMES = 20 * 25  # the ingest caps clips at 10 s; a bundle claiming more is not read past this
+
+
+def load_video_pose(entry: PoseEntry) -> VideoPose:
+    """Read a video pose's frames, mattes and landmark track; InputError says what is damaged and what to do."""
+    try:
+        marks = np.load(entry.file("landmarks"), allow_pickle=False)
+        if marks.ndim != 3 or marks.shape[1:] != (N_LANDMARKS, 3) or not np.isfinite(marks).all():
+            raise ValueError("landmarks.npy is not (F, 468, 3) finite numbers")
+        frames = _decode_video(entry.file("frames"), entry.width, entry.height, "rgb24", 3, MAX_VIDEO_FRAMES)
+        mattes = _decode_video(entry.file("matte"), entry.width, entry.height, "gray", 1, MAX_VIDEO_FRAMES)
+        n = min(len(frames), len(mattes), len(marks))
+        if n < 1:
+            raise ValueError("no frames")
+    except (OSError, ValueError) as err:
+        raise InputError(f"avatar {entry.avatar_id}: pose {entry.pose_id} is damaged ({err})",
+                         f"remove it and add it again: a2v avatars remove {entry.avatar_id}") from None
+    return VideoPose(entry.pose_id, frames[:n], mattes[:n], marks[:n].astype(np.float32))
+
+
+def ping_pong(frame: int, count: int) -> int:
+    """The clip's frame for output frame ``frame``: forward, then backward, so the loop has no jump."""
+    if count <= 1:
+        return 0
+    k = frame % (2 * count - 2)
+    return k if k < count else 2 * count - 2 - k
+
+
+class VideoSource:
+    """The frame source of a video pose: the clip's frames played forward and back, the mouth driven on each.
+
+    Each clip frame gets its own mouth fields from its own landmarks (cached, at most ``CACHE_ENTRIES`` frames);
+    the clip brings its own head motion and blinks, so nothing is added; ``still`` holds the first frame.
+    """
+
+    kind = "video"
+    draws_mouth = True
+    crf = PHOTO_CRF
+
+    def __init__(self, pose: VideoPose, fps: float, straight_alpha: bool = False, ring: int = 4,
+                 still: bool = False, device: str = "auto") -> None:  # fmt: skip
+        from a2v_cli.engine.lipsync import model_dir
+        from a2v_cli.engine.sessions import load_session
+
+        self.pose = pose
+        self.fps = fps
+        self.still = still
+        self.ring = ring
+        self.straight_alpha = straight_alpha
+        self.count = len(pose.frames)
+        self.height, self.width = pose.frames.shape[1:3]
+        self.geometry = MouthGeometry.of(pose.landmarks[0])
+        self.palette = face_palette(pose.frames[0], pose.landmarks[0])
+        self.loaded = load_session(str(model_dir() / WARP_FILE), device)
+        self._regions: OrderedDict[int, tuple[Region, MouthGeometry, np.ndarray]] = OrderedDict()
+        self._bufs: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
+        self._size = 0
+        self._next = 0
+
+    @property
+    def provider(self) -> str:
+        return self.loaded.provider
+
+    def clip_frame(self, frame: int) -> int:
+        return 0 if self.still else ping_pong(frame, self.count)
+
+    def face_boxes(self, mouths: np.ndarray) -> np.ndarray:
+        x0, y0, x1, y1 = self.geometry.face_box
+        d = np.asarray(mouths, dtype=np.float32) - np.array([self.geometry.cx, self.geometry.cy], np.float32)
+        return np.stack([x0 + d[:, 0], y0 + d[:, 1], x1 + d[:, 0], y1 + d[:, 1]], axis=1).astype(np.float32)
+
+    def _region(self, idx: int) -> tuple[Region, MouthGeometry, np.ndarray]:
+        """The mouth fields of clip frame ``idx`` and the (1,4,h,w) image crop the warp reads (cached)."""
+        hit = self._regions.get(idx)
+        if hit is not None:
+            self._regions.move_to_end(idx)
+            return hit
+        marks = self.pose.landmarks[idx]
+        region = mouth_region(marks, (self.height, self.width))
+        h, w = region.grid.shape[1:3]
+        # the fields never sample outside their region (they fade to 0 at its edge), so a crop of it is all the
+        # warp needs: its grid is moved to the crop's origin
+        rgba = np.concatenate([self.pose.frames[idx], self.pose.mattes[idx][..., None]], axis=2)
+        crop = rgba[region.y0 : region.y0 + h, region.x0 : region.x0 + w]
+        image = np.ascontiguousarray((crop.astype(np.float32) / 255.0).transpose(2, 0, 1)[None])
+        local = Region(region.y0, region.x0, region.grid - np.array([region.x0, region.y0], np.float32),
+                       region.basis, region.maps)
+        entry = (local, MouthGeometry.of(marks), image)
+        self._regions[idx] = entry
+        if len(self._regions) > CACHE_ENTRIES:
+            self._regions.popitem(last=False)
+        return entry
+
+    def _buffers(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        if self._size < n:
+            self._bufs, self._size = [], n
+        if len(self._bufs) < self.ring:
+            shape = (self._size, self.height, self.width)
+            straight = np.empty((*shape, 3), np.uint8) if self.straight_alpha else None
+            self._bufs.append((np.empty((*shape, 3), np.uint8), np.empty(shape, np.uint8), straight))
+        bufs = self._bufs[self._next % len(self._bufs)]
+        self._next += 1
+        return bufs
+
+    def compose(self, frames: range, articulation: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:  # fmt: skip
+        n = len(frames)
+        rgb_all, mask_all, straight_all = self._buffers(n)
+        rgb, mask = rgb_all[:n], mask_all[:n]
+        weights, opening = mouth_weights(articulation, self.geometry.max_open, n)
+        mouths = np.empty((n, 2), dtype=np.float32)
+        zero = np.zeros((1, 2), np.float32)
+        for i, f in enumerate(frames):
+            idx = self.clip_frame(f)
+            rgb[i] = self.pose.frames[idx]
+            mask[i] = self.pose.mattes[idx]
+            region, geo, image = self._region(idx)
+            mouths[i] = (geo.cx, geo.cy)
+            w = weights[i : i + 1].copy()
+            w[0, 1] = opening[i] = max(opening[i] * geo.max_open / self.geometry.max_open, 0.0)
+            out = self.loaded.session.run(None, {
+                "image": image, "grid": region.grid, "basis": region.basis, "weights": w, "offset": zero,
+                "maps": region.maps, "opening": opening[i : i + 1, None].astype(np.float32),
+                "palette": self.palette,
+            })[0]  # fmt: skip
+            patch = np.clip(out.transpose(0, 2, 3, 1) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            m = MARGIN
+            h, wd = patch.shape[1:3]
+            ys, xs = slice(region.y0 + m, region.y0 + h - m), slice(region.x0 + m, region.x0 + wd - m)
+            rgb[i, ys, xs] = patch[0, m:-m, m:-m, :3]
+            mask[i, ys, xs] = patch[0, m:-m, m:-m, 3]
+        straight = None
+        if straight_all is not None:
+            straight = straight_all[:n]
+            straight[...] = rgb
+        return rgb, mask, straight, mouths

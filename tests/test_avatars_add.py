@@ -1,0 +1,409 @@
+"""`a2v avatars add --image` and `a2v avatars remove` through the real CLI, with the real face models.
+
+Good photos come from the shipped astronaut portrait; every bad case is generated here with Pillow.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+import struct
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import FIXTURES, ROOT, run_cli
+
+ASTRONAUT = ROOT / "examples" / "astronaut.png"
+CAT = FIXTURES / "cat.jpg"
+
+
+def home() -> Path:
+    return Path(os.environ["A2V_HOME"])
+
+
+def astronaut() -> Image.Image:
+    return Image.open(ASTRONAUT).convert("RGB")
+
+
+def assert_nothing_left() -> None:
+    """A failed add leaves no bundle and no staging folder behind."""
+    avatars = home() / "avatars"
+    assert not avatars.exists() or list(avatars.iterdir()) == []
+    assert not (home() / ".avatars-staging").exists()
+
+
+def assert_bad_input(result, *words: str) -> None:  # type: ignore[no-untyped-def]
+    assert result.code == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr  # one clear line, no traceback
+    assert lines[0].startswith("error: ")
+    for word in words:
+        assert word in lines[0], lines[0]
+    assert result.stdout == ""
+    assert_nothing_left()
+
+
+def bundle(avatar_id: str) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
+    folder = home() / "avatars" / avatar_id
+    manifest = json.loads((folder / "avatar.json").read_text())
+    pose = manifest["poses"][0]
+    image = np.asarray(Image.open(folder / pose["image"]))
+    matte = np.asarray(Image.open(folder / pose["matte"]))
+    landmarks = np.load(folder / pose["landmarks"])
+    return manifest, image, matte, landmarks
+
+
+def add(path: Path, *args: str):  # type: ignore[no-untyped-def]
+    return run_cli("avatars", "add", "--image", str(path), *args)
+
+
+def test_add_a_photo_writes_the_bundle(tmp_path: Path) -> None:
+    result = add(ASTRONAUT, "--json")
+    assert result.code == 0, result.stderr
+    avatar = result.json()
+    assert avatar["avatar_id"] == "astronaut" and avatar["pose_ids"] == ["astronaut-photo"]
+    assert avatar["preview_image_url"].startswith("file://")
+    folder = home() / "avatars" / "astronaut"
+    manifest, image, matte, landmarks = bundle("astronaut")
+    assert manifest["format"] == 1 and manifest["avatar_id"] == "astronaut"
+    assert manifest["source"]["kind"] == "image" and manifest["source"]["file"] == "astronaut.png"
+    assert (manifest["source"]["width"], manifest["source"]["height"]) == (512, 512)
+    assert len(manifest["source"]["sha256"]) == 64
+    pose = manifest["poses"][0]
+    assert pose["pose_id"] == "astronaut-photo" and pose["kind"] == "photo" and pose["frame_count"] == 1
+    assert (pose["width"], pose["height"], pose["fps"]) == (512, 512, 25)
+    # the pose: a 512x512 RGB head-and-shoulders crop with the face centred a bit above the middle
+    assert image.shape == (512, 512, 3) and image.dtype == np.uint8
+    assert matte.shape == (512, 512) and matte.dtype == np.uint8
+    assert landmarks.shape == (1, 468, 3) and landmarks.dtype == np.float32
+    x0, y0, x1, y1 = pose["face_box"]
+    assert 0.28 < pose["face_width"] / 512 < 0.40
+    assert 200 < (x0 + x1) / 2 < 312 and 150 < (y0 + y1) / 2 < 256
+    lm = landmarks[0]
+    for i in (33, 263, 61, 291):
+        assert x0 <= lm[i, 0] <= x1 and y0 <= lm[i, 1] <= y1
+    assert lm[33, 0] < lm[263, 0] and lm[61, 0] < lm[291, 0]
+    mouth = pose["mouth_anchor"]
+    assert lm[61, 0] < mouth[0] < lm[291, 0] and abs(mouth[1] - (lm[61, 1] + lm[291, 1]) / 2) < 10
+    # the matte: person in (eyes, nose, mouth, cheeks), wall out
+    inner = [1, 4, 6, 33, 133, 263, 362, 61, 291, 13, 14, 168, 197, 50, 280]
+    assert matte[lm[inner, 1].round().astype(int), lm[inner, 0].round().astype(int)].min() > 240
+    assert matte[460:, 180:330].mean() > 240  # shoulders / suit
+    assert matte[:40, :40].mean() < 15 and matte[:40, -40:].mean() < 15
+    preview = np.asarray(Image.open(folder / "preview.png"))
+    assert preview.shape == (512, 512, 4) and np.array_equal(preview[..., 3], matte)
+    # private: 0700 folders, 0600 files
+    for path in [folder, *folder.rglob("*")]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
+    assert not (home() / ".avatars-staging").exists()
+
+
+def test_options_and_remove() -> None:
+    result = add(ASTRONAUT, "--id", "eileen", "--name", "Eileen", "--description", "NASA portrait", "--size", "256")
+    assert result.code == 0, result.stderr
+    assert "eileen" in result.stdout and "eileen-photo" in result.stdout
+    manifest, image, matte, landmarks = bundle("eileen")
+    assert manifest["name"] == "Eileen" and manifest["description"] == "NASA portrait"
+    assert image.shape == (256, 256, 3) and matte.shape == (256, 256)
+    assert 0.28 < manifest["poses"][0]["face_width"] / 256 < 0.40
+    assert landmarks[0, :, :2].max() < 256
+
+    again = add(ASTRONAUT, "--id", "eileen")
+    assert again.code == 2 and "already exists" in again.stderr
+    assert (home() / "avatars" / "eileen" / "avatar.json").is_file()  # the existing avatar is untouched
+
+    assert run_cli("avatars", "remove", "eileen").code == 0
+    assert not (home() / "avatars" / "eileen").exists()
+    gone = run_cli("avatars", "remove", "eileen")
+    assert gone.code == 4 and "unknown avatar 'eileen'" in gone.stderr
+    builtin = run_cli("avatars", "remove", "ava")
+    assert builtin.code == 2 and "built-in" in builtin.stderr
+    assert_nothing_left()
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--id", "ava"], ["built-in"]),
+    (["--id", "Bad Id!"], ["invalid avatar id"]),
+    (["--size", "100"], ["--size 100"]),
+    (["--size", "513"], ["--size 513"]),
+    (["--face", "2"], ["--face 2", "1 face"]),
+])
+def test_bad_options(args: list[str], words: list[str]) -> None:
+    assert_bad_input(add(ASTRONAUT, *args), *words)
+
+
+def test_no_face_in_a_cat_photo() -> None:
+    assert_bad_input(add(CAT), "no face found in cat.jpg")
+
+
+def test_several_faces_use_the_largest_or_the_one_asked_for(tmp_path: Path) -> None:
+    img = astronaut()
+    canvas = Image.new("RGB", (768 + 512, 768), (200, 200, 200))
+    canvas.paste(img.transpose(Image.FLIP_LEFT_RIGHT), (0, 128))  # the smaller face is mirrored
+    canvas.paste(img.resize((768, 768), Image.LANCZOS), (512, 0))
+    path = tmp_path / "two.png"
+    canvas.save(path)
+    result = add(path, "--id", "big")
+    assert result.code == 0, result.stderr
+    assert "has 2 faces; using the largest" in result.stderr and "--face" in result.stderr
+    second = add(path, "--id", "small", "--face", "2")
+    assert second.code == 0, second.stderr
+    assert "faces" not in second.stderr
+    _, big, _, _ = bundle("big")
+    _, small, _, _ = bundle("small")
+    # the second face is the mirrored copy: its crop matches the mirrored first one better than the first one
+    ref = big.astype(float)
+    assert np.abs(small[:, ::-1] - ref).mean() < np.abs(small - ref).mean()
+
+
+def test_face_too_small(tmp_path: Path) -> None:
+    path = tmp_path / "small.png"
+    astronaut().resize((256, 256), Image.LANCZOS).save(path)
+    assert_bad_input(add(path), "px wide; at least 64 px is needed")
+
+
+def test_strong_profile_is_refused(tmp_path: Path) -> None:
+    """A face squeezed to one side (nose next to one cheek), as a head turned ~45 degrees looks."""
+    img = np.asarray(astronaut())
+    xs = np.arange(img.shape[1], dtype=float)
+    centre = 224.0
+    src = np.where(xs < centre, centre - (centre - xs) * 2.5, centre + (xs - centre) / 2.5)
+    path = tmp_path / "profile.png"
+    Image.fromarray(img[:, np.clip(src, 0, img.shape[1] - 1).astype(int)]).save(path)
+    assert_bad_input(add(path), "turned too far to the side")
+
+
+@pytest.mark.parametrize("mode", ["L", "CMYK"])
+def test_grayscale_and_cmyk_jpegs(tmp_path: Path, mode: str) -> None:
+    path = tmp_path / f"photo-{mode.lower()}.jpg"
+    astronaut().convert(mode).save(path, quality=95)
+    result = add(path, "--id", "conv")
+    assert result.code == 0, result.stderr
+    _, image, _, _ = bundle("conv")
+    assert image.shape == (512, 512, 3)
+    assert add(ASTRONAUT, "--id", "ref").code == 0
+    _, ref, _, _ = bundle("ref")
+    if mode == "L":
+        assert np.abs(image[..., 0].astype(int) - image[..., 2]).max() <= 2  # grey stays grey
+        grey = np.asarray(Image.fromarray(ref).convert("L")).astype(float)
+        assert np.abs(image[..., 0] - grey).mean() < 6
+    else:
+        assert np.abs(image.astype(float) - ref).mean() < 12  # the colours survive CMYK
+
+
+def test_png_alpha_is_the_matte(tmp_path: Path) -> None:
+    img = astronaut().convert("RGBA")
+    alpha = np.zeros((512, 512), np.uint8)
+    yy, xx = np.mgrid[:512, :512]
+    alpha[((xx - 230) / 150) ** 2 + ((yy - 300) / 260) ** 2 < 1] = 255  # an ellipse: clearly not a segmentation
+    img.putalpha(Image.fromarray(alpha))
+    path = tmp_path / "cutout.png"
+    img.save(path)
+    result = add(path)
+    assert result.code == 0, result.stderr
+    _, image, matte, _ = bundle("cutout")
+    assert image.shape == (512, 512, 3)
+    values, counts = np.unique(matte, return_counts=True)
+    assert counts[(values > 10) & (values < 245)].sum() < 0.05 * matte.size  # a hard-edged ellipse, as given
+    assert matte[256, 256] == 255 and matte[5, 5] == 0 and matte[5, -5] == 0
+
+
+def test_webp_and_exif_orientation(tmp_path: Path) -> None:
+    upright = astronaut().crop((0, 0, 512, 400))
+    webp = tmp_path / "photo.webp"
+    upright.save(webp, quality=95)
+    assert add(webp, "--id", "webp").code == 0
+    # a phone photo: pixels stored turned, EXIF orientation 6 says "turn 90 degrees clockwise to show"
+    turned = upright.transpose(Image.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "phone.jpg"
+    turned.save(path, quality=95, exif=exif)
+    result = add(path, "--id", "phone")
+    assert result.code == 0, result.stderr
+    manifest, image, _, landmarks = bundle("phone")
+    assert (manifest["source"]["width"], manifest["source"]["height"]) == (512, 400)
+    _, ref, _, ref_lm = bundle("webp")
+    assert np.abs(image.astype(float) - ref).mean() < 10
+    assert np.abs(landmarks[0, :, :2] - ref_lm[0, :, :2]).max() < 12
+
+
+def test_a_50_megapixel_photo_is_downscaled_quickly(tmp_path: Path) -> None:
+    canvas = Image.new("RGB", (8192, 6144), (180, 170, 160))
+    canvas.paste(astronaut().resize((4096, 4096), Image.BILINEAR), (2048, 2048))
+    path = tmp_path / "huge.jpg"
+    canvas.save(path, quality=85)
+    del canvas
+    start = time.monotonic()
+    result = add(path)
+    took = time.monotonic() - start
+    assert result.code == 0, result.stderr
+    manifest, image, _, _ = bundle("huge")
+    assert (manifest["source"]["width"], manifest["source"]["height"]) == (8192, 6144)
+    assert image.shape == (512, 512, 3)
+    assert took < 15, took
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header says width x height (a decompression bomb), with almost no data."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def test_over_the_pixel_cap_is_refused_from_the_header(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.png"
+    path.write_bytes(_png_claiming(20000, 20000))
+    start = time.monotonic()
+    result = add(path)
+    assert time.monotonic() - start < 10
+    assert_bad_input(result, "20000x20000", "limit is 100 megapixels")
+
+
+def test_animated_gif_is_refused(tmp_path: Path) -> None:
+    frames = [astronaut(), astronaut().transpose(Image.FLIP_LEFT_RIGHT)]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    assert_bad_input(add(path), "animated")
+
+
+def test_corrupt_truncated_and_non_images(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    astronaut().save(buf, format="JPEG", quality=95)
+    truncated = tmp_path / "cut.jpg"
+    truncated.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    assert_bad_input(add(truncated), "damaged or truncated")
+    garbage = tmp_path / "garbage.png"
+    garbage.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(2000))
+    assert_bad_input(add(garbage), "garbage.png")
+    text = tmp_path / "notes.jpg"
+    text.write_text("these are not pixels\n")
+    assert_bad_input(add(text), "not an image")
+    assert_bad_input(add(tmp_path / "missing.jpg"), "does not exist")
+    bmp = tmp_path / "photo.bmp"
+    astronaut().save(bmp)
+    assert_bad_input(add(bmp), "BMP", "JPEG, PNG or WebP")
+
+
+def test_unwritable_home(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = run_cli("avatars", "add", "--image", str(ASTRONAUT), env={"A2V_HOME": str(blocker / "home")})
+    assert result.code == 2 and "A2V_HOME" in result.stderr and "Traceback" not in result.stderr
+    (home()).mkdir(parents=True, exist_ok=True)
+    (home() / "avatars").write_text("not a folder")
+    result = add(ASTRONAUT)
+    assert result.code == 2 and "writable" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_remote_mode_is_refused_for_now() -> None:
+    env = {"A2V_SERVER": "http://127.0.0.1:9", "A2V_TOKEN": "t0ken"}
+    result = run_cli("avatars", "add", "--image", str(ASTRONAUT), env=env)
+    assert result.code == 2 and "local mode only" in result.stderr and "--local" in result.stderr
+    assert run_cli("avatars", "remove", "x", env=env).code == 2
+    assert_nothing_left()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# --video
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def write_clip(path: Path, frames: list[np.ndarray], fps: int = 25) -> Path:
+    import subprocess
+
+    from tests.conftest import ffmpeg
+
+    h, w = frames[0].shape[:2]
+    cmd = [ffmpeg(), "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps),
+           "-i", "pipe:0", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18", str(path)]
+    subprocess.run(cmd, input=b"".join(np.ascontiguousarray(f).tobytes() for f in frames), check=True)
+    return path
+
+
+def panning(count: int, canvas: tuple[int, int] = (480, 360)) -> tuple[list[np.ndarray], list[int]]:
+    face = np.asarray(astronaut().resize((320, 320), Image.LANCZOS))
+    frames, shifts = [], []
+    for i in range(count):
+        dx = int(40 + 30 * np.sin(i / 8))
+        frame = np.full((canvas[1], canvas[0], 3), 170, np.uint8)
+        frame[20:340, dx : dx + 320] = face
+        frames.append(frame)
+        shifts.append(dx)
+    return frames, shifts
+
+
+def decode_raw(path: Path, size: int, pix_fmt: str) -> np.ndarray:
+    import subprocess
+
+    from tests.conftest import ffmpeg
+
+    raw = subprocess.run([ffmpeg(), "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", pix_fmt, "pipe:1"],
+                         capture_output=True, check=True).stdout
+    channels = 3 if pix_fmt == "rgb24" else 1
+    return np.frombuffer(raw, np.uint8).reshape(-1, size, size, channels)
+
+
+def test_add_a_video_clip(tmp_path: Path) -> None:
+    frames, shifts = panning(50)
+    path = write_clip(tmp_path / "me.mp4", frames)
+    result = run_cli("avatars", "add", "--video", str(path), "--size", "256", "--json")
+    assert result.code == 0, result.stderr
+    assert result.json()["pose_ids"] == ["me-video"]
+    folder = home() / "avatars" / "me"
+    manifest = json.loads((folder / "avatar.json").read_text())
+    pose = manifest["poses"][0]
+    assert manifest["source"]["kind"] == "video" and (manifest["source"]["width"], manifest["source"]["height"]) == (
+        480, 360)
+    assert pose["kind"] == "video" and pose["fps"] == 25 and pose["frame_count"] == 50
+    assert pose["frames"] == "me-video/frames.mkv" and pose["matte"] == "me-video/matte.mkv"
+    video = decode_raw(folder / pose["frames"], 256, "rgb24")
+    matte = decode_raw(folder / pose["matte"], 256, "gray")[..., 0]
+    track = np.load(folder / pose["landmarks"])
+    assert video.shape == (50, 256, 256, 3) and matte.shape == (50, 256, 256)
+    assert track.shape == (50, 468, 3) and track.dtype == np.float32
+    # the crop is fixed and the head moves in it: the tracked nose follows the pan
+    nose = track[:, 1, 0]
+    assert np.corrcoef(nose, shifts)[0, 1] > 0.95
+    # by as many pose pixels as the source moved, times the crop's scale (face 320 px source -> face_width)
+    source_face = 92 * 320 / 512  # the astronaut's cheek-to-cheek width (92 px in the 512 px photo) at 320 px
+    assert 0.75 < (np.ptp(nose) / np.ptp(shifts)) / (pose["face_width"] / source_face) < 1.25
+    # the matte covers the face in every frame and not the top corners
+    for i in (0, 25, 49):
+        inner = track[i, [1, 33, 263, 61, 291]].round().astype(int)
+        assert matte[i, inner[:, 1], inner[:, 0]].min() > 200
+        assert matte[i, :15, :15].mean() < 30
+    for p in [folder, *folder.rglob("*")]:
+        assert stat.S_IMODE(p.stat().st_mode) == (0o700 if p.is_dir() else 0o600), p
+    assert not (home() / ".avatars-staging").exists()
+
+
+def test_a_clip_where_the_face_is_lost(tmp_path: Path) -> None:
+    frames, _ = panning(30)
+    cat = np.asarray(Image.open(CAT).convert("RGB").resize((480, 360)))
+    path = write_clip(tmp_path / "lost.mp4", frames[:20] + [cat] * 10)
+    result = run_cli("avatars", "add", "--video", str(path), "--size", "256")
+    assert_bad_input(result, "face is lost in frame 21")
+
+
+def test_bad_clips(tmp_path: Path) -> None:
+    grey = [np.full((64, 64, 3), 128, np.uint8)] * 276
+    long_clip = write_clip(tmp_path / "long.mp4", grey)
+    start = time.monotonic()
+    assert_bad_input(run_cli("avatars", "add", "--video", str(long_clip)), "11.0 s long; the limit is 10 s")
+    assert time.monotonic() - start < 10
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n")
+    assert_bad_input(run_cli("avatars", "add", "--video", str(text)), "not a video")
+    assert_bad_input(run_cli("avatars", "add", "--video", str(CAT)), "at least 1 s")
+    assert_bad_input(run_cli("avatars", "add"), "either --image PHOTO or --video CLIP")
+    assert_bad_input(run_cli("avatars", "add", "--image", str(ASTRONAUT), "--video", str(long_clip)), "either")

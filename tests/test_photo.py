@@ -1,0 +1,259 @@
+"""Photo poses and the avatar registry: a real portrait (the shipped astronaut) through the real face models,
+the warp graph and the CLI; frames, masks and pixels are decoded and checked."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import SPEECH, decode_frames, run_cli, wav_duration
+from photo_bundle import astronaut, write_photo_bundle
+
+from a2v_cli.errors import ExitCode
+
+
+def _home() -> Path:
+    return Path(os.environ["A2V_HOME"])
+
+
+def _source(still: bool = False):  # type: ignore[no-untyped-def]
+    from a2v_cli.engine.frames import open_source
+
+    return open_source("astro-photo", 25, still=still, device="cpu")
+
+
+def _outside(src, shape: tuple[int, ...]) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """True outside the warped regions (mouth and jaw, eyes): where a still frame must be the photo."""
+    keep = np.ones(shape[:2], dtype=bool)
+    for region in (src.mouth, src.eyes):
+        h, w = region.grid.shape[1:3]
+        keep[region.y0 : region.y0 + h, region.x0 : region.x0 + w] = False
+    return keep
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 99.0 if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def test_user_bundles_are_listed_and_broken_ones_skipped_with_one_line() -> None:
+    write_photo_bundle(_home())
+    avatars = _home() / "avatars"
+    (avatars / "broken").mkdir()
+    (avatars / "broken" / "avatar.json").write_text("{not json")
+    write_photo_bundle(_home(), "halfdone")
+    (avatars / "halfdone" / "halfdone-photo" / "landmarks.npy").unlink()
+    (avatars / "ava").mkdir()  # a built-in id: never shadows the built-in
+    (avatars / "ava" / "avatar.json").write_text(json.dumps({"format": 1, "avatar_id": "ava", "poses": []}))
+    listed = run_cli("avatars", "list", "--json")
+    assert listed.code == 0, listed.stderr
+    ids = [a["avatar_id"] for a in listed.json()]
+    assert ids == ["ava", "leo", "mika", "astro"]
+    astro = listed.json()[-1]
+    assert astro["pose_ids"] == ["astro-photo"] and astro["preview_image_url"].endswith("/avatars/astro/preview.png")
+    warnings = [line for line in listed.stderr.splitlines() if line.strip()]
+    assert len(warnings) == 3 and all(w.startswith("warning: skipping avatar bundle") for w in warnings), warnings
+    assert any("halfdone" in w and "missing" in w for w in warnings)
+    poses = run_cli("avatars", "poses", "astro", "--json")
+    assert poses.code == 0 and poses.json()[0]["width"] == 512 and poses.json()[0]["pose_id"] == "astro-photo"
+    unknown = run_cli("avatars", "poses", "broken")
+    assert unknown.code == ExitCode.NOT_FOUND
+
+
+def test_photo_pose_talks_and_still_keeps_the_photo() -> None:
+    write_photo_bundle(_home())
+    r = run_cli("generate", "--pose", "astro-photo", "--audio", str(SPEECH), "-o", "astro.mp4", "--still", "--json")
+    assert r.code == 0, r.stderr
+    video = r.json()
+    frames = decode_frames(Path(video["video_url"].removeprefix("file://")))
+    mask = decode_frames(Path(video["mask_video_url"].removeprefix("file://")), "gray")[..., 0]
+    assert len(frames) == len(mask) == math.ceil(wav_duration(SPEECH) * 25)
+    rgb, matte, _ = astronaut()
+    src = _source(still=True)
+    keep = _outside(src, rgb.shape)
+    # outside the mouth, jaw and eyes every frame is the photo (up to the encoder), and the mask is its matte
+    worst = min(psnr(f[keep], rgb[keep]) for f in frames)
+    person = keep & (matte > 127)
+    worst_person = min(psnr(f[person], rgb[person]) for f in frames)
+    assert worst >= 35.0 and worst_person >= 35.0, (worst, worst_person)
+    assert np.abs(mask.astype(int) - matte.astype(int)).mean(axis=(1, 2)).max() < 3.0
+    # the mouth moves with the speech: the dark inner mouth grows with the audio's loudness
+    g = src.geometry
+    hw = round(g.half_width * 0.7)
+    inner = frames[:, round(g.cy) - 4 : round(g.cy) + round(g.max_open * 0.7), round(g.cx) - hw : round(g.cx) + hw]
+    darkness = (inner.astype(float).mean(axis=3) < 90).mean(axis=(1, 2))
+    import soundfile as sf
+
+    audio, _ = sf.read(SPEECH, dtype="float32")
+    loud = np.array([np.sqrt(np.mean(c**2)) for c in np.array_split(audio, len(frames))])
+    assert darkness.max() > 0.2 and np.corrcoef(darkness, loud)[0, 1] > 0.4
+    # frames inside pauses (quiet, and quiet two frames either side: the mouth anticipates speech) are closed
+    quiet = loud < 0.1 * loud.max()
+    inside = np.convolve(quiet, np.ones(5), mode="same").round() == 5
+    assert inside.sum() >= 3 and darkness[inside].max() < 0.02
+
+
+def test_idle_motion_loops_blinks_and_moves_the_matte() -> None:
+    from a2v_cli.engine.photo_pose import photo_idle_state, shifted
+
+    write_photo_bundle(_home())
+    src = _source()
+    loop = src.loop
+    rgb0, mask0, _, mouths0 = (a.copy() if a is not None else None for a in src.compose(range(0, 20)))
+    rgb1, mask1, _, mouths1 = src.compose(range(loop, loop + 20))
+    assert np.array_equal(rgb0, rgb1) and np.array_equal(mask0, mask1) and np.array_equal(mouths0, mouths1)
+    states = [photo_idle_state(f, 25, False) for f in range(loop)]
+    offsets = {(s.dx, s.dy) for s in states}
+    assert len(offsets) > 10 and all(abs(dx) <= 1.5 and abs(dy) <= 1.5 for dx, dy in offsets)
+    assert any(s.dx % 1 for s in states)  # subpixel positions, not whole-pixel jumps
+    steps = np.abs(np.diff([[s.dx, s.dy] for s in [*states, states[0]]], axis=0))
+    assert steps.max() <= 0.25  # smooth, also across the loop's seam
+    blink = next(f for f, s in enumerate(states) if s.blink == 1.0)
+    rgb, mask, _, _ = src.compose(range(blink, blink + 1))
+    image, matte, _ = astronaut()
+    s = states[blink]
+    expect = shifted(np.pad(np.concatenate([image, matte[..., None]], axis=2).astype(np.float32),
+                            ((4, 4), (4, 4), (0, 0)), mode="edge"), s.dx, s.dy)
+    keep = _outside(src, image.shape)
+    assert np.abs(rgb[0][keep].astype(int) - expect[..., :3][keep]).max() <= 1  # no seam around the regions
+    assert np.abs(mask[0].astype(int) - expect[..., 3]).max() <= 1  # the mask is the matte, moved with the head
+    e = src.eyes
+    h, w = e.grid.shape[1:3]
+    eyes_now = rgb[0, e.y0 : e.y0 + h, e.x0 : e.x0 + w].astype(int)
+    eyes_open = expect[e.y0 : e.y0 + h, e.x0 : e.x0 + w, :3].astype(int)
+    assert np.abs(eyes_now - eyes_open).max() > 60  # the lids came down over the eyes
+    # --still: nothing moves but the mouth
+    still = _source(still=True)
+    a, _, _, _ = (x.copy() if x is not None else None for x in still.compose(range(0, 1)))
+    b, _, _, _ = still.compose(range(blink, blink + 1))
+    assert np.array_equal(a, b)
+
+
+def test_closed_mouth_in_silence_and_on_pressed_lips() -> None:
+    from a2v_cli.engine.features import MAX_ABS_VALUE
+    from a2v_cli.engine.lipsync import Articulator
+
+    write_photo_bundle(_home())
+    src = _source(still=True)
+    silence = Articulator("cpu").run(np.full((1, 1, 80, 16), -MAX_ABS_VALUE, np.float32))
+    _, opening = src.articulation_weights(silence, 1)
+    assert opening[0] == 0.0
+    _, pressed = src.articulation_weights(np.array([[0.03, 0.0, 0.0, 1.0]], np.float32), 1)
+    assert pressed[0] == 0.0
+    _, wide = src.articulation_weights(np.array([[1.0, 0.0, 0.0, 0.0]], np.float32), 1)
+    assert wide[0] > 0.6 * src.geometry.half_width
+
+
+def test_still_is_refused_in_remote_mode() -> None:
+    r = run_cli("generate", "--pose", "ava-front", "--audio", str(SPEECH), "--still", "--server", "http://127.0.0.1:9",
+                env={"A2V_TOKEN": "t0ken-for-the-test"})
+    assert r.code == ExitCode.USAGE, r.stderr
+    assert "--still" in r.stderr and "local" in r.stderr and len(r.stderr.strip().splitlines()) <= 2
+
+
+def test_damaged_photo_pose_is_one_clear_line() -> None:
+    folder = write_photo_bundle(_home())
+    (folder / "astro-photo" / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    r = run_cli("generate", "--pose", "astro-photo", "--audio", str(SPEECH), "-o", "x.mp4")
+    assert r.code == ExitCode.USAGE, r.stderr
+    assert "damaged" in r.stderr and "Traceback" not in r.stderr
+    assert not Path("x.mp4").exists() and not Path("x.mask.mp4").exists()
+
+
+@pytest.mark.parametrize("pose", ["astro-photo", "leo-front"])
+def test_wav2lip_reference_shows_a_closed_mouth(tmp_path: Path, pose: str) -> None:
+    """A model that returns its reference half unchanged must give back a face with a mouth (issue 11, item 16)."""
+    from a2v_cli.engine import catalog
+    from a2v_cli.engine.compose import Compositor
+
+    write_photo_bundle(_home())
+    model = _echo_reference(tmp_path / "echo.onnx")
+    r = run_cli("generate", "--pose", pose, "--audio", str(SPEECH), "-o", "w.mp4", "--still", "--json",
+                "--model", str(model))
+    assert r.code == 0, r.stderr
+    frames = decode_frames(Path(r.json()["video_url"].removeprefix("file://")))
+    assert len(frames) == math.ceil(wav_duration(SPEECH) * 25)
+    if pose == "astro-photo":
+        src = _source(still=True)
+        closed, _, _, _ = src.compose(range(1))
+        g = src.geometry
+        y, x = round(g.cy), round(g.cx)
+        box = (slice(y - 12, y + 12), slice(x - 20, x + 20))
+        # the face comes back through the model's crop and paste: the photo's closed mouth, not a blank
+        assert np.abs(frames[:, box[0], box[1]].astype(int) - closed[0][box].astype(int)).mean() < 8
+    else:
+        art = catalog.pose_art(pose)
+        bare, _, _, mouths = Compositor(art, 25, still=True).compose(range(1))
+        mx, my = (int(v) for v in mouths[0])
+        box = (slice(my - 4, my + 4), slice(mx - 10, mx + 10))
+        preview = catalog.preview_frame(pose)[..., :3]
+        got = frames[:, box[0], box[1]].astype(int)
+        assert np.abs(got - bare[0][box].astype(int)).mean() > 20  # not the mouthless head
+        assert np.abs(got - preview[box].astype(int)).mean() < 12  # the built-in closed mouth
+
+
+def _echo_reference(path: Path) -> Path:
+    """A Wav2Lip-shaped model (mel [B,1,80,16], face [B,6,96,96]) that returns the reference half of its input."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("Slice", ["face", "c3", "c6", "axis1"], ["ref"]),
+             helper.make_node("ReduceMean", ["mel", "axes"], ["m"], keepdims=1),
+             helper.make_node("Mul", ["m", "zero"], ["m0"]),
+             helper.make_node("Add", ["ref", "m0"], ["out"])]
+    inits = [numpy_helper.from_array(np.array([3], np.int64), "c3"),
+             numpy_helper.from_array(np.array([6], np.int64), "c6"),
+             numpy_helper.from_array(np.array([1], np.int64), "axis1"),
+             numpy_helper.from_array(np.array([1, 2, 3], np.int64), "axes"),
+             numpy_helper.from_array(np.array(0.0, np.float32), "zero")]
+    graph = helper.make_graph(
+        nodes, "echo_reference",
+        [helper.make_tensor_value_info("mel", TensorProto.FLOAT, ["B", 1, 80, 16]),
+         helper.make_tensor_value_info("face", TensorProto.FLOAT, ["B", 6, 96, 96])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["B", 3, 96, 96])], inits,
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def test_video_pose_loops_its_clip_and_talks(tmp_path: Path) -> None:
+    """A clip added with the real ingest (`avatars add --video`) plays forward and back under the driven mouth."""
+    from test_avatars_add import decode_raw, panning, write_clip
+
+    from a2v_cli.engine.photo_pose import ping_pong
+
+    clip = write_clip(tmp_path / "pan.mp4", panning(40)[0])
+    added = run_cli("avatars", "add", "--video", str(clip), "--id", "pan", "--size", "256")
+    assert added.code == 0, added.stderr
+    r = run_cli("generate", "--pose", "pan-video", "--audio", str(SPEECH), "-o", "pan.mp4", "--json")
+    assert r.code == 0, r.stderr
+    frames = decode_frames(Path(r.json()["video_url"].removeprefix("file://")))
+    mask = decode_frames(Path(r.json()["mask_video_url"].removeprefix("file://")), "gray")[..., 0]
+    n = math.ceil(wav_duration(SPEECH) * 25)
+    assert len(frames) == len(mask) == n > 2 * 40  # longer than the clip: it must loop
+    folder = _home() / "avatars" / "pan" / "pan-video"
+    clip_frames = decode_raw(folder / "frames.mkv", 256, "rgb24")
+    clip_matte = decode_raw(folder / "matte.mkv", 256, "gray")[..., 0]
+    track = np.load(folder / "landmarks.npy")
+    order = [ping_pong(i, len(clip_frames)) for i in range(n)]
+    assert order[38:42] == [38, 39, 38, 37]  # forward, then back: no jump at the ends
+    top = slice(0, 100)  # above the mouth and jaw: the clip's own frame, in ping-pong order
+    diff = np.abs(frames[:, top].astype(int) - clip_frames[order][:, top].astype(int)).mean(axis=(1, 2, 3))
+    assert diff.max() < 4.0, diff.max()
+    assert np.abs(mask.astype(int) - clip_matte[order].astype(int)).mean(axis=(1, 2)).max() < 3.0
+    # the mouth, wherever the clip puts it, opens with the speech
+    cx = np.rint(track[order][:, [61, 291], 0].mean(axis=1)).astype(int)
+    cy = np.rint(track[order][:, [13, 14], 1].mean(axis=1)).astype(int)
+    inner = np.stack([frames[i, cy[i] - 2 : cy[i] + 8, cx[i] - 8 : cx[i] + 8] for i in range(n)])
+    darkness = (inner.astype(float).mean(axis=3) < 90).mean(axis=(1, 2))
+    import soundfile as sf
+
+    audio, _ = sf.read(SPEECH, dtype="float32")
+    loud = np.array([np.sqrt(np.mean(c**2)) for c in np.array_split(audio, n)])
+    assert darkness.max() > 0.2 and np.corrcoef(darkness, loud)[0, 1] > 0.4
