@@ -170,6 +170,15 @@ def test_face_too_small(tmp_path: Path) -> None:
     assert_bad_input(add(path), "px wide; at least 64 px is needed")
 
 
+def test_face_far_off_the_frame_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "edge.png"
+    astronaut().crop((205, 60, 512, 330)).save(path)  # the face's right half at the photo's left edge
+    assert_bad_input(add(path), "cut off by the edge")
+    path = tmp_path / "edge2.png"
+    astronaut().crop((190, 0, 512, 512)).save(path)  # just one cheek cut
+    assert_bad_input(add(path), "cut off by the edge")
+
+
 def test_strong_profile_is_refused(tmp_path: Path) -> None:
     """A face squeezed to one side (nose next to one cheek), as a head turned ~45 degrees looks."""
     img = np.asarray(astronaut())

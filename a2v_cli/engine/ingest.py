@@ -287,8 +287,8 @@ def _pick_face(rgb: np.ndarray, req: PhotoRequest, what: str, scale: float, warn
     else:
         face = faces[0]
         if len(faces) > 1:
-            warn(f"{what} has {len(faces)} faces; using the largest (pick another with --face 2 .. "
-                 f"--face {len(faces)})")
+            others = "--face 2" if len(faces) == 2 else f"--face 2 to --face {len(faces)}"
+            warn(f"{what} has {len(faces)} faces; using the largest (pick another with {others})")
     minimum = min_face_px(req.size)
     if face.width * scale < minimum:
         raise InputError(f"the face in {what} is {face.width * scale:.0f} px wide; at least {minimum} px is needed",
@@ -300,6 +300,15 @@ def _check_frontal(landmarks: np.ndarray, what: str) -> None:
     if yaw_ratio(landmarks) < MIN_YAW_RATIO:
         raise InputError(f"the face in {what} is turned too far to the side (a profile)",
                          "use a photo where the person faces the camera")
+
+
+def _check_whole(landmarks: np.ndarray, width: int, height: int, what: str) -> None:
+    """The face itself must be in the picture: a cheek or the chin past the edge cannot be animated."""
+    x, y = landmarks[:, 0], landmarks[:, 1]
+    outside = (x < -1) | (y < -1) | (x > width + 1) | (y > height + 1)
+    if outside.mean() > 0.01:
+        raise InputError(f"the face in {what} is cut off by the edge of the picture",
+                         "use a picture with the whole face and some space around the head in view")
 
 
 def _check_framing(framing: Framing, what: str) -> None:
@@ -356,6 +365,7 @@ def add_photo(
     landmarks = face_landmarks(photo.rgb, face, req.device)
     _check_frontal(landmarks, what)
     h, w = photo.rgb.shape[:2]
+    _check_whole(landmarks, w, h, what)
     framing = frame_face(landmarks, w, h)
     _check_framing(framing, what)
     size = req.size
@@ -414,6 +424,7 @@ def add_video(
     face = _pick_face(first, req, what, info.width / w1, warn)
     start = face_landmarks(first, face, req.device)
     _check_frontal(start, what)
+    _check_whole(start, w1, h1, what)
     coarse = track_landmarks(clip.read_frames(req.image, w1, h1), req.device, start=start)
     framing1 = frame_face(coarse.mean(axis=0), w1, h1)
     _check_framing(framing1, what)
