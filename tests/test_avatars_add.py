@@ -190,6 +190,20 @@ def test_strong_profile_is_refused(tmp_path: Path) -> None:
     assert_bad_input(add(path), "turned too far to the side")
 
 
+def test_16_bit_grey_png(tmp_path: Path) -> None:
+    grey = np.asarray(astronaut().convert("L")).astype(np.uint16) * 257
+    path = tmp_path / "grey16.png"
+    Image.fromarray(grey).save(path)
+    with Image.open(path) as check:
+        assert check.mode == "I;16"
+    result = add(path)
+    assert result.code == 0, result.stderr
+    _, image, _, _ = bundle("grey16")
+    assert add(ASTRONAUT, "--id", "ref").code == 0
+    _, ref, _, _ = bundle("ref")
+    assert np.abs(image[..., 1].astype(float) - np.asarray(Image.fromarray(ref).convert("L"))).mean() < 4
+
+
 @pytest.mark.parametrize("mode", ["L", "CMYK"])
 def test_grayscale_and_cmyk_jpegs(tmp_path: Path, mode: str) -> None:
     path = tmp_path / f"photo-{mode.lower()}.jpg"
@@ -298,6 +312,9 @@ def test_corrupt_truncated_and_non_images(tmp_path: Path) -> None:
     text.write_text("these are not pixels\n")
     assert_bad_input(add(text), "not an image")
     assert_bad_input(add(tmp_path / "missing.jpg"), "does not exist")
+    heic = tmp_path / "IMG_0001.HEIC"
+    heic.write_bytes(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + os.urandom(500))
+    assert_bad_input(add(heic), "HEIC", "export it as JPEG")
     bmp = tmp_path / "photo.bmp"
     astronaut().save(bmp)
     assert_bad_input(add(bmp), "BMP", "JPEG, PNG or WebP")
