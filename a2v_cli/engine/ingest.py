@@ -1,4 +1,4 @@
-"""`a2v avatars add` / `remove`: a photo becomes an avatar bundle under ``$A2V_HOME/avatars/<id>/``.
+"""`a2v avatars add` / `remove`: a photo or a short clip becomes an avatar bundle in ``$A2V_HOME/avatars/<id>/``.
 
 The bundle format is the contract between this module and the avatar registry (docs/avatars.md):
 ``avatar.json``, one pose folder with ``image.png`` (the head-and-shoulders crop), ``matte.png`` and
