@@ -433,3 +433,25 @@ def test_bad_clips(tmp_path: Path) -> None:
     assert_bad_input(run_cli("avatars", "add", "--video", str(CAT)), "at least 1 s")
     assert_bad_input(run_cli("avatars", "add"), "either --image PHOTO or --video CLIP")
     assert_bad_input(run_cli("avatars", "add", "--image", str(ASTRONAUT), "--video", str(long_clip)), "either")
+
+
+def test_interrupting_a_clip_leaves_nothing(tmp_path: Path) -> None:
+    """SIGTERM (or Ctrl-C) while the bundle is being written: exit 130, no avatar, no staging folder."""
+    import signal
+    import subprocess
+    import sys
+
+    frames, _ = panning(75)
+    path = write_clip(tmp_path / "long.mp4", frames)
+    proc = subprocess.Popen([sys.executable, "-m", "a2v_cli", "avatars", "add", "--video", str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    staging = home() / ".avatars-staging"
+    deadline = time.monotonic() + 60
+    while not (staging.exists() and any(staging.rglob("*.mkv"))) and time.monotonic() < deadline:
+        time.sleep(0.05)  # wait until the frames are being written
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err.decode()
+    assert_nothing_left()

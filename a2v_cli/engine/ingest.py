@@ -504,14 +504,25 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+STALE_SECONDS = 6 * 3600  # a staging folder this old was left by a killed process (no add takes that long)
+
+
 def _staging(home: Path) -> Path:
     """Bundles are assembled here (same filesystem as avatars/, never read by the registry)."""
+    import time
+
     path = home / ".avatars-staging"
     try:
         _mkdir_private(path)
     except OSError as err:
         raise InputError(f"cannot write into {home}: {err.strerror or err}",
                          "set A2V_HOME to a writable directory") from None
+    for entry in path.iterdir():  # what a `kill -9` left behind
+        try:
+            if time.time() - entry.stat().st_mtime > STALE_SECONDS:
+                shutil.rmtree(entry, ignore_errors=True)
+        except OSError:
+            pass
     return path
 
 
