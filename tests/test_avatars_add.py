@@ -431,6 +431,9 @@ def test_bad_clips(tmp_path: Path) -> None:
     text.write_text("not a video\n")
     assert_bad_input(run_cli("avatars", "add", "--video", str(text)), "not a video")
     assert_bad_input(run_cli("avatars", "add", "--video", str(CAT)), "at least 1 s")
+    cat = np.asarray(Image.open(CAT).convert("RGB").resize((480, 360)))
+    cat_clip = write_clip(tmp_path / "cat.mp4", [cat] * 30)
+    assert_bad_input(run_cli("avatars", "add", "--video", str(cat_clip)), "no face found in the first frame of cat.mp4")
     assert_bad_input(run_cli("avatars", "add"), "either --image PHOTO or --video CLIP")
     assert_bad_input(run_cli("avatars", "add", "--image", str(ASTRONAUT), "--video", str(long_clip)), "either")
 

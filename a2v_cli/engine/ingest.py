@@ -278,7 +278,7 @@ def _pick_face(rgb: np.ndarray, req: PhotoRequest, what: str, scale: float, warn
     faces = detect_faces(rgb, req.device)
     if not faces:
         raise InputError(f"no face found in {what}",
-                         "use a photo of one person facing the camera, head and shoulders in view")
+                         "use a picture of one person facing the camera, head and shoulders in view")
     if req.face is not None:
         if req.face > len(faces):
             raise InputError(f"--face {req.face}: {what} has {len(faces)} face(s)",
@@ -421,7 +421,7 @@ def add_video(
     k1 = min(1.0, VIDEO_WORK_SIDE / max(info.width, info.height))
     w1, h1 = _even(info.width * k1), _even(info.height * k1)
     first = next(iter(clip.read_frames(req.image, w1, h1)))
-    face = _pick_face(first, req, what, info.width / w1, warn)
+    face = _pick_face(first, req, f"the first frame of {what}", info.width / w1, warn)
     start = face_landmarks(first, face, req.device)
     _check_frontal(start, what)
     _check_whole(start, w1, h1, what)
