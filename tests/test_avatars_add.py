@@ -259,20 +259,17 @@ def test_webp_and_exif_orientation(tmp_path: Path) -> None:
     assert np.abs(landmarks[0, :, :2] - ref_lm[0, :, :2]).max() < 12
 
 
-def test_a_50_megapixel_photo_is_downscaled_quickly(tmp_path: Path) -> None:
+def test_a_50_megapixel_photo_is_downscaled(tmp_path: Path) -> None:
     canvas = Image.new("RGB", (8192, 6144), (180, 170, 160))
     canvas.paste(astronaut().resize((4096, 4096), Image.BILINEAR), (2048, 2048))
     path = tmp_path / "huge.jpg"
     canvas.save(path, quality=85)
     del canvas
-    start = time.monotonic()
-    result = add(path)
-    took = time.monotonic() - start
+    result = add(path)  # its speed is measured by benchmarks/bench_avatar_add.py, not asserted here
     assert result.code == 0, result.stderr
     manifest, image, _, _ = bundle("huge")
     assert (manifest["source"]["width"], manifest["source"]["height"]) == (8192, 6144)
     assert image.shape == (512, 512, 3)
-    assert took < 15, took
 
 
 def _png_claiming(width: int, height: int) -> bytes:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -289,16 +288,3 @@ def test_subpixel_offset_moves_the_mouth(mouth: object) -> None:
     cy = (alpha[:, 0] * ys).sum(axis=(1, 2)) / alpha[:, 0].sum(axis=(1, 2))
     assert abs(cx[0] - 64.0) < 0.05
     assert abs((cx[1] - cx[0]) - 0.5) < 0.02 and abs((cy[2] - cy[0]) + 1.25) < 0.02
-
-
-def test_mouth_renderer_is_fast(mouth: object) -> None:
-    """The spec is B=64 in well under 20 ms on 2 CPU threads; CI machines vary, so only gross regressions fail."""
-    rng = np.random.default_rng(4)
-    art = [tuple(x) for x in rng.uniform(0, 1, size=(64, 4))]
-    render(mouth, art)
-    times = []
-    for _ in range(5):
-        t = time.perf_counter()
-        render(mouth, art)
-        times.append(time.perf_counter() - t)
-    assert float(np.median(times)) < 0.1
