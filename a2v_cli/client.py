@@ -202,8 +202,13 @@ class A2VClient:
             return not_a2v_server(self.base_url, resp.status_code)
         return status_error(resp.status_code, code, message, resp.headers.get("X-Request-Id"))
 
-    def download(self, url: str, dest: Path, progress: Callable[[int, int | None], None] | None = None) -> Path:
+    def download(
+        self, url: str, dest: Path, progress: Callable[[int, int | None], None] | None = None, force: bool = False
+    ) -> Path:
         """Fetch ``url`` into ``dest`` via ``.dest.part``; after a broken transfer, resume only the same file.
+
+        The finished part is placed with `files.place_new`: exclusively unless ``force``, so a file that
+        appeared meanwhile is never replaced.
 
         Next to the part, ``.dest.part.json`` keeps the file's strong ETag, size and URL path. A
         resume asks ``Range`` + ``If-Range: <ETag>`` and appends only to a 206 for exactly that file
@@ -260,9 +265,10 @@ class A2VClient:
                     ) from err
                 self._sleep(retry_delay(attempt, None))
                 attempt += 1
-        part.replace(dest)
+        from a2v_cli.files import place_new
+
         meta.unlink(missing_ok=True)
-        return dest
+        return place_new(part, dest, force)
 
 
 def _url_path(url: str) -> str:

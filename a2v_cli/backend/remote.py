@@ -115,12 +115,8 @@ class RemoteBackend:
         return data["audio_url"]
 
     def download(self, url: str, dest: Path, progress: ProgressFn | None = None, force: bool = False) -> Path:
-        """Fetch into a staging file beside ``dest``, then place it (exclusively unless ``force``)."""
-        from a2v_cli.files import place_new
-
-        staging = dest.with_name(f".{dest.name}.download")
-        self.client.download(url, staging, progress)
-        return place_new(staging, dest, force)
+        """Fetch ``dest`` (resumable part beside it), then place it exclusively unless ``force``."""
+        return self.client.download(url, dest, progress, force)
 
     def delete_video(self, video_id: str) -> dict[str, Any]:
         return dict(self.client.request("POST", "video.delete", expect=dict, json={"video_id": video_id},
