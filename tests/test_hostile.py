@@ -28,6 +28,7 @@ from test_server import TOKENS, Server, call, client, clip, err, free_port, gene
 
 API = "/v1/a2v"
 DOWNLOAD_LIMIT_S = 12.0
+BODY_LIMIT_S = 3.0
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,8 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data = tmp_path_factory.mktemp("hostile") / "data"
     data.mkdir(mode=0o755)
     data.chmod(0o755)
-    s = Server(data, ["--allow-private-urls", "--workers", "1", "--download-timeout", str(DOWNLOAD_LIMIT_S)]).start()
+    s = Server(data, ["--allow-private-urls", "--workers", "1", "--download-timeout", str(DOWNLOAD_LIMIT_S),
+                      "--body-timeout", str(BODY_LIMIT_S)]).start()
     yield s
     s.stop()
 
@@ -106,6 +108,50 @@ def test_slow_hosts_neither_stall_the_queue_nor_outlive_the_limit(srv: Server) -
             assert v["status"] == "failed" and f"longer than the limit of {DOWNLOAD_LIMIT_S:g} s" in v["error"], v
         assert time.monotonic() - t0 < DOWNLOAD_LIMIT_S + 8  # the whole download, not each read
     assert took < DOWNLOAD_LIMIT_S + 30
+
+
+def test_slow_dns_is_given_up_on() -> None:
+    """A name server the client controls may answer slowly: the lookup is bounded too (API thread or slot)."""
+    from a2v_cli.server.fetch import FetchPolicy, FetchRefused, check_url
+
+    def slow(host: str, port: int) -> list[str]:
+        time.sleep(10)
+        return ["93.184.215.14"]
+
+    t0 = time.monotonic()
+    with pytest.raises(FetchRefused, match="took longer than 1 s"):
+        check_url("http://slow.example/a.wav", FetchPolicy(max_bytes=10, resolver=slow, connect_timeout=1))
+    assert time.monotonic() - t0 < 3
+
+
+@pytest.mark.parametrize("path", ["/video.generate", "/audio.upload"])
+def test_a_dripped_request_body_is_cut_off(srv: Server, path: str) -> None:
+    """A client that sends its body a byte at a time gets 408 (40800) at the limit, not a connection for ever."""
+    t0 = time.monotonic()
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as s:
+        kind = "multipart/form-data; boundary=b" if path == "/audio.upload" else "application/json"
+        s.sendall(f"POST {API}{path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKENS['alice']}\r\n"
+                  f"Content-Type: {kind}\r\nContent-Length: 1000\r\n\r\n".encode())
+        if path == "/audio.upload":
+            s.sendall(b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\nRIFF')
+        answer = b""
+        for _ in range(40):
+            s.sendall(b" ")
+            try:
+                s.settimeout(0.3)
+                answer += s.recv(65536)
+            except TimeoutError:
+                continue
+            if b"\r\n\r\n" in answer:
+                break
+        took = time.monotonic() - t0
+        s.settimeout(5)
+        while (length := re.search(rb"content-length: (\d+)", answer)) and \
+                len(answer.split(b"\r\n\r\n", 1)[1]) < int(length.group(1)):
+            answer += s.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:300]
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["code"] == 40800
+    assert BODY_LIMIT_S - 0.5 < took < BODY_LIMIT_S + 3, took
 
 
 # --- 5. short bodies ---------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ base URL and served as cached bytes.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -227,16 +228,30 @@ class ResultFile(FileResponse):
         await super().__call__(scope, receive, enveloped)
 
 
+class BodyTooSlowError(InputError):
+    """A request body that stopped arriving (a client dripping it a byte at a time)."""
+
+    api_code = 40800
+    http_status = 408
+
+
+BODY_PROGRESS_BYTES = 1 << 16
+
+
 class BodyLimit:
-    """Refuse request bodies over a per-path cap with the 41300 envelope, whether declared or streamed.
+    """Refuse request bodies over a per-path cap with the 41300 envelope, whether declared or streamed,
+    and bodies that take too long with the 40800 envelope.
 
     The cap is enforced on the bytes actually received (a client may lie in Content-Length or send
-    chunked), before anything is parsed or spooled to disk beyond the cap.
+    chunked), before anything is parsed or spooled to disk beyond the cap. The body must arrive within
+    ``timeout_s``, renewed for every 64 KiB received: a big upload may take as long as it keeps moving,
+    a client that drips bytes is cut off.
     """
 
-    def __init__(self, app: ASGIApp, limit_for: Callable[[str], int]) -> None:
+    def __init__(self, app: ASGIApp, limit_for: Callable[[str], int], timeout_s: float = 30.0) -> None:
         self.app = app
         self.limit_for = limit_for
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -248,31 +263,46 @@ class BodyLimit:
         if declared is not None and declared > limit:
             await error_response(too_big)(scope, receive, send)
             return
-        state = {"received": 0, "exceeded": False, "started": False}
+        too_slow = BodyTooSlowError(f"the request body did not arrive within {self.timeout_s:g} s")
+        loop = asyncio.get_running_loop()
+        state: dict[str, Any] = {"received": 0, "error": None, "started": False, "done": False,
+                                 "until": loop.time() + self.timeout_s, "moved": 0}
 
         async def limited_receive() -> Message:
-            message = await receive()
+            if state["done"]:  # the body is in: later receives wait for a disconnect, as long as they like
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, state["until"] - loop.time()))
+            except TimeoutError:
+                state["error"] = too_slow
+                raise too_slow from None
             if message["type"] == "http.request":
-                state["received"] += len(message.get("body", b""))
+                size = len(message.get("body", b""))
+                state["received"] += size
+                state["moved"] += size
+                if state["moved"] >= BODY_PROGRESS_BYTES:
+                    state["moved"] = 0
+                    state["until"] = loop.time() + self.timeout_s
+                state["done"] = not message.get("more_body", False)
                 if state["received"] > limit:
-                    state["exceeded"] = True
+                    state["error"] = too_big
                     raise too_big
             return message
 
         async def guarded_send(message: Message) -> None:
-            if state["exceeded"]:
+            if state["error"] is not None:
                 if message["type"] == "http.response.start" and not state["started"]:
                     state["started"] = True
-                    await error_response(too_big)(scope, receive, send)
+                    await error_response(state["error"])(scope, receive, send)
                 return
             await send(message)
 
         try:
             await self.app(scope, limited_receive, guarded_send)
-        except PayloadTooLargeError:
+        except (PayloadTooLargeError, BodyTooSlowError) as err:
             if not state["started"]:
                 state["started"] = True
-                await error_response(too_big)(scope, receive, send)
+                await error_response(state["error"] or err)(scope, receive, send)
 
 
 # --- the app ---------------------------------------------------------------------------------------
@@ -336,6 +366,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.add_middleware(
         BodyLimit,
         limit_for=lambda path: settings.max_upload_bytes + MULTIPART_SLACK if path == upload_path else JSON_BODY_LIMIT,
+        timeout_s=settings.body_timeout_s,
     )
     bearer = HTTPBearer(auto_error=False, description="A token from --tokens-file or A2V_SERVER_TOKENS.")
 
@@ -565,7 +596,7 @@ The A2V API as served by `a2v serve`. Every answer is an envelope `{code, data, 
 `code` 0 is success, otherwise one of 40000 (bad request, including invalid parameters),
 40100 (missing/invalid token, HTTP 401), 40300 (bad or expired signed link, HTTP 403),
 40400 (unknown id, HTTP 404), 40500 (method not allowed), 41300 (too large, HTTP 413),
-41600 (a file's Range past its end, HTTP 416),
+41600 (a file's Range past its end, HTTP 416), 40800 (a request body that stopped arriving, HTTP 408),
 50000 (internal error).
 
 Every endpoint needs `Authorization: Bearer <token>` except the signed result files,

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
 from a2v_cli import __version__
@@ -198,8 +199,7 @@ def _checked_addresses(host: str, port: int, policy: FetchPolicy) -> list[str]:
         reason = address_refusal(literal)
         if reason:
             raise FetchRefused(f"audio_url refused: {host} is {reason}")
-    resolver = policy.resolver or system_resolver
-    addresses = resolver(host, port)
+    addresses = _resolve(policy.resolver or system_resolver, host, port, policy.connect_timeout)
     if not addresses:
         raise FetchRefused(f"audio_url refused: host {host!r} has no address")
     if not exempt:
@@ -285,6 +285,31 @@ def _connect(address: str, port: int, timeout: float, deadline: Deadline) -> soc
     sock = socket.create_connection((address, port), timeout)
     deadline.watch(sock)
     return sock
+
+
+def _resolve(resolver: Resolver, host: str, port: int, timeout: float) -> list[str]:
+    """``resolver(host, port)``, given up after ``timeout`` s.
+
+    getaddrinfo cannot be interrupted, and a name server the client controls can answer slowly; the
+    lookup runs in a thread of its own, so neither an API thread (video.generate) nor a download slot
+    waits longer than ``timeout`` for it (the thread ends when the system resolver gives up).
+    """
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["addresses"] = resolver(host, port)
+        except BaseException as err:  # handed to the caller below
+            box["error"] = err
+
+    thread = threading.Thread(target=run, name="a2v-resolve", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise FetchRefused(f"audio_url refused: resolving host {host!r} took longer than {timeout:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box["addresses"]
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
