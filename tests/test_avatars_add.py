@@ -447,8 +447,14 @@ def test_interrupting_a_clip_leaves_nothing(tmp_path: Path) -> None:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
     staging = home() / ".avatars-staging"
     deadline = time.monotonic() + 60
-    while not (staging.exists() and any(staging.rglob("*.mkv"))) and time.monotonic() < deadline:
-        time.sleep(0.05)  # wait until the frames are being written
+    def writing() -> bool:  # ffmpeg writes `.frames.mkv.XXXX.part` until the clip is done
+        try:
+            return any(".mkv" in p.name for p in staging.rglob("*"))
+        except OSError:
+            return False
+
+    while not writing() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert proc.poll() is None, proc.communicate()
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
