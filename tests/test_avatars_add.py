@@ -170,6 +170,15 @@ def test_face_too_small(tmp_path: Path) -> None:
     assert_bad_input(add(path), "px wide; at least 64 px is needed")
 
 
+def test_face_far_off_the_frame_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "edge.png"
+    astronaut().crop((205, 60, 512, 330)).save(path)  # the face's right half at the photo's left edge
+    assert_bad_input(add(path), "cut off by the edge")
+    path = tmp_path / "edge2.png"
+    astronaut().crop((190, 0, 512, 512)).save(path)  # just one cheek cut
+    assert_bad_input(add(path), "cut off by the edge")
+
+
 def test_strong_profile_is_refused(tmp_path: Path) -> None:
     """A face squeezed to one side (nose next to one cheek), as a head turned ~45 degrees looks."""
     img = np.asarray(astronaut())
@@ -179,6 +188,20 @@ def test_strong_profile_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "profile.png"
     Image.fromarray(img[:, np.clip(src, 0, img.shape[1] - 1).astype(int)]).save(path)
     assert_bad_input(add(path), "turned too far to the side")
+
+
+def test_16_bit_grey_png(tmp_path: Path) -> None:
+    grey = np.asarray(astronaut().convert("L")).astype(np.uint16) * 257
+    path = tmp_path / "grey16.png"
+    Image.fromarray(grey).save(path)
+    with Image.open(path) as check:
+        assert check.mode == "I;16"
+    result = add(path)
+    assert result.code == 0, result.stderr
+    _, image, _, _ = bundle("grey16")
+    assert add(ASTRONAUT, "--id", "ref").code == 0
+    _, ref, _, _ = bundle("ref")
+    assert np.abs(image[..., 1].astype(float) - np.asarray(Image.fromarray(ref).convert("L"))).mean() < 4
 
 
 @pytest.mark.parametrize("mode", ["L", "CMYK"])
@@ -289,6 +312,9 @@ def test_corrupt_truncated_and_non_images(tmp_path: Path) -> None:
     text.write_text("these are not pixels\n")
     assert_bad_input(add(text), "not an image")
     assert_bad_input(add(tmp_path / "missing.jpg"), "does not exist")
+    heic = tmp_path / "IMG_0001.HEIC"
+    heic.write_bytes(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + os.urandom(500))
+    assert_bad_input(add(heic), "HEIC", "export it as JPEG")
     bmp = tmp_path / "photo.bmp"
     astronaut().save(bmp)
     assert_bad_input(add(bmp), "BMP", "JPEG, PNG or WebP")
@@ -405,5 +431,36 @@ def test_bad_clips(tmp_path: Path) -> None:
     text.write_text("not a video\n")
     assert_bad_input(run_cli("avatars", "add", "--video", str(text)), "not a video")
     assert_bad_input(run_cli("avatars", "add", "--video", str(CAT)), "at least 1 s")
+    cat = np.asarray(Image.open(CAT).convert("RGB").resize((480, 360)))
+    cat_clip = write_clip(tmp_path / "cat.mp4", [cat] * 30)
+    assert_bad_input(run_cli("avatars", "add", "--video", str(cat_clip)), "no face found in the first frame of cat.mp4")
     assert_bad_input(run_cli("avatars", "add"), "either --image PHOTO or --video CLIP")
     assert_bad_input(run_cli("avatars", "add", "--image", str(ASTRONAUT), "--video", str(long_clip)), "either")
+
+
+def test_interrupting_a_clip_leaves_nothing(tmp_path: Path) -> None:
+    """SIGTERM (or Ctrl-C) while the bundle is being written: exit 130, no avatar, no staging folder."""
+    import signal
+    import subprocess
+    import sys
+
+    frames, _ = panning(75)
+    path = write_clip(tmp_path / "long.mp4", frames)
+    proc = subprocess.Popen([sys.executable, "-m", "a2v_cli", "avatars", "add", "--video", str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    staging = home() / ".avatars-staging"
+    deadline = time.monotonic() + 60
+    def writing() -> bool:  # ffmpeg writes `.frames.mkv.XXXX.part` until the clip is done
+        try:
+            return any(".mkv" in p.name for p in staging.rglob("*"))
+        except OSError:
+            return False
+
+    while not writing() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err.decode()
+    assert_nothing_left()

@@ -1,4 +1,4 @@
-"""`a2v avatars add` / `remove`: a photo becomes an avatar bundle under ``$A2V_HOME/avatars/<id>/``.
+"""`a2v avatars add` / `remove`: a photo or a short clip becomes an avatar bundle in ``$A2V_HOME/avatars/<id>/``.
 
 The bundle format is the contract between this module and the avatar registry (docs/avatars.md):
 ``avatar.json``, one pose folder with ``image.png`` (the head-and-shoulders crop), ``matte.png`` and
@@ -278,7 +278,7 @@ def _pick_face(rgb: np.ndarray, req: PhotoRequest, what: str, scale: float, warn
     faces = detect_faces(rgb, req.device)
     if not faces:
         raise InputError(f"no face found in {what}",
-                         "use a photo of one person facing the camera, head and shoulders in view")
+                         "use a picture of one person facing the camera, head and shoulders in view")
     if req.face is not None:
         if req.face > len(faces):
             raise InputError(f"--face {req.face}: {what} has {len(faces)} face(s)",
@@ -287,8 +287,8 @@ def _pick_face(rgb: np.ndarray, req: PhotoRequest, what: str, scale: float, warn
     else:
         face = faces[0]
         if len(faces) > 1:
-            warn(f"{what} has {len(faces)} faces; using the largest (pick another with --face 2 .. "
-                 f"--face {len(faces)})")
+            others = "--face 2" if len(faces) == 2 else f"--face 2 to --face {len(faces)}"
+            warn(f"{what} has {len(faces)} faces; using the largest (pick another with {others})")
     minimum = min_face_px(req.size)
     if face.width * scale < minimum:
         raise InputError(f"the face in {what} is {face.width * scale:.0f} px wide; at least {minimum} px is needed",
@@ -300,6 +300,15 @@ def _check_frontal(landmarks: np.ndarray, what: str) -> None:
     if yaw_ratio(landmarks) < MIN_YAW_RATIO:
         raise InputError(f"the face in {what} is turned too far to the side (a profile)",
                          "use a photo where the person faces the camera")
+
+
+def _check_whole(landmarks: np.ndarray, width: int, height: int, what: str) -> None:
+    """The face itself must be in the picture: a cheek or the chin past the edge cannot be animated."""
+    x, y = landmarks[:, 0], landmarks[:, 1]
+    outside = (x < -1) | (y < -1) | (x > width + 1) | (y > height + 1)
+    if outside.mean() > 0.01:
+        raise InputError(f"the face in {what} is cut off by the edge of the picture",
+                         "use a picture with the whole face and some space around the head in view")
 
 
 def _check_framing(framing: Framing, what: str) -> None:
@@ -356,6 +365,7 @@ def add_photo(
     landmarks = face_landmarks(photo.rgb, face, req.device)
     _check_frontal(landmarks, what)
     h, w = photo.rgb.shape[:2]
+    _check_whole(landmarks, w, h, what)
     framing = frame_face(landmarks, w, h)
     _check_framing(framing, what)
     size = req.size
@@ -411,9 +421,10 @@ def add_video(
     k1 = min(1.0, VIDEO_WORK_SIDE / max(info.width, info.height))
     w1, h1 = _even(info.width * k1), _even(info.height * k1)
     first = next(iter(clip.read_frames(req.image, w1, h1)))
-    face = _pick_face(first, req, what, info.width / w1, warn)
+    face = _pick_face(first, req, f"the first frame of {what}", info.width / w1, warn)
     start = face_landmarks(first, face, req.device)
     _check_frontal(start, what)
+    _check_whole(start, w1, h1, what)
     coarse = track_landmarks(clip.read_frames(req.image, w1, h1), req.device, start=start)
     framing1 = frame_face(coarse.mean(axis=0), w1, h1)
     _check_framing(framing1, what)
@@ -493,14 +504,25 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+STALE_SECONDS = 6 * 3600  # a staging folder this old was left by a killed process (no add takes that long)
+
+
 def _staging(home: Path) -> Path:
     """Bundles are assembled here (same filesystem as avatars/, never read by the registry)."""
+    import time
+
     path = home / ".avatars-staging"
     try:
         _mkdir_private(path)
     except OSError as err:
         raise InputError(f"cannot write into {home}: {err.strerror or err}",
                          "set A2V_HOME to a writable directory") from None
+    for entry in path.iterdir():  # what a `kill -9` left behind
+        try:
+            if time.time() - entry.stat().st_mtime > STALE_SECONDS:
+                shutil.rmtree(entry, ignore_errors=True)
+        except OSError:
+            pass
     return path
 
 

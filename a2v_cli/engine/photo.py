@@ -1,4 +1,4 @@
-"""Reading a user's photo safely: JPEG, PNG (with its alpha) or WebP, upright, as 8-bit RGB.
+"""Reading a user's photo safely: JPEG, PNG (with its alpha), WebP or AVIF, upright, as 8-bit RGB.
 
 Pillow sniffs the format from the bytes (not the file name), honours the EXIF orientation a phone writes
 instead of turning the pixels, converts CMYK, greyscale and palette images, and refuses a decompression
@@ -14,7 +14,8 @@ import numpy as np
 
 from a2v_cli.errors import InputError
 
-FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WebP"}  # MPO: a camera JPEG with extra frames
+FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WebP", "AVIF": "AVIF"}  # MPO: a camera JPEG
+HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1")  # iPhone photos; Pillow cannot read
 MAX_PIXELS = 100_000_000  # refused from the header above this (a 50-MP phone photo is fine)
 MAX_FILE_BYTES = 200 * 1024 * 1024
 WORK_SIDE = 4096  # larger photos are decoded at a reduced scale (JPEG: by the decoder itself) to this long side
@@ -48,6 +49,11 @@ def load_photo(path: Path) -> Photo:
     try:
         img = Image.open(path)
     except UnidentifiedImageError:
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+        if head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS:
+            raise InputError(f"{path.name} is a HEIC/HEIF photo, which a2v cannot read",
+                             "export it as JPEG (iPhone: Settings > Camera > Formats > Most Compatible)") from None
         raise InputError(f"{path.name} is not an image a2v can read", "use a JPEG, PNG or WebP photo") from None
     except Image.DecompressionBombError:
         raise _too_big(path.name, None) from None
@@ -103,10 +109,10 @@ def _to_rgb(img: object) -> tuple[np.ndarray, np.ndarray | None]:
     from PIL import Image
 
     assert isinstance(img, Image.Image)
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit or float greyscale: scale to 8 bits
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit (or float) greyscale: to 8 bits
         grey = np.asarray(img, dtype=np.float64)
-        top = grey.max() or 1.0
-        img = Image.fromarray(np.clip(grey / top * 255 + 0.5, 0, 255).astype(np.uint8))
+        scale = 1 / 257 if img.mode != "F" and grey.max() > 255 else (255.0 if img.mode == "F" else 1.0)
+        img = Image.fromarray(np.clip(grey * scale + 0.5, 0, 255).astype(np.uint8))
     has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (img.mode == "P" and "transparency" in img.info)
     if has_alpha:
         rgba = np.asarray(img.convert("RGBA"))
