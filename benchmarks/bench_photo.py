@@ -14,6 +14,9 @@ temporary ``A2V_HOME`` by ``tests/photo_bundle.py`` (the bundled face models: de
 2. Fidelity: one clip rendered with ``--still``; PSNR of every frame against the photo outside the warped
    regions (mouth and jaw, eyes), over the whole rest of the frame and over the person (matte > 0.5).
 
+A second photo row scores the same renders with bench_lipsync's own pixel measure (the dark interior's area in a
+box around the mouth), like for like with the cartoon row.
+
 Output: tables on stdout and ``benchmarks/out/photo.json``.
 """
 
@@ -106,7 +109,12 @@ def main(argv: list[str] | None = None) -> int:
         home = Path(tmp) / "home"
         os.environ["A2V_HOME"] = str(home)
         write_photo_bundle(home)
-        measured, scores, render_s = [], [], 0.0
+        from a2v_cli.engine.frames import open_source
+
+        geo = open_source(POSE, 25, still=True, device="cpu").geometry  # type: ignore[attr-defined]
+        cx, cy, hw = round(geo.cx), round(geo.cy), round(geo.half_width)
+        box = (slice(cy - 10, cy + round(geo.max_open) + 8), slice(cx - hw - 8, cx + hw + 8))
+        measured, scores, render_s, lumas = [], [], 0.0, []
         for k, (clip, truth) in enumerate(zip(clips, truths, strict=True)):
             work = Path(tmp) / clip.name
             work.mkdir()
@@ -115,12 +123,18 @@ def main(argv: list[str] | None = None) -> int:
             video, secs, _ = render(wav, work, False, args.device)
             render_s += secs
             frames = decode_all(video)
+            lumas.append(bl.luminance(frames[:, box[0], box[1]]))
             m = mesh_opening(frames, args.device)
             measured.append(m)
             scores.append(bl.score_clip(clip.name, clip.voice, m, truth, len(frames), bl.audio_track_seconds(video)))
             print(f"  {k + 1}/{len(clips)} {clip.name}: {clip.duration:.1f} s, render {secs:.1f} s", file=sys.stderr)
         photo = bl.pool(f"builtin on {POSE} (face mesh)", scores, measured, truths)
-        rows = [bl.evaluate_baseline(clips, truths)[0], photo]
+        # the cartoon benchmark's own measure (dark interior area in a box around the mouth), for a like-for-like row
+        areas, _ = bl.measure_mouth(lumas)
+        pixel_scores = [bl.score_clip(c.name, c.voice, a, t)
+                        for c, a, t in zip(clips, areas, truths, strict=True)]  # fmt: skip
+        rows = [bl.evaluate_baseline(clips, truths)[0], photo,
+                bl.pool(f"builtin on {POSE} (pixels)", pixel_scores, areas, truths)]
         if not args.no_cartoon:
             rows.append(bl.evaluate_model("builtin", clips, truths, "ava-front", args.device, None, log=False)[0])
             rows[-1].model = "builtin on ava-front (pixels)"

@@ -49,6 +49,8 @@ def test_user_bundles_are_listed_and_broken_ones_skipped_with_one_line() -> None
     (avatars / "halfdone" / "halfdone-photo" / "landmarks.npy").unlink()
     (avatars / "ava").mkdir()  # a built-in id: never shadows the built-in
     (avatars / "ava" / "avatar.json").write_text(json.dumps({"format": 1, "avatar_id": "ava", "poses": []}))
+    (avatars / "huge").mkdir()
+    (avatars / "huge" / "avatar.json").write_text(" " * (2 << 20))  # read no further than its size
     listed = run_cli("avatars", "list", "--json")
     assert listed.code == 0, listed.stderr
     ids = [a["avatar_id"] for a in listed.json()]
@@ -56,7 +58,7 @@ def test_user_bundles_are_listed_and_broken_ones_skipped_with_one_line() -> None
     astro = listed.json()[-1]
     assert astro["pose_ids"] == ["astro-photo"] and astro["preview_image_url"].endswith("/avatars/astro/preview.png")
     warnings = [line for line in listed.stderr.splitlines() if line.strip()]
-    assert len(warnings) == 3 and all(w.startswith("warning: skipping avatar bundle") for w in warnings), warnings
+    assert len(warnings) == 4 and all(w.startswith("warning: skipping avatar bundle") for w in warnings), warnings
     assert any("halfdone" in w and "missing" in w for w in warnings)
     poses = run_cli("avatars", "poses", "astro", "--json")
     assert poses.code == 0 and poses.json()[0]["width"] == 512 and poses.json()[0]["pose_id"] == "astro-photo"
