@@ -84,7 +84,7 @@ def _slug(stem: str) -> str:
     return slug[:32].rstrip("-_") or "avatar"
 
 
-def _free_id(stem: str, avatars: Path, builtin: set[str]) -> str:
+def free_id(stem: str, avatars: Path, builtin: set[str]) -> str:
     base = _slug(stem)
     candidate, n = base, 1
     while candidate in builtin or (avatars / candidate).exists():
@@ -379,7 +379,7 @@ def add_photo(
         matte = matte * edge_fade(framing, w, h, size)
     matte8 = np.clip(matte * 255 + 0.5, 0, 255).astype(np.uint8)
     box = _to_pose(np.asarray([[face.box[0], face.box[1], 0], [face.box[2], face.box[3], 0]]), framing, size)
-    avatar_id = req.avatar_id or _free_id(req.image.stem, avatars, builtin)
+    avatar_id = req.avatar_id or free_id(req.image.stem, avatars, builtin)
     pose_id = f"{avatar_id}-photo"
     source = {"kind": "image", "file": req.image.name, "sha256": _sha256(req.image),
               "width": photo.width, "height": photo.height}
@@ -434,7 +434,7 @@ def add_video(
     w2, h2 = _even(info.width * k2), _even(info.height * k2)
     sx, sy = w2 / info.width / k1, h2 / info.height / k1
     framing = Framing(framing1.x0 * sx, framing1.y0 * sy, framing1.side * sx, framing1.pad)
-    avatar_id = req.avatar_id or _free_id(req.image.stem, avatars, builtin)
+    avatar_id = req.avatar_id or free_id(req.image.stem, avatars, builtin)
     pose_id = f"{avatar_id}-video"
     box_first = _to_pose(np.asarray([[face.box[0] * sx, face.box[1] * sy, 0], [face.box[2] * sx, face.box[3] * sy, 0]]),
                          framing, size)
