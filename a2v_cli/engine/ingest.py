@@ -79,6 +79,31 @@ def check_request(req: PhotoRequest, builtin: set[str]) -> None:
         raise InputError(f"--face {req.face} is not valid", "faces are numbered from 1 (the largest)")
 
 
+def check_source(req: PhotoRequest) -> None:
+    """The photo or clip exists, is a readable file and is under its size cap: checked once, before any work
+    or upload, in both modes (the decoders check again: the server gets files from elsewhere too)."""
+    from a2v_cli.engine import clip, photo
+
+    path = req.image
+    if not path.exists():
+        raise InputError(f"{path} does not exist", "check the path")
+    if not path.is_file():
+        raise InputError(f"{path} is not a file", "give the path of a JPEG, PNG or WebP photo" if req.kind == "image"
+                         else "give the path of a short video clip")
+    size = path.stat().st_size
+    if req.kind == "image" and size > photo.MAX_FILE_BYTES:
+        raise InputError(f"{path.name} is {size / 1e6:.0f} MB; the limit is {photo.MAX_FILE_BYTES // 2**20} MiB",
+                         "export a smaller JPEG")
+    if req.kind == "video" and size > clip.MAX_BYTES:
+        raise InputError(f"{path.name} is {size / 1e6:.0f} MB; the limit for a clip is {clip.MAX_BYTES // 2**20} "
+                         f"MiB", f"trim it to a few seconds (at most {clip.MAX_SECONDS:g} s)")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as err:
+        raise InputError(f"cannot read {path}: {err.strerror or err}", "check the file's permissions") from None
+
+
 def _slug(stem: str) -> str:
     slug = re.sub(r"[^a-z0-9_-]+", "-", stem.lower()).strip("-_")
     return slug[:32].rstrip("-_") or "avatar"

@@ -215,6 +215,9 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
         if face is not None and face != "" and face_n is None:
             raise InputError(f"face {face!r} is not a whole number", "faces are numbered from 1 (the largest)")
         builtin = set(catalog.avatar_ids(include_user=False))
+        client_name = Path((upload.filename or "").replace("\\", "/")).name[:200]
+        if description is None and client_name:
+            description = f"From {client_name}"  # as local mode says; the server's copy has no name of its own
         req = ingest.PhotoRequest(Path(UPLOAD_NAME), avatar_id or None, name, description, size_px, face_n,
                                   settings.device, kind)
         ingest.check_request(req, builtin)
@@ -231,7 +234,7 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
             if req.avatar_id is not None and (avatars / req.avatar_id).exists():
                 raise AvatarExistsError(f"avatar {req.avatar_id!r} already exists",
                                         f"choose another id, or remove it first: a2v avatars remove {req.avatar_id}")
-            new_id = req.avatar_id or ingest.free_id(Path(upload.filename or "avatar").stem, avatars, builtin)
+            new_id = req.avatar_id or ingest.free_id(Path(client_name or "avatar").stem, avatars, builtin)
             incoming = Path(tempfile.mkdtemp(prefix=".incoming.", dir=home))
             try:
                 path = incoming / UPLOAD_NAME
