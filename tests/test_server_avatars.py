@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import math
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
 import pytest
 from conftest import ROOT, SPEECH, decode_frames, run_cli, wav_duration
 from test_server import API, TOKENS, Server, call, client, err, ok, wait_for
@@ -193,3 +195,18 @@ def test_cli_add_and_remove_remote_match_local(srv: Server, tmp_path: Path) -> N
         lo, re_ = run_cli(*who, "--local"), remote(srv, *who)
         assert lo.code == re_.code != 0, (lo.stderr, re_.stderr)  # type: ignore[attr-defined]
     assert leftovers(srv, "bob") == []
+
+
+def test_a_build_past_its_deadline_is_killed_and_leaves_nothing(tmp_path: Path) -> None:
+    s = Server(tmp_path / "data", ["--workers", "0", "--avatar-timeout", "1.5"]).start()
+    try:
+        t0 = time.monotonic()
+        message = err(create(s, avatar_id="slow"), 400, 40000)
+        assert "longer than the server's limit of 1.5 s" in message and time.monotonic() - t0 < 10
+        assert leftovers(s, "alice") == []
+        assert not (tenant_home(s.data_dir.resolve(), "alice") / "avatars" / "slow").exists()
+        assert "slow" not in [a["avatar_id"] for a in ok(call(s, "GET", "/avatar.list"))]
+        assert not [p for p in psutil.Process(s.proc.pid).children(recursive=True)  # type: ignore[union-attr]
+                    if "avatar_ingest" in " ".join(p.cmdline())]
+    finally:
+        s.stop()

@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-audio-seconds", type=float, default=ServerSettings.max_audio_seconds)
     p.add_argument("--download-timeout", dest="download_timeout_s", type=float,
                    default=ServerSettings.download_timeout_s)
+    p.add_argument("--avatar-timeout", dest="avatar_timeout_s", type=float, default=None)
     args = p.parse_args(argv)
     try:
         serve(ServerSettings(**vars(args)))

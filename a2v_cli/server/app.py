@@ -571,16 +571,20 @@ DESCRIPTION = """
 The A2V API as served by `a2v serve`. Every answer is an envelope `{code, data, message}`;
 `code` 0 is success, otherwise one of 40000 (bad request, including invalid parameters),
 40100 (missing/invalid token, HTTP 401), 40300 (bad or expired signed link, HTTP 403),
-40400 (unknown id, HTTP 404), 40500 (method not allowed), 41300 (too large, HTTP 413),
+40400 (unknown id, HTTP 404), 40500 (method not allowed), 40900 (conflict, HTTP 409),
+41300 (too large, HTTP 413),
 41600 (a file's Range past its end, HTTP 416),
 50000 (internal error).
 
-Every endpoint needs `Authorization: Bearer <token>` except the signed result files,
-pose preview images and this document. Each token sees only its own videos.
+Every endpoint needs `Authorization: Bearer <token>` except the signed result files and avatar
+previews, the built-in pose preview images and this document. Each token sees only its own videos
+and its own avatars.
 
 Extensions to the spec: `POST /v1/a2v/audio.upload`, `POST /v1/a2v/video.delete` and
 `POST /v1/a2v/video.prune` (the caller's own videos), `limit` / `cursor` on video.list with
-`next_cursor` in the envelope, the `Idempotency-Key` header on video.generate, signed result
+`next_cursor` in the envelope, `POST /v1/a2v/avatar.create` and `POST /v1/a2v/avatar.delete` (the
+caller's own avatars, listed with the built-ins by avatar.list), the `Idempotency-Key` header on
+video.generate and avatar.create, signed result
 URLs under `/v1/a2v/files/`, preview images under `/v1/a2v/previews/`, and the extra video fields
 (`pose_id`, `created_at`, `updated_at`, `duration`, `frame_count`, `error`, `alpha_video_url`).
 """.strip()

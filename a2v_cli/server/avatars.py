@@ -10,6 +10,7 @@ process (`avatar_ingest`) under a whole-operation deadline; nothing half-built i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -20,7 +21,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from fastapi.responses import FileResponse, Response
 
 from a2v_cli.engine import avatars as registry_mod
 from a2v_cli.engine import catalog, ingest
-from a2v_cli.errors import A2VError, InputError, NotFoundError
+from a2v_cli.errors import A2VError, InputError, NotFoundError, UnavailableError
 from a2v_cli.schema import Avatar
 from a2v_cli.server import models
 from a2v_cli.server.tenants import TENANT_KEY, tenant_avatars, tenant_home, tenant_key
@@ -41,6 +42,11 @@ IMAGE_DEADLINE_S = 60.0  # the whole avatar.create with a photo: copy, decode, f
 VIDEO_DEADLINE_S = 300.0  # with a clip (at most clip.MAX_SECONDS long): every frame is tracked and matted
 UPLOAD_NAME = "the uploaded file"  # how the child's messages name it; the client puts the user's file name back
 PREVIEW = "preview.png"
+BUILD_SLOTS = 2  # avatar builds at once, all tenants: each holds a server thread and a child for seconds
+
+
+class BusyError(UnavailableError):
+    """Every build slot is taken: try again shortly (the client retries 503 by itself)."""
 
 
 class AvatarExistsError(InputError):
@@ -51,15 +57,36 @@ class AvatarExistsError(InputError):
 
 
 class _Tenants:
-    """One lock per tenant: its creates and deletes run one at a time (ids, staging, idempotency keys)."""
+    """One lock per tenant: its creates and deletes run one at a time (ids, staging, idempotency keys).
+
+    Nothing waits for a lock or a build slot: a waiting request would hold one of the server's threads,
+    and a tenant sending many could starve everyone else's requests."""
 
     def __init__(self) -> None:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self.slots = threading.BoundedSemaphore(BUILD_SLOTS)
 
-    def lock(self, owner: str) -> threading.Lock:
+    @contextlib.contextmanager
+    def hold(self, owner: str) -> Iterator[None]:
         with self._guard:
-            return self._locks.setdefault(owner, threading.Lock())
+            lock = self._locks.setdefault(owner, threading.Lock())
+        if not lock.acquire(blocking=False):
+            raise AvatarExistsError("another avatar.create or avatar.delete of this token is still running",
+                                    "try again when it has finished")
+        try:
+            yield
+        finally:
+            lock.release()
+
+    @contextlib.contextmanager
+    def build_slot(self) -> Iterator[None]:
+        if not self.slots.acquire(blocking=False):
+            raise BusyError("the server is building other avatars", "try again in a few seconds")
+        try:
+            yield
+        finally:
+            self.slots.release()
 
 
 def tenant_registry(data_dir: Path, owner: str) -> registry_mod.Registry:
@@ -127,12 +154,16 @@ def _copy_upload(upload: UploadFile, dest: Path, max_bytes: int) -> None:
         raise InputError(f"{UPLOAD_NAME} is empty", "send a JPEG, PNG or WebP photo, or a short clip")
 
 
-def _run_child(spec: dict[str, Any], deadline: float) -> dict[str, Any]:
-    """Build the bundle in `avatar_ingest` (scrubbed environment), killed when ``deadline`` passes."""
+def deadline_s(settings: Any, kind: str) -> float:
+    """How long one avatar.create may take, all of it."""
+    return float(settings.avatar_timeout_s or (VIDEO_DEADLINE_S if kind == "video" else IMAGE_DEADLINE_S))
+
+
+def _run_child(spec: dict[str, Any], started: float, limit: float) -> dict[str, Any]:
+    """Build the bundle in `avatar_ingest` (scrubbed environment), killed ``limit`` s after ``started``."""
     from a2v_cli.server.render_worker import child_env
 
-    left = deadline - time.monotonic()
-    limit = VIDEO_DEADLINE_S if spec["kind"] == "video" else IMAGE_DEADLINE_S
+    left = started + limit - time.monotonic()
     timeout = InputError(f"building the avatar took longer than the server's limit of {limit:g} s",
                          "use a shorter clip or a smaller photo")
     if left <= 0:
@@ -173,6 +204,7 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
             **errors,
             409: {"model": models.ErrorResponse, "description": "The caller already has this avatar id (40900)."},
             413: {"model": models.ErrorResponse, "description": "Over --max-upload-bytes (41300)."},
+            503: {"model": models.ErrorResponse, "description": "Every build slot is busy: retry (50300)."},
         },
         tags=["Extensions"],
     )
@@ -197,7 +229,8 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
         Only the caller sees it (avatar.list, avatar-pose.list) and can render it (video.generate).
         Limits: the body is at most --max-upload-bytes (41300); a photo at most 100 megapixels; a clip
         1-10 s; the whole build at most 60 s (photo) or 300 s (clip). A built-in id or bad input
-        answers 40000; an id the caller already has answers 40900 (never overwritten).
+        answers 40000; an id the caller already has, or another create or delete of the caller's still
+        running, 40900 (never overwritten); two builds already running on the server, 50300 (retry).
         """
         started = time.monotonic()
         if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
@@ -223,7 +256,7 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
         ingest.check_request(req, builtin)
         home = tenant_home(state.data_dir, who)
         base = state.public_base
-        with tenants.lock(who):
+        with tenants.hold(who):
             keys = home / "keys"
             key_file = keys / hashlib.sha256(idempotency_key.encode()).hexdigest() if idempotency_key else None
             if key_file is not None and key_file.is_file():
@@ -242,8 +275,8 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
                 spec = {"path": str(path), "kind": kind, "avatar_id": new_id, "name": name,
                         "description": description, "size": size_px, "face": face_n, "device": settings.device,
                         "home": str(home), "builtin": sorted(builtin)}
-                limit = VIDEO_DEADLINE_S if kind == "video" else IMAGE_DEADLINE_S
-                answer = _run_child(spec, started + limit)
+                with tenants.build_slot():
+                    answer = _run_child(spec, started, deadline_s(settings, kind))
             finally:
                 shutil.rmtree(incoming, ignore_errors=True)
                 # a killed build leaves its staging folder: nothing else of this tenant's is in flight
@@ -265,7 +298,7 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
         """Extension: delete one of the caller's avatars (built-ins are refused with 40000; another token's
         avatar is 40400, like an unknown one). Videos already made with it are kept."""
         builtin = set(catalog.avatar_ids(include_user=False))
-        with tenants.lock(who):
+        with tenants.hold(who):
             manifest = ingest.remove(body.avatar_id, tenant_home(state.data_dir, who), builtin)
         log.info("deleted avatar %s for %s", body.avatar_id, who)
         return envelope(Avatar(avatar_id=body.avatar_id, name=str(manifest.get("name", body.avatar_id)),

@@ -98,7 +98,7 @@ class ErrorResponse(BaseModel):
     code: int = Field(
         description="40000 bad request, 40100 unauthorized, 40300 forbidden (bad or expired signed URL), "
         "40400 not found, 40500 method not allowed, 40900 conflict (avatar.create: the id exists), 41300 payload "
-        "too large, 50000 internal error."
+        "too large, 50000 internal error, 50300 busy (retry)."
     )
     data: None = None
     message: str = Field(description="What is wrong, for people.")
