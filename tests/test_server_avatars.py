@@ -198,11 +198,19 @@ def test_cli_add_and_remove_remote_match_local(srv: Server, tmp_path: Path) -> N
 
 
 def test_a_build_past_its_deadline_is_killed_and_leaves_nothing(tmp_path: Path) -> None:
-    s = Server(tmp_path / "data", ["--workers", "0", "--avatar-timeout", "1.5"]).start()
+    """A 3 s clip takes several seconds to track and matte: a 2 s deadline kills its build midway."""
+    import subprocess
+
+    from conftest import ffmpeg
+
+    clip = tmp_path / "me.mp4"
+    subprocess.run([ffmpeg(), "-v", "error", "-loop", "1", "-i", str(ASTRONAUT), "-t", "3", "-r", "25", "-c:v",
+                    "libx264", "-pix_fmt", "yuv420p", str(clip)], check=True)
+    s = Server(tmp_path / "data", ["--workers", "0", "--avatar-timeout", "2"]).start()
     try:
         t0 = time.monotonic()
-        message = err(create(s, avatar_id="slow"), 400, 40000)
-        assert "longer than the server's limit of 1.5 s" in message and time.monotonic() - t0 < 10
+        message = err(create(s, path=clip, field="video", avatar_id="slow"), 400, 40000)
+        assert "longer than the server's limit of 2 s" in message and time.monotonic() - t0 < 10
         assert leftovers(s, "alice") == []
         assert not (tenant_home(s.data_dir.resolve(), "alice") / "avatars" / "slow").exists()
         assert "slow" not in [a["avatar_id"] for a in ok(call(s, "GET", "/avatar.list"))]

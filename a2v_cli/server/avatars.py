@@ -168,25 +168,41 @@ def _run_child(spec: dict[str, Any], started: float, limit: float) -> dict[str, 
                          "use a shorter clip or a smaller photo")
     if left <= 0:
         raise timeout
+    # its own process group: on the deadline the ffmpeg processes it started go with it
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "a2v_cli.server.avatar_ingest"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, errors="replace", env=child_env(), start_new_session=True,
+    )
     try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "a2v_cli.server.avatar_ingest"], input=json.dumps(spec), capture_output=True,
-            text=True, errors="replace", env=child_env(), timeout=left, check=False,
-        )
+        stdout, stderr = proc.communicate(json.dumps(spec), timeout=left)
     except subprocess.TimeoutExpired:
+        _kill_group(proc)
         raise timeout from None
+    except BaseException:
+        _kill_group(proc)
+        raise
     try:
-        answer = json.loads(proc.stdout.strip().splitlines()[-1])
+        answer = json.loads(stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
-        log.error("avatar build child exited %s without an answer: %s", proc.returncode, proc.stderr[-2000:])
+        log.error("avatar build child exited %s without an answer: %s", proc.returncode, stderr[-2000:])
         raise A2VError("internal error: the avatar build stopped unexpectedly") from None
     if "error" in answer:
         e = answer["error"]
         if e.get("api_code") == InputError.api_code:
             raise InputError(str(e["message"]), e.get("hint"))
-        log.error("avatar build failed: %s\n%s", e.get("message"), proc.stderr[-4000:])
+        log.error("avatar build failed: %s\n%s", e.get("message"), stderr[-4000:])
         raise A2VError(str(e["message"]))
     return answer
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (OSError, AttributeError):  # gone already, or no process groups (Windows)
+        proc.kill()
+    proc.communicate()
 
 
 def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], errors: dict[int, Any]) -> None:
