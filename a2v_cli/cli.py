@@ -261,7 +261,8 @@ def avatars_add(
     debug: DebugOpt = False,
 ) -> None:
     """Make an avatar from a photo or a short clip: a head-and-shoulders pose with its matte (docs/avatars.md)."""
-    from a2v_cli.engine.ingest import PhotoRequest
+    from a2v_cli.engine.catalog import avatar_ids
+    from a2v_cli.engine.ingest import PhotoRequest, check_request, check_source
     from a2v_cli.errors import InputError
 
     out = _output(json_)
@@ -271,6 +272,8 @@ def avatars_add(
     assert source is not None
     kind = "image" if image is not None else "video"
     request = PhotoRequest(source, avatar_id, name, description, size, face, device.value, kind)
+    check_request(request, set(avatar_ids(include_user=False)))  # one check for both modes, before any upload
+    check_source(request)
     avatar = _backend(local, server, http_timeout).add_avatar(request, out.info).to_dict()
     if json_:
         out.json(avatar)

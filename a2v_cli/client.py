@@ -134,6 +134,7 @@ class A2VClient:
         params: dict[str, Any] | None = None,
         json: Any = None,
         files: dict[str, Any] | None = None,
+        data: dict[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         """The whole envelope, for callers that read extension fields such as `next_cursor`."""
@@ -150,7 +151,8 @@ class A2VClient:
                         if hasattr(f[1], "seek"):
                             f[1].seek(0)
                 with self._deadline():
-                    resp = self._http.request(method, url, params=params, json=json, files=files, headers=headers)
+                    resp = self._http.request(method, url, params=params, json=json, files=files, data=data,
+                                              headers=headers)
             except httpx.TimeoutException as err:
                 error: APIError = APITimeoutError(
                     f"{method} {path} got no complete answer within {self.timeout:g} s",

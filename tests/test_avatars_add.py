@@ -328,11 +328,17 @@ def test_unwritable_home(tmp_path: Path) -> None:
     assert result.code == 2 and "writable" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_remote_mode_is_refused_for_now() -> None:
+def test_remote_mode_checks_locally_first_and_stores_nothing_here(tmp_path: Path) -> None:
+    """Remote mode goes to the server (tests/test_server_avatars.py); what needs no server is refused before
+    any connection (exit 2 even with no server), and nothing lands in the local A2V_HOME either way."""
     env = {"A2V_SERVER": "http://127.0.0.1:9", "A2V_TOKEN": "t0ken"}
     result = run_cli("avatars", "add", "--image", str(ASTRONAUT), env=env)
-    assert result.code == 2 and "local mode only" in result.stderr and "--local" in result.stderr
-    assert run_cli("avatars", "remove", "x", env=env).code == 2
+    assert result.code == 5 and "cannot reach the server" in result.stderr, result.stderr
+    for args in (("--image", str(tmp_path / "missing.png")), ("--image", str(ASTRONAUT), "--id", "Bad Id"),
+                 ("--image", str(ASTRONAUT), "--id", "ava"), ("--image", str(ASTRONAUT), "--size", "100")):
+        result = run_cli("avatars", "add", *args, env=env)
+        assert result.code == 2 and "cannot reach" not in result.stderr, (args, result.stderr)
+    assert run_cli("avatars", "remove", "x", env=env).code == 5
     assert_nothing_left()
 
 
@@ -436,7 +442,7 @@ def test_bad_clips(tmp_path: Path) -> None:
 
 
 def test_interrupting_a_clip_leaves_nothing(tmp_path: Path) -> None:
-    """SIGTERM while the bundle is being written: exit 143, no avatar, no staging folder."""
+    """SIGTERM while the bundle is being written: exit 143 (Ctrl-C: 130), no avatar, no staging folder."""
     import signal
     import subprocess
     import sys

@@ -29,11 +29,42 @@ class RemoteBackend:
         return [_build(Pose, p, "avatar-pose.list") for p in data]
 
     def add_avatar(self, request: Any, warn: Any) -> Avatar:
-        raise InputError("`a2v avatars add` works in local mode only for now", "add --local to run it on this machine")
+        """`a2v avatars add` through the server's `avatar.create` extension (the avatar is this token's only)."""
+        if request.device != "auto":
+            raise InputError("--device works in local mode only (the server chooses where its models run)",
+                             "drop --device, or add --local")
+        shown = request.image.name
+        fields = {"size": str(request.size), "description": request.description or f"From {shown}"}
+        for key, value in (("avatar_id", request.avatar_id), ("name", request.name), ("face", request.face)):
+            if value is not None:
+                fields[key] = str(value)
+        with open(request.image, "rb") as handle:
+            try:
+                body = self.client.request_envelope(
+                    "POST", "avatar.create", data=fields, idempotency_key=new_idempotency_key(),
+                    files={request.kind: (shown, handle, "application/octet-stream")},
+                )
+            except APINotFoundError as err:
+                if err.status_code == 404 and "no such endpoint" in err.message:
+                    raise InputError("this server does not accept avatars (no avatar.create extension)",
+                                     "add --local to make the avatar on this machine") from None
+                raise
+            except A2VError as err:
+                err.message = _name_the_file(err.message, shown)
+                err.args = (err.message,)
+                raise
+        for line in body.get("warnings") or []:
+            if isinstance(line, str):
+                warn(_name_the_file(line, shown))
+        if not isinstance(body.get("data"), dict):
+            raise APIStatusError("avatar.create: the server's answer has no avatar")
+        return _build(Avatar, body["data"], "avatar.create")
 
     def remove_avatar(self, avatar_id: str) -> Avatar:
-        raise InputError("`a2v avatars remove` works in local mode only for now",
-                         "add --local to run it on this machine")
+        """`a2v avatars remove` through `avatar.delete` (only this token's own avatars)."""
+        data = self.client.request("POST", "avatar.delete", expect=dict, json={"avatar_id": avatar_id},
+                                   idempotency_key=new_idempotency_key())
+        return _build(Avatar, data, "avatar.delete")
 
     def get_video(self, video_id: str) -> Video:
         data = self.client.request("GET", "video.get", expect=dict, params={"video_id": video_id})

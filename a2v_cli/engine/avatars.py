@@ -69,8 +69,21 @@ class Registry:
     skipped: list[str] = field(default_factory=list)  # one line per bundle that was not loaded
 
 
+_USER_DIR: dict[str, Path | None] = {}  # set by `use_user_dir` in a server's render child
+
+
+def use_user_dir(folder: Path | None) -> None:
+    """Read user bundles from ``folder`` (None: none at all) instead of `$A2V_HOME/avatars` in this process.
+
+    Why: a server's render child renders for one tenant at a time, and must see that tenant's bundles
+    only, never the host user's."""
+    _USER_DIR["dir"] = folder
+
+
 def home_avatars_dir() -> Path | None:
     """`$A2V_HOME/avatars` (or the platform default), without creating anything: listing needs no writable home."""
+    if "dir" in _USER_DIR:
+        return _USER_DIR["dir"]
     env = os.environ.get("A2V_HOME")
     if env:
         return Path(env).expanduser() / "avatars"

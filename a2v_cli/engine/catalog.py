@@ -30,8 +30,11 @@ def pose_ids(include_user: bool = True, quiet: bool = False) -> list[str]:
     return list(_registry(include_user, quiet).poses)
 
 
-def avatars(preview_url: dict[str, str] | None = None, include_user: bool = True) -> list[Avatar]:
-    """Every avatar (built-ins, then the user's bundles); ``preview_url`` maps pose ids to preview image URLs."""
+def avatars(
+    preview_url: dict[str, str] | None = None, include_user: bool = True, reg: avatars_mod.Registry | None = None
+) -> list[Avatar]:
+    """Every avatar (built-ins, then the user's bundles, or those of ``reg``: a server tenant's);
+    ``preview_url`` maps pose ids to preview image URLs."""
     urls = preview_url or {}
     return [
         Avatar(
@@ -41,22 +44,27 @@ def avatars(preview_url: dict[str, str] | None = None, include_user: bool = True
             preview_image_url=urls.get(a.pose_ids[0]),
             pose_ids=list(a.pose_ids),
         )
-        for a in _registry(include_user).avatars.values()
+        for a in (reg or _registry(include_user)).avatars.values()
     ]
 
 
-def poses(avatar_id: str, preview_url: dict[str, str] | None = None, include_user: bool = True) -> list[Pose]:
-    """The poses of one avatar; NotFoundError (with suggestions) for an unknown avatar."""
-    reg = _registry(include_user)
+def poses(
+    avatar_id: str, preview_url: dict[str, str] | None = None, include_user: bool = True,
+    reg: avatars_mod.Registry | None = None,
+) -> list[Pose]:
+    """The poses of one avatar (of ``reg`` when given); NotFoundError (with suggestions) for an unknown avatar."""
+    reg = reg or _registry(include_user)
     info = reg.avatars.get(avatar_id)
     if info is None:
         raise not_found("avatar", avatar_id, list(reg.avatars))
     return [_pose(reg.poses[pid], preview_url) for pid in info.pose_ids]
 
 
-def pose_entry(pose_id: str, include_user: bool = True) -> avatars_mod.PoseEntry:
+def pose_entry(
+    pose_id: str, include_user: bool = True, reg: avatars_mod.Registry | None = None
+) -> avatars_mod.PoseEntry:
     """The registry's entry for a pose; NotFoundError (with suggestions) for an unknown id."""
-    reg = _registry(include_user)
+    reg = reg or _registry(include_user)
     p = reg.poses.get(pose_id)
     if p is None:
         raise not_found("pose", pose_id, list(reg.poses))

@@ -79,12 +79,37 @@ def check_request(req: PhotoRequest, builtin: set[str]) -> None:
         raise InputError(f"--face {req.face} is not valid", "faces are numbered from 1 (the largest)")
 
 
+def check_source(req: PhotoRequest) -> None:
+    """The photo or clip exists, is a readable file and is under its size cap: checked once, before any work
+    or upload, in both modes (the decoders check again: the server gets files from elsewhere too)."""
+    from a2v_cli.engine import clip, photo
+
+    path = req.image
+    if not path.exists():
+        raise InputError(f"{path} does not exist", "check the path")
+    if not path.is_file():
+        raise InputError(f"{path} is not a file", "give the path of a JPEG, PNG or WebP photo" if req.kind == "image"
+                         else "give the path of a short video clip")
+    size = path.stat().st_size
+    if req.kind == "image" and size > photo.MAX_FILE_BYTES:
+        raise InputError(f"{path.name} is {size / 1e6:.0f} MB; the limit is {photo.MAX_FILE_BYTES // 2**20} MiB",
+                         "export a smaller JPEG")
+    if req.kind == "video" and size > clip.MAX_BYTES:
+        raise InputError(f"{path.name} is {size / 1e6:.0f} MB; the limit for a clip is {clip.MAX_BYTES // 2**20} "
+                         f"MiB", f"trim it to a few seconds (at most {clip.MAX_SECONDS:g} s)")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as err:
+        raise InputError(f"cannot read {path}: {err.strerror or err}", "check the file's permissions") from None
+
+
 def _slug(stem: str) -> str:
     slug = re.sub(r"[^a-z0-9_-]+", "-", stem.lower()).strip("-_")
     return slug[:32].rstrip("-_") or "avatar"
 
 
-def _free_id(stem: str, avatars: Path, builtin: set[str]) -> str:
+def free_id(stem: str, avatars: Path, builtin: set[str]) -> str:
     base = _slug(stem)
     candidate, n = base, 1
     while candidate in builtin or (avatars / candidate).exists():
@@ -379,7 +404,7 @@ def add_photo(
         matte = matte * edge_fade(framing, w, h, size)
     matte8 = np.clip(matte * 255 + 0.5, 0, 255).astype(np.uint8)
     box = _to_pose(np.asarray([[face.box[0], face.box[1], 0], [face.box[2], face.box[3], 0]]), framing, size)
-    avatar_id = req.avatar_id or _free_id(req.image.stem, avatars, builtin)
+    avatar_id = req.avatar_id or free_id(req.image.stem, avatars, builtin)
     pose_id = f"{avatar_id}-photo"
     source = {"kind": "image", "file": req.image.name, "sha256": _sha256(req.image),
               "width": photo.width, "height": photo.height}
@@ -434,7 +459,7 @@ def add_video(
     w2, h2 = _even(info.width * k2), _even(info.height * k2)
     sx, sy = w2 / info.width / k1, h2 / info.height / k1
     framing = Framing(framing1.x0 * sx, framing1.y0 * sy, framing1.side * sx, framing1.pad)
-    avatar_id = req.avatar_id or _free_id(req.image.stem, avatars, builtin)
+    avatar_id = req.avatar_id or free_id(req.image.stem, avatars, builtin)
     pose_id = f"{avatar_id}-video"
     box_first = _to_pose(np.asarray([[face.box[0] * sx, face.box[1] * sy, 0], [face.box[2] * sx, face.box[3] * sy, 0]]),
                          framing, size)

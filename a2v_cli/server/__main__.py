@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--download-timeout", dest="download_timeout_s", type=float,
                    default=ServerSettings.download_timeout_s)
     p.add_argument("--body-timeout", dest="body_timeout_s", type=float, default=ServerSettings.body_timeout_s)
+    p.add_argument("--avatar-timeout", dest="avatar_timeout_s", type=float, default=None)
     args = p.parse_args(argv)
     try:
         serve(ServerSettings(**vars(args)))

@@ -33,6 +33,7 @@ from a2v_cli import __version__, config
 from a2v_cli.engine import catalog
 from a2v_cli.errors import A2VError, AuthError, InputError, NotFoundError
 from a2v_cli.schema import Video
+from a2v_cli.server import avatars as user_avatars
 from a2v_cli.server import models
 from a2v_cli.server.fetch import FetchPolicy, check_url, human_size
 from a2v_cli.server.jobs import JobRunner, SqliteJobQueue, WorkerPool
@@ -45,6 +46,7 @@ from a2v_cli.wire import ascii_int
 log = logging.getLogger("a2v.server")
 
 API = "/v1/a2v"
+AVATAR_CREATE = f"{API}/avatar.create"  # multipart, like audio.upload (server/avatars.py)
 JSON_BODY_LIMIT = 64 * 1024  # video.generate's body is two short strings
 MULTIPART_SLACK = 1024 * 1024  # multipart headers and boundaries on top of the file itself
 VIDEO_ID = re.compile(r"vid_[0-9a-f]{20}")
@@ -365,7 +367,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
     upload_path = f"{API}/audio.upload"
     app.add_middleware(
         BodyLimit,
-        limit_for=lambda path: settings.max_upload_bytes + MULTIPART_SLACK if path == upload_path else JSON_BODY_LIMIT,
+        limit_for=lambda path: settings.max_upload_bytes + MULTIPART_SLACK if path in (upload_path, AVATAR_CREATE)
+        else JSON_BODY_LIMIT,
         timeout_s=settings.body_timeout_s,
     )
     bearer = HTTPBearer(auto_error=False, description="A token from --tokens-file or A2V_SERVER_TOKENS.")
@@ -390,9 +393,12 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return {pid: f"{base}{API}/previews/{pid}.png" for pid in catalog.packaged_previews()}
 
     @app.get(f"{API}/avatar.list", response_model=models.AvatarListResponse, responses=ERRORS, tags=["A2V"])
-    async def avatar_list(request: Request, _: str = Depends(owner)) -> Response:
-        """Every avatar (Realtime API)."""
+    def avatar_list(request: Request, who: str = Depends(owner)) -> Response:
+        """Every avatar (Realtime API): the built-ins, then the caller's own (extension: avatar.create)."""
         base = state.base_url(request)
+        own = user_avatars.own_avatars(state, who, base)
+        if own:
+            return envelope([a.to_dict() for a in catalog.avatars(preview_urls(base), include_user=False)] + own)
         return cached(
             f"avatars {base}", lambda: [a.to_dict() for a in catalog.avatars(preview_urls(base), include_user=False)]
         )
@@ -401,13 +407,13 @@ def create_app(settings: ServerSettings) -> FastAPI:
         f"{API}/avatar-pose.list", response_model=models.PoseListResponse, responses={**ERRORS, **NOT_FOUND},
         tags=["A2V"],
     )
-    async def avatar_pose_list(
-        request: Request, avatar_id: str = Query(max_length=200), _: str = Depends(owner)
+    def avatar_pose_list(
+        request: Request, avatar_id: str = Query(max_length=200), who: str = Depends(owner)
     ) -> Response:
-        """The poses of one avatar (Realtime API); 40400 for an unknown avatar_id."""
-        if avatar_id not in catalog.avatar_ids(include_user=False):
-            catalog.poses(avatar_id, include_user=False)  # raises NotFoundError with suggestions
+        """The poses of one avatar (Realtime API); 40400 for an unknown avatar_id or another token's."""
         base = state.base_url(request)
+        if avatar_id not in catalog.avatar_ids(include_user=False):
+            return envelope(user_avatars.own_poses(state, who, avatar_id, base))  # NotFoundError if not the caller's
         return cached(
             f"poses {avatar_id} {base}",
             lambda: [p.to_dict() for p in catalog.poses(avatar_id, preview_urls(base), include_user=False)],
@@ -437,7 +443,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         """
         if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
             raise InputError("Idempotency-Key must be 1 to 255 printable ASCII characters without spaces")
-        catalog.pose(body.pose_id, include_user=False)  # the host's own avatars are not every tenant's
+        user_avatars.check_pose(state, who, body.pose_id)  # built-ins and the caller's own; never another token's
         base = state.base_url(request)
         audio_url = body.audio_url.strip()
         upload_id = _own_upload_id(audio_url, {base})
@@ -563,6 +569,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     from a2v_cli.server import manage
 
     manage.register(app, state, owner, ERRORS)
+    user_avatars.register(app, state, owner, ERRORS)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -595,16 +602,20 @@ DESCRIPTION = """
 The A2V API as served by `a2v serve`. Every answer is an envelope `{code, data, message}`;
 `code` 0 is success, otherwise one of 40000 (bad request, including invalid parameters),
 40100 (missing/invalid token, HTTP 401), 40300 (bad or expired signed link, HTTP 403),
-40400 (unknown id, HTTP 404), 40500 (method not allowed), 41300 (too large, HTTP 413),
+40400 (unknown id, HTTP 404), 40500 (method not allowed), 40900 (conflict, HTTP 409),
+41300 (too large, HTTP 413),
 41600 (a file's Range past its end, HTTP 416), 40800 (a request body that stopped arriving, HTTP 408),
 50000 (internal error).
 
-Every endpoint needs `Authorization: Bearer <token>` except the signed result files,
-pose preview images and this document. Each token sees only its own videos.
+Every endpoint needs `Authorization: Bearer <token>` except the signed result files and avatar
+previews, the built-in pose preview images and this document. Each token sees only its own videos
+and its own avatars.
 
 Extensions to the spec: `POST /v1/a2v/audio.upload`, `POST /v1/a2v/video.delete` and
 `POST /v1/a2v/video.prune` (the caller's own videos), `limit` / `cursor` on video.list with
-`next_cursor` in the envelope, the `Idempotency-Key` header on video.generate, signed result
+`next_cursor` in the envelope, `POST /v1/a2v/avatar.create` and `POST /v1/a2v/avatar.delete` (the
+caller's own avatars, listed with the built-ins by avatar.list), the `Idempotency-Key` header on
+video.generate and avatar.create, signed result
 URLs under `/v1/a2v/files/`, preview images under `/v1/a2v/previews/`, and the extra video fields
 (`pose_id`, `created_at`, `updated_at`, `duration`, `frame_count`, `error`, `alpha_video_url`).
 """.strip()

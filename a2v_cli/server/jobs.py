@@ -26,6 +26,7 @@ from a2v_cli.errors import A2VError
 from a2v_cli.schema import Video
 from a2v_cli.server.fetch import Abandoned, Deadline, FetchPolicy, fetch
 from a2v_cli.server.render_worker import RenderProcess, RenderSpec
+from a2v_cli.server.tenants import tenant_avatars
 from a2v_cli.server.uploads import UPLOAD_SCHEME, UploadStore
 from a2v_cli.store import Job, VideoStore
 
@@ -170,6 +171,7 @@ class JobRunner:
             source_name=name,
             device=self.device,
             alpha_format=job.alpha_format,
+            avatars_dir=str(tenant_avatars(self.data_dir, job.owner)),
         )
 
     def clean(self, video_id: str, keep_result: bool) -> None:

@@ -18,7 +18,10 @@ class AvatarData(BaseModel):
     avatar_id: str
     name: str
     description: str = ""
-    preview_image_url: str | None = Field(None, description="Absolute URL of a PNG of the first pose (public).")
+    preview_image_url: str | None = Field(
+        None, description="Absolute URL of a PNG of the first pose (public; a signed, expiring link for the "
+        "caller's own avatars)."
+    )
     pose_ids: list[str] = Field(default_factory=list)
 
 
@@ -94,7 +97,8 @@ class UploadResponse(Envelope):
 class ErrorResponse(BaseModel):
     code: int = Field(
         description="40000 bad request, 40100 unauthorized, 40300 forbidden (bad or expired signed URL), "
-        "40400 not found, 40500 method not allowed, 41300 payload too large, 50000 internal error."
+        "40400 not found, 40500 method not allowed, 40900 conflict (avatar.create: the id exists), 41300 payload "
+        "too large, 50000 internal error, 50300 busy (retry)."
     )
     data: None = None
     message: str = Field(description="What is wrong, for people.")
@@ -147,3 +151,17 @@ class PruneData(BaseModel):
 
 class PruneResponse(Envelope):
     data: PruneData
+
+
+class AvatarResponse(Envelope):
+    data: AvatarData
+    warnings: list[str] = Field(
+        default_factory=list, description="avatar.create: things the caller should know (e.g. several faces, the "
+        "largest used). " + EXTENSION,
+    )
+
+
+class AvatarDeleteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    avatar_id: str = Field(min_length=1, max_length=100, description="One of the caller's own avatars.")

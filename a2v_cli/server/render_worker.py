@@ -82,6 +82,7 @@ class RenderSpec:
     source_name: str = "audio_url"  # how messages name it
     device: str = "auto"
     alpha_format: str | None = None  # also write out_dir/alpha.<format> with real alpha
+    avatars_dir: str | None = None  # the job's tenant's avatar bundles (server/avatars.py); None: built-ins only
 
 
 @dataclass
@@ -95,8 +96,10 @@ class RenderOutcome:
 def render_spec(spec: RenderSpec, on_duration: Callable[[float], None]) -> RenderOutcome:
     """Check, clean and decode the client's audio, render video and mask into ``spec.out_dir``."""
     from a2v_cli.engine.audio import decode
+    from a2v_cli.engine.avatars import use_user_dir
     from a2v_cli.engine.render import RenderJob, render
 
+    use_user_dir(Path(spec.avatars_dir) if spec.avatars_dir else None)  # this tenant's bundles, never the host's
     work, out = Path(spec.work_dir), Path(spec.out_dir)
     for d in (work, out):  # leftovers of an attempt that a crash cut short
         shutil.rmtree(d, ignore_errors=True)

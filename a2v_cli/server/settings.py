@@ -27,6 +27,7 @@ class ServerSettings:
     device: str = "auto"  # where the lip-sync model runs: auto, cpu or cuda
     download_timeout_s: float = 60.0  # one audio_url download, all of it (connect, headers, body, redirects)
     body_timeout_s: float = 30.0  # a request body must arrive within this, renewed per 64 KiB received
+    avatar_timeout_s: float | None = None  # one avatar.create, all of it; None: 60 s for a photo, 300 s for a clip
 
     def __post_init__(self) -> None:
         from a2v_cli.errors import InputError
@@ -36,7 +37,8 @@ class ServerSettings:
         if self.workers < 0:
             raise InputError("workers must be 0 or more")
         if (self.max_upload_bytes < 1 or self.max_audio_seconds <= 0 or self.url_lifetime_s < 1
-                or not self.download_timeout_s > 0 or not self.body_timeout_s > 0):
+                or not self.download_timeout_s > 0 or not self.body_timeout_s > 0
+                or (self.avatar_timeout_s is not None and not self.avatar_timeout_s > 0)):
             raise InputError("size, duration, time and lifetime limits must be positive")
         if self.public_url is not None and not self.public_url.lower().startswith(("http://", "https://")):
             raise InputError(f"public URL {self.public_url!r} must start with http:// or https://")

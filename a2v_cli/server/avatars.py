@@ -1,0 +1,343 @@
+"""Extensions for a tenant's own avatars: `avatar.create`, `avatar.delete` and their signed preview images.
+
+Why here: each token (tenant) may add avatars from a photo or a short clip, kept under
+``<data-dir>/avatars/<tenant>/avatars/<avatar_id>/`` (the bundle format of `$A2V_HOME/avatars`, 0700/0600,
+built in a staging folder and renamed into place by `engine/ingest.py`). The tenant's avatars join the
+built-ins in its own `avatar.list`, `avatar-pose.list` and `video.generate`, never in another token's;
+another tenant's avatar or pose answers 40400 exactly like an unknown one. The build runs in a child
+process (`avatar_ingest`) under a whole-operation deadline; nothing half-built is left after a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, File, Form, Header, Query, UploadFile
+from fastapi.responses import FileResponse, Response
+
+from a2v_cli.engine import avatars as registry_mod
+from a2v_cli.engine import catalog, ingest
+from a2v_cli.errors import A2VError, InputError, NotFoundError, UnavailableError
+from a2v_cli.schema import Avatar
+from a2v_cli.server import models
+from a2v_cli.server.tenants import TENANT_KEY, tenant_avatars, tenant_home, tenant_key
+from a2v_cli.wire import ascii_int
+
+log = logging.getLogger("a2v.server")
+
+IMAGE_DEADLINE_S = 60.0  # the whole avatar.create with a photo: copy, decode, face models, bundle
+VIDEO_DEADLINE_S = 300.0  # with a clip (at most clip.MAX_SECONDS long): every frame is tracked and matted
+UPLOAD_NAME = "the uploaded file"  # how the child's messages name it; the client puts the user's file name back
+PREVIEW = "preview.png"
+BUILD_SLOTS = 2  # avatar builds at once, all tenants: each holds a server thread and a child for seconds
+
+
+class BusyError(UnavailableError):
+    """Every build slot is taken: try again shortly (the client retries 503 by itself)."""
+
+
+class AvatarExistsError(InputError):
+    """The tenant already has an avatar with this id (never overwritten)."""
+
+    api_code = 40900
+    http_status = 409
+
+
+class _Tenants:
+    """One lock per tenant: its creates and deletes run one at a time (ids, staging, idempotency keys).
+
+    Nothing waits for a lock or a build slot: a waiting request would hold one of the server's threads,
+    and a tenant sending many could starve everyone else's requests."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self.slots = threading.BoundedSemaphore(BUILD_SLOTS)
+
+    @contextlib.contextmanager
+    def hold(self, owner: str) -> Iterator[None]:
+        with self._guard:
+            lock = self._locks.setdefault(owner, threading.Lock())
+        if not lock.acquire(blocking=False):
+            raise AvatarExistsError("another avatar.create or avatar.delete of this token is still running",
+                                    "try again when it has finished")
+        try:
+            yield
+        finally:
+            lock.release()
+
+    @contextlib.contextmanager
+    def build_slot(self) -> Iterator[None]:
+        if not self.slots.acquire(blocking=False):
+            raise BusyError("the server is building other avatars", "try again in a few seconds")
+        try:
+            yield
+        finally:
+            self.slots.release()
+
+
+def tenant_registry(data_dir: Path, owner: str) -> registry_mod.Registry:
+    """The built-ins plus this tenant's bundles (a damaged one is skipped, quietly: it is not the caller's fault)."""
+    return registry_mod.load(tenant_avatars(data_dir, owner))
+
+
+def own_avatars(state: Any, owner: str, base: str) -> list[dict[str, Any]]:
+    """The tenant's own avatars as API objects, previews as signed links; [] without any."""
+    folder = tenant_avatars(state.data_dir, owner)
+    if not folder.is_dir():
+        return []
+    reg = tenant_registry(state.data_dir, owner)
+    urls = preview_urls(state, owner, reg, base)
+    return [a.to_dict() for a in catalog.avatars(urls, reg=reg) if not reg.avatars[a.avatar_id].builtin]
+
+
+def own_poses(state: Any, owner: str, avatar_id: str, base: str) -> list[dict[str, Any]]:
+    """The poses of one of the tenant's avatars (NotFoundError, naming only ids it may see, otherwise)."""
+    reg = tenant_registry(state.data_dir, owner)
+    return [p.to_dict() for p in catalog.poses(avatar_id, preview_urls(state, owner, reg, base), reg=reg)]
+
+
+def check_pose(state: Any, owner: str, pose_id: str) -> None:
+    """A built-in pose or one of the tenant's; another tenant's is 40400, exactly as an unknown id."""
+    catalog.pose_entry(pose_id, reg=tenant_registry(state.data_dir, owner))
+
+
+def preview_urls(state: Any, owner: str, reg: registry_mod.Registry, base: str) -> dict[str, str]:
+    """Pose id -> preview link: the public built-in PNGs, and signed, expiring links for the tenant's own."""
+    from a2v_cli.server.app import API
+
+    urls = {pid: f"{base}{API}/previews/{pid}.png" for pid in catalog.packaged_previews()}
+    key = tenant_key(owner)
+    for a in reg.avatars.values():
+        if a.builtin or a.preview is None:
+            continue
+        expires, sig = state.signer.sign(f"{key}/{a.avatar_id}", PREVIEW)
+        url = f"{base}{API}/avatar-previews/{key}/{a.avatar_id}.png?expires={expires}&signature={sig}"
+        urls.update({pid: url for pid in a.pose_ids})
+    return urls
+
+
+def _avatar_object(state: Any, owner: str, avatar_id: str, base: str) -> dict[str, Any]:
+    reg = tenant_registry(state.data_dir, owner)
+    if avatar_id not in reg.avatars:  # built, yet not readable: never say "created" for what cannot be used
+        raise A2VError(f"avatar {avatar_id!r} was built but cannot be read back")
+    urls = preview_urls(state, owner, reg, base)
+    return next(a.to_dict() for a in catalog.avatars(urls, reg=reg) if a.avatar_id == avatar_id)
+
+
+def _copy_upload(upload: UploadFile, dest: Path, max_bytes: int) -> None:
+    """The upload into ``dest`` (0600), at most ``max_bytes`` (the body limit already held it to about that)."""
+    from a2v_cli.server.uploads import PayloadTooLargeError, human_size
+
+    size = 0
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        while chunk := upload.file.read(1 << 16):
+            size += len(chunk)
+            if size > max_bytes:
+                raise PayloadTooLargeError(f"the uploaded file is larger than the limit of {human_size(max_bytes)}")
+            out.write(chunk)
+    if size == 0:
+        raise InputError(f"{UPLOAD_NAME} is empty", "send a JPEG, PNG or WebP photo, or a short clip")
+
+
+def deadline_s(settings: Any, kind: str) -> float:
+    """How long one avatar.create may take, all of it."""
+    return float(settings.avatar_timeout_s or (VIDEO_DEADLINE_S if kind == "video" else IMAGE_DEADLINE_S))
+
+
+def _run_child(spec: dict[str, Any], started: float, limit: float) -> dict[str, Any]:
+    """Build the bundle in `avatar_ingest` (scrubbed environment), killed ``limit`` s after ``started``."""
+    from a2v_cli.server.render_worker import child_env
+
+    left = started + limit - time.monotonic()
+    timeout = InputError(f"building the avatar took longer than the server's limit of {limit:g} s",
+                         "use a shorter clip or a smaller photo")
+    if left <= 0:
+        raise timeout
+    # its own process group: on the deadline the ffmpeg processes it started go with it
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "a2v_cli.server.avatar_ingest"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, errors="replace", env=child_env(), start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(json.dumps(spec), timeout=left)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        raise timeout from None
+    except BaseException:
+        _kill_group(proc)
+        raise
+    try:
+        answer = json.loads(stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        log.error("avatar build child exited %s without an answer: %s", proc.returncode, stderr[-2000:])
+        raise A2VError("internal error: the avatar build stopped unexpectedly") from None
+    if "error" in answer:
+        e = answer["error"]
+        if e.get("api_code") == InputError.api_code:
+            raise InputError(str(e["message"]), e.get("hint"))
+        log.error("avatar build failed: %s\n%s", e.get("message"), stderr[-4000:])
+        raise A2VError(str(e["message"]))
+    return answer
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (OSError, AttributeError):  # gone already, or no process groups (Windows)
+        proc.kill()
+    proc.communicate()
+
+
+def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], errors: dict[int, Any]) -> None:
+    """Add the routes to ``app``; ``owner`` is the app's bearer-token dependency."""
+    from a2v_cli.server.app import API, IDEMPOTENCY_KEY, ForbiddenError, envelope
+
+    tenants = _Tenants()
+    settings = state.settings
+    not_found = {404: {"model": models.ErrorResponse, "description": "Unknown avatar (40400)."}}
+
+    @app.post(
+        f"{API}/avatar.create",
+        response_model=models.AvatarResponse,
+        responses={
+            **errors,
+            409: {"model": models.ErrorResponse, "description": "The caller already has this avatar id (40900)."},
+            413: {"model": models.ErrorResponse, "description": "Over --max-upload-bytes (41300)."},
+            503: {"model": models.ErrorResponse, "description": "Every build slot is busy: retry (50300)."},
+        },
+        tags=["Extensions"],
+    )
+    def avatar_create(
+        image: UploadFile | None = File(None, description="A photo of one person facing the camera: JPEG, PNG "
+                                        "(its alpha is the matte), WebP or AVIF; at most 100 megapixels."),
+        video: UploadFile | None = File(None, description="Or a clip of them, 1-10 s, any format ffmpeg reads."),
+        avatar_id: str | None = Form(None, max_length=32, description="The new id (default: from the file name)."),
+        name: str | None = Form(None, max_length=200, description="Display name."),
+        description: str | None = Form(None, max_length=1000, description="One line about the avatar."),
+        size: str | None = Form(None, max_length=8, description="Pose width and height in px (even, 256-1024; "
+                                "default 512)."),
+        face: str | None = Form(None, max_length=8, description="Which face of several (1 = the largest)."),
+        who: str = Depends(owner),
+        idempotency_key: str | None = Header(
+            None, alias="Idempotency-Key", max_length=255,
+            description="The same key from the same token returns the avatar the first request made.",
+        ),
+    ) -> Response:
+        """Extension: make an avatar of the caller's from a photo or a short clip (as `a2v avatars add`).
+
+        Only the caller sees it (avatar.list, avatar-pose.list) and can render it (video.generate).
+        Limits: the body is at most --max-upload-bytes (41300); a photo at most 100 megapixels; a clip
+        1-10 s; the whole build at most 60 s (photo) or 300 s (clip). A built-in id or bad input
+        answers 40000; an id the caller already has, or another create or delete of the caller's still
+        running, 40900 (never overwritten); two builds already running on the server, 50300 (retry).
+        """
+        started = time.monotonic()
+        if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+            raise InputError("Idempotency-Key must be 1 to 255 printable ASCII characters without spaces")
+        if (image is None) == (video is None):
+            raise InputError("send either an image or a video file", "multipart field `image` or `video`")
+        upload = image or video
+        assert upload is not None
+        kind = "image" if image is not None else "video"
+        size_px = ingest.DEFAULT_SIZE if size in (None, "") else ascii_int(size)
+        face_n = None if face in (None, "") else ascii_int(face)
+        if size_px is None:
+            raise InputError(f"size {size!r} is not a whole number", f"use an even size from {ingest.MIN_SIZE} "
+                             f"to {ingest.MAX_SIZE}")
+        if face is not None and face != "" and face_n is None:
+            raise InputError(f"face {face!r} is not a whole number", "faces are numbered from 1 (the largest)")
+        builtin = set(catalog.avatar_ids(include_user=False))
+        client_name = Path((upload.filename or "").replace("\\", "/")).name[:200]
+        if description is None and client_name:
+            description = f"From {client_name}"  # as local mode says; the server's copy has no name of its own
+        req = ingest.PhotoRequest(Path(UPLOAD_NAME), avatar_id or None, name, description, size_px, face_n,
+                                  settings.device, kind)
+        ingest.check_request(req, builtin)
+        home = tenant_home(state.data_dir, who)
+        base = state.public_base
+        with tenants.hold(who):
+            keys = home / "keys"
+            key_file = keys / hashlib.sha256(idempotency_key.encode()).hexdigest() if idempotency_key else None
+            if key_file is not None and key_file.is_file():
+                done = key_file.read_text().strip()
+                if (tenant_avatars(state.data_dir, who) / done / "avatar.json").is_file():
+                    return envelope(_avatar_object(state, who, done, base))
+            avatars = ingest.avatars_dir(home)
+            if req.avatar_id is not None and (avatars / req.avatar_id).exists():
+                raise AvatarExistsError(f"avatar {req.avatar_id!r} already exists",
+                                        f"choose another id, or remove it first: a2v avatars remove {req.avatar_id}")
+            new_id = req.avatar_id or ingest.free_id(Path(client_name or "avatar").stem, avatars, builtin)
+            incoming = Path(tempfile.mkdtemp(prefix=".incoming.", dir=home))
+            try:
+                path = incoming / UPLOAD_NAME
+                _copy_upload(upload, path, settings.max_upload_bytes)
+                spec = {"path": str(path), "kind": kind, "avatar_id": new_id, "name": name,
+                        "description": description, "size": size_px, "face": face_n, "device": settings.device,
+                        "home": str(home), "builtin": sorted(builtin)}
+                with tenants.build_slot():
+                    answer = _run_child(spec, started, deadline_s(settings, kind))
+            finally:
+                shutil.rmtree(incoming, ignore_errors=True)
+                # a killed build leaves its staging folder: nothing else of this tenant's is in flight
+                shutil.rmtree(home / ".avatars-staging", ignore_errors=True)
+            if key_file is not None:
+                keys.mkdir(mode=0o700, exist_ok=True)
+                from a2v_cli.server.security import write_private_file
+
+                key_file.unlink(missing_ok=True)  # a key whose avatar was removed since
+                write_private_file(key_file, new_id.encode())
+        log.info("created avatar %s for %s", new_id, who)
+        return envelope(_avatar_object(state, who, new_id, base), warnings=answer.get("warnings", []))
+
+    @app.post(
+        f"{API}/avatar.delete", response_model=models.AvatarResponse, responses={**errors, **not_found},
+        tags=["Extensions"],
+    )
+    def avatar_delete(body: models.AvatarDeleteRequest, who: str = Depends(owner)) -> Response:
+        """Extension: delete one of the caller's avatars (built-ins are refused with 40000; another token's
+        avatar is 40400, like an unknown one). Videos already made with it are kept."""
+        builtin = set(catalog.avatar_ids(include_user=False))
+        with tenants.hold(who):
+            manifest = ingest.remove(body.avatar_id, tenant_home(state.data_dir, who), builtin)
+        log.info("deleted avatar %s for %s", body.avatar_id, who)
+        return envelope(Avatar(avatar_id=body.avatar_id, name=str(manifest.get("name", body.avatar_id)),
+                               description=str(manifest.get("description", "")),
+                               pose_ids=[p["pose_id"] for p in manifest.get("poses", []) if "pose_id" in p]).to_dict())
+
+    @app.get(
+        f"{API}/avatar-previews/{{tenant}}/{{avatar_id}}.png",
+        response_class=FileResponse,
+        responses={200: {"content": {"image/png": {}}}, 403: {"model": models.ErrorResponse,
+                   "description": "Bad or expired signature (40300)."}, **not_found},
+        tags=["Extensions"],
+    )
+    def avatar_preview(
+        tenant: str, avatar_id: str, expires: str = Query("", max_length=20), signature: str = Query("", max_length=128)
+    ) -> FileResponse:
+        """Extension: the preview of a tenant's own avatar, behind the signed, expiring link avatar.list gives."""
+        if not TENANT_KEY.fullmatch(tenant) or not ingest.ID_RE.match(avatar_id):
+            raise NotFoundError(f"no preview for avatar {avatar_id!r}")
+        why = state.signer.check(f"{tenant}/{avatar_id}", PREVIEW, expires, signature)
+        if why:
+            raise ForbiddenError(f"preview link {why}", "get a fresh link from avatar.list")
+        path = state.data_dir / "avatars" / tenant / "avatars" / avatar_id / PREVIEW
+        if not path.is_file():
+            raise NotFoundError(f"no preview for avatar {avatar_id!r}")
+        return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})

@@ -1,0 +1,220 @@
+"""User avatars through `a2v serve`: `avatar.create` / `avatar.delete`, tenant isolation, and the CLI's
+`a2v avatars add` / `remove` in remote mode. A real server on 127.0.0.1 with two tokens, the shipped
+astronaut portrait, the real face models and a real render."""
+
+from __future__ import annotations
+
+import math
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psutil
+import pytest
+from conftest import ROOT, SPEECH, decode_frames, run_cli, wav_duration
+from test_server import API, TOKENS, Server, call, client, err, ok, wait_for
+
+from a2v_cli.errors import ExitCode
+from a2v_cli.schema import Avatar, Pose
+from a2v_cli.server.tenants import tenant_home
+
+ASTRONAUT = ROOT / "examples" / "astronaut.png"
+CAP = 1_500_000  # --max-upload-bytes: the astronaut (0.8 MB) fits, a 2 MB file does not
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    s = Server(tmp_path_factory.mktemp("avsrv") / "data", ["--workers", "1", "--max-upload-bytes", str(CAP)]).start()
+    yield s
+    s.stop()
+
+
+def create(s: Server, token: str | None = "alice", path: Path = ASTRONAUT, field: str = "image",
+           headers: dict[str, str] | None = None, **form: str) -> httpx.Response:
+    with open(path, "rb") as f:
+        return call(s, "POST", "/avatar.create", token, files={field: (path.name, f, "image/png")}, data=form,
+                    headers=headers or {})
+
+
+def leftovers(s: Server, who: str) -> list[str]:
+    """Everything in the tenant's folder besides its finished bundles and idempotency keys."""
+    home = tenant_home(s.data_dir.resolve(), who)
+    if not home.exists():
+        return []
+    found = [p.name for p in home.iterdir() if p.name not in ("avatars", "keys")]
+    found += [f"avatars/{p.name}" for p in (home / "avatars").iterdir() if p.name.startswith(".")] if (
+        home / "avatars").exists() else []
+    return found
+
+
+@pytest.fixture(scope="module")
+def astro(srv: Server) -> dict:
+    """alice's avatar `astro`, made from the shipped portrait (sent twice with one Idempotency-Key)."""
+    key = {"Idempotency-Key": "astro-1"}
+    first = ok(create(srv, avatar_id="astro", name="Astro", headers=key))
+    again = ok(create(srv, avatar_id="astro", name="Astro", headers=key))
+    assert again["avatar_id"] == first["avatar_id"] == "astro" and again["pose_ids"] == first["pose_ids"]
+    return first  # type: ignore[return-value]
+
+
+def test_create_lists_and_stores_privately(srv: Server, astro: dict) -> None:
+    assert set(astro) == {f.name for f in Avatar.__dataclass_fields__.values()}
+    assert astro["name"] == "Astro" and astro["pose_ids"] == ["astro-photo"]
+    assert astro["preview_image_url"].startswith(f"{srv.url}{API}/avatar-previews/")
+    with client() as c:  # a signed link: no token needed, and it is the bundle's PNG
+        r = c.get(astro["preview_image_url"])
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png" and r.content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "private" in r.headers["cache-control"]
+    listed = ok(call(srv, "GET", "/avatar.list"))
+    assert [a["avatar_id"] for a in listed][-1] == "astro" and {"ava", "leo"} <= {a["avatar_id"] for a in listed}
+    poses = ok(call(srv, "GET", "/avatar-pose.list", params={"avatar_id": "astro"}))
+    assert [p["pose_id"] for p in poses] == ["astro-photo"]
+    assert set(poses[0]) == {f.name for f in Pose.__dataclass_fields__.values()}
+    assert (poses[0]["width"], poses[0]["height"], poses[0]["fps"]) == (512, 512, 25)
+    bundle = tenant_home(srv.data_dir.resolve(), "alice") / "avatars" / "astro"
+    assert stat.S_IMODE(bundle.stat().st_mode) == 0o700
+    for f in bundle.rglob("*"):
+        assert stat.S_IMODE(f.stat().st_mode) == (0o700 if f.is_dir() else 0o600), f
+    assert leftovers(srv, "alice") == []
+
+
+def test_owner_renders_its_avatar(srv: Server, astro: dict, tmp_path: Path) -> None:
+    with open(SPEECH, "rb") as f:
+        audio_url = ok(call(srv, "POST", "/audio.upload", files={"file": ("s.wav", f)}))["audio_url"]  # type: ignore[index]
+    v = ok(call(srv, "POST", "/video.generate", json={"pose_id": "astro-photo", "audio_url": audio_url}))
+    done = wait_for(srv, v["video_id"], timeout=300)  # type: ignore[index]
+    assert done["status"] == "finished", (done, srv.log())
+    with client() as c:
+        (tmp_path / "v.mp4").write_bytes(c.get(done["video_url"]).content)
+    frames = decode_frames(tmp_path / "v.mp4")
+    assert frames.shape[0] == math.ceil(wav_duration(SPEECH) * 25) == done["frame_count"]
+    assert frames.shape[1:3] == (512, 512)
+    # the person, not a drawn avatar: above the mouth, frame 0 is the bundle's own crop of the photo
+    from PIL import Image
+
+    crop = Image.open(tenant_home(srv.data_dir.resolve(), "alice") / "avatars" / "astro" / "astro-photo" / "image.png")
+    source = np.asarray(crop.convert("RGB"), dtype=np.float32)
+    assert np.abs(frames[0, 40:200, 100:400].astype(np.float32) - source[40:200, 100:400]).mean() < 12
+
+
+def test_another_token_never_sees_or_touches_it(srv: Server, astro: dict) -> None:
+    assert "astro" not in [a["avatar_id"] for a in ok(call(srv, "GET", "/avatar.list", "bob"))]
+    unknown = err(call(srv, "GET", "/avatar-pose.list", "bob", params={"avatar_id": "astro"}), 404, 40400)
+    assert "astro" not in unknown.split("unknown avatar", 1)[-1].replace("'astro'", "")  # no suggestion names it
+    body = {"pose_id": "astro-photo", "audio_url": "http://127.0.0.1:9/x.wav"}
+    theirs = err(call(srv, "POST", "/video.generate", "bob", json=body), 404, 40400)
+    nobody = err(call(srv, "POST", "/video.generate", "bob", json={**body, "pose_id": "zzzz-photo"}), 404, 40400)
+    assert theirs.replace("astro-photo", "X") == nobody.replace("zzzz-photo", "X")  # exactly as an unknown id
+    err(call(srv, "POST", "/avatar.delete", "bob", json={"avatar_id": "astro"}), 404, 40400)
+    assert (tenant_home(srv.data_dir.resolve(), "alice") / "avatars" / "astro" / "avatar.json").is_file()
+    # the preview: no public URL by id, and a link is good only as signed
+    err(call(srv, "GET", "/previews/astro-photo.png", None), 404, 40400)
+    url = httpx.URL(astro["preview_image_url"])
+    with client() as c:
+        assert c.get(str(url.copy_with(query=None)), headers={"Authorization": f"Bearer {TOKENS['bob']}"}
+                     ).status_code == 403
+        bob_key = tenant_home(Path("/"), "bob").name
+        forged = str(url).replace(url.path.split("/")[-2], bob_key)
+        assert c.get(forged).status_code == 403
+
+
+def test_bad_inputs_are_envelopes_and_leave_nothing(srv: Server, astro: dict, tmp_path: Path) -> None:
+    text = tmp_path / "notes.png"
+    text.write_text("not an image\n" * 100)
+    assert "the uploaded file is not an image" in err(create(srv, path=text, avatar_id="n1"), 400, 40000)
+    big = tmp_path / "big.png"
+    big.write_bytes(ASTRONAUT.read_bytes() * 3)
+    err(create(srv, path=big, avatar_id="n2"), 413, 41300)
+    assert "already exists" in err(create(srv, avatar_id="astro"), 409, 40900)
+    assert "built-in" in err(create(srv, avatar_id="ava"), 400, 40000)
+    err(create(srv, token=None, avatar_id="n3"), 401, 40100)
+    err(create(srv, avatar_id="Bad Id"), 400, 40000)
+    err(create(srv, avatar_id="n4", size="5e2"), 400, 40000)
+    err(create(srv, avatar_id="n5", size="513"), 400, 40000)
+    err(call(srv, "POST", "/avatar.create", data={"avatar_id": "n6"}), 400, 40000)  # no file
+    err(call(srv, "POST", "/avatar.delete", json={"avatar_id": "ava"}), 400, 40000)
+    ids = [a["avatar_id"] for a in ok(call(srv, "GET", "/avatar.list"))]
+    assert not {"n1", "n2", "n3", "n4", "n5", "n6"} & set(ids)
+    assert leftovers(srv, "alice") == [] and sorted(
+        p.name for p in (tenant_home(srv.data_dir.resolve(), "alice") / "avatars").iterdir()) == ["astro"]
+
+
+def test_openapi_documents_the_extensions(srv: Server) -> None:
+    with client() as c:
+        doc = c.get(srv.url + "/openapi.json").json()
+    create_op = doc["paths"][f"{API}/avatar.create"]["post"]
+    assert {"400", "401", "409", "413"} <= set(create_op["responses"]) and "422" not in create_op["responses"]
+    assert create_op["security"] == [{"HTTPBearer": []}]
+    assert "404" in doc["paths"][f"{API}/avatar.delete"]["post"]["responses"]
+
+
+# --- the CLI in remote mode -------------------------------------------------------------------------
+
+
+def remote(s: Server, *args: str, token: str = "bob") -> object:
+    return run_cli(*args, env={"A2V_SERVER": s.url, "A2V_TOKEN": TOKENS[token]})
+
+
+def test_cli_add_and_remove_remote_match_local(srv: Server, tmp_path: Path) -> None:
+    photo = tmp_path / "Me Photo.png"
+    photo.write_bytes(ASTRONAUT.read_bytes())
+    here = run_cli("avatars", "add", "--image", str(photo), "--local", "--json")
+    there = remote(srv, "avatars", "add", "--image", str(photo), "--json")
+    assert here.code == there.code == 0, (here.stderr, there.stderr)  # type: ignore[attr-defined]
+    a, b = here.json(), there.json()  # type: ignore[attr-defined]
+    assert set(a) == set(b) and a["avatar_id"] == b["avatar_id"] == "me-photo"
+    assert {k: v for k, v in a.items() if k != "preview_image_url"} == {
+        k: v for k, v in b.items() if k != "preview_image_url"}
+    assert a["description"] == "From Me Photo.png"
+    assert a["preview_image_url"].startswith("file://") and b["preview_image_url"].startswith(srv.url)
+    assert "me-photo" in [x["avatar_id"] for x in ok(call(srv, "GET", "/avatar.list", "bob"))]
+    assert "me-photo" not in [x["avatar_id"] for x in ok(call(srv, "GET", "/avatar.list", "alice"))]
+    # the same bad input, the same exit code and line, in both modes
+    for args, code in ((("--image", str(photo), "--id", "me-photo"), ExitCode.USAGE),
+                       (("--image", str(tmp_path / "missing.png")), ExitCode.USAGE),
+                       (("--image", str(photo), "--id", "Bad Id"), ExitCode.USAGE),
+                       (("--image", str(photo), "--id", "ava"), ExitCode.USAGE)):
+        lo = run_cli("avatars", "add", *args, "--local")
+        re_ = remote(srv, "avatars", "add", *args)
+        assert lo.code == re_.code == code, (args, lo.stderr, re_.stderr)  # type: ignore[attr-defined]
+        errors = [line for line in re_.stderr.splitlines() if line.startswith("error:")]  # type: ignore[attr-defined]
+        assert len(errors) == 1 and "Traceback" not in re_.stderr, re_.stderr  # type: ignore[attr-defined]
+    text = tmp_path / "notes.png"
+    text.write_text("not an image\n")
+    r = remote(srv, "avatars", "add", "--image", str(text))
+    assert r.code == ExitCode.USAGE and "notes.png is not an image" in r.stderr, r.stderr  # type: ignore[attr-defined]
+    r = remote(srv, "avatars", "add", "--image", str(photo), "--device", "cpu")
+    assert r.code == ExitCode.USAGE and "--device" in r.stderr  # type: ignore[attr-defined]
+    gone_here = run_cli("avatars", "remove", "me-photo", "--local", "--json")
+    gone_there = remote(srv, "avatars", "remove", "me-photo", "--json")
+    assert gone_here.code == gone_there.code == 0 and gone_here.json() == gone_there.json()  # type: ignore[attr-defined]
+    for who in ("avatars", "remove", "me-photo"), ("avatars", "remove", "ava"):
+        lo, re_ = run_cli(*who, "--local"), remote(srv, *who)
+        assert lo.code == re_.code != 0, (lo.stderr, re_.stderr)  # type: ignore[attr-defined]
+    assert leftovers(srv, "bob") == []
+
+
+def test_a_build_past_its_deadline_is_killed_and_leaves_nothing(tmp_path: Path) -> None:
+    """A 3 s clip takes several seconds to track and matte: a 2 s deadline kills its build midway."""
+    import subprocess
+
+    from conftest import ffmpeg
+
+    clip = tmp_path / "me.mp4"
+    subprocess.run([ffmpeg(), "-v", "error", "-loop", "1", "-i", str(ASTRONAUT), "-t", "3", "-r", "25", "-c:v",
+                    "libx264", "-pix_fmt", "yuv420p", str(clip)], check=True)
+    s = Server(tmp_path / "data", ["--workers", "0", "--avatar-timeout", "2"]).start()
+    try:
+        t0 = time.monotonic()
+        message = err(create(s, path=clip, field="video", avatar_id="slow"), 400, 40000)
+        assert "longer than the server's limit of 2 s" in message and time.monotonic() - t0 < 10
+        assert leftovers(s, "alice") == []
+        assert not (tenant_home(s.data_dir.resolve(), "alice") / "avatars" / "slow").exists()
+        assert "slow" not in [a["avatar_id"] for a in ok(call(s, "GET", "/avatar.list"))]
+        assert not [p for p in psutil.Process(s.proc.pid).children(recursive=True)  # type: ignore[union-attr]
+                    if "avatar_ingest" in " ".join(p.cmdline())]
+    finally:
+        s.stop()
