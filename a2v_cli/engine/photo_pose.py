@@ -256,9 +256,10 @@ def face_palette(image: np.ndarray, marks: np.ndarray) -> np.ndarray:
     lip = sample((0, 37, 267, 17, 84, 314, 40, 270))  # outer lips, away from the parting
     skin = sample((50, 280, 101, 330, 205, 425))  # cheeks
     light = float(np.clip(skin.mean() / 0.6, 0.45, 1.0))  # a dim photo gets dim teeth
-    cavity = lip * 0.28 + np.array([0.03, 0.0, 0.0], dtype=np.float32)
+    # the cavity's rim (the graph darkens it towards the back): the lips' own colour in shadow, a little redder
+    cavity = lip * np.array([0.62, 0.4, 0.4], dtype=np.float32) + np.array([0.04, 0.0, 0.0], dtype=np.float32)
     teeth = (np.array([0.93, 0.91, 0.86], dtype=np.float32) * 0.8 + skin * 0.2) * light
-    tongue = lip * 0.7 + np.array([0.08, 0.02, 0.02], dtype=np.float32)
+    tongue = lip * np.array([0.85, 0.6, 0.6], dtype=np.float32) + np.array([0.08, 0.01, 0.01], dtype=np.float32)
     return np.clip(np.stack([cavity, teeth, tongue]), 0.0, 1.0).astype(np.float32)
 
 
