@@ -573,15 +573,16 @@ def build_mouth(params: dict[str, float] | None = None) -> onnx.ModelProto:
 WARP_PARAMS: dict[str, float] = {
     "open_top": 0.34,  # share of the opening above the lip line, as the cartoon mouth (the jaw drops)
     "teeth": 0.3,  # upper teeth band height / opening height
-    "tongue": 0.22,  # tongue hint height / opening height
+    "tongue": 0.28,  # tongue hint height / opening height
     "edge": 1.5,  # px over which the inner mouth's edges blend (antialiased, slightly soft)
     "cavity_depth": 0.6,  # how much darker the back of the cavity is than its rim
     "cavity_corner": 0.6,  # cavity brightness at the mouth's corners (shadowed) relative to the middle
-    "lower_teeth": 0.15,  # lower teeth hint height / opening height, less lower_from px
-    "lower_from": 2.5,
+    "lower_teeth": 0.12,  # lower teeth hint height / opening height, less lower_from px
+    "lower_from": 3.0,
     "teeth_edge": 2.2,  # px over which the upper teeth's biting edge blends into the dark behind it
     "teeth_gum": 0.35,  # upper teeth: darkening at the gum line
-    "teeth_corner": 0.5,  # upper teeth: darkening towards the mouth's corners
+    "teeth_corner": 0.5,
+    "teeth_gap": 0.15,  # upper teeth: darkening along the line where two teeth meet  # upper teeth: darkening towards the mouth's corners
 }
 
 
@@ -595,7 +596,7 @@ def build_warp(params: dict[str, float] | None = None) -> onnx.ModelProto:
     basis = g.input("basis", ["K", "h", "w", 2])
     weights = g.input("weights", ["B", "K"])
     offset = g.input("offset", ["B", 2])
-    maps = g.input("maps", [4, "h", "w"])
+    maps = g.input("maps", [5, "h", "w"])
     opening = g.input("opening", ["B", 1])
     palette = g.input("palette", [3, 3])
 
@@ -627,7 +628,7 @@ def build_warp(params: dict[str, float] | None = None) -> onnx.ModelProto:
                       g.op("Slice", warped, g.ints([3]), g.ints([4]), g.ints([1]), name="warped_matte"))
 
     with g.scope("mouth"):  # the inner mouth between the parted lips, all in px relative to the lip line
-        v_map, prof, teeth_p, tongue_p = g.split(g.op("Unsqueeze", maps, g.ints([0])), 4, axis=1, name="map")
+        v_map, prof, teeth_p, tongue_p, gaps = g.split(g.op("Unsqueeze", maps, g.ints([0])), 5, axis=1, name="map")
         dy = g.op("Slice", offset, g.ints([1]), g.ints([2]), g.ints([1]), name="dy")
         v = g.sub(v_map, g.op("Unsqueeze", dy, g.ints([2, 3])), name="v")  # [B,1,h,w]
         a = g.op("Unsqueeze", g.op("Relu", opening), g.ints([2, 3]), name="open_px")  # [B,1,1,1]
@@ -675,7 +676,9 @@ def build_warp(params: dict[str, float] | None = None) -> onnx.ModelProto:
         down = per(g.sub(v, top), teeth_h, "teeth_pos")  # 0 at the gum line, 1 at the biting edge
         gum = g.affine(g.mul(down, g.sub(c(2.0), down)), q["teeth_gum"], 1.0 - q["teeth_gum"], "teeth_gum")
         corner = g.affine(g.mul(teeth_p, teeth_p), q["teeth_corner"], 1.0 - q["teeth_corner"], "teeth_corner")
-        teeth_c = g.mul(teeth, g.mul(gum, corner), name="teeth_colour")
+        # the gaps between teeth: faint, deeper at the gum and at the biting edge (the embrasures)
+        gap = g.affine(g.sub(c(1.0), gaps), -q["teeth_gap"], 1.0, "teeth_gap_shade")
+        teeth_c = g.mul(teeth, g.mul(g.mul(gum, corner), gap), name="teeth_colour")
         col = g.add(col, g.mul(g.sub(teeth_c, col), teeth_a), name="inner_colour")
         out_rgb = g.add(rgb, g.mul(g.sub(col, rgb), inside), name="out_rgb")
         rgba = g.op("Concat", out_rgb, matte, axis=1, name="rgba")
@@ -683,7 +686,7 @@ def build_warp(params: dict[str, float] | None = None) -> onnx.ModelProto:
     doc = (
         "a2v photo warp v1: image [1,4,H,W] (RGB + matte, 0..1), grid [1,h,w,2] (x, y frame px of the region's"
         " pixels), basis [K,h,w,2] (displacement fields, px), weights [B,K], offset [B,2] (head shift, px), maps"
-        " [4,h,w] (v = px below the lip line, opening, teeth and tongue profiles), opening [B,1] (px), palette [3,3]"
+        " [5,h,w] (v = px below the lip line, opening, teeth and tongue profiles, teeth gaps), opening [B,1] (px), palette [3,3]"
         " (cavity, teeth, tongue RGB) -> rgba [B,4,h,w]: the image sampled at grid + basis x weights - offset,"
         " with the inner mouth drawn where the lips part. Built by models/build_models.py, see models/MODEL_CARD.md."
     )
