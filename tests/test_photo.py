@@ -287,7 +287,7 @@ def test_open_mouth_is_shaded_and_soft_not_a_flat_sticker() -> None:
     # the cavity: its dark pixels span a range of luminance (rim to back), not one flat colour (it was 1 level)
     box = luma[y0:y1, round(g.cx - 0.6 * g.half_width) : round(g.cx + 0.6 * g.half_width)]
     cavity = box[box < 60]
-    assert cavity.size > 200, cavity.size
+    assert cavity.size > 80, cavity.size
     p10, p90 = np.percentile(cavity, [10, 90])
     assert p90 - p10 >= 8.0, (p10, p90)
     # the upper teeth: brightest near the middle, darker towards the corners (the flat band was even to 1 %)
