@@ -581,8 +581,8 @@ WARP_PARAMS: dict[str, float] = {
     "lower_from": 3.0,
     "teeth_edge": 2.2,  # px over which the upper teeth's biting edge blends into the dark behind it
     "teeth_gum": 0.35,  # upper teeth: darkening at the gum line
-    "teeth_corner": 0.5,
-    "teeth_gap": 0.15,  # upper teeth: darkening along the line where two teeth meet  # upper teeth: darkening towards the mouth's corners
+    "teeth_corner": 0.5,  # upper teeth: darkening towards the mouth's corners
+    "teeth_gap": 0.15,  # upper teeth: darkening along the line where two teeth meet
 }
 
 
@@ -686,9 +686,10 @@ def build_warp(params: dict[str, float] | None = None) -> onnx.ModelProto:
     doc = (
         "a2v photo warp v1: image [1,4,H,W] (RGB + matte, 0..1), grid [1,h,w,2] (x, y frame px of the region's"
         " pixels), basis [K,h,w,2] (displacement fields, px), weights [B,K], offset [B,2] (head shift, px), maps"
-        " [5,h,w] (v = px below the lip line, opening, teeth and tongue profiles, teeth gaps), opening [B,1] (px), palette [3,3]"
-        " (cavity, teeth, tongue RGB) -> rgba [B,4,h,w]: the image sampled at grid + basis x weights - offset,"
-        " with the inner mouth drawn where the lips part. Built by models/build_models.py, see models/MODEL_CARD.md."
+        " [5,h,w] (v = px below the lip line, opening, teeth and tongue profiles, teeth gaps), opening [B,1] (px),"
+        " palette [3,3] (cavity, teeth, tongue RGB) -> rgba [B,4,h,w]: the image sampled at grid + basis x weights"
+        " - offset, with a shaded inner mouth (cavity, upper teeth, lower teeth hint, tongue) drawn where the lips"
+        " part. Built by models/build_models.py, see models/MODEL_CARD.md."
     )
     return g.model(doc)
 

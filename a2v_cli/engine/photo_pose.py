@@ -111,7 +111,7 @@ class Region:
     x0: int
     grid: np.ndarray  # (1, h, w, 2) x, y of each pixel
     basis: np.ndarray  # (K, h, w, 2) backward displacement per unit weight
-    maps: np.ndarray  # (5, h, w): v below the lip line, opening, teeth and tongue profiles, teeth gaps (zeros: no mouth)
+    maps: np.ndarray  # (5, h, w): v below the lip line, opening, teeth and tongue profiles, teeth gaps (0: no mouth)
 
 
 def _region(y0: int, y1: int, x0: int, x1: int, shape: tuple[int, int]) -> tuple[int, int, np.ndarray, np.ndarray]:
