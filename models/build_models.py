@@ -676,7 +676,7 @@ def build_warp(params: dict[str, float] | None = None) -> onnx.ModelProto:
         down = per(g.sub(v, top), teeth_h, "teeth_pos")  # 0 at the gum line, 1 at the biting edge
         gum = g.affine(g.mul(down, g.sub(c(2.0), down)), q["teeth_gum"], 1.0 - q["teeth_gum"], "teeth_gum")
         corner = g.affine(g.mul(teeth_p, teeth_p), q["teeth_corner"], 1.0 - q["teeth_corner"], "teeth_corner")
-        # the gaps between teeth: faint, deeper at the gum and at the biting edge (the embrasures)
+        # the gaps between teeth: a faint line where two teeth meet
         gap = g.affine(g.sub(c(1.0), gaps), -q["teeth_gap"], 1.0, "teeth_gap_shade")
         teeth_c = g.mul(teeth, g.mul(g.mul(gum, corner), gap), name="teeth_colour")
         col = g.add(col, g.mul(g.sub(teeth_c, col), teeth_a), name="inner_colour")
