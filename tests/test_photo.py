@@ -295,3 +295,15 @@ def test_open_mouth_is_shaded_and_soft_not_a_flat_sticker() -> None:
     third = len(upper) // 3
     middle, sides = upper[third:-third].mean(), np.r_[upper[2:8], upper[-8:-2]].mean()
     assert sides < 0.92 * middle, (sides, middle)
+
+
+def test_mouth_fields_vanish_at_the_region_edge() -> None:
+    """Every mouth field is zero where the warped region meets the photo, also on a smiling face whose lip line
+    curves up at the corners (the astronaut's): else rounding the lips tears a seam across the cheeks."""
+    from a2v_cli.engine.photo_pose import MARGIN
+
+    write_photo_bundle(_home())
+    basis = _source(still=True).mouth.basis
+    m = MARGIN + 1
+    edges = [basis[:, :m], basis[:, -m:], basis[:, :, :m], basis[:, :, -m:]]
+    assert max(float(np.abs(e).max()) for e in edges) < 0.05

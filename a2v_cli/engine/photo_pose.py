@@ -162,7 +162,10 @@ def mouth_region(marks: np.ndarray, shape: tuple[int, int]) -> Region:
     nose_v = min(nose_v, -upper_t - 4.0)
     chin_v = max(chin_v, lower_t + 6.0)
     band = max(0.9 * hw, 8.0)  # below the chin the jaw's motion fades out over this (no fold: slope < 1)
-    y0, x0, xs, ys = _region(math.floor(g.cy + nose_v), math.ceil(g.cy + chin_v + band + 1),
+    # the fields follow the lip line, which curves (a smile lifts the corners): the region spans the whole line's
+    # range, so that every field is zero at its edge (else a rounded mouth tears a seam across the cheeks)
+    top_y, bottom_y = float(mids[:, 1].min()), float(mids[:, 1].max())
+    y0, x0, xs, ys = _region(math.floor(top_y + nose_v), math.ceil(bottom_y + chin_v + band + 1),
                              math.floor(cx - 2.0 * hw), math.ceil(cx + 2.0 * hw) + 1, shape)
     line = _curve(mids, xs[0])[None, :]  # lip line y per column
     gap = np.maximum(_curve(lo, xs[0]) - _curve(up, xs[0]), 0.0)[None, :]
