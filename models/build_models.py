@@ -573,7 +573,16 @@ def build_mouth(params: dict[str, float] | None = None) -> onnx.ModelProto:
 WARP_PARAMS: dict[str, float] = {
     "open_top": 0.34,  # share of the opening above the lip line, as the cartoon mouth (the jaw drops)
     "teeth": 0.3,  # upper teeth band height / opening height
-    "tongue": 0.22,  # tongue hint height / opening height
+    "tongue": 0.28,  # tongue hint height / opening height
+    "edge": 1.5,  # px over which the inner mouth's edges blend (antialiased, slightly soft)
+    "cavity_depth": 0.6,  # how much darker the back of the cavity is than its rim
+    "cavity_corner": 0.6,  # cavity brightness at the mouth's corners (shadowed) relative to the middle
+    "lower_teeth": 0.12,  # lower teeth hint height / opening height, less lower_from px
+    "lower_from": 3.0,
+    "teeth_edge": 2.2,  # px over which the upper teeth's biting edge blends into the dark behind it
+    "teeth_gum": 0.35,  # upper teeth: darkening at the gum line
+    "teeth_corner": 0.5,  # upper teeth: darkening towards the mouth's corners
+    "teeth_gap": 0.15,  # upper teeth: darkening along the line where two teeth meet
 }
 
 
@@ -587,7 +596,7 @@ def build_warp(params: dict[str, float] | None = None) -> onnx.ModelProto:
     basis = g.input("basis", ["K", "h", "w", 2])
     weights = g.input("weights", ["B", "K"])
     offset = g.input("offset", ["B", 2])
-    maps = g.input("maps", [4, "h", "w"])
+    maps = g.input("maps", [5, "h", "w"])
     opening = g.input("opening", ["B", 1])
     palette = g.input("palette", [3, 3])
 
@@ -619,34 +628,68 @@ def build_warp(params: dict[str, float] | None = None) -> onnx.ModelProto:
                       g.op("Slice", warped, g.ints([3]), g.ints([4]), g.ints([1]), name="warped_matte"))
 
     with g.scope("mouth"):  # the inner mouth between the parted lips, all in px relative to the lip line
-        v_map, prof, teeth_p, tongue_p = g.split(g.op("Unsqueeze", maps, g.ints([0])), 4, axis=1, name="map")
+        v_map, prof, teeth_p, tongue_p, gaps = g.split(g.op("Unsqueeze", maps, g.ints([0])), 5, axis=1, name="map")
         dy = g.op("Slice", offset, g.ints([1]), g.ints([2]), g.ints([1]), name="dy")
         v = g.sub(v_map, g.op("Unsqueeze", dy, g.ints([2, 3])), name="v")  # [B,1,h,w]
         a = g.op("Unsqueeze", g.op("Relu", opening), g.ints([2, 3]), name="open_px")  # [B,1,1,1]
         thick = g.mul(a, prof, name="thickness")
         top = g.mul(thick, c(-q["open_top"]), name="top")
         bot = g.mul(thick, c(1.0 - q["open_top"]), name="bottom")
-        half_px = c(0.5, "half_px")
-        inside = g.op("Min", g.sub(v, top), g.sub(bot, v), name="inside_d")
-        inside = g.mul(g.clip01(g.add(inside, half_px)), g.clip01(thick), name="inside")  # < 1 px thin: fainter
-        teeth_edge = g.add(top, g.mul(g.mul(a, teeth_p), c(q["teeth"])), name="teeth_edge")
-        teeth_a = g.mul(g.clip01(g.add(g.sub(teeth_edge, v), half_px)), g.clip01(g.mul(teeth_p, c(4.0))),
-                        name="teeth_alpha")  # fmt: skip
-        tongue_edge = g.sub(bot, g.mul(g.mul(a, tongue_p), c(q["tongue"])), name="tongue_edge")
-        tongue_a = g.mul(g.clip01(g.add(g.sub(v, tongue_edge), half_px)), g.clip01(g.mul(tongue_p, c(4.0))),
-                         name="tongue_alpha")  # fmt: skip
+        one_px = c(1.0, "one_px")
+
+        def soft(x: str, width: float, name: str) -> str:
+            """0 -> 1 as the signed distance ``x`` (px) goes from -width/2 to +width/2: an antialiased, soft edge."""
+            return g.ramp(x, -width / 2, width / 2, name=name)
+
+        def per(x: str, d: str, name: str) -> str:  # x / max(d, 1 px): a position across a band, 0..1
+            return g.clip01(g.op("Div", x, g.op("Max", d, one_px)), name=name)
+
+        # the opening follows the warped inner lip contour; its edge is soft over about 1.5 px
+        dist = g.op("Min", g.sub(v, top), g.sub(bot, v), name="inside_d")
+        inside = g.mul(soft(dist, q["edge"], "inside_edge"), g.clip01(thick), name="inside")  # < 1 px thin: fainter
+        # the cavity: the lips' warm red-brown at the lips and the corners, dark at the back (the middle)
+        depth = per(dist, g.mul(thick, c(0.5)), "depth")
+        depth = g.mul(depth, g.sub(c(2.0), depth), name="depth_ease")
+        shade = g.mul(g.affine(depth, -q["cavity_depth"], 1.0, "cavity_back"),
+                      g.affine(prof, 1.0 - q["cavity_corner"], q["cavity_corner"], "cavity_corners"), name="cavity")
         cav, teeth, tongue = (g.op("Reshape", x, g.ints([1, 3, 1, 1])) for x in g.split(palette, 3, 0, "colour"))
-        col = g.add(cav, g.mul(g.sub(tongue, cav), tongue_a), name="cavity_tongue")
-        col = g.add(col, g.mul(g.sub(teeth, col), teeth_a), name="inner_colour")
+        col = g.mul(cav, shade, name="cavity_colour")
+        # the tongue: low in the cavity, lit at its front (near the lower lip), fading into the dark behind
+        tongue_h = g.mul(g.mul(a, tongue_p), c(q["tongue"]), name="tongue_h")
+        tongue_in = g.sub(v, g.sub(bot, tongue_h), name="tongue_in")
+        tongue_a = g.mul(soft(tongue_in, 2.5 * q["edge"], "tongue_edge"), g.clip01(g.mul(tongue_p, c(4.0))),
+                         name="tongue_alpha")  # fmt: skip
+        tongue_c = g.mul(tongue, g.affine(per(tongue_in, tongue_h, "tongue_pos"), 0.45, 0.4, "tongue_shade"))
+        col = g.add(col, g.mul(g.sub(tongue_c, col), tongue_a), name="cavity_tongue")
+        # lower teeth: only a hint, in the shadow of the upper ones, once the mouth is wide open
+        low_h = g.mul(g.op("Relu", g.affine(thick, q["lower_teeth"], -q["lower_from"], "lower_h_lin")),
+                      teeth_p, name="lower_h")  # fmt: skip
+        low_in = g.sub(v, g.sub(bot, low_h), name="lower_in")
+        low_a = g.mul(soft(low_in, q["edge"], "lower_edge"), g.clip01(low_h), name="lower_alpha")
+        low_c = g.mul(teeth, g.affine(teeth_p, 0.25, 0.35, "lower_shade"), name="lower_colour")
+        col = g.add(col, g.mul(g.sub(low_c, col), low_a), name="with_lower")
+        # upper teeth: hang from the gum under the upper lip; shaded at the gum line and at the corners
+        teeth_h = g.mul(g.mul(a, teeth_p), c(q["teeth"]), name="teeth_h")
+        teeth_in = g.sub(g.add(top, teeth_h), v, name="teeth_in")  # > 0 above the biting edge
+        teeth_a = g.mul(soft(teeth_in, q["teeth_edge"], "teeth_edge"), g.clip01(g.mul(teeth_p, c(4.0))),
+                        name="teeth_alpha")  # fmt: skip
+        down = per(g.sub(v, top), teeth_h, "teeth_pos")  # 0 at the gum line, 1 at the biting edge
+        gum = g.affine(g.mul(down, g.sub(c(2.0), down)), q["teeth_gum"], 1.0 - q["teeth_gum"], "teeth_gum")
+        corner = g.affine(g.mul(teeth_p, teeth_p), q["teeth_corner"], 1.0 - q["teeth_corner"], "teeth_corner")
+        # the gaps between teeth: a faint line where two teeth meet
+        gap = g.affine(g.sub(c(1.0), gaps), -q["teeth_gap"], 1.0, "teeth_gap_shade")
+        teeth_c = g.mul(teeth, g.mul(g.mul(gum, corner), gap), name="teeth_colour")
+        col = g.add(col, g.mul(g.sub(teeth_c, col), teeth_a), name="inner_colour")
         out_rgb = g.add(rgb, g.mul(g.sub(col, rgb), inside), name="out_rgb")
         rgba = g.op("Concat", out_rgb, matte, axis=1, name="rgba")
     g.output(rgba, "rgba", ["B", 4, "h", "w"])
     doc = (
         "a2v photo warp v1: image [1,4,H,W] (RGB + matte, 0..1), grid [1,h,w,2] (x, y frame px of the region's"
         " pixels), basis [K,h,w,2] (displacement fields, px), weights [B,K], offset [B,2] (head shift, px), maps"
-        " [4,h,w] (v = px below the lip line, opening, teeth and tongue profiles), opening [B,1] (px), palette [3,3]"
-        " (cavity, teeth, tongue RGB) -> rgba [B,4,h,w]: the image sampled at grid + basis x weights - offset,"
-        " with the inner mouth drawn where the lips part. Built by models/build_models.py, see models/MODEL_CARD.md."
+        " [5,h,w] (v = px below the lip line, opening, teeth and tongue profiles, teeth gaps), opening [B,1] (px),"
+        " palette [3,3] (cavity, teeth, tongue RGB) -> rgba [B,4,h,w]: the image sampled at grid + basis x weights"
+        " - offset, with a shaded inner mouth (cavity, upper teeth, lower teeth hint, tongue) drawn where the lips"
+        " part. Built by models/build_models.py, see models/MODEL_CARD.md."
     )
     return g.model(doc)
 

@@ -259,3 +259,51 @@ def test_video_pose_loops_its_clip_and_talks(tmp_path: Path) -> None:
     audio, _ = sf.read(SPEECH, dtype="float32")
     loud = np.array([np.sqrt(np.mean(c**2)) for c in np.array_split(audio, n)])
     assert darkness.max() > 0.2 and np.corrcoef(darkness, loud)[0, 1] > 0.4
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    return rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+
+
+def test_open_mouth_is_shaded_and_soft_not_a_flat_sticker() -> None:
+    """The inner mouth reads as a mouth (issue 13): measured on the decoded video's most open frame, the cavity
+    darkens towards the back, the upper teeth darken towards the corners, and the lip-to-mouth edges are
+    spread over more than one pixel (a flat cavity, a flat cream band and hard steps all fail)."""
+    write_photo_bundle(_home())
+    r = run_cli("generate", "--pose", "astro-photo", "--audio", str(SPEECH), "-o", "open.mp4", "--still", "--json")
+    assert r.code == 0, r.stderr
+    frames = decode_frames(Path(r.json()["video_url"].removeprefix("file://")))
+    g = _source(still=True).geometry
+    cx, cy, hw = round(g.cx), round(g.cy), round(g.half_width * 0.7)
+    inner = frames[:, cy - 4 : cy + round(g.max_open * 0.7), cx - hw : cx + hw]
+    k = int((inner.astype(float).mean(axis=3) < 90).mean(axis=(1, 2)).argmax())
+    luma = _luma(frames[k])
+    y0, y1 = round(g.cy - 0.34 * g.max_open) - 5, round(g.cy + 0.66 * g.max_open) + 5
+    # edges: down the middle of the mouth (lip, teeth, cavity, tongue, lip) no single pixel step carries most of
+    # the contrast (the flat sticker's teeth-to-cavity step was 0.82 of it)
+    column = luma[y0:y1, cx - 2 : cx + 3].mean(axis=1)
+    step = float(np.abs(np.diff(column)).max() / (column.max() - column.min()))
+    assert step < 0.55, step
+    # the cavity: its dark pixels span a range of luminance (rim to back), not one flat colour (it was 1 level)
+    box = luma[y0:y1, round(g.cx - 0.6 * g.half_width) : round(g.cx + 0.6 * g.half_width)]
+    cavity = box[box < 60]
+    assert cavity.size > 80, cavity.size
+    p10, p90 = np.percentile(cavity, [10, 90])
+    assert p90 - p10 >= 8.0, (p10, p90)
+    # the upper teeth: brightest near the middle, darker towards the corners (the flat band was even to 1 %)
+    upper = luma[y0 : cy + 2, round(g.cx - 0.7 * g.half_width) : round(g.cx + 0.7 * g.half_width) + 1].max(axis=0)
+    third = len(upper) // 3
+    middle, sides = upper[third:-third].mean(), np.r_[upper[2:8], upper[-8:-2]].mean()
+    assert sides < 0.92 * middle, (sides, middle)
+
+
+def test_mouth_fields_vanish_at_the_region_edge() -> None:
+    """Every mouth field is zero where the warped region meets the photo, also on a smiling face whose lip line
+    curves up at the corners (the astronaut's): else rounding the lips tears a seam across the cheeks."""
+    from a2v_cli.engine.photo_pose import MARGIN
+
+    write_photo_bundle(_home())
+    basis = _source(still=True).mouth.basis
+    m = MARGIN + 1
+    edges = [basis[:, :m], basis[:, -m:], basis[:, :, :m], basis[:, :, -m:]]
+    assert max(float(np.abs(e).max()) for e in edges) < 0.05

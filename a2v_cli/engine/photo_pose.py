@@ -34,6 +34,7 @@ MARGIN = 3  # px around a warped region, sampled for the subpixel shift but not 
 MAX_OPEN = 0.8  # opening at open = 1, in mouth half widths (the cartoon mouths' ratio)
 OPEN_TOP = 0.34  # share of the opening above the lip line (as the warp graph draws the inner mouth)
 CACHE_ENTRIES = 96
+TOOTH_EDGES = (0.0, 0.21, 0.37, 0.52, 0.65, 0.77)  # |x - centre| / half width where upper teeth meet
 # H.264 quality for photo and video poses: at the drawn poses' CRF 20 a photo's own detail loses more than the
 # render changes (34 dB RGB PSNR on the astronaut's suit); CRF 16 keeps the untouched photo above 35 dB
 PHOTO_CRF = 16
@@ -110,7 +111,7 @@ class Region:
     x0: int
     grid: np.ndarray  # (1, h, w, 2) x, y of each pixel
     basis: np.ndarray  # (K, h, w, 2) backward displacement per unit weight
-    maps: np.ndarray  # (4, h, w): v below the lip line, opening, teeth and tongue profiles (zeros: no mouth)
+    maps: np.ndarray  # (5, h, w): v below the lip line, opening, teeth and tongue profiles, teeth gaps (0: no mouth)
 
 
 def _region(y0: int, y1: int, x0: int, x1: int, shape: tuple[int, int]) -> tuple[int, int, np.ndarray, np.ndarray]:
@@ -161,7 +162,10 @@ def mouth_region(marks: np.ndarray, shape: tuple[int, int]) -> Region:
     nose_v = min(nose_v, -upper_t - 4.0)
     chin_v = max(chin_v, lower_t + 6.0)
     band = max(0.9 * hw, 8.0)  # below the chin the jaw's motion fades out over this (no fold: slope < 1)
-    y0, x0, xs, ys = _region(math.floor(g.cy + nose_v), math.ceil(g.cy + chin_v + band + 1),
+    # the fields follow the lip line, which curves (a smile lifts the corners): the region spans the whole line's
+    # range, so that every field is zero at its edge (else a rounded mouth tears a seam across the cheeks)
+    top_y, bottom_y = float(mids[:, 1].min()), float(mids[:, 1].max())
+    y0, x0, xs, ys = _region(math.floor(top_y + nose_v), math.ceil(bottom_y + chin_v + band + 1),
                              math.floor(cx - 2.0 * hw), math.ceil(cx + 2.0 * hw) + 1, shape)
     line = _curve(mids, xs[0])[None, :]  # lip line y per column
     gap = np.maximum(_curve(lo, xs[0]) - _curve(up, xs[0]), 0.0)[None, :]
@@ -196,7 +200,13 @@ def mouth_region(marks: np.ndarray, shape: tuple[int, int]) -> Region:
     basis = np.stack([close, opening, spread, rounded, press])
     teeth = np.clip(1.0 - (t / 0.75) ** 4, 0.0, 1.0)
     tongue = np.clip(1.0 - (t / 0.6) ** 2, 0.0, 1.0)
-    maps = np.stack([v, lens, teeth, tongue]).astype(np.float32)
+    # where one upper tooth meets the next: a faint shadow line (incisors, laterals, canines, premolars), so the
+    # band reads as teeth, not as a strip
+    gaps = np.zeros_like(xs[0])
+    for edge in TOOTH_EDGES:
+        gaps = np.maximum(gaps, np.exp(-(((np.abs(xs[0] - cx) - edge * hw) / 0.7) ** 2)))
+    sep = np.broadcast_to(1.0 - gaps, xs.shape)
+    maps = np.stack([v, lens, teeth, tongue, sep]).astype(np.float32)
     return Region(y0, x0, np.stack([xs, ys], axis=-1)[None].astype(np.float32), basis, maps)
 
 
@@ -238,7 +248,7 @@ def eye_region(marks: np.ndarray, shape: tuple[int, int]) -> Region:
             d = np.where(ys < yu - fold, 0.0, np.where(ys < edge - lash, stretch, -drop))
             dy += d * np.clip(edge + 0.5 - ys, 0.0, 1.0)  # below the new edge: the eye as it is
         fields.append(np.stack([np.zeros_like(xs), dy], axis=-1))
-    maps = np.zeros((4, *xs.shape), dtype=np.float32)
+    maps = np.zeros((5, *xs.shape), dtype=np.float32)
     return Region(y0, x0, np.stack([xs, ys], axis=-1)[None].astype(np.float32),
                   np.stack(fields).astype(np.float32), maps)
 
@@ -256,9 +266,10 @@ def face_palette(image: np.ndarray, marks: np.ndarray) -> np.ndarray:
     lip = sample((0, 37, 267, 17, 84, 314, 40, 270))  # outer lips, away from the parting
     skin = sample((50, 280, 101, 330, 205, 425))  # cheeks
     light = float(np.clip(skin.mean() / 0.6, 0.45, 1.0))  # a dim photo gets dim teeth
-    cavity = lip * 0.28 + np.array([0.03, 0.0, 0.0], dtype=np.float32)
+    # the cavity's rim (the graph darkens it towards the back): the lips' own colour in shadow, a little redder
+    cavity = lip * np.array([0.62, 0.4, 0.4], dtype=np.float32) + np.array([0.04, 0.0, 0.0], dtype=np.float32)
     teeth = (np.array([0.93, 0.91, 0.86], dtype=np.float32) * 0.8 + skin * 0.2) * light
-    tongue = lip * 0.7 + np.array([0.08, 0.02, 0.02], dtype=np.float32)
+    tongue = lip * np.array([0.85, 0.6, 0.6], dtype=np.float32) + np.array([0.08, 0.01, 0.01], dtype=np.float32)
     return np.clip(np.stack([cavity, teeth, tongue]), 0.0, 1.0).astype(np.float32)
 
 
