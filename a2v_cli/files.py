@@ -109,12 +109,15 @@ def check_outputs(
     for _, path in outputs:
         check_directory_target(path, example=example)
     home = _resolved(_history_dir())
-    kept = [home / "videos", home / "server"] + [home / f"a2v.db{s}" for s in ("", "-wal", "-shm", "-journal")]
+    # what a2v keeps in A2V_HOME: the history, the user's avatars (a render reads its pose from there) and models
+    owned = ("videos", "server", "avatars", ".avatars-staging", "models")
+    kept = [home / d for d in owned] + [home / f"a2v.db{s}" for s in ("", "-wal", "-shm", "-journal")]
     for what, path in outputs:
         if any(_resolved(path).is_relative_to(k) for k in kept):
             raise InputError(
-                f"{what} {path} is part of a2v's own history in {home}; a2v never writes over it",
-                "choose an output outside A2V_HOME's videos/, server/ and a2v.db",
+                f"{what} {path} is part of a2v's own data (history, avatars, models) in {home}; "
+                "a2v never writes over it",
+                "choose an output outside A2V_HOME's videos/, server/, avatars/, models/ and a2v.db",
             )
     for i, (what, path) in enumerate(outputs):
         for what_in, source in inputs:

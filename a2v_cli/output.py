@@ -6,6 +6,7 @@ Progress bars appear only when stderr is a terminal; Rich honours NO_COLOR.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -13,6 +14,16 @@ from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+# C0/C1 control characters (ESC, BEL, CR, newline...): user text (file names, ids, avatar names, a server's
+# data) must not move the cursor, recolour the terminal or split a one-line message or a table row
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def plain(value: Any) -> Text:
+    """``value`` as literal text for Rich: no markup (`[/]` in a file name crashed it), no control codes."""
+    return Text(_CONTROL.sub("?", str(value)))
 
 
 class Output:
@@ -59,7 +70,7 @@ class Output:
                 else:
                     table.add_column(header, no_wrap=True, min_width=whole[field])
         for row in rows:
-            table.add_row(*("" if row.get(k) is None else str(row.get(k)) for k, _ in columns))
+            table.add_row(*(plain("" if row.get(k) is None else row.get(k)) for k, _ in columns))
         self.out.print(table)
 
     def record(self, data: dict[str, Any]) -> None:
@@ -69,14 +80,14 @@ class Output:
         table.add_column(overflow="fold")
         for k, v in data.items():
             if v is not None:
-                table.add_row(k, str(v))
+                table.add_row(k, plain(v))
         self.out.print(table)
 
     def info(self, message: str) -> None:
-        self.err.print(message, highlight=False)
+        self.err.print(plain(message), highlight=False)
 
     def error(self, message: str) -> None:
-        self.err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+        self.err.print(Text("error:", style="bold red") + Text(" ") + plain(message), highlight=False, soft_wrap=True)
 
     @contextmanager
     def progress(self, description: str, unit: str = "frames") -> Iterator[Any]:

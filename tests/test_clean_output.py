@@ -263,3 +263,26 @@ def test_no_progress_line_flashes_before_an_input_error(isolated: Path) -> None:
     assert proc.wait() == ExitCode.USAGE
     text = seen.decode(errors="replace")
     assert "missing.wav" in text and "Rendering" not in text, text
+
+
+def test_user_text_is_shown_as_text_never_as_markup_or_control_codes(isolated: Path) -> None:
+    """A file name or id with Rich markup (`[/]`) crashed every error message with a MarkupError traceback
+    (exit 1); an avatar name with markup or terminal escapes was interpreted by `avatars list`."""
+    bad = run_cli("avatars", "remove", "[/]")
+    assert bad.code == ExitCode.NOT_FOUND, bad.stderr
+    one_error_line(bad.stderr, "'[/]'")
+    (isolated / "[").mkdir()
+    (isolated / "[/x].wav").write_bytes(b"not audio")
+    bad = run_cli("generate", "-p", POSE, "-a", "[/x].wav")
+    assert bad.code == ExitCode.USAGE, bad.stderr
+    one_error_line(bad.stderr, "x].wav is not an audio file")
+    name = "[red]Jane[/red]\x1b[31m\nx"
+    added = run_cli("avatars", "add", "--image", str(ROOT / "examples" / "astronaut.png"), "--id", "jane",
+                    "--name", name)
+    assert added.code == 0, added.stderr
+    assert "\x1b" not in added.stdout and "[red]Jane[/red]" in added.stdout, added.stdout
+    listed = run_cli("avatars", "list")
+    assert listed.code == 0 and "\x1b" not in listed.stdout and "[red]Jane[/red]" in listed.stdout, listed.stdout
+    row = [line for line in listed.stdout.splitlines() if "jane-photo" in line]
+    assert len(row) == 1, listed.stdout  # the newline in the name does not split the row
+    assert run_cli("avatars", "list", "--json").json()[-1]["name"] == name  # the data itself is kept as given

@@ -201,6 +201,33 @@ def test_history_is_never_an_output(talk: Path) -> None:
                     ["cues", "talk.wav", "-o", str(target), "--force"]):
             bad = run_cli(*cmd)
             assert bad.code == ExitCode.USAGE, bad.stderr
-            one_error_line(bad.stderr, "a2v's own history")
+            one_error_line(bad.stderr, "a2v's own data")
     assert (home / "a2v.db").read_bytes() == db and kept.read_bytes() == kept_bytes
     assert not (home / "videos" / "new.mp4").exists()
+
+
+def test_avatar_bundles_and_user_models_are_never_an_output(talk: Path) -> None:
+    """`-o` into `$A2V_HOME/avatars/` (the pose being rendered is read from there) or `models/` used to replace
+    the avatar's own files with the video, after which the avatar was skipped as unreadable."""
+    added = run_cli("avatars", "add", "--image", str(ROOT / "examples" / "astronaut.png"), "--id", "me")
+    assert added.code == 0, added.stderr
+    home = Path(os.environ["A2V_HOME"])
+    bundle = home / "avatars" / "me"
+    before = {p: digest(p) for p in bundle.rglob("*") if p.is_file()}
+    (home / "models").mkdir(exist_ok=True)
+    targets = (bundle / "avatar.json", bundle / "me-photo" / "image.png", bundle / "new.mp4",
+               home / ".avatars-staging" / "x.mp4", home / "models" / "out.mp4")
+    for target in targets:
+        for cmd in (["generate", "-p", "me-photo", "-a", "talk.wav", "-o", str(target), "--force"],
+                    ["cues", "talk.wav", "-o", str(target), "--force"]):
+            bad = run_cli(*cmd)
+            assert bad.code == ExitCode.USAGE, (target, bad.stderr)
+            one_error_line(bad.stderr, "a2v's own data", str(home))
+    bad = run_cli("generate", "-p", "me-photo", "-a", "talk.wav", "-o", "ok.mp4", "--mask-output",
+                  str(bundle / "preview.png"), "--force")
+    assert bad.code == ExitCode.USAGE, bad.stderr
+    assert {p: digest(p) for p in bundle.rglob("*") if p.is_file()} == before
+    assert not (home / "models" / "out.mp4").exists()
+    listed = run_cli("avatars", "list", "--json")
+    assert listed.code == 0 and "skipping" not in listed.stderr, listed.stderr
+    assert "me" in [a["avatar_id"] for a in listed.json()]
