@@ -100,9 +100,10 @@ class A2VClient:
         self.timeout = timeout
         http_deadline.install(self._http)
 
-    def _deadline(self) -> contextlib.AbstractContextManager[Any]:
-        """Everything inside (connect, send, headers, body) shares one --http-timeout budget."""
-        return http_deadline.budget(self.timeout)
+    def _deadline(self, work_s: float = 0.0) -> contextlib.AbstractContextManager[Any]:
+        """Everything inside (connect, send, headers, body) shares one --http-timeout budget, plus
+        ``work_s`` for an operation the server does while the request waits (its own deadline)."""
+        return http_deadline.budget(self.timeout + work_s)
 
     def close(self) -> None:
         self._http.close()
@@ -136,8 +137,13 @@ class A2VClient:
         files: dict[str, Any] | None = None,
         data: dict[str, str] | None = None,
         idempotency_key: str | None = None,
+        work_s: float = 0.0,
     ) -> dict[str, Any]:
-        """The whole envelope, for callers that read extension fields such as `next_cursor`."""
+        """The whole envelope, for callers that read extension fields such as `next_cursor`.
+
+        ``work_s``: how long the server may work before it answers (e.g. building an avatar), on top
+        of --http-timeout.
+        """
         url = f"{self.base_url}{API_PREFIX}/{path}"
         headers = self._auth(url)
         if idempotency_key:
@@ -150,12 +156,12 @@ class A2VClient:
                     for f in files.values():  # rewind uploads before a retry
                         if hasattr(f[1], "seek"):
                             f[1].seek(0)
-                with self._deadline():
+                with self._deadline(work_s):
                     resp = self._http.request(method, url, params=params, json=json, files=files, data=data,
                                               headers=headers)
             except httpx.TimeoutException as err:
                 error: APIError = APITimeoutError(
-                    f"{method} {path} got no complete answer within {self.timeout:g} s",
+                    f"{method} {path} got no complete answer within {self.timeout + work_s:g} s",
                     "raise --http-timeout or try again",
                 )
                 cause: BaseException = err

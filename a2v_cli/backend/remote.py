@@ -14,6 +14,10 @@ from a2v_cli.schema import Avatar, Pose, Video
 T = TypeVar("T")
 
 
+# how long `a2v serve` may build an avatar (its avatar.create deadlines), waited for on top of --http-timeout
+AVATAR_BUILD_S = {"image": 60.0, "video": 300.0}
+
+
 class RemoteBackend:
     mode = "remote"
 
@@ -43,6 +47,7 @@ class RemoteBackend:
                 body = self.client.request_envelope(
                     "POST", "avatar.create", data=fields, idempotency_key=new_idempotency_key(),
                     files={request.kind: (shown, handle, "application/octet-stream")},
+                    work_s=AVATAR_BUILD_S[request.kind],
                 )
             except APINotFoundError as err:
                 if err.status_code == 404 and "no such endpoint" in err.message:
