@@ -64,3 +64,45 @@ def test_head_glides_without_pixel_jumps(loops: dict[str, Path], pose: str) -> N
     fit, *_ = np.linalg.lstsq(want, track, rcond=None)
     assert np.abs(fit[:2] - np.eye(2)).max() < 0.15  # x moves with dx, y with dy (a slanted top edge mixes in a little)
     assert np.abs(want @ fit - track).max() < 0.1
+
+
+@pytest.mark.xfail(strict=True, reason="x264 veryfast + MB-tree codes the 2-frame blink coarsely: the open eye "
+                   "predicted into the closed frames leaves an iris ghost (the sprites are clean; see the test below)")
+def test_closed_eyes_show_no_iris_in_the_video(loops: dict[str, Path]) -> None:
+    """ava's iris is teal (green above red); skin, lid and lashes all have red above green."""
+    art = catalog.pose_art("ava-front")
+    area = np.abs(art.heads[1.0] - art.heads[0.0]).max(axis=2) > 0.004  # where a blink changes the head
+    ys, xs = np.nonzero(area)
+    ox, oy = art.head_origin
+    box = (slice(oy + ys.min() - MAX_SWAY - 2, oy + ys.max() + MAX_SWAY + 3),
+           slice(ox + xs.min() - MAX_SWAY - 2, ox + xs.max() + MAX_SWAY + 3))
+    rgb = decode_frames(loops["ava-front"])
+    closed = [f for f in range(len(rgb)) if idle_state(f, FPS).blink == 1.0]
+    assert closed
+    comp = Compositor(art, FPS)
+    for f in closed:
+        drawn = comp.compose(range(f, f + 1))[0][0][box].astype(int)
+        assert (drawn[..., 1] - drawn[..., 0]).max() < 0  # the check holds on the compositor's own frame
+        seen = rgb[f][box].astype(int)
+        teal = int((seen[..., 1] - seen[..., 0] > 0).sum())
+        assert teal == 0, f"frame {f}: {teal} iris-coloured pixels under the closed lid"
+
+
+@pytest.mark.parametrize("pose", ["ava-front", "ava-side", "leo-front", "leo-side", "mika-front", "mika-side"])
+def test_closed_eye_sprites_hide_the_iris(pose: str) -> None:
+    """No pixel a blink changes is iris-coloured in the closed sprite (mika's brown iris is as dark as her lashes,
+    so there the check is the iris's green-vs-red sign only where it differs from the lashes')."""
+    from a2v_cli.engine.art import _LOOKS
+
+    art = catalog.pose_art(pose)
+    h0, h1 = art.heads[0.0], art.heads[1.0]
+    area = np.abs(h1 - h0).max(axis=2) > 0.004
+    closed = h1[..., :3][area] / np.maximum(h1[..., 3:][area], 1e-4)
+    opened = h0[..., :3][area] / np.maximum(h0[..., 3:][area], 1e-4)
+    iris = np.asarray(_LOOKS[pose.split("-")[0]].iris)
+    near = lambda c: np.linalg.norm(c - iris, axis=1) < 0.15  # noqa: E731
+    assert near(opened).sum() > 100  # the open eye does show its iris
+    if pose.startswith("mika"):
+        assert near(closed).sum() < near(opened).sum() / 3
+    else:
+        assert near(closed).sum() == 0
