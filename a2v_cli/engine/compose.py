@@ -66,10 +66,11 @@ def _shift(sprite: np.ndarray, fx: float, fy: float) -> np.ndarray:
     h, w, c = sprite.shape
     p = np.zeros((h + 2, w + 2, c), dtype=np.float32)
     p[1:-1, 1:-1] = sprite
-    a = p[1:, 1:] * ((1 - fx) * (1 - fy))
-    a += p[1:, :-1] * (fx * (1 - fy))
-    a += p[:-1, 1:] * ((1 - fx) * fy)
-    a += p[:-1, :-1] * (fx * fy)
+    # separable: two lerps per pixel instead of four products (a cache miss is mostly this)
+    t = p[:, 1:] * np.float32(1 - fx)
+    t += p[:, :-1] * np.float32(fx)
+    a = t[1:] * np.float32(1 - fy)
+    a += t[:-1] * np.float32(fy)
     return a  # (h+1, w+1): pixel (i, j) is the sprite's pixel (i - fy, j - fx)
 
 
@@ -98,7 +99,8 @@ class Compositor:
         bg = art.background.astype(np.float32)
         self._bg = bg
         self._body = body
-        self.base_rgb = _to_u8(body[..., :3] + bg * (1 - body[..., 3:]))
+        self._base = body[..., :3] + bg * (1 - body[..., 3:])  # body over background, premultiplied floats
+        self.base_rgb = _to_u8(self._base)
         self.base_mask = _to_u8(body[..., 3])
         self.base_straight = _to_u8(_unpremultiply(body)) if straight_alpha else None
         hh, hw = next(iter(art.heads.values())).shape[:2]
@@ -132,11 +134,12 @@ class Compositor:
         ye, xe = min(top + sh, y1 - y0), min(left + sw, x1 - x0)
         head[ys:ye, xs:xe] = shifted[ys - top : ye - top, xs - left : xe - left]
         body = self._body[y0:y1, x0:x1]
-        premul = head + body * (1 - head[..., 3:])
-        rgb = _to_u8(premul[..., :3] + self._bg[y0:y1, x0:x1] * (1 - premul[..., 3:]))
-        entry: tuple[np.ndarray, ...] = (rgb, _to_u8(premul[..., 3]))
+        under = 1 - head[..., 3:]
+        # head over (body over background): the same sum as head over body over background, one pass less
+        rgb = _to_u8(head[..., :3] + self._base[y0:y1, x0:x1] * under)
+        entry: tuple[np.ndarray, ...] = (rgb, _to_u8(head[..., 3] + body[..., 3] * under[..., 0]))
         if self.straight_alpha:
-            entry += (_to_u8(_unpremultiply(premul)),)
+            entry += (_to_u8(_unpremultiply(head + body * under)),)
         self._cache[key] = entry
         if len(self._cache) > CACHE_ENTRIES:
             self._cache.popitem(last=False)
