@@ -31,6 +31,9 @@ ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 DEFAULT_SIZE = 512
 MIN_SIZE, MAX_SIZE = 256, 1024
 FPS = 25
+# the whole avatar.create on a server, by kind: a photo (copy, decode, face models, bundle) or a clip (at most
+# clip.MAX_SECONDS long: every frame is tracked and matted); a remote client waits this long on top of its timeout
+BUILD_DEADLINE_S = {"image": 60.0, "video": 300.0}
 FACE_SHARE = 0.34  # face width (cheek to cheek, mesh points 234-454) over crop width: the head-and-shoulders framing
 FACE_SHARE_MAX = 0.45  # how far the framing may tighten to stay inside the photo (a close-up selfie)
 FACE_Y = 0.42  # face centre (between eyes and mouth) from the crop's top, as a share of its height
