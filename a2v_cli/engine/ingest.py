@@ -88,18 +88,7 @@ def check_source(req: PhotoRequest) -> None:
     from a2v_cli.engine import clip, photo
 
     path = req.image
-    if not path.exists():
-        raise InputError(f"{path} does not exist", "check the path")
-    if not path.is_file():
-        raise InputError(f"{path} is not a file", "give the path of a JPEG, PNG or WebP photo" if req.kind == "image"
-                         else "give the path of a short video clip")
-    size = path.stat().st_size
-    if req.kind == "image" and size > photo.MAX_FILE_BYTES:
-        raise InputError(f"{path.name} is {size / 1e6:.0f} MB; the limit is {photo.MAX_FILE_BYTES // 2**20} MiB",
-                         "export a smaller JPEG")
-    if req.kind == "video" and size > clip.MAX_BYTES:
-        raise InputError(f"{path.name} is {size / 1e6:.0f} MB; the limit for a clip is {clip.MAX_BYTES // 2**20} "
-                         f"MiB", f"trim it to a few seconds (at most {clip.MAX_SECONDS:g} s)")
+    (photo.check_photo_file if req.kind == "image" else clip.check_clip_file)(path)
     try:
         with open(path, "rb"):
             pass
@@ -125,6 +114,14 @@ def free_id(stem: str, avatars: Path, builtin: set[str]) -> str:
 def _mkdir_private(path: Path) -> None:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(path, 0o700)
+
+
+def _writable_dir(path: Path, what: str) -> None:
+    """``_mkdir_private``, failing as InputError ``what: reason`` that points at A2V_HOME."""
+    try:
+        _mkdir_private(path)
+    except OSError as err:
+        raise InputError(f"{what}: {err.strerror or err}", "set A2V_HOME to a writable directory") from None
 
 
 def _open_private(path: Path) -> Any:
@@ -282,11 +279,7 @@ def refine_matte(matte: np.ndarray, rgb: np.ndarray, radius: int = 4, eps: float
 
 def avatars_dir(home: Path) -> Path:
     path = home / "avatars"
-    try:
-        _mkdir_private(path)
-    except OSError as err:
-        raise InputError(f"cannot write avatars into {path}: {err.strerror or err}",
-                         "set A2V_HOME to a writable directory") from None
+    _writable_dir(path, f"cannot write avatars into {path}")
     return path
 
 
@@ -540,11 +533,7 @@ def _staging(home: Path) -> Path:
     import time
 
     path = home / ".avatars-staging"
-    try:
-        _mkdir_private(path)
-    except OSError as err:
-        raise InputError(f"cannot write into {home}: {err.strerror or err}",
-                         "set A2V_HOME to a writable directory") from None
+    _writable_dir(path, f"cannot write into {home}")
     for entry in path.iterdir():  # what a `kill -9` left behind
         try:
             if time.time() - entry.stat().st_mtime > STALE_SECONDS:
