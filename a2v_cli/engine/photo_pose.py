@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import subprocess
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 
 from a2v_cli.engine.avatars import PoseEntry
 from a2v_cli.engine.compose import LOOP_SECONDS, IdleState, idle_state
+from a2v_cli.engine.lru import Lru
 from a2v_cli.errors import InputError
 
 WARP_FILE = "a2v-warp-v1.onnx"
@@ -326,6 +326,28 @@ def photo_idle_state(frame: int, fps: float, still: bool) -> IdleState:
     return IdleState(round(s.dx * SWAY_SCALE * 4) / 4, round(s.dy * SWAY_SCALE * 4) / 4, s.blink)
 
 
+class _OutputRing:
+    """``ring`` sets of (rgb, mask, straight or None) output buffers, handed out in turn; a batch longer than
+    the ones before gets fresh, longer ones."""
+
+    def __init__(self, ring: int, height: int, width: int, straight_alpha: bool) -> None:
+        self.ring, self.height, self.width, self.straight_alpha = ring, height, width, straight_alpha
+        self._bufs: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
+        self._size = 0
+        self._next = 0
+
+    def next(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        if self._size < n:
+            self._bufs, self._size = [], n
+        if len(self._bufs) < self.ring:
+            shape = (self._size, self.height, self.width)
+            straight = np.empty((*shape, 3), np.uint8) if self.straight_alpha else None
+            self._bufs.append((np.empty((*shape, 3), np.uint8), np.empty(shape, np.uint8), straight))
+        bufs = self._bufs[self._next % len(self._bufs)]
+        self._next += 1
+        return bufs
+
+
 class PhotoSource:
     """The frame source of a photo pose (see the module docstring)."""
 
@@ -351,11 +373,9 @@ class PhotoSource:
         rgba = np.concatenate([pose.image, pose.matte[..., None]], axis=2)
         self._image = np.ascontiguousarray((rgba.astype(np.float32) / 255.0).transpose(2, 0, 1)[None])
         self.loaded = load_session(str(model_dir() / WARP_FILE), device)
-        self._cache: OrderedDict[tuple[float, float], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._cache: Lru[tuple[float, float], tuple[np.ndarray, np.ndarray]] = Lru(CACHE_ENTRIES)
         self._padded: np.ndarray | None = None
-        self._bufs: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
-        self._size = 0
-        self._next = 0
+        self._out = _OutputRing(ring, self.height, self.width, straight_alpha)
         self.loop = max(1, round(LOOP_SECONDS * fps))
 
     @property
@@ -372,7 +392,6 @@ class PhotoSource:
         key = (dx, dy)
         hit = self._cache.get(key)
         if hit is not None:
-            self._cache.move_to_end(key)
             return hit
         if dx == 0 and dy == 0:
             out = (self.pose.image, self.pose.matte)
@@ -381,21 +400,7 @@ class PhotoSource:
                 self._padded = padded(np.concatenate([self.pose.image, self.pose.matte[..., None]], axis=2))
             rgba = shifted(self._padded, dx, dy)
             out = (np.ascontiguousarray(rgba[..., :3]), np.ascontiguousarray(rgba[..., 3]))
-        self._cache[key] = out
-        if len(self._cache) > CACHE_ENTRIES:
-            self._cache.popitem(last=False)
-        return out
-
-    def _buffers(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        if self._size < n:
-            self._bufs, self._size = [], n
-        if len(self._bufs) < self.ring:
-            shape = (self._size, self.height, self.width)
-            straight = np.empty((*shape, 3), np.uint8) if self.straight_alpha else None
-            self._bufs.append((np.empty((*shape, 3), np.uint8), np.empty(shape, np.uint8), straight))
-        bufs = self._bufs[self._next % len(self._bufs)]
-        self._next += 1
-        return bufs
+        return self._cache.put(key, out)
 
     def warp(self, region: Region, weights: np.ndarray, offsets: np.ndarray, opening: np.ndarray) -> np.ndarray:
         """(B, h, w, 4) uint8 of ``region`` for these weights, head offsets and openings (px)."""
@@ -420,7 +425,7 @@ class PhotoSource:
     def compose(self, frames: range, articulation: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:  # fmt: skip
         n = len(frames)
-        rgb_all, mask_all, straight_all = self._buffers(n)
+        rgb_all, mask_all, straight_all = self._out.next(n)
         rgb, mask = rgb_all[:n], mask_all[:n]
         states = [photo_idle_state(f, self.fps, self.still) for f in frames]
         offsets = np.array([[s.dx, s.dy] for s in states], dtype=np.float32)
@@ -523,10 +528,8 @@ class VideoSource:
         self.geometry = MouthGeometry.of(pose.landmarks[0])
         self.palette = face_palette(pose.frames[0], pose.landmarks[0])
         self.loaded = load_session(str(model_dir() / WARP_FILE), device)
-        self._regions: OrderedDict[int, tuple[Region, MouthGeometry, np.ndarray]] = OrderedDict()
-        self._bufs: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
-        self._size = 0
-        self._next = 0
+        self._regions: Lru[int, tuple[Region, MouthGeometry, np.ndarray]] = Lru(CACHE_ENTRIES)
+        self._out = _OutputRing(ring, self.height, self.width, straight_alpha)
 
     @property
     def provider(self) -> str:
@@ -544,7 +547,6 @@ class VideoSource:
         """The mouth fields of clip frame ``idx`` and the (1,4,h,w) image crop the warp reads (cached)."""
         hit = self._regions.get(idx)
         if hit is not None:
-            self._regions.move_to_end(idx)
             return hit
         marks = self.pose.landmarks[idx]
         region = mouth_region(marks, (self.height, self.width))
@@ -556,27 +558,12 @@ class VideoSource:
         image = np.ascontiguousarray((crop.astype(np.float32) / 255.0).transpose(2, 0, 1)[None])
         local = Region(region.y0, region.x0, region.grid - np.array([region.x0, region.y0], np.float32),
                        region.basis, region.maps)
-        entry = (local, MouthGeometry.of(marks), image)
-        self._regions[idx] = entry
-        if len(self._regions) > CACHE_ENTRIES:
-            self._regions.popitem(last=False)
-        return entry
-
-    def _buffers(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        if self._size < n:
-            self._bufs, self._size = [], n
-        if len(self._bufs) < self.ring:
-            shape = (self._size, self.height, self.width)
-            straight = np.empty((*shape, 3), np.uint8) if self.straight_alpha else None
-            self._bufs.append((np.empty((*shape, 3), np.uint8), np.empty(shape, np.uint8), straight))
-        bufs = self._bufs[self._next % len(self._bufs)]
-        self._next += 1
-        return bufs
+        return self._regions.put(idx, (local, MouthGeometry.of(marks), image))
 
     def compose(self, frames: range, articulation: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:  # fmt: skip
         n = len(frames)
-        rgb_all, mask_all, straight_all = self._buffers(n)
+        rgb_all, mask_all, straight_all = self._out.next(n)
         rgb, mask = rgb_all[:n], mask_all[:n]
         weights, opening = mouth_weights(articulation, self.geometry.max_open, n)
         mouths = np.empty((n, 2), dtype=np.float32)
