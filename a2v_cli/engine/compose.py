@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from a2v_cli.engine.art import PoseArt
+from a2v_cli.engine.drawn import PoseArt
 
 LOOP_SECONDS = 8.0
 SUBPIXEL = 16  # head positions on a 1/16 px grid: a 1/4 px grid stepped visibly (0.25 px jumps every 3-23 frames)
