@@ -8,6 +8,7 @@ avatar rebuilds to the same bytes.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,9 @@ def _write_avatar(avatar: AvatarEntry, stage: Path) -> None:
     manifest = {"format": BUNDLE_FORMAT, "avatar_id": avatar.avatar_id, "name": avatar.name,
                 "description": avatar.description,
                 "source": {"kind": "drawn", "script": "scripts/build_assets.py"}, "poses": poses}
-    (stage / "avatar.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    text = json.dumps(manifest, indent=1)
+    text = re.sub(r"\[\s+([^\[\]{}]*?)\s+\]", lambda m: f"[{' '.join(m.group(1).split())}]", text)  # [x, y] on one line
+    (stage / "avatar.json").write_text(text + "\n", encoding="utf-8")
 
 
 def build(root: Path) -> list[Path]:
