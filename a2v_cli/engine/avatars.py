@@ -102,7 +102,7 @@ def home_avatars_dir() -> Path | None:
 
 
 class BundleError(ValueError):
-    """A user bundle that cannot be used; the message says what is wrong with it."""
+    """A bundle that cannot be used; the message says what is wrong with it."""
 
 
 def _int(pose: dict[str, Any], key: str, lo: int, hi: int) -> int:
