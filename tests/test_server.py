@@ -247,14 +247,16 @@ def test_avatar_and_pose_lists_use_the_schema_field_names(server: Server) -> Non
     for a in avatars:
         assert set(a) == field_names(Avatar)
         assert a["preview_image_url"] is None or a["preview_image_url"].startswith(server.url + API + "/previews/")
+    assert [a["avatar_id"] for a in avatars[:3]] == ["ava", "leo", "mika"]  # the built-ins, first
     poses = ok(call(server, "GET", "/avatar-pose.list", params={"avatar_id": avatars[0]["avatar_id"]}))
     assert [p["pose_id"] for p in poses] == avatars[0]["pose_ids"]
     for p in poses:
         assert set(p) == field_names(Pose) and p["fps"] == FPS
-        if p["preview_image_url"]:  # previews are public: no token
-            with client() as c:
-                r = c.get(p["preview_image_url"])
-            assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+        assert p["preview_image_url"], p  # a built-in pose always has one (in its package bundle)
+        with client() as c:  # previews are public: no token
+            r = c.get(p["preview_image_url"])
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+        assert r.content.startswith(b"\x89PNG\r\n\x1a\n")
     assert "did you mean 'ava'" in err(call(server, "GET", "/avatar-pose.list", params={"avatar_id": "av"}), 404, 40400)
     assert "avatar_id" in err(call(server, "GET", "/avatar-pose.list"), 400, 40000)
 

@@ -1,7 +1,9 @@
-"""Procedurally drawn cartoon avatars: layered RGBA sprites for the compositor.
+"""Procedurally drawn cartoon avatars: layered RGBA sprites for the compositor (build-time code).
 
-Every avatar is drawn here from signed-distance functions (SDFs) evaluated on the pixel grid, so the
-project ships no image assets and the pictures are identical on every machine. A shape's coverage of a
+Every built-in avatar is drawn here from signed-distance functions (SDFs) evaluated on the pixel grid, by
+``python scripts/build_assets.py``, which stores the layers in the package's bundles
+(a2v_cli/assets/avatars/); a render reads them from there (engine/drawn.py) and never imports this
+module, and tests/test_builtin_bundles.py fails when the bundles and this code disagree. A shape's coverage of a
 pixel is ``clip(0.5 - d, 0, 1)`` where ``d`` is the signed distance (in pixels) from the pixel centre to
 the shape's edge: this is analytic antialiasing, so edges are clean and the alpha matte is smooth.
 
@@ -27,6 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from a2v_cli.engine.avatars import AvatarEntry
+from a2v_cli.engine.drawn import MouthStyle, PoseArt, PoseInfo
+
 Color = tuple[float, float, float]
 Shape = Callable[[np.ndarray, np.ndarray], np.ndarray]
 ColorFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -36,58 +41,6 @@ SIZE = 512
 BLINK_LEVELS = (0.0, 0.5, 1.0)
 HEAD_MARGIN = 8
 _F32 = np.float32
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Public data model
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MouthStyle:
-    """How the lip renderer should draw this pose's mouth (colours RGB 0..1, sizes in pixels)."""
-
-    lip: Color
-    inner: Color
-    teeth: Color
-    half_width: float
-    lip_thickness: float
-    max_open: float
-
-
-@dataclass(frozen=True)
-class AvatarInfo:
-    """A character; each has several poses."""
-
-    avatar_id: str
-    name: str
-    description: str
-    pose_ids: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class PoseInfo:
-    """One drawable framing of an avatar."""
-
-    pose_id: str
-    avatar_id: str
-    name: str
-    description: str
-    width: int
-    height: int
-
-
-@dataclass(frozen=True)
-class PoseArt:
-    """All layers of one pose, ready to composite (see the module docstring for the layer model)."""
-
-    info: PoseInfo
-    background: np.ndarray
-    body: np.ndarray
-    heads: dict[float, np.ndarray]
-    head_origin: tuple[int, int]
-    mouth_center: tuple[float, float]
-    mouth_style: MouthStyle
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -397,13 +350,13 @@ POSES: dict[str, PoseInfo] = {
 }
 _SPEC_BY_ID: dict[str, _PoseSpec] = {f"{p.avatar_id}-{p.suffix}": p for p in _POSE_SPECS}
 
-AVATARS: dict[str, AvatarInfo] = {
-    "ava": AvatarInfo("ava", "Ava", "Young woman with long auburn hair and a teal top",
-                      tuple(k for k in POSES if POSES[k].avatar_id == "ava")),
-    "leo": AvatarInfo("leo", "Leo", "Man with short dark hair and glasses, in a navy blazer",
-                      tuple(k for k in POSES if POSES[k].avatar_id == "leo")),
-    "mika": AvatarInfo("mika", "Mika", "Woman with dark curly hair, gold hoops and a coral sweater",
-                       tuple(k for k in POSES if POSES[k].avatar_id == "mika")),
+AVATARS: dict[str, AvatarEntry] = {
+    "ava": AvatarEntry("ava", "Ava", "Young woman with long auburn hair and a teal top",
+                      tuple(k for k in POSES if POSES[k].avatar_id == "ava"), builtin=True),
+    "leo": AvatarEntry("leo", "Leo", "Man with short dark hair and glasses, in a navy blazer",
+                      tuple(k for k in POSES if POSES[k].avatar_id == "leo"), builtin=True),
+    "mika": AvatarEntry("mika", "Mika", "Woman with dark curly hair, gold hoops and a coral sweater",
+                       tuple(k for k in POSES if POSES[k].avatar_id == "mika"), builtin=True),
 }
 
 

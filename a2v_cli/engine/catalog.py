@@ -5,17 +5,17 @@ from __future__ import annotations
 import subprocess
 from functools import lru_cache
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from a2v_cli.config import DEFAULT_FPS
-from a2v_cli.engine import art
 from a2v_cli.engine import avatars as avatars_mod
 from a2v_cli.errors import A2VError, not_found
 from a2v_cli.schema import Avatar, Pose
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
-PREVIEWS = ASSETS / "previews"
+if TYPE_CHECKING:  # numpy and the layers only where a pose is rendered: `avatars list` stays light
+    import numpy as np
+
+    from a2v_cli.engine.drawn import PoseArt
 
 
 def _registry(include_user: bool = True, quiet: bool = False) -> avatars_mod.Registry:
@@ -89,24 +89,31 @@ def _pose(p: avatars_mod.PoseEntry, preview_url: dict[str, str] | None) -> Pose:
 
 
 @lru_cache(maxsize=4)
-def pose_art(pose_id: str) -> art.PoseArt:
-    """A built-in pose's layers, drawn once per process."""
-    if pose_id not in art.POSES:
-        raise not_found("pose", pose_id, list(art.POSES))
-    return art.draw_pose(pose_id)
+def pose_art(pose_id: str) -> PoseArt:
+    """A built-in (drawn) pose's layers, read from its package bundle once per process."""
+    from a2v_cli.engine.drawn import load_pose_art
+
+    builtins = avatars_mod.builtin_registry().poses
+    drawn = [pid for pid, p in builtins.items() if p.kind == "drawn"]
+    if pose_id not in drawn:
+        raise not_found("pose", pose_id, drawn)
+    return load_pose_art(builtins[pose_id])
 
 
-def preview_frame(pose_id: str) -> np.ndarray:
-    """(H,W,4) uint8 RGBA still of the pose at rest, mouth closed, transparent background."""
+def preview_frame(pose: str | PoseArt) -> np.ndarray:
+    """(H,W,4) uint8 RGBA still of a drawn pose (an id, or its layers) at rest, mouth closed, transparent background."""
+    import numpy as np
+
     from a2v_cli.engine.compose import Compositor
     from a2v_cli.engine.features import MAX_ABS_VALUE
     from a2v_cli.engine.lipsync import BuiltinModel
 
-    comp = Compositor(pose_art(pose_id), DEFAULT_FPS, straight_alpha=True)
+    layers = pose_art(pose) if isinstance(pose, str) else pose
+    comp = Compositor(layers, DEFAULT_FPS, straight_alpha=True)
     _, mask, straight, mouths = comp.compose(range(1))
     assert straight is not None
     silence = np.full((1, 1, 80, 16), -MAX_ABS_VALUE, dtype=np.float32)
-    BuiltinModel(pose_art(pose_id), "cpu").paint(silence, mouths, [straight])
+    BuiltinModel(layers, "cpu").paint(silence, mouths, [straight])
     return np.concatenate([straight[0], mask[0][..., None]], axis=2)
 
 
@@ -120,7 +127,7 @@ def write_png(rgba: np.ndarray, dest: Path) -> Path:
     proc = subprocess.run(
         [ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgba", "-s", f"{w}x{h}",
          "-i", "pipe:0", "-frames:v", "1", "-f", "image2", "-c:v", "png", str(tmp)],
-        input=np.ascontiguousarray(rgba).tobytes(), capture_output=True, check=False,
+        input=rgba.tobytes(), capture_output=True, check=False,
     )
     if proc.returncode != 0:
         tmp.unlink(missing_ok=True)
@@ -129,15 +136,22 @@ def write_png(rgba: np.ndarray, dest: Path) -> Path:
     return dest
 
 
+def _previews(reg: avatars_mod.Registry) -> dict[str, Path]:
+    """Each pose's preview PNG: its own (``preview`` in the manifest: built-ins), else its avatar's preview.png."""
+    found: dict[str, Path] = {}
+    for p in reg.poses.values():
+        own = p.file("preview") if "preview" in p.manifest else None
+        shared = reg.avatars[p.avatar_id].preview
+        if own is not None or shared is not None:
+            found[p.pose_id] = own or shared
+    return found
+
+
 def packaged_previews() -> dict[str, Path]:
-    """Preview PNGs shipped with the package (built by `python scripts/build_assets.py`)."""
-    return {pid: PREVIEWS / f"{pid}.png" for pid in art.POSES if (PREVIEWS / f"{pid}.png").is_file()}
+    """Preview PNGs of the built-in poses, in their package bundles (built by `python scripts/build_assets.py`)."""
+    return _previews(avatars_mod.builtin_registry())
 
 
 def preview_files(include_user: bool = True) -> dict[str, Path]:
     """Preview PNG of every pose: the packaged ones, and each user avatar's preview.png for its poses."""
-    found = packaged_previews()
-    for a in _registry(include_user).avatars.values():
-        if not a.builtin and a.preview is not None:
-            found.update({pid: a.preview for pid in a.pose_ids})
-    return found
+    return _previews(_registry(include_user))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from a2v_cli.engine.art import PoseArt
+from a2v_cli.engine.drawn import PoseArt
 from a2v_cli.engine.lru import Lru
 
 LOOP_SECONDS = 8.0

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from a2v_cli.engine.art import PoseArt
 from a2v_cli.engine.audio import PcmReader
+from a2v_cli.engine.drawn import PoseArt
 from a2v_cli.engine.features import N_MELS, centered_window_starts, speech_spectrum
 from a2v_cli.engine.sessions import LoadedSession, load_session
 from a2v_cli.errors import InputError, not_found

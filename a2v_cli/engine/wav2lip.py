@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from a2v_cli.engine.art import PoseArt
 from a2v_cli.engine.audio import PcmReader
+from a2v_cli.engine.drawn import PoseArt
 from a2v_cli.engine.features import MAX_ABS_VALUE, MEL_FPS
 from a2v_cli.engine.sessions import load_session
 from a2v_cli.errors import InputError
