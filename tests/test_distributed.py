@@ -4,13 +4,773 @@ Redis (Celery's broker), a real PostgreSQL and a shared storage directory, all o
 Redis and PostgreSQL are throwaway instances started by tests/services.py; each deployment gets its own
 database and its own Redis database number, and every front end and worker runs as its own process in
 its own working directory with its own A2V_HOME, so they share nothing but the three services.
+Renders are short (a second or two of speech) except where a test must catch a job mid-render.
 """
 
 from __future__ import annotations
 
+import io
+import math
+import os
+import re
+import shutil
+import signal
 import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 
-from services import PostgresServer, RedisServer
+import httpx
+import numpy as np
+import psutil
+import pytest
+import soundfile as sf
+from conftest import ROOT, SPEECH, decode_frames, probe, run_cli
+from services import PostgresServer, RedisServer, ServiceUnavailable, free_port, start_redis
+
+from a2v_cli.errors import ExitCode
+
+API = "/v1/a2v"
+ASTRONAUT = ROOT / "examples" / "astronaut.png"
+TOKENS = {"alice": "alice-dist-token-0123456789", "bob": "bob-dist-token-0123456789"}
+FPS = 25
+SHORT_S = 1.0  # the audio of most jobs
+LONG_S = 12.0  # long enough to catch a job mid-render
+START_S = 90  # a process must be up within this (imports on a loaded 2-core machine)
+DONE_S = 180  # a short job must be finished within this, redelivery included
+
+
+# --- audio ---------------------------------------------------------------------------------------------
+
+
+def speech(seconds: float) -> bytes:
+    """``seconds`` of the speech fixture (repeated as needed) as a 16-bit WAV file."""
+    data, rate = sf.read(str(SPEECH), dtype="int16")
+    n = int(seconds * rate)
+    data = np.tile(data, math.ceil(n / len(data)))[:n]
+    buf = io.BytesIO()
+    sf.write(buf, data, rate, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+# --- processes -----------------------------------------------------------------------------------------
+
+
+def child_env(home: Path, tokens: bool) -> dict[str, str]:
+    """The environment a user's shell would give: no proxies, no a2v settings but A2V_HOME (and tokens)."""
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower() and not k.startswith("A2V_")}
+    env.update(PYTHONPATH=str(ROOT), A2V_HOME=str(home), NO_COLOR="1")
+    if tokens:
+        env["A2V_SERVER_TOKENS"] = ",".join(f"{k}:{v}" for k, v in TOKENS.items())
+    return env
+
+
+@dataclass
+class Proc:
+    """One `a2v` process in its own working directory, its output kept in a log for failure messages."""
+
+    name: str
+    workdir: Path
+    args: list[str]
+    env: dict[str, str]
+    proc: subprocess.Popen | None = None
+    descendants: list[psutil.Process] = field(default_factory=list)
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"{self.name}.log"
+
+    def launch(self) -> Proc:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "a2v_cli", *self.args], cwd=self.workdir,
+                                         env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def log(self, chars: int = 6000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_for_log(self, pattern: str, timeout: float = START_S) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if re.search(pattern, self.log(1_000_000)):
+                return
+            assert self.alive(), f"{self.name} exited ({self.proc.returncode}) before {pattern!r}:\n{self.log()}"  # type: ignore[union-attr]
+            time.sleep(0.1)
+        raise AssertionError(f"{self.name}: no {pattern!r} within {timeout} s:\n{self.log()}")
+
+    def kill9(self) -> list[psutil.Process]:
+        """kill -9 the process itself (as a crash would); its descendants at that moment are returned."""
+        assert self.proc is not None and self.alive(), self.log()
+        self.descendants = psutil.Process(self.proc.pid).children(recursive=True)
+        self.proc.kill()
+        self.proc.wait(30)
+        return self.descendants
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            for p in psutil.Process(self.proc.pid).children(recursive=True):
+                p.kill()
+            self.proc.kill()
+            self.proc.wait(30)
+            raise AssertionError(f"{self.name} still ran {timeout} s after signal {sig}:\n{self.log()}") from None
+
+    def close(self) -> None:
+        """Stop whatever is left of it, its orphaned descendants too (teardown only)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.descendants = psutil.Process(self.proc.pid).children(recursive=True)
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(30)
+        for p in self.descendants:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+
+
+@dataclass
+class FrontEnd(Proc):
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = START_S) -> FrontEnd:
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=5, trust_env=False) as c:
+            while time.monotonic() < deadline:
+                assert self.alive(), f"{self.name} exited ({self.proc.returncode}):\n{self.log()}"  # type: ignore[union-attr]
+                try:
+                    if c.get(self.url + "/openapi.json").status_code == 200:
+                        return self
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
+        raise AssertionError(f"{self.name} did not answer within {timeout} s:\n{self.log()}")
+
+
+@dataclass
+class Worker(Proc):
+    queue: str = "a2v"
+    concurrency: int = 1
+
+    def wait_ready(self, timeout: float = START_S) -> Worker:
+        self.wait_for_log(re.escape(f"a2v worker ready (queue={self.queue}, concurrency={self.concurrency})"),
+                          timeout)
+        return self
+
+
+class Deployment:
+    """The three shared settings, and the front ends and workers started against them."""
+
+    def __init__(self, root: Path, broker: str, database: str, queue: str = "a2v") -> None:
+        self.root = root
+        self.broker = broker
+        self.database = database
+        self.storage = root / "storage"
+        self.storage.mkdir(parents=True, exist_ok=True)
+        self.queue = queue
+        self.procs: list[Proc] = []
+
+    def settings(self) -> list[str]:
+        return ["--broker", self.broker, "--database", self.database, "--storage", str(self.storage)]
+
+    def settings_env(self) -> dict[str, str]:
+        return {"A2V_BROKER": self.broker, "A2V_DATABASE": self.database, "A2V_STORAGE": str(self.storage)}
+
+    def front_end(self, name: str, *extra: str, from_env: bool = False) -> FrontEnd:
+        """Launched, not yet waited for (start several, then wait: they import in parallel)."""
+        workdir = self.root / name
+        env = child_env(workdir / "home", tokens=True)
+        settings = self.settings()
+        if from_env:  # the same settings through A2V_BROKER / A2V_DATABASE / A2V_STORAGE
+            env.update(self.settings_env())
+            settings = []
+        port = free_port()
+        fe = FrontEnd(name, workdir, ["serve", "--port", str(port), "--queue", self.queue, *settings, *extra], env,
+                      port=port)
+        self.procs.append(fe)
+        return fe.launch()  # type: ignore[return-value]
+
+    def worker(self, name: str, *extra: str, concurrency: int = 1) -> Worker:
+        workdir = self.root / name
+        w = Worker(name, workdir, ["worker", *self.settings(), "--queue", self.queue, "--concurrency",
+                                   str(concurrency), "--device", "cpu", *extra], child_env(workdir / "home", False),
+                   queue=self.queue, concurrency=concurrency)
+        self.procs.append(w)
+        return w.launch()  # type: ignore[return-value]
+
+    def outputs(self, video_id: str) -> list[str]:
+        """Every file in the shared storage whose path names the video: its one output set, nothing else."""
+        return sorted(str(p.relative_to(self.storage)) for p in self.storage.rglob("*")
+                      if p.is_file() and video_id in str(p.relative_to(self.storage)))
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name} ---\n{p.log(3000)}" for p in self.procs)
+
+    def close(self) -> None:
+        for p in self.procs:
+            p.close()
+
+
+def start_all(*procs: FrontEnd | Worker) -> None:
+    for p in procs:
+        p.wait_ready()
+
+
+# --- HTTP ----------------------------------------------------------------------------------------------
+
+
+def client() -> httpx.Client:
+    return httpx.Client(timeout=30, trust_env=False)
+
+
+def call(fe: FrontEnd, method: str, path: str, token: str | None = "alice", **kw: object) -> httpx.Response:
+    headers = {**({"Authorization": f"Bearer {TOKENS[token]}"} if token else {}), **kw.pop("headers", {})}  # type: ignore[dict-item]
+    with client() as c:
+        return c.request(method, fe.url + API + path, headers=headers, **kw)  # type: ignore[arg-type]
+
+
+def ok(resp: httpx.Response) -> dict | list:
+    body = resp.json()
+    assert resp.status_code == 200 and body["code"] == 0, resp.text
+    return body["data"]
+
+
+def err(resp: httpx.Response, status: int, code: int) -> str:
+    body = resp.json()
+    assert resp.status_code == status and body["code"] == code and body["data"] is None, resp.text
+    return body["message"]
+
+
+def upload(fe: FrontEnd, audio: bytes, token: str = "alice") -> str:
+    return ok(call(fe, "POST", "/audio.upload", token, files={"file": ("speech.wav", audio, "audio/wav")}))["audio_url"]  # type: ignore[index,call-overload]
+
+
+def generate(fe: FrontEnd, audio_url: str, token: str = "alice", pose: str = "ava-front", **kw: object) -> dict:
+    return ok(call(fe, "POST", "/video.generate", token, json={"pose_id": pose, "audio_url": audio_url}, **kw))  # type: ignore[return-value]
+
+
+def get(fe: FrontEnd, video_id: str, token: str = "alice") -> dict:
+    return ok(call(fe, "GET", "/video.get", token, params={"video_id": video_id}))  # type: ignore[return-value]
+
+
+def wait_for(fe: FrontEnd, video_id: str, statuses: tuple[str, ...] = ("finished", "failed"),
+             timeout: float = DONE_S, dep: Deployment | None = None, token: str = "alice") -> dict:
+    deadline = time.monotonic() + timeout
+    v: dict = {}
+    while time.monotonic() < deadline:
+        v = get(fe, video_id, token)
+        if v["status"] in statuses:
+            return v
+        time.sleep(0.1)
+    raise AssertionError(f"{video_id} still {v.get('status')} after {timeout} s, not {statuses}:\n"
+                         f"{dep.logs() if dep else fe.log()}")
+
+
+def metrics(fe: FrontEnd, token: str = "alice") -> dict[str, float]:
+    """The Prometheus text of /metrics as {'name{labels}': value}."""
+    r = call(fe, "GET", "/metrics", token)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain"), r.text
+    found = {}
+    for line in r.text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            found[name.replace(" ", "")] = float(value)
+    return found
+
+
+def assert_one_output_set(dep: Deployment, video: dict) -> None:
+    """A finished video has one video and one mask file in the shared storage, and no leftover parts."""
+    files = dep.outputs(video["video_id"])
+    mp4s = [f for f in files if f.endswith(".mp4")]
+    assert len(mp4s) == 2 and not [f for f in files if "part" in Path(f).name or Path(f).name.startswith(".")], files
+
+
+def assert_decodes(path: Path, seconds: float, mask: Path | None = None) -> None:
+    expected = math.ceil(seconds * FPS)
+    assert len(decode_frames(path)) == expected
+    assert abs(probe(path).duration - seconds) < 0.1
+    if mask is not None:
+        assert len(decode_frames(mask, "gray")) == expected
+
+
+class Balancer:
+    """A round-robin TCP proxy on 127.0.0.1, the load balancer in front of the front ends: every front end
+    hands out links on its address (``--public-url``), and a front end that is down is skipped."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.backends: list[int] = []
+        self.turn = 0
+        self.threads: list[threading.Thread] = []
+        self._accept = threading.Thread(target=self._loop, daemon=True)
+        self._accept.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:  # closed
+                return
+            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            t.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            for _ in range(len(self.backends)):
+                self.turn += 1
+                try:
+                    up = socket.create_connection(("127.0.0.1", self.backends[self.turn % len(self.backends)]), 5)
+                except OSError:
+                    continue
+                with up:
+                    back = threading.Thread(target=_pipe, args=(up, conn), daemon=True)
+                    back.start()
+                    _pipe(conn, up)
+                    back.join(60)
+                return
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+        dst.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+# --- a deployment of two front ends and two workers, for the tests that do not break it -----------------
+
+
+@dataclass
+class Cluster:
+    dep: Deployment
+    lb: Balancer
+    fe1: FrontEnd
+    fe2: FrontEnd
+    w1: Worker
+    w2: Worker
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer,
+            postgres_server: PostgresServer) -> Iterator[Cluster]:
+    """Two front ends behind a balancer (one --public-url, as in production) and two workers."""
+    dep = Deployment(tmp_path_factory.mktemp("cluster"), redis_server.fresh_url(), postgres_server.fresh_database())
+    lb = Balancer()
+    try:
+        fe1 = dep.front_end("fe1", "--public-url", lb.url)
+        fe2 = dep.front_end("fe2", "--public-url", lb.url, from_env=True)
+        lb.backends = [fe1.port, fe2.port]
+        w1, w2 = dep.worker("w1"), dep.worker("w2")
+        start_all(fe1, fe2, w1, w2)
+        yield Cluster(dep, lb, fe1, fe2, w1, w2)
+    finally:
+        dep.close()
+        lb.close()
+    for p in dep.procs:
+        assert TOKENS["alice"] not in p.log(10**7) and TOKENS["bob"] not in p.log(10**7), p.name
+
+
+@pytest.fixture
+def fresh(tmp_path: Path, redis_server: RedisServer, postgres_server: PostgresServer,
+          database: str) -> Iterator[Deployment]:
+    """An empty deployment of its own, for a test that kills or stops parts of it."""
+    dep = Deployment(tmp_path / "deployment", redis_server.fresh_url(), database)
+    try:
+        yield dep
+    finally:
+        dep.close()
+
+
+# --- settings ------------------------------------------------------------------------------------------
+
+
+def test_some_but_not_all_settings_is_a_usage_error(tmp_path: Path) -> None:
+    """All three settings or none: a partial set names what is missing, in one line, exit 2."""
+    storage = str(tmp_path / "storage")
+    cases = [
+        (["serve", "--broker", "redis://127.0.0.1:1/0"], {}, ("--database", "--storage")),
+        (["serve", "--storage", storage], {"A2V_DATABASE": "postgresql://u@127.0.0.1:1/d"}, ("--broker",)),
+        (["worker"], {}, ("--broker", "--database", "--storage")),
+        (["worker", "--database", "postgresql://u@127.0.0.1:1/d"], {"A2V_BROKER": "redis://127.0.0.1:1/0"},
+         ("--storage",)),
+    ]
+    for args, env, missing in cases:
+        r = run_cli(*args, env=env, timeout=120)
+        assert r.code == ExitCode.USAGE, (args, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+        for name in missing:
+            assert name in lines[0] or name.removeprefix("--").upper() in lines[0], (args, lines[0])
+
+
+# --- the CLI through either front end --------------------------------------------------------------
+
+
+def remote(fe: FrontEnd, *args: str, token: str = "alice", input: bytes | None = None):  # type: ignore[no-untyped-def]
+    return run_cli(*args, env={"A2V_SERVER": fe.url, "A2V_TOKEN": TOKENS[token]}, input=input)
+
+
+def strip_urls(items: list[dict]) -> list[dict]:
+    return [{k: v for k, v in item.items() if k != "preview_image_url"} for item in items]
+
+
+def test_cli_end_to_end_through_either_front_end(cluster: Cluster, isolated: Path) -> None:
+    dep, lb, fe1, fe2 = cluster.dep, cluster.lb, cluster.fe1, cluster.fe2
+    (isolated / "short.wav").write_bytes(speech(SHORT_S))
+    r = remote(fe1, "generate", "--pose", "ava-front", "--audio", "short.wav", "-o", "one.mp4", "--json")
+    assert r.code == 0, r.stderr + dep.logs()
+    one = r.json()
+    assert one["status"] == "finished" and one["video_url"].startswith(lb.url + API + "/files/")
+    assert_decodes(isolated / "one.mp4", SHORT_S, isolated / "one.mask.mp4")
+    assert one["frame_count"] == math.ceil(SHORT_S * FPS) and abs(one["duration"] - SHORT_S) < 0.05
+    assert_one_output_set(dep, one)
+
+    # the other front end knows it, lists it and serves its files
+    got = remote(fe2, "video", "get", one["video_id"], "--json")
+    assert got.code == 0 and got.json()["status"] == "finished", got.stderr
+    assert one["video_id"] in [v["video_id"] for v in remote(fe2, "video", "list", "--json").json()]
+    (isolated / "dl").mkdir()
+    d = remote(fe2, "video", "download", one["video_id"], "-o", "dl", "--json")
+    assert d.code == 0, d.stderr
+    assert (isolated / "dl" / f"{one['video_id']}.mp4").read_bytes() == (isolated / "one.mp4").read_bytes()
+    # a signed link works through every front end, whichever signed it
+    link = httpx.URL(got.json()["video_url"])
+    with client() as c:
+        for fe in (fe1, fe2):
+            r2 = c.get(str(link.copy_with(host="127.0.0.1", port=fe.port)))
+            assert r2.status_code == 200 and r2.content == (isolated / "one.mp4").read_bytes(), fe.name
+
+    # a render requested through the second front end, audio from stdin, waited for by the CLI
+    s = remote(fe2, "generate", "--pose", "leo-side", "--audio", "-", "-o", "two.mp4", "--json",
+               input=speech(SHORT_S * 1.5))
+    assert s.code == 0 and s.json()["status"] == "finished", s.stderr
+    assert_decodes(isolated / "two.mp4", SHORT_S * 1.5, isolated / "two.mask.mp4")
+
+    avatars = remote(fe2, "avatars", "list", "--json")
+    assert avatars.code == 0, avatars.stderr
+    assert strip_urls(avatars.json()) == strip_urls(run_cli("avatars", "list", "--json", "--local").json())
+
+
+def test_duplicate_idempotency_key_sent_to_both_front_ends_is_one_job(cluster: Cluster) -> None:
+    fe1, fe2 = cluster.fe1, cluster.fe2
+    audio_url = upload(fe1, speech(SHORT_S))
+    assert audio_url.startswith(cluster.lb.url)
+    ids = []
+    for n in range(3):  # at the same moment through both front ends, three times
+        key = {"Idempotency-Key": f"dist-key-{n}"}
+        with ThreadPoolExecutor(2) as pool:
+            a, b = pool.map(partial(generate, audio_url=audio_url, headers=key), (fe1, fe2))
+        assert a["video_id"] == b["video_id"], (a, b)
+        ids.append(a["video_id"])
+        again = generate(fe2 if n % 2 else fe1, audio_url, headers=key)  # and once more, later
+        assert again["video_id"] == ids[-1]
+    assert len(set(ids)) == 3
+    listed = [v["video_id"] for v in ok(call(fe2, "GET", "/video.list"))]  # type: ignore[union-attr]
+    assert all(listed.count(i) == 1 for i in ids), listed
+    other = call(fe2, "POST", "/video.generate", json={"pose_id": "leo-side", "audio_url": audio_url},
+                 headers={"Authorization": f"Bearer {TOKENS['alice']}", "Idempotency-Key": "dist-key-0"})
+    assert "Idempotency-Key" in err(other, 400, 40000)
+    for i in ids:
+        v = wait_for(fe1, i, dep=cluster.dep)
+        assert v["status"] == "finished", v
+        assert_one_output_set(cluster.dep, v)
+
+
+def test_tenants_are_isolated_across_front_ends(cluster: Cluster, tmp_path: Path) -> None:
+    fe1, fe2, dep = cluster.fe1, cluster.fe2, cluster.dep
+    audio_url = upload(fe1, speech(SHORT_S))
+    mine = generate(fe1, audio_url)
+    with open(ASTRONAUT, "rb") as f:
+        made = call(fe1, "POST", "/avatar.create", files={"image": ("astronaut.png", f, "image/png")},
+                    data={"avatar_id": "astro", "size": "256"})
+    astro = ok(made)
+    assert astro["pose_ids"] == ["astro-photo"], astro  # type: ignore[call-overload]
+    for fe in (fe1, fe2):
+        assert err(call(fe, "GET", "/video.get", "bob", params={"video_id": mine["video_id"]}), 404, 40400)
+        assert mine["video_id"] not in [v["video_id"] for v in ok(call(fe, "GET", "/video.list", "bob"))]  # type: ignore[union-attr]
+        err(call(fe, "POST", "/video.delete", "bob", json={"video_id": mine["video_id"]}), 404, 40400)
+        err(call(fe, "POST", "/video.generate", "bob", json={"pose_id": "ava-front", "audio_url": audio_url}),
+            404, 40400)
+        assert "astro" not in [a["avatar_id"] for a in ok(call(fe, "GET", "/avatar.list", "bob"))]  # type: ignore[union-attr]
+        err(call(fe, "GET", "/avatar-pose.list", "bob", params={"avatar_id": "astro"}), 404, 40400)
+        err(call(fe, "POST", "/avatar.delete", "bob", json={"avatar_id": "astro"}), 404, 40400)
+        err(call(fe, "POST", "/video.generate", "bob", json={"pose_id": "astro-photo", "audio_url": audio_url}),
+            404, 40400)
+        # and the owner sees both through either front end
+        assert get(fe, mine["video_id"])["video_id"] == mine["video_id"]
+        assert "astro" in [a["avatar_id"] for a in ok(call(fe, "GET", "/avatar.list"))]  # type: ignore[union-attr]
+    # the owner's avatar renders on a worker (which has none of fe1's files) when asked through fe2
+    v = wait_for(fe2, generate(fe2, audio_url, pose="astro-photo")["video_id"], dep=dep)
+    assert v["status"] == "finished", v
+    with client() as c:
+        (tmp_path / "astro.mp4").write_bytes(c.get(v["video_url"]).content)
+    frames = decode_frames(tmp_path / "astro.mp4")
+    assert frames.shape[:3] == (math.ceil(SHORT_S * FPS), 256, 256)
+    assert wait_for(fe2, mine["video_id"], dep=dep)["status"] == "finished"
+    deleted = ok(call(fe2, "POST", "/avatar.delete", json={"avatar_id": "astro"}))
+    assert deleted["avatar_id"] == "astro"  # type: ignore[call-overload]
+    assert "astro" not in [a["avatar_id"] for a in ok(call(fe1, "GET", "/avatar.list"))]  # type: ignore[union-attr]
+
+
+# --- operations: health, readiness, metrics, unclaimed jobs (both deployments) -------------------------
+
+
+def check_operations(fe: FrontEnd, workers: int) -> None:
+    """healthz, readyz and metrics answer as documented, to a token only."""
+    for path in ("/healthz", "/readyz", "/metrics"):
+        r = call(fe, "GET", path, token=None)
+        assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer"), (path, r.text)
+    assert call(fe, "GET", "/healthz").status_code == 200
+    ready = call(fe, "GET", "/readyz")
+    assert ready.status_code == 200, ready.text
+    m = metrics(fe, "bob")
+    assert m["a2v_workers"] == workers, m
+    assert m["a2v_queue_depth"] >= 0 and m["a2v_jobs_unclaimed"] >= 0, m
+    assert m.get('a2v_jobs_total{status="finished"}', 0) >= 1, m
+
+
+def test_health_readiness_and_metrics_distributed(cluster: Cluster) -> None:
+    fe1 = cluster.fe1
+    done = wait_for(fe1, generate(fe1, upload(fe1, speech(SHORT_S)))["video_id"], dep=cluster.dep)
+    assert done["status"] == "finished"
+    for fe in (fe1, cluster.fe2):
+        check_operations(fe, workers=2)
+
+
+@pytest.fixture
+def embedded(tmp_path: Path) -> Iterator[Callable[..., FrontEnd]]:
+    """`a2v serve` as today (no broker, database or storage), with the options a test gives."""
+    started: list[FrontEnd] = []
+
+    def start(*extra: str) -> FrontEnd:
+        port = free_port()
+        fe = FrontEnd("embedded", tmp_path / "embedded", ["serve", "--port", str(port), "--data-dir",
+                                                           str(tmp_path / "embedded" / "data"), *extra],
+                      child_env(tmp_path / "embedded" / "home", tokens=True), port=port)
+        started.append(fe)
+        return fe.launch().wait_ready()  # type: ignore[attr-defined,no-any-return]
+
+    yield start
+    for fe in started:
+        fe.close()
+
+
+def test_health_readiness_and_metrics_embedded(embedded: Callable[..., FrontEnd]) -> None:
+    fe = embedded("--workers", "1")
+    done = wait_for(fe, generate(fe, upload(fe, speech(SHORT_S)))["video_id"])
+    assert done["status"] == "finished"
+    check_operations(fe, workers=1)
+
+
+def check_unclaimed(fe: FrontEnd) -> str:
+    """A job no worker takes is marked unclaimed once it has waited longer than --claim-timeout (1 s)."""
+    before = metrics(fe)
+    vid = generate(fe, upload(fe, speech(SHORT_S)))["video_id"]
+    first = get(fe, vid)
+    assert first["status"] == "pending" and first.get("queue_state") != "unclaimed", first
+    time.sleep(1.5)
+    later = get(fe, vid)
+    assert later["status"] == "pending" and later["queue_state"] == "unclaimed", later
+    m = metrics(fe)
+    assert m["a2v_jobs_unclaimed"] == before["a2v_jobs_unclaimed"] + 1 and m["a2v_queue_depth"] >= 1, m
+    assert m["a2v_workers"] == 0, m
+    return vid
+
+
+def test_unclaimed_job_embedded(embedded: Callable[..., FrontEnd]) -> None:
+    check_unclaimed(embedded("--workers", "0", "--claim-timeout", "1"))
+
+
+def test_unclaimed_job_distributed_until_a_worker_comes(fresh: Deployment) -> None:
+    fe = fresh.front_end("fe", "--claim-timeout", "1").wait_ready()
+    vid = check_unclaimed(fe)
+    w = fresh.worker("w").wait_ready()
+    assert w.alive()
+    v = wait_for(fe, vid, dep=fresh)
+    assert v["status"] == "finished" and v.get("queue_state") != "unclaimed", v
+    assert metrics(fe)["a2v_jobs_unclaimed"] == 0
+
+
+# --- nothing lost ----------------------------------------------------------------------------------------
+
+
+def assert_gone(procs: list[psutil.Process], why: str) -> None:
+    """Whatever the dead process ran (a render, its ffmpeg) stops too: nothing writes a second output."""
+    _, alive = psutil.wait_procs(procs, timeout=30)
+    assert not alive, f"left running after {why}: {alive}"
+
+
+def test_worker_killed_mid_render_leaves_the_job_to_the_other(fresh: Deployment) -> None:
+    fe = fresh.front_end("fe")
+    w1, w2 = fresh.worker("w1"), fresh.worker("w2")
+    start_all(fe, w1, w2)
+    audio_url = upload(fe, speech(LONG_S))
+    ids = [generate(fe, audio_url, pose=p)["video_id"] for p in ("ava-front", "leo-side")]
+    for vid in ids:  # one on each worker (each takes one job at a time)
+        assert wait_for(fe, vid, ("processing",), dep=fresh)["status"] == "processing"
+    time.sleep(1.0)  # well into the render
+    assert_gone(w1.kill9(), "kill -9 of its worker")
+    seen: dict[str, set[str]] = {vid: set() for vid in ids}
+    deadline = time.monotonic() + DONE_S + 2 * LONG_S
+    while time.monotonic() < deadline and not all("finished" in s or "failed" in s for s in seen.values()):
+        for vid in ids:
+            seen[vid].add(get(fe, vid)["status"])
+        time.sleep(0.2)
+    for vid in ids:
+        v = get(fe, vid)
+        assert v["status"] == "finished", (v, seen, fresh.logs())
+        assert v["frame_count"] == math.ceil(LONG_S * FPS)
+        assert_one_output_set(fresh, v)
+    time.sleep(2)  # no late second render rewrites or adds anything
+    assert [get(fe, vid)["status"] for vid in ids] == ["finished"] * 2
+    for vid in ids:
+        assert_one_output_set(fresh, get(fe, vid))
+    assert w2.alive()
+
+
+def test_front_end_killed_after_accepting_loses_no_job(fresh: Deployment) -> None:
+    fe1, fe2 = fresh.front_end("fe1"), fresh.front_end("fe2")
+    w = fresh.worker("w")
+    start_all(fe1, fe2, w)
+    audio_url = upload(fe1, speech(SHORT_S))
+    accepted = [generate(fe1, audio_url, pose=p)["video_id"] for p in ("ava-front", "leo-side", "mika-front")]
+    in_flight = threading.Thread(target=lambda: _try_generate(fe1, audio_url), daemon=True)
+    in_flight.start()  # a fourth request, cut off somewhere: it may or may not have become a job
+    time.sleep(0.02)
+    fe1.kill9()
+    in_flight.join(30)
+    listed = ok(call(fe2, "GET", "/video.list"))
+    assert set(accepted) <= {v["video_id"] for v in listed}, listed  # type: ignore[union-attr]
+    for v in listed:  # every job, accepted or half-sent, ends finished: none stuck
+        done = wait_for(fe2, v["video_id"], dep=fresh)  # type: ignore[index]
+        assert done["status"] == "finished", (done, fresh.logs())
+        assert_one_output_set(fresh, done)
+
+
+def _try_generate(fe: FrontEnd, audio_url: str) -> None:
+    try:
+        generate(fe, audio_url, pose="leo-front")
+    except (httpx.HTTPError, AssertionError, ValueError):
+        pass
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A Redis of its own, for the test that kills it."""
+    try:
+        server, directory = start_redis()
+    except ServiceUnavailable as e:
+        pytest.skip(f"no Redis for the distributed tests: {e}")
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_redis_killed_and_restarted_loses_no_queued_job(tmp_path: Path, own_redis: RedisServer,
+                                                         database: str) -> None:
+    dep = Deployment(tmp_path / "deployment", own_redis.url, database)
+    try:
+        fe = dep.front_end("fe")
+        w = dep.worker("w")
+        start_all(fe, w)
+        busy = generate(fe, upload(fe, speech(LONG_S)))["video_id"]  # keeps the only worker busy
+        assert wait_for(fe, busy, ("processing",), dep=dep)["status"] == "processing"
+        audio_url = upload(fe, speech(SHORT_S))
+        queued = [generate(fe, audio_url, pose=p)["video_id"] for p in ("ava-front", "leo-side", "mika-front")]
+        assert metrics(fe)["a2v_queue_depth"] == 3
+        own_redis.kill()  # kill -9
+        down = call(fe, "GET", "/readyz")
+        assert down.status_code == 503 and down.json()["message"], down.text
+        assert "broker" in down.json()["message"].lower() or "redis" in down.json()["message"].lower(), down.text
+        own_redis.start()  # the same port, from its append-only file
+        deadline = time.monotonic() + 30
+        while call(fe, "GET", "/readyz").status_code != 200:
+            assert time.monotonic() < deadline, fe.log()
+            time.sleep(0.2)
+        after = generate(fe, audio_url, pose="leo-front")["video_id"]
+        for vid in [busy, *queued, after]:
+            v = wait_for(fe, vid, dep=dep, timeout=DONE_S + LONG_S)
+            assert v["status"] == "finished", (v, dep.logs(), own_redis.log())
+            assert_one_output_set(dep, v)
+        assert w.alive()
+    finally:
+        dep.close()
+
+
+def test_a_job_whose_worker_dies_every_try_fails_after_max_tries(fresh: Deployment) -> None:
+    fe = fresh.front_end("fe")
+    w = fresh.worker("w1", "--max-tries", "2")
+    start_all(fe, w)
+    vid = generate(fe, upload(fe, speech(LONG_S)))["video_id"]
+    for n in (2, 3):  # the job kills its worker (as a native crash would) every time it runs
+        assert wait_for(fe, vid, ("processing",), dep=fresh)["status"] == "processing"
+        time.sleep(0.5)
+        assert_gone(w.kill9(), "kill -9 of its worker")
+        w = fresh.worker(f"w{n}", "--max-tries", "2").wait_ready()
+    v = wait_for(fe, vid, ("failed", "finished"), dep=fresh)
+    assert v["status"] == "failed" and v["video_url"] is None, (v, fresh.logs())
+    assert v["error"] and re.search(r"\b2\b", v["error"]) and re.search(r"tries|attempts|times", v["error"]), v
+    assert not [f for f in fresh.outputs(vid) if f.endswith(".mp4")], fresh.outputs(vid)
+    time.sleep(1)
+    assert get(fe, vid)["status"] == "failed"  # and it stays failed
+    ok_vid = generate(fe, upload(fe, speech(SHORT_S)))["video_id"]  # the worker still works
+    assert wait_for(fe, ok_vid, dep=fresh)["status"] == "finished"
+
+
+def test_worker_sigterm_finishes_or_hands_back_and_exits_0(fresh: Deployment) -> None:
+    fe = fresh.front_end("fe")
+    w1 = fresh.worker("w1")
+    start_all(fe, w1)
+    vid = generate(fe, upload(fe, speech(LONG_S / 2)))["video_id"]
+    assert wait_for(fe, vid, ("processing",), dep=fresh)["status"] == "processing"
+    time.sleep(0.5)
+    descendants = psutil.Process(w1.proc.pid).children(recursive=True)  # type: ignore[union-attr]
+    assert w1.stop(signal.SIGTERM, timeout=120) == 0, w1.log()
+    assert_gone(descendants, "the worker's exit")
+    assert "Traceback" not in w1.log(10**6), w1.log()
+    state = get(fe, vid)["status"]
+    assert state in ("finished", "pending"), state  # finished, or handed back: never left processing
+    fresh.worker("w2").wait_ready()
+    v = wait_for(fe, vid, dep=fresh)
+    assert v["status"] == "finished" and v["frame_count"] == math.ceil(LONG_S / 2 * FPS), v
+    assert_one_output_set(fresh, v)
+
 
 # --- the throwaway services themselves -------------------------------------------------------------
 
