@@ -1,4 +1,5 @@
-"""Throwaway Redis and PostgreSQL servers for the distributed-deployment tests and benchmark.
+"""Throwaway Redis and PostgreSQL servers, and `a2v serve` / `a2v worker` processes, for the distributed
+deployment's tests and benchmark.
 
 Each server runs from its own temporary directory on a free 127.0.0.1 port and is removed afterwards.
 The binaries are Debian's (`redis-server`, PostgreSQL 15's `initdb`/`pg_ctl`/`postgres`/`psql`); where
@@ -11,20 +12,29 @@ from __future__ import annotations
 
 import glob
 import itertools
+import math
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+import psutil
 import pytest
 
-START_TIMEOUT_S = 60
+START_TIMEOUT_S = 90  # a process must be up within this (imports on a loaded 2-core machine)
+ROOT = Path(__file__).resolve().parents[1]
+SPEECH = ROOT / "tests" / "fixtures" / "speech_en.wav"
 DATABASES = 256  # Redis database numbers: fresh_url() hands out one per deployment
 
 
@@ -265,6 +275,268 @@ def start_postgres(durable: bool = False) -> tuple[PostgresServer, Path]:
         server.stop("immediate")
         shutil.rmtree(directory, ignore_errors=True)
         raise
+
+
+# --- a2v processes: front ends and workers, each in its own directory --------------------------------------
+
+
+def child_env(home: Path, tokens: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a user's shell would give: no proxies, no a2v settings but A2V_HOME (and the tokens
+    of a front end; a worker gets none)."""
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower() and not k.startswith("A2V_")}
+    env.update(PYTHONPATH=str(ROOT), A2V_HOME=str(home), NO_COLOR="1")
+    if tokens:
+        env["A2V_SERVER_TOKENS"] = ",".join(f"{k}:{v}" for k, v in tokens.items())
+    return env
+
+
+@dataclass
+class Proc:
+    """One `a2v` process in its own working directory, its output kept in a log for failure messages."""
+
+    name: str
+    workdir: Path
+    args: list[str]
+    env: dict[str, str]
+    prefix: list[str] = field(default_factory=list)  # e.g. taskset -c 0
+    proc: subprocess.Popen | None = None
+    descendants: list[psutil.Process] = field(default_factory=list)
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"{self.name}.log"
+
+    def launch(self) -> Proc:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([*self.prefix, sys.executable, "-m", "a2v_cli", *self.args], cwd=self.workdir,
+                                         env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def log(self, chars: int = 6000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_for_log(self, pattern: str, timeout: float = START_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if re.search(pattern, self.log(1_000_000)):
+                return
+            assert self.alive(), f"{self.name} exited ({self.proc.returncode}) before {pattern!r}:\n{self.log()}"  # type: ignore[union-attr]
+            time.sleep(0.1)
+        raise AssertionError(f"{self.name}: no {pattern!r} within {timeout} s:\n{self.log()}")
+
+    def kill9(self) -> list[psutil.Process]:
+        """kill -9 the process itself (as a crash would); its descendants at that moment are returned."""
+        assert self.proc is not None and self.alive(), self.log()
+        self.descendants = psutil.Process(self.proc.pid).children(recursive=True)
+        self.proc.kill()
+        self.proc.wait(30)
+        return self.descendants
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            for p in psutil.Process(self.proc.pid).children(recursive=True):
+                p.kill()
+            self.proc.kill()
+            self.proc.wait(30)
+            raise AssertionError(f"{self.name} still ran {timeout} s after signal {sig}:\n{self.log()}") from None
+
+    def close(self) -> None:
+        """Stop whatever is left of it, its orphaned descendants too (teardown only)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.descendants = psutil.Process(self.proc.pid).children(recursive=True)
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(30)
+        for p in self.descendants:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+
+
+@dataclass
+class FrontEnd(Proc):
+    """`a2v serve`, distributed or embedded; ready when it answers /openapi.json."""
+
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = START_TIMEOUT_S) -> FrontEnd:
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=5, trust_env=False) as c:
+            while time.monotonic() < deadline:
+                assert self.alive(), f"{self.name} exited ({self.proc.returncode}):\n{self.log()}"  # type: ignore[union-attr]
+                try:
+                    if c.get(self.url + "/openapi.json").status_code == 200:
+                        return self
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
+        raise AssertionError(f"{self.name} did not answer within {timeout} s:\n{self.log()}")
+
+
+@dataclass
+class Worker(Proc):
+    """`a2v worker`; ready when it prints its ready line."""
+
+    queue: str = "a2v"
+    concurrency: int = 1
+
+    def wait_ready(self, timeout: float = START_TIMEOUT_S) -> Worker:
+        self.wait_for_log(re.escape(f"a2v worker ready (queue={self.queue}, concurrency={self.concurrency})"),
+                          timeout)
+        return self
+
+
+class Deployment:
+    """The three shared settings, and the front ends and workers started against them."""
+
+    def __init__(self, root: Path, broker: str, database: str, tokens: dict[str, str], queue: str = "a2v") -> None:
+        self.root = root
+        self.tokens = tokens
+        self.broker = broker
+        self.database = database
+        self.storage = root / "storage"
+        self.storage.mkdir(parents=True, exist_ok=True)
+        self.queue = queue
+        self.procs: list[Proc] = []
+
+    def settings(self) -> list[str]:
+        return ["--broker", self.broker, "--database", self.database, "--storage", str(self.storage)]
+
+    def settings_env(self) -> dict[str, str]:
+        return {"A2V_BROKER": self.broker, "A2V_DATABASE": self.database, "A2V_STORAGE": str(self.storage)}
+
+    def front_end(self, name: str, *extra: str, from_env: bool = False) -> FrontEnd:
+        """Launched, not yet waited for (start several, then wait: they import in parallel)."""
+        workdir = self.root / name
+        env = child_env(workdir / "home", self.tokens)
+        settings = self.settings()
+        if from_env:  # the same settings through A2V_BROKER / A2V_DATABASE / A2V_STORAGE
+            env.update(self.settings_env())
+            settings = []
+        port = free_port()
+        fe = FrontEnd(name, workdir, ["serve", "--port", str(port), "--queue", self.queue, *settings, *extra], env,
+                      port=port)
+        self.procs.append(fe)
+        return fe.launch()  # type: ignore[return-value]
+
+    def worker(self, name: str, *extra: str, concurrency: int = 1, cpus: str | None = None) -> Worker:
+        """Launched, not yet waited for; ``cpus`` pins it (and its children) with taskset, e.g. "0"."""
+        workdir = self.root / name
+        w = Worker(name, workdir, ["worker", *self.settings(), "--queue", self.queue, "--concurrency",
+                                   str(concurrency), "--device", "cpu", *extra], child_env(workdir / "home"),
+                   queue=self.queue, concurrency=concurrency, prefix=["taskset", "-c", cpus] if cpus else [])
+        self.procs.append(w)
+        return w.launch()  # type: ignore[return-value]
+
+    def outputs(self, video_id: str) -> list[str]:
+        """Every file in the shared storage whose path names the video: its one output set, nothing else."""
+        return sorted(str(p.relative_to(self.storage)) for p in self.storage.rglob("*")
+                      if p.is_file() and video_id in str(p.relative_to(self.storage)))
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name} ---\n{p.log(3000)}" for p in self.procs)
+
+    def close(self) -> None:
+        for p in self.procs:
+            p.close()
+
+
+def start_all(*procs: FrontEnd | Worker) -> None:
+    for p in procs:
+        p.wait_ready()
+
+
+
+class Balancer:
+    """A round-robin TCP proxy on 127.0.0.1, the load balancer in front of the front ends: every front end
+    hands out links on its address (``--public-url``), and a front end that is down is skipped."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.backends: list[int] = []
+        self.turn = 0
+        self.threads: list[threading.Thread] = []
+        self._accept = threading.Thread(target=self._loop, daemon=True)
+        self._accept.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:  # closed
+                return
+            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            t.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            for _ in range(len(self.backends)):
+                self.turn += 1
+                try:
+                    up = socket.create_connection(("127.0.0.1", self.backends[self.turn % len(self.backends)]), 5)
+                except OSError:
+                    continue
+                with up:
+                    back = threading.Thread(target=_pipe, args=(up, conn), daemon=True)
+                    back.start()
+                    _pipe(conn, up)
+                    back.join(60)
+                return
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+        dst.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+# --- a deployment of two front ends and two workers, for the tests that do not break it -----------------
+
+
+def speech(seconds: float) -> bytes:
+    """``seconds`` of the speech fixture (repeated as needed) as a 16-bit WAV file."""
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    data, rate = sf.read(str(SPEECH), dtype="int16")
+    n = int(seconds * rate)
+    data = np.tile(data, math.ceil(n / len(data)))[:n]
+    buf = io.BytesIO()
+    sf.write(buf, data, rate, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
 
 
 # --- pytest fixtures (registered in tests/conftest.py) ---------------------------------------------------

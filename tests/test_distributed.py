@@ -9,30 +9,37 @@ Renders are short (a second or two of speech) except where a test must catch a j
 
 from __future__ import annotations
 
-import io
 import math
-import os
 import re
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import httpx
-import numpy as np
 import psutil
 import pytest
-import soundfile as sf
-from conftest import ROOT, SPEECH, decode_frames, probe, run_cli
-from services import PostgresServer, RedisServer, ServiceUnavailable, free_port, start_redis
+from conftest import ROOT, decode_frames, probe, run_cli
+from services import (
+    Balancer,
+    Deployment,
+    FrontEnd,
+    PostgresServer,
+    RedisServer,
+    ServiceUnavailable,
+    Worker,
+    child_env,
+    free_port,
+    speech,
+    start_all,
+    start_redis,
+)
 
 from a2v_cli.errors import ExitCode
 
@@ -42,202 +49,7 @@ TOKENS = {"alice": "alice-dist-token-0123456789", "bob": "bob-dist-token-0123456
 FPS = 25
 SHORT_S = 1.0  # the audio of most jobs
 LONG_S = 12.0  # long enough to catch a job mid-render
-START_S = 90  # a process must be up within this (imports on a loaded 2-core machine)
 DONE_S = 180  # a short job must be finished within this, redelivery included
-
-
-# --- audio ---------------------------------------------------------------------------------------------
-
-
-def speech(seconds: float) -> bytes:
-    """``seconds`` of the speech fixture (repeated as needed) as a 16-bit WAV file."""
-    data, rate = sf.read(str(SPEECH), dtype="int16")
-    n = int(seconds * rate)
-    data = np.tile(data, math.ceil(n / len(data)))[:n]
-    buf = io.BytesIO()
-    sf.write(buf, data, rate, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
-
-
-# --- processes -----------------------------------------------------------------------------------------
-
-
-def child_env(home: Path, tokens: bool) -> dict[str, str]:
-    """The environment a user's shell would give: no proxies, no a2v settings but A2V_HOME (and tokens)."""
-    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower() and not k.startswith("A2V_")}
-    env.update(PYTHONPATH=str(ROOT), A2V_HOME=str(home), NO_COLOR="1")
-    if tokens:
-        env["A2V_SERVER_TOKENS"] = ",".join(f"{k}:{v}" for k, v in TOKENS.items())
-    return env
-
-
-@dataclass
-class Proc:
-    """One `a2v` process in its own working directory, its output kept in a log for failure messages."""
-
-    name: str
-    workdir: Path
-    args: list[str]
-    env: dict[str, str]
-    proc: subprocess.Popen | None = None
-    descendants: list[psutil.Process] = field(default_factory=list)
-
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / f"{self.name}.log"
-
-    def launch(self) -> Proc:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "a2v_cli", *self.args], cwd=self.workdir,
-                                         env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        return self
-
-    def log(self, chars: int = 6000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def wait_for_log(self, pattern: str, timeout: float = START_S) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if re.search(pattern, self.log(1_000_000)):
-                return
-            assert self.alive(), f"{self.name} exited ({self.proc.returncode}) before {pattern!r}:\n{self.log()}"  # type: ignore[union-attr]
-            time.sleep(0.1)
-        raise AssertionError(f"{self.name}: no {pattern!r} within {timeout} s:\n{self.log()}")
-
-    def kill9(self) -> list[psutil.Process]:
-        """kill -9 the process itself (as a crash would); its descendants at that moment are returned."""
-        assert self.proc is not None and self.alive(), self.log()
-        self.descendants = psutil.Process(self.proc.pid).children(recursive=True)
-        self.proc.kill()
-        self.proc.wait(30)
-        return self.descendants
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            for p in psutil.Process(self.proc.pid).children(recursive=True):
-                p.kill()
-            self.proc.kill()
-            self.proc.wait(30)
-            raise AssertionError(f"{self.name} still ran {timeout} s after signal {sig}:\n{self.log()}") from None
-
-    def close(self) -> None:
-        """Stop whatever is left of it, its orphaned descendants too (teardown only)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.descendants = psutil.Process(self.proc.pid).children(recursive=True)
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(30)
-        for p in self.descendants:
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
-
-
-@dataclass
-class FrontEnd(Proc):
-    port: int = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def wait_ready(self, timeout: float = START_S) -> FrontEnd:
-        deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=5, trust_env=False) as c:
-            while time.monotonic() < deadline:
-                assert self.alive(), f"{self.name} exited ({self.proc.returncode}):\n{self.log()}"  # type: ignore[union-attr]
-                try:
-                    if c.get(self.url + "/openapi.json").status_code == 200:
-                        return self
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.1)
-        raise AssertionError(f"{self.name} did not answer within {timeout} s:\n{self.log()}")
-
-
-@dataclass
-class Worker(Proc):
-    queue: str = "a2v"
-    concurrency: int = 1
-
-    def wait_ready(self, timeout: float = START_S) -> Worker:
-        self.wait_for_log(re.escape(f"a2v worker ready (queue={self.queue}, concurrency={self.concurrency})"),
-                          timeout)
-        return self
-
-
-class Deployment:
-    """The three shared settings, and the front ends and workers started against them."""
-
-    def __init__(self, root: Path, broker: str, database: str, queue: str = "a2v") -> None:
-        self.root = root
-        self.broker = broker
-        self.database = database
-        self.storage = root / "storage"
-        self.storage.mkdir(parents=True, exist_ok=True)
-        self.queue = queue
-        self.procs: list[Proc] = []
-
-    def settings(self) -> list[str]:
-        return ["--broker", self.broker, "--database", self.database, "--storage", str(self.storage)]
-
-    def settings_env(self) -> dict[str, str]:
-        return {"A2V_BROKER": self.broker, "A2V_DATABASE": self.database, "A2V_STORAGE": str(self.storage)}
-
-    def front_end(self, name: str, *extra: str, from_env: bool = False) -> FrontEnd:
-        """Launched, not yet waited for (start several, then wait: they import in parallel)."""
-        workdir = self.root / name
-        env = child_env(workdir / "home", tokens=True)
-        settings = self.settings()
-        if from_env:  # the same settings through A2V_BROKER / A2V_DATABASE / A2V_STORAGE
-            env.update(self.settings_env())
-            settings = []
-        port = free_port()
-        fe = FrontEnd(name, workdir, ["serve", "--port", str(port), "--queue", self.queue, *settings, *extra], env,
-                      port=port)
-        self.procs.append(fe)
-        return fe.launch()  # type: ignore[return-value]
-
-    def worker(self, name: str, *extra: str, concurrency: int = 1) -> Worker:
-        workdir = self.root / name
-        w = Worker(name, workdir, ["worker", *self.settings(), "--queue", self.queue, "--concurrency",
-                                   str(concurrency), "--device", "cpu", *extra], child_env(workdir / "home", False),
-                   queue=self.queue, concurrency=concurrency)
-        self.procs.append(w)
-        return w.launch()  # type: ignore[return-value]
-
-    def outputs(self, video_id: str) -> list[str]:
-        """Every file in the shared storage whose path names the video: its one output set, nothing else."""
-        return sorted(str(p.relative_to(self.storage)) for p in self.storage.rglob("*")
-                      if p.is_file() and video_id in str(p.relative_to(self.storage)))
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {p.name} ---\n{p.log(3000)}" for p in self.procs)
-
-    def close(self) -> None:
-        for p in self.procs:
-            p.close()
-
-
-def start_all(*procs: FrontEnd | Worker) -> None:
-    for p in procs:
-        p.wait_ready()
 
 
 # --- HTTP ----------------------------------------------------------------------------------------------
@@ -317,63 +129,6 @@ def assert_decodes(path: Path, seconds: float, mask: Path | None = None) -> None
         assert len(decode_frames(mask, "gray")) == expected
 
 
-class Balancer:
-    """A round-robin TCP proxy on 127.0.0.1, the load balancer in front of the front ends: every front end
-    hands out links on its address (``--public-url``), and a front end that is down is skipped."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.backends: list[int] = []
-        self.turn = 0
-        self.threads: list[threading.Thread] = []
-        self._accept = threading.Thread(target=self._loop, daemon=True)
-        self._accept.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _loop(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:  # closed
-                return
-            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            t.start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            for _ in range(len(self.backends)):
-                self.turn += 1
-                try:
-                    up = socket.create_connection(("127.0.0.1", self.backends[self.turn % len(self.backends)]), 5)
-                except OSError:
-                    continue
-                with up:
-                    back = threading.Thread(target=_pipe, args=(up, conn), daemon=True)
-                    back.start()
-                    _pipe(conn, up)
-                    back.join(60)
-                return
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def _pipe(src: socket.socket, dst: socket.socket) -> None:
-    try:
-        while data := src.recv(65536):
-            dst.sendall(data)
-        dst.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
-
-
-# --- a deployment of two front ends and two workers, for the tests that do not break it -----------------
-
-
 @dataclass
 class Cluster:
     dep: Deployment
@@ -388,7 +143,8 @@ class Cluster:
 def cluster(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer,
             postgres_server: PostgresServer) -> Iterator[Cluster]:
     """Two front ends behind a balancer (one --public-url, as in production) and two workers."""
-    dep = Deployment(tmp_path_factory.mktemp("cluster"), redis_server.fresh_url(), postgres_server.fresh_database())
+    dep = Deployment(tmp_path_factory.mktemp("cluster"), redis_server.fresh_url(), postgres_server.fresh_database(),
+                     TOKENS)
     lb = Balancer()
     try:
         fe1 = dep.front_end("fe1", "--public-url", lb.url)
@@ -408,7 +164,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer,
 def fresh(tmp_path: Path, redis_server: RedisServer, postgres_server: PostgresServer,
           database: str) -> Iterator[Deployment]:
     """An empty deployment of its own, for a test that kills or stops parts of it."""
-    dep = Deployment(tmp_path / "deployment", redis_server.fresh_url(), database)
+    dep = Deployment(tmp_path / "deployment", redis_server.fresh_url(), database, TOKENS)
     try:
         yield dep
     finally:
@@ -580,7 +336,7 @@ def embedded(tmp_path: Path) -> Iterator[Callable[..., FrontEnd]]:
         port = free_port()
         fe = FrontEnd("embedded", tmp_path / "embedded", ["serve", "--port", str(port), "--data-dir",
                                                            str(tmp_path / "embedded" / "data"), *extra],
-                      child_env(tmp_path / "embedded" / "home", tokens=True), port=port)
+                      child_env(tmp_path / "embedded" / "home", TOKENS), port=port)
         started.append(fe)
         return fe.launch().wait_ready()  # type: ignore[attr-defined,no-any-return]
 
@@ -704,7 +460,7 @@ def own_redis() -> Iterator[RedisServer]:
 
 def test_redis_killed_and_restarted_loses_no_queued_job(tmp_path: Path, own_redis: RedisServer,
                                                          database: str) -> None:
-    dep = Deployment(tmp_path / "deployment", own_redis.url, database)
+    dep = Deployment(tmp_path / "deployment", own_redis.url, database, TOKENS)
     try:
         fe = dep.front_end("fe")
         w = dep.worker("w")
