@@ -49,7 +49,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS videos_owner_idempotency ON videos(owner, idem
 CREATE INDEX IF NOT EXISTS videos_status_seq ON videos(status, seq);
 """
 
-_COLUMNS = (
+VIDEO_COLUMNS = _COLUMNS = (
     "video_id", "status", "video_url", "mask_video_url", "pose_id", "created_at", "updated_at",
     "duration", "frame_count", "error", "alpha_video_url",
 )
@@ -298,6 +298,21 @@ class VideoStore:
             (video_id,),
         ).fetchone()
         return Job(*row) if row else None
+
+    def status_counts(self) -> dict[str, int]:
+        """Videos per status, every owner's (the server's metrics)."""
+        rows = self._reader().execute("SELECT status, COUNT(*) FROM videos GROUP BY status").fetchall()
+        return {status: n for status, n in rows}
+
+    def unclaimed(self, waiting_since: str) -> int:
+        """Jobs pending since before the ISO time ``waiting_since`` (``updated_at`` is when they became pending)."""
+        row = self._reader().execute(
+            "SELECT COUNT(*) FROM videos WHERE status = 'pending' AND updated_at < ?", (waiting_since,)
+        ).fetchone()
+        return int(row[0])
+
+    def ping(self) -> None:
+        self._reader().execute("SELECT 1").fetchone()
 
     def ids(self, owner: str = "") -> list[str]:
         with self._connect() as db:

@@ -408,6 +408,10 @@ class WorkerPool:
             t.start()
             self._threads.append(t)
 
+    def alive(self) -> int:
+        """Worker threads running now (0 before ``start``, after ``stop`` or with --workers 0)."""
+        return sum(t.is_alive() for t in self._threads)
+
     def stop(self, grace_s: float) -> None:
         self._stop.set()
         self.queue.wake()
