@@ -352,13 +352,22 @@ class Proc:
             self.proc.wait(30)
             raise AssertionError(f"{self.name} still ran {timeout} s after signal {sig}:\n{self.log()}") from None
 
-    def close(self) -> None:
+    def close(self, grace_s: float = 10) -> None:
         """Stop whatever is left of it, its orphaned descendants too (teardown only)."""
+        self.terminate()
+        self.reap(time.monotonic() + grace_s)
+
+    def terminate(self) -> None:
+        """SIGTERM, remembering the descendants so that reap() can make sure they are gone."""
         if self.proc is not None and self.proc.poll() is None:
             self.descendants = psutil.Process(self.proc.pid).children(recursive=True)
             self.proc.send_signal(signal.SIGTERM)
+
+    def reap(self, deadline: float) -> None:
+        """Wait for the process until ``deadline`` (monotonic), then kill it and anything it left behind."""
+        if self.proc is not None:
             try:
-                self.proc.wait(30)
+                self.proc.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(30)
@@ -415,7 +424,7 @@ class Deployment:
         self.broker = broker
         self.database = database
         self.storage = root / "storage"
-        self.storage.mkdir(parents=True, exist_ok=True)
+        self.storage.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.queue = queue
         self.procs: list[Proc] = []
 
@@ -456,9 +465,13 @@ class Deployment:
     def logs(self) -> str:
         return "\n".join(f"--- {p.name} ---\n{p.log(3000)}" for p in self.procs)
 
-    def close(self) -> None:
+    def close(self, grace_s: float = 10) -> None:
+        """SIGTERM to every process at once; whatever still runs ``grace_s`` later is killed."""
         for p in self.procs:
-            p.close()
+            p.terminate()
+        deadline = time.monotonic() + grace_s
+        for p in self.procs:
+            p.reap(deadline)
 
 
 def start_all(*procs: FrontEnd | Worker) -> None:

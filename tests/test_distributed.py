@@ -495,6 +495,7 @@ def test_a_job_whose_worker_dies_every_try_fails_after_max_tries(fresh: Deployme
     start_all(fe, w)
     vid = generate(fe, upload(fe, speech(LONG_S)))["video_id"]
     for n in (2, 3):  # the job kills its worker (as a native crash would) every time it runs
+        w.wait_for_log(re.escape(vid), DONE_S)  # this worker has seen it (took it, or queued it again)
         assert wait_for(fe, vid, ("processing",), dep=fresh)["status"] == "processing"
         time.sleep(0.5)
         assert_gone(w.kill9(), "kill -9 of its worker")
@@ -522,10 +523,13 @@ def test_worker_sigterm_finishes_or_hands_back_and_exits_0(fresh: Deployment) ->
     assert "Traceback" not in w1.log(10**6), w1.log()
     state = get(fe, vid)["status"]
     assert state in ("finished", "pending"), state  # finished, or handed back: never left processing
-    fresh.worker("w2").wait_ready()
+    w2 = fresh.worker("w2").wait_ready()
     v = wait_for(fe, vid, dep=fresh)
     assert v["status"] == "finished" and v["frame_count"] == math.ceil(LONG_S / 2 * FPS), v
     assert_one_output_set(fresh, v)
+    t0 = time.monotonic()  # an idle worker has nothing to finish: it stops at once
+    assert w2.stop(signal.SIGTERM, timeout=60) == 0, w2.log()
+    assert time.monotonic() - t0 < 10, f"an idle worker took {time.monotonic() - t0:.1f} s to stop"
 
 
 # --- the throwaway services themselves -------------------------------------------------------------
