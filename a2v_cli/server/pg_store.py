@@ -82,16 +82,17 @@ class PgStore:
 
     def __init__(self, url: str, max_connections: int = 10, timeout_s: float = 10.0) -> None:
         self.url = url
+        try:  # one connection first: a wrong URL or a database that is down is one clear line, at once
+            psycopg.connect(url, connect_timeout=max(1, int(timeout_s))).close()
+        except psycopg.Error as err:
+            why = (str(err).strip().splitlines() or [err.__class__.__name__])[0].strip()
+            raise UnavailableError(f"cannot connect to the database {redact_url(url)}: {redact_url(why)}",
+                                   "check --database (A2V_DATABASE) and that PostgreSQL runs") from None
         self.pool = psycopg_pool.ConnectionPool(
             url, min_size=1, max_size=max_connections, timeout=timeout_s, open=False,
             kwargs={"connect_timeout": max(1, int(timeout_s))}, name="a2v",
         )
-        try:
-            self.pool.open(wait=True, timeout=timeout_s)
-        except psycopg_pool.PoolTimeout:
-            self.pool.close()
-            raise UnavailableError(f"cannot connect to the database {redact_url(url)}",
-                                   "check --database (A2V_DATABASE) and that PostgreSQL runs") from None
+        self.pool.open(wait=False)
 
     def close(self) -> None:
         self.pool.close()

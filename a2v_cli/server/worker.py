@@ -160,17 +160,16 @@ class JobRenderer:
             finally:
                 self.procs.put(proc)
             files = [outcome.video_path, outcome.mask_path, *([outcome.alpha_path] if outcome.alpha_path else [])]
-            staged = self.blobs.stage(vid, files)
             result = {"video_url": f"videos/{vid}/video.mp4", "mask_video_url": f"videos/{vid}/mask.mp4",
                       "frame_count": outcome.frame_count}
             if outcome.alpha_path:
                 result["alpha_video_url"] = f"videos/{vid}/{outcome.alpha_path.name}"
-            done = self.store.finish(vid, claim_id, lambda: self.blobs.publish(vid, staged, replace=True),
-                                     **result)
+            with self.blobs.staged(vid, files) as staged:
+                done = self.store.finish(vid, claim_id, lambda: self.blobs.publish(vid, staged, replace=True),
+                                         **result)
             if done:
                 log.info("finished %s in %.1f s", vid, time.perf_counter() - t0, extra={"job_id": vid})
             else:
-                shutil.rmtree(staged, ignore_errors=True)
                 log.info("%s was taken over by another worker; this render is dropped", vid, extra={"job_id": vid})
         except Abandoned:
             log.info("%s handed back for shutdown", vid, extra={"job_id": vid})
