@@ -127,10 +127,10 @@ class DistributedDeployment:
     @classmethod
     def open(cls, settings: ServerSettings) -> DistributedDeployment:
         root = storage_root(settings.storage or "")
-        blobs, tokens = open_root(root, settings)
-        store = PgStore(settings.database or "", max_connections=20)
+        store = PgStore(settings.database or "", max_connections=20)  # first: nothing is written if it is down
         try:
             store.migrate()
+            blobs, tokens = open_root(root, settings)
         except BaseException:
             store.close()
             raise
