@@ -33,7 +33,7 @@ import psycopg_pool
 from a2v_cli.errors import UnavailableError
 from a2v_cli.schema import Video
 from a2v_cli.server.deployment import JobLimits
-from a2v_cli.store import VIDEO_COLUMNS, Job, new_video_id, now_iso
+from a2v_cli.store import VIDEO_COLUMNS, Job, delete_outcome, new_video_id, now_iso
 
 log = logging.getLogger("a2v.server")
 
@@ -188,14 +188,10 @@ class PgStore:
         with self._conn() as conn:
             row = conn.execute("SELECT status FROM videos WHERE video_id = %s AND owner = %s FOR UPDATE",
                                (video_id, owner)).fetchone()
-            if row is None:
-                return "unknown"
-            if row[0] == "deleted":
-                return "gone"
-            if row[0] in ("pending", "processing"):
-                return "busy"
-            self._tombstone(conn, [video_id])
-            return "deleted"
+            outcome = delete_outcome(row[0] if row else None)
+            if outcome == "deleted":
+                self._tombstone(conn, [video_id])
+            return outcome
 
     def prune(self, owner: str, created_before: str) -> list[str]:
         with self._conn() as conn:
