@@ -19,7 +19,7 @@ import pytest
 
 from a2v_cli.server.blobs import LocalBlobs
 from a2v_cli.server.deployment import JobLimits
-from a2v_cli.server.pg_store import ClaimedJob, PgStore, migrations
+from a2v_cli.server.pg_store import ClaimedJob, Liveness, PgStore, migrations
 from a2v_cli.store import VideoStore, iso_before
 
 LIMITS = JobLimits(allow_private=False, max_bytes=1 << 20, download_timeout_s=30.0, max_audio_seconds=60.0)
@@ -224,17 +224,49 @@ def test_the_sweeper_requeues_jobs_of_dead_workers_and_unpublished_ones(database
 
     dead, _, _ = submit(pg)
     worn, _, _ = submit(pg)
-    for v, claim in ((dead, "d"), (worn, "w")):
-        assert isinstance(pg.claim(v.video_id, claim, 3, LEASE_S), ClaimedJob)
-    sql(database, "UPDATE videos SET attempts = 3 WHERE video_id = %s", worn.video_id)
-    assert pg.reap(LEASE_S, 3) == ([], [])  # heartbeats are fresh
-    sql(database, "UPDATE videos SET heartbeat_at = now() - interval '1 minute' WHERE status = 'processing'")
-    requeued, failed = pg.reap(LEASE_S, 3)
-    assert requeued == [dead.video_id] and failed == [worn.video_id]
-    assert pg.get(dead.video_id, "alice").status == "pending"  # type: ignore[union-attr]
-    gone = pg.get(worn.video_id, "alice")
-    assert gone.status == "failed" and gone.error == "gave up after 3 tries: the worker stopped during each one"  # type: ignore[union-attr]
-    assert pg.take_unpublished(0) == [dead.video_id]
+    hung, _, _ = submit(pg)
+    sessions = {v.video_id: Liveness(database) for v in (dead, worn, hung)}  # a worker process each
+    try:
+        for v in (dead, worn, hung):
+            assert sessions[v.video_id].hold(v.video_id)
+            assert isinstance(pg.claim(v.video_id, f"c-{v.video_id}", 3, LEASE_S, held=True), ClaimedJob)
+        sql(database, "UPDATE videos SET attempts = 3 WHERE video_id = %s", worn.video_id)
+        assert pg.reap(LEASE_S, 3) == ([], [])  # every worker is alive
+        sessions[dead.video_id].close()  # kill -9: the connection closes, the lock goes with it
+        sessions[worn.video_id].close()
+        requeued, failed = pg.reap(LEASE_S, 3)  # at once: no lease to wait out
+        assert requeued == [dead.video_id] and failed == [worn.video_id]
+        assert pg.get(dead.video_id, "alice").status == "pending"  # type: ignore[union-attr]
+        gone = pg.get(worn.video_id, "alice")
+        assert gone.status == "failed" and gone.error == "gave up after 3 tries: the worker stopped during each one"  # type: ignore[union-attr]
+        assert pg.take_unpublished(0) == [dead.video_id]
+        # a worker alive but silent (hung, or cut off from the database) loses its job after the lease
+        assert pg.reap(LEASE_S, 3) == ([], [])
+        sql(database, "UPDATE videos SET heartbeat_at = now() - interval '1 minute' WHERE video_id = %s", hung.video_id)
+        assert pg.reap(LEASE_S, 3) == ([hung.video_id], [])
+    finally:
+        for live in sessions.values():
+            live.close()
+
+
+def test_a_job_whose_holder_died_is_taken_over_at_once(database: str, pg: PgStore) -> None:
+    video, _, _ = submit(pg)
+    vid = video.video_id
+    first, second = Liveness(database), Liveness(database)
+    try:
+        assert first.hold(vid)
+        assert isinstance(pg.claim(vid, "first", 3, LEASE_S, held=True), ClaimedJob)
+        assert not second.hold(vid)  # alive: a redelivered message finds it held
+        first.close()  # killed
+        assert second.hold(vid)
+        taken = pg.claim(vid, "second", 3, LEASE_S, held=True)  # fresh heartbeat, yet its holder is gone
+        assert isinstance(taken, ClaimedJob) and taken.job.attempts == 2
+        second.drop(vid)  # done with it: free for anyone
+        third = Liveness(database)
+        assert third.hold(vid)
+        third.close()
+    finally:
+        second.close()
 
 
 def test_workers_are_counted_by_their_heartbeats(database: str, pg: PgStore) -> None:

@@ -6,8 +6,9 @@ front end and every worker (the database's row locks keep them from doing the sa
 
 - a job committed but never published (the front end died between the two, or the broker was down)
   is published again after a few seconds;
-- a job whose worker stopped sending heartbeats (killed mid-render) goes back to pending and is
-  published again, or fails with its reason after ``--max-tries`` tries.
+- a job whose worker is gone (killed mid-render: its session's lock on the job is free; or hung: its
+  heartbeat is older than the lease) goes back to pending and is published again, or fails with its
+  reason after ``--max-tries`` tries.
 
 No data-dir lock: any number of front ends may run against the same services.
 """
@@ -103,7 +104,7 @@ class Sweeper:
             log.info("%s failed: its worker stopped during each of %d tries", video_id, self.max_tries,
                      extra={"job_id": video_id})
         for video_id in requeued:
-            log.info("%s: its worker stopped sending heartbeats; queued again", video_id, extra={"job_id": video_id})
+            log.info("%s: its worker is gone; queued again", video_id, extra={"job_id": video_id})
         for video_id in self.store.take_unpublished(0 if requeued else PUBLISH_GRACE_S):
             if not self.publisher.publish(video_id):
                 self.store.unpublish(video_id)
