@@ -8,6 +8,7 @@ presumed dead that cannot publish, tries bounded by --max-tries, and the sweeper
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -196,6 +197,10 @@ def test_a_worker_presumed_dead_cannot_publish_after_another_took_over(database:
     assert blobs.result_file(vid, "video.mp4").read_bytes() == b"b" * 100  # type: ignore[union-attr]
     with blobs.staged(vid, files("d")) as staged_d:
         assert blobs.publish(vid, staged_d, replace=True)
+    leftover = blobs.staging(vid)  # a worker killed while copying
+    assert blobs.sweep_staging(3600) == 0 and leftover.exists()  # young: maybe still being copied
+    os.utime(leftover, (time.time() - 7200, time.time() - 7200))
+    assert blobs.sweep_staging(3600) == 1 and not leftover.exists()
     assert blobs.result_file(vid, "video.mp4").read_bytes() == b"d" * 100  # type: ignore[union-attr]
     assert sorted(p.name for p in (tmp_path / "storage" / "videos").iterdir()) == [vid]
 

@@ -79,6 +79,23 @@ class LocalBlobs:
         os.rename(staged, final)
         return True
 
+    def sweep_staging(self, older_than_s: float) -> int:
+        """Remove staging folders older than ``older_than_s`` (a worker killed while copying); how many."""
+        import time
+
+        videos = self.root / "videos"
+        if not videos.is_dir():
+            return 0
+        removed = 0
+        for entry in videos.glob(".vid_*.part"):
+            try:
+                if time.time() - entry.stat().st_mtime > older_than_s:
+                    shutil.rmtree(entry, ignore_errors=True)
+                    removed += 1
+            except OSError:
+                continue
+        return removed
+
     def delete_results(self, video_id: str) -> None:
         shutil.rmtree(self.result_dir(video_id), ignore_errors=True)
 

@@ -23,6 +23,7 @@ from typing import Any
 from a2v_cli.errors import InputError, UnavailableError
 from a2v_cli.schema import Video
 from a2v_cli.server import celery_app
+from a2v_cli.server.blobs import LocalBlobs
 from a2v_cli.server.deployment import JobLimits, open_root
 from a2v_cli.server.pg_store import PgStore
 from a2v_cli.server.settings import ServerSettings
@@ -36,6 +37,8 @@ HEARTBEAT_S = 2.0  # how often a worker renews its jobs and its own row
 SWEEP_S = 2.0  # how often the sweeper looks
 PUBLISH_GRACE_S = 5.0  # a committed job not published after this is published by the sweeper
 WORKER_SEEN_S = 3 * HEARTBEAT_S + 1  # a worker counts while its heartbeat is younger than this
+STAGING_LEFTOVER_S = 3600.0  # a staging folder this old is a killed worker's (copies take seconds)
+STAGING_SWEEP_EVERY = 30  # sweeps between looks at the staging folders
 
 
 def storage_root(storage: str) -> Path:
@@ -75,11 +78,14 @@ class Publisher:
 class Sweeper:
     """A thread that republishes unpublished jobs and takes jobs back from dead workers (see the module doc)."""
 
-    def __init__(self, store: PgStore, publisher: Publisher, max_tries: int, interval_s: float = SWEEP_S) -> None:
+    def __init__(self, store: PgStore, publisher: Publisher, max_tries: int, blobs: LocalBlobs | None = None,
+                 interval_s: float = SWEEP_S) -> None:
         self.store = store
         self.publisher = publisher
         self.max_tries = max_tries
+        self.blobs = blobs
         self.interval_s = interval_s
+        self._rounds = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="a2v-sweeper", daemon=True)
 
@@ -108,6 +114,11 @@ class Sweeper:
         for video_id in self.store.take_unpublished(0 if requeued else PUBLISH_GRACE_S):
             if not self.publisher.publish(video_id):
                 self.store.unpublish(video_id)
+        self._rounds += 1
+        if self.blobs is not None and self._rounds % STAGING_SWEEP_EVERY == 0:
+            removed = self.blobs.sweep_staging(STAGING_LEFTOVER_S)
+            if removed:
+                log.info("removed %d leftover staging folder(s) of stopped workers", removed)
 
 
 class DistributedDeployment:
@@ -123,7 +134,7 @@ class DistributedDeployment:
         self.tokens = tokens
         self.uploads = UploadStore(store, blobs.uploads_dir())
         self.publisher = Publisher(store, settings.broker or "", settings.queue)
-        self.sweeper = Sweeper(store, self.publisher, settings.max_tries)
+        self.sweeper = Sweeper(store, self.publisher, settings.max_tries, blobs)
 
     @classmethod
     def open(cls, settings: ServerSettings) -> DistributedDeployment:

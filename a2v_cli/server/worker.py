@@ -271,7 +271,7 @@ def run_worker(settings: WorkerSettings) -> int:
     publisher = Publisher(store, settings.broker or "", settings.queue)
     name = f"a2v@{socket.gethostname()}:{os.getpid()}"
     renderer = JobRenderer(store, live, blobs, publisher, settings, name)
-    sweeper = Sweeper(store, publisher, settings.max_tries)
+    sweeper = Sweeper(store, publisher, settings.max_tries, blobs)
     app = publisher.app
 
     @app.task(name=celery_app.TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
