@@ -103,3 +103,26 @@ def test_bad_input_fails_at_once_under_the_front_ends_limits(dep: Deployment, da
         assert attempts(database, bad) == 1  # bad input is not retried
         assert wait_for(fe, good, ("finished", "failed"), dep)["status"] == "finished"
     assert not [f for f in dep.outputs(bad) if f.endswith(".mp4")]
+
+
+def test_scratch_of_workers_that_died_on_this_host_is_removed(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from a2v_cli.server.worker import scratch_dir
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()  # a pid that has exited
+    dead = tmp_path / f"a2v-worker-{gone}-x1"
+    live = tmp_path / f"a2v-worker-{os.getppid()}-x2"
+    for d in (dead, live):
+        (d / "job").mkdir(parents=True)
+    mine = scratch_dir()
+    assert mine.parent == tmp_path and mine.name.startswith(f"a2v-worker-{os.getpid()}-")
+    assert not dead.exists() and live.exists()

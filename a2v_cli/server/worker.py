@@ -80,7 +80,7 @@ class JobRenderer:
         self.publisher = publisher
         self.settings = settings
         self.name = name
-        self.scratch = Path(tempfile.mkdtemp(prefix="a2v-worker-"))  # this host's disk, 0700
+        self.scratch = scratch_dir()
         self.procs: queue_mod.Queue[RenderProcess] = queue_mod.Queue()
         self._all = [RenderProcess(f"render-{i + 1}") for i in range(settings.concurrency)]
         for p in self._all:
@@ -234,6 +234,30 @@ class JobRenderer:
             device=self.settings.device, alpha_format=job.alpha_format,
             avatars_dir=str(tenant_avatars(self.blobs.root, job.owner)),
         )
+
+
+SCRATCH_PREFIX = "a2v-worker-"
+
+
+def scratch_dir() -> Path:
+    """A new private scratch folder on this host's disk; the ones of workers that died here (their pid gone)
+    are removed first, so a ``kill -9`` leaves nothing behind for long."""
+    base = Path(tempfile.gettempdir())
+    for old in base.glob(f"{SCRATCH_PREFIX}*-*"):
+        pid = old.name[len(SCRATCH_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # someone else's process: alive
+        return True
+    return True
 
 
 def _configure_logging(log_format: str) -> None:
