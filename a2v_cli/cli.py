@@ -818,7 +818,8 @@ def serve(
     try:
         run_server(settings)
     except KeyboardInterrupt:  # Ctrl-C is how a server is stopped: not an error
-        _output(False).info("a2v serve stopped.")
+        if log_format != "json":  # every line of a JSON log is JSON; uvicorn's last line said it stopped
+            _output(False).info("a2v serve stopped.")
 
 
 @app.command()

@@ -80,6 +80,16 @@ def new_video_id() -> str:
     return "vid_" + uuid.uuid4().hex[:20]
 
 
+def delete_outcome(status: str | None) -> str:
+    """What deleting a video in ``status`` (None: no such video of this owner) does; the one rule for
+    every store: 'deleted', 'gone' (deleted before), 'busy' (pending or processing) or 'unknown'."""
+    if status is None:
+        return "unknown"
+    if status == "deleted":
+        return "gone"
+    return "busy" if status in ("pending", "processing") else "deleted"
+
+
 @dataclass(frozen=True)
 class Job:
     """What a worker needs to render one queued video."""
@@ -334,14 +344,10 @@ class VideoStore:
         """
         with self._connect() as db:
             row = db.execute("SELECT status FROM videos WHERE video_id = ? AND owner = ?", (video_id, owner)).fetchone()
-            if row is None:
-                return "unknown"
-            if row[0] == "deleted":
-                return "gone"
-            if row[0] in ("pending", "processing"):
-                return "busy"
-            self._tombstone(db, [video_id])
-            return "deleted"
+            outcome = delete_outcome(row[0] if row else None)
+            if outcome == "deleted":
+                self._tombstone(db, [video_id])
+            return outcome
 
     def prune(self, owner: str, created_before: str) -> list[str]:
         """Mark every finished or failed video of ``owner`` created before the ISO time deleted; their ids."""

@@ -10,9 +10,11 @@ whole folder, so a reader sees no result or a complete one, and two workers that
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from a2v_cli.server.security import UrlSigner
@@ -44,8 +46,10 @@ class LocalBlobs:
         path.mkdir(parents=True, mode=0o700)
         return path
 
-    def stage(self, video_id: str, files: list[Path]) -> Path:
-        """Copy ``files`` into a new staging folder (flushed to disk); returns it."""
+    @contextlib.contextmanager
+    def staged(self, video_id: str, files: list[Path]) -> Iterator[Path]:
+        """``files`` copied (and flushed) into a new staging folder; whatever is not published from it by
+        the end of the block is removed, however the block ends."""
         folder = self.staging(video_id)
         try:
             for f in files:
@@ -53,10 +57,9 @@ class LocalBlobs:
                 shutil.copyfile(f, dest)
                 with open(dest, "rb") as fh:
                     os.fsync(fh.fileno())
-        except BaseException:
+            yield folder
+        finally:
             shutil.rmtree(folder, ignore_errors=True)
-            raise
-        return folder
 
     def publish(self, video_id: str, staged: Path, replace: bool = False) -> bool:
         """Rename ``staged`` to the result folder; False (and ``staged`` removed) if one is there already.
@@ -75,6 +78,23 @@ class LocalBlobs:
         shutil.rmtree(final, ignore_errors=True)
         os.rename(staged, final)
         return True
+
+    def sweep_staging(self, older_than_s: float) -> int:
+        """Remove staging folders older than ``older_than_s`` (a worker killed while copying); how many."""
+        import time
+
+        videos = self.root / "videos"
+        if not videos.is_dir():
+            return 0
+        removed = 0
+        for entry in videos.glob(".vid_*.part"):
+            try:
+                if time.time() - entry.stat().st_mtime > older_than_s:
+                    shutil.rmtree(entry, ignore_errors=True)
+                    removed += 1
+            except OSError:
+                continue
+        return removed
 
     def delete_results(self, video_id: str) -> None:
         shutil.rmtree(self.result_dir(video_id), ignore_errors=True)

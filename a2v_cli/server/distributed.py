@@ -6,8 +6,9 @@ front end and every worker (the database's row locks keep them from doing the sa
 
 - a job committed but never published (the front end died between the two, or the broker was down)
   is published again after a few seconds;
-- a job whose worker stopped sending heartbeats (killed mid-render) goes back to pending and is
-  published again, or fails with its reason after ``--max-tries`` tries.
+- a job whose worker is gone (killed mid-render: its session's lock on the job is free; or hung: its
+  heartbeat is older than the lease) goes back to pending and is published again, or fails with its
+  reason after ``--max-tries`` tries.
 
 No data-dir lock: any number of front ends may run against the same services.
 """
@@ -22,6 +23,7 @@ from typing import Any
 from a2v_cli.errors import InputError, UnavailableError
 from a2v_cli.schema import Video
 from a2v_cli.server import celery_app
+from a2v_cli.server.blobs import LocalBlobs
 from a2v_cli.server.deployment import JobLimits, open_root
 from a2v_cli.server.pg_store import PgStore
 from a2v_cli.server.settings import ServerSettings
@@ -35,6 +37,8 @@ HEARTBEAT_S = 2.0  # how often a worker renews its jobs and its own row
 SWEEP_S = 2.0  # how often the sweeper looks
 PUBLISH_GRACE_S = 5.0  # a committed job not published after this is published by the sweeper
 WORKER_SEEN_S = 3 * HEARTBEAT_S + 1  # a worker counts while its heartbeat is younger than this
+STAGING_LEFTOVER_S = 3600.0  # a staging folder this old is a killed worker's (copies take seconds)
+STAGING_SWEEP_EVERY = 30  # sweeps between looks at the staging folders
 
 
 def storage_root(storage: str) -> Path:
@@ -74,11 +78,14 @@ class Publisher:
 class Sweeper:
     """A thread that republishes unpublished jobs and takes jobs back from dead workers (see the module doc)."""
 
-    def __init__(self, store: PgStore, publisher: Publisher, max_tries: int, interval_s: float = SWEEP_S) -> None:
+    def __init__(self, store: PgStore, publisher: Publisher, max_tries: int, blobs: LocalBlobs | None = None,
+                 interval_s: float = SWEEP_S) -> None:
         self.store = store
         self.publisher = publisher
         self.max_tries = max_tries
+        self.blobs = blobs
         self.interval_s = interval_s
+        self._rounds = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="a2v-sweeper", daemon=True)
 
@@ -103,10 +110,15 @@ class Sweeper:
             log.info("%s failed: its worker stopped during each of %d tries", video_id, self.max_tries,
                      extra={"job_id": video_id})
         for video_id in requeued:
-            log.info("%s: its worker stopped sending heartbeats; queued again", video_id, extra={"job_id": video_id})
+            log.info("%s: its worker is gone; queued again", video_id, extra={"job_id": video_id})
         for video_id in self.store.take_unpublished(0 if requeued else PUBLISH_GRACE_S):
             if not self.publisher.publish(video_id):
                 self.store.unpublish(video_id)
+        self._rounds += 1
+        if self.blobs is not None and self._rounds % STAGING_SWEEP_EVERY == 0:
+            removed = self.blobs.sweep_staging(STAGING_LEFTOVER_S)
+            if removed:
+                log.info("removed %d leftover staging folder(s) of stopped workers", removed)
 
 
 class DistributedDeployment:
@@ -122,15 +134,15 @@ class DistributedDeployment:
         self.tokens = tokens
         self.uploads = UploadStore(store, blobs.uploads_dir())
         self.publisher = Publisher(store, settings.broker or "", settings.queue)
-        self.sweeper = Sweeper(store, self.publisher, settings.max_tries)
+        self.sweeper = Sweeper(store, self.publisher, settings.max_tries, blobs)
 
     @classmethod
     def open(cls, settings: ServerSettings) -> DistributedDeployment:
         root = storage_root(settings.storage or "")
-        blobs, tokens = open_root(root, settings)
-        store = PgStore(settings.database or "", max_connections=20)
+        store = PgStore(settings.database or "", max_connections=20)  # first: nothing is written if it is down
         try:
             store.migrate()
+            blobs, tokens = open_root(root, settings)
         except BaseException:
             store.close()
             raise

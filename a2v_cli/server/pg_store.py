@@ -7,8 +7,10 @@ a job. The rules that keep a job rendered once:
 - an Idempotency-Key is unique per owner in the table (``INSERT ... ON CONFLICT DO NOTHING``), so two
   front ends given the same key at once create one job;
 - a worker *claims* a job in one transaction under ``SELECT ... FOR UPDATE``: only a pending job, or a
-  processing one whose holder stopped sending heartbeats (a worker killed mid-render), can be claimed;
-  each claim has its own random id and counts a try;
+  processing one whose holder is gone, can be claimed; each claim has its own random id and counts a try.
+  A worker holds an advisory lock on the job in its own session (`Liveness`) for as long as it renders,
+  so the moment it dies (``kill -9`` closes its connection) the database knows the job has no holder;
+  heartbeats older than the lease say the same for a worker that hangs or lost the database;
 - a result is published (its folder renamed into place) and the job marked finished in one
   transaction that first checks the claim is still the caller's, so a worker presumed dead that
   finishes after all cannot publish a second output set.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,12 +36,14 @@ import psycopg_pool
 from a2v_cli.errors import UnavailableError
 from a2v_cli.schema import Video
 from a2v_cli.server.deployment import JobLimits
-from a2v_cli.store import VIDEO_COLUMNS, Job, new_video_id, now_iso
+from a2v_cli.store import VIDEO_COLUMNS, Job, delete_outcome, new_video_id, now_iso
 
 log = logging.getLogger("a2v.server")
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 MIGRATION_LOCK = 0x6132765F6D6967  # pg_advisory_xact_lock key: "a2v_mig"
+# a job's advisory lock key: the first 64 bits of md5(video_id), computed the same way here and in SQL
+JOB_LOCK_SQL = "('x' || substr(md5(video_id), 1, 16))::bit(64)::bigint"
 _VIDEO_SQL = ", ".join(VIDEO_COLUMNS)
 _JOB_SQL = ("video_id, owner, pose_id, audio_url, attempts, alpha_format, allow_private, max_bytes, "
             "download_timeout_s, max_audio_seconds")
@@ -62,6 +67,50 @@ def _claimed(row: tuple, claim_id: str) -> ClaimedJob:
     return ClaimedJob(job, JobLimits(bool(row[6]), int(row[7]), float(row[8]), float(row[9])), claim_id)
 
 
+def job_lock_key(video_id: str) -> int:
+    """``JOB_LOCK_SQL`` in Python: the signed 64-bit advisory lock key of a job."""
+    import hashlib
+
+    return int.from_bytes(hashlib.md5(video_id.encode()).digest()[:8], "big", signed=True)
+
+
+class Liveness:
+    """A worker process's own database session, holding an advisory lock on each job it renders.
+
+    Why: a worker killed outright cannot say so, but its connection closes and the database drops its
+    locks at once; the sweeper and other workers then see the job has no holder (`PgStore.reap`,
+    `PgStore.claim` with ``held``) instead of waiting out a heartbeat lease."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._lock = threading.Lock()
+        self._conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+
+    def hold(self, video_id: str) -> bool:
+        """Take the job's lock; False when another session holds it (its worker is alive)."""
+        with self._lock:
+            for attempt in (1, 2):
+                try:
+                    row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (job_lock_key(video_id),)).fetchone()
+                    return bool(row and row[0])
+                except psycopg.OperationalError:  # the session was lost (and its locks with it): a new one
+                    if attempt == 2:
+                        raise UnavailableError("the database does not answer", "try again shortly") from None
+                    self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        return False
+
+    def drop(self, video_id: str) -> None:
+        with self._lock:
+            try:
+                self._conn.execute("SELECT pg_advisory_unlock(%s)", (job_lock_key(video_id),))
+            except psycopg.Error:
+                pass  # a lost session holds nothing any more
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
 def redact_url(url: str) -> str:
     """``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db`` (for logs and messages)."""
     return re.sub(r"(//[^:/@]*):[^@/]*@", r"\1:***@", url)
@@ -82,16 +131,17 @@ class PgStore:
 
     def __init__(self, url: str, max_connections: int = 10, timeout_s: float = 10.0) -> None:
         self.url = url
+        try:  # one connection first: a wrong URL or a database that is down is one clear line, at once
+            psycopg.connect(url, connect_timeout=max(1, int(timeout_s))).close()
+        except psycopg.Error as err:
+            why = (str(err).strip().splitlines() or [err.__class__.__name__])[0].strip()
+            raise UnavailableError(f"cannot connect to the database {redact_url(url)}: {redact_url(why)}",
+                                   "check --database (A2V_DATABASE) and that PostgreSQL runs") from None
         self.pool = psycopg_pool.ConnectionPool(
             url, min_size=1, max_size=max_connections, timeout=timeout_s, open=False,
             kwargs={"connect_timeout": max(1, int(timeout_s))}, name="a2v",
         )
-        try:
-            self.pool.open(wait=True, timeout=timeout_s)
-        except psycopg_pool.PoolTimeout:
-            self.pool.close()
-            raise UnavailableError(f"cannot connect to the database {redact_url(url)}",
-                                   "check --database (A2V_DATABASE) and that PostgreSQL runs") from None
+        self.pool.open(wait=False)
 
     def close(self) -> None:
         self.pool.close()
@@ -187,14 +237,10 @@ class PgStore:
         with self._conn() as conn:
             row = conn.execute("SELECT status FROM videos WHERE video_id = %s AND owner = %s FOR UPDATE",
                                (video_id, owner)).fetchone()
-            if row is None:
-                return "unknown"
-            if row[0] == "deleted":
-                return "gone"
-            if row[0] in ("pending", "processing"):
-                return "busy"
-            self._tombstone(conn, [video_id])
-            return "deleted"
+            outcome = delete_outcome(row[0] if row else None)
+            if outcome == "deleted":
+                self._tombstone(conn, [video_id])
+            return outcome
 
     def prune(self, owner: str, created_before: str) -> list[str]:
         with self._conn() as conn:
@@ -256,9 +302,18 @@ class PgStore:
 
     # --- the job's life in a worker -------------------------------------------------------------
 
-    def claim(self, video_id: str, claim_id: str, max_tries: int, lease_s: float) -> ClaimedJob | str:
+    def status(self, video_id: str) -> str | None:
+        with self._conn() as conn:
+            row = conn.execute("SELECT status FROM videos WHERE video_id = %s", (video_id,)).fetchone()
+        return row[0] if row else None
+
+    def claim(self, video_id: str, claim_id: str, max_tries: int, lease_s: float, held: bool = False
+              ) -> ClaimedJob | str:
         """Take ``video_id`` for ``claim_id``: the job, or why not ("unknown", "finished", "failed", "deleted",
-        "busy": a live worker holds it; "failed" also when this would be try ``max_tries + 1``)."""
+        "busy": a live worker holds it; "failed" also when this would be try ``max_tries + 1``).
+
+        ``held``: the caller holds the job's `Liveness` lock, so whoever had it before is gone and a
+        processing job is taken over at once; otherwise only once its heartbeat is older than ``lease_s``."""
         with self._conn() as conn:
             row = conn.execute(
                 "SELECT status, attempts, heartbeat_at < now() - make_interval(secs => %s), last_error FROM videos "
@@ -268,7 +323,7 @@ class PgStore:
             status, attempts, stale, last_error = row
             if status not in ("pending", "processing"):
                 return status
-            if status == "processing" and not stale:
+            if status == "processing" and not (held or stale):
                 return "busy"
             if attempts >= max_tries:
                 self._give_up(conn, video_id, attempts, last_error)
@@ -349,12 +404,13 @@ class PgStore:
                 (reason, now_iso(), video_id, claim_id)).fetchone() is not None
 
     def reap(self, lease_s: float, max_tries: int) -> tuple[list[str], list[str]]:
-        """Jobs whose worker stopped sending heartbeats: back to pending (unpublished), or failed after
-        ``max_tries``. Returns (requeued, failed)."""
+        """Jobs whose worker is gone (its `Liveness` lock is free, or its heartbeat older than ``lease_s``):
+        back to pending (unpublished), or failed after ``max_tries``. Returns (requeued, failed)."""
         with self._conn() as conn:
             rows = conn.execute(
                 "SELECT video_id, attempts, last_error FROM videos WHERE status = 'processing' "
-                "AND heartbeat_at < now() - make_interval(secs => %s) FOR UPDATE SKIP LOCKED", (lease_s,)).fetchall()
+                "AND (heartbeat_at < now() - make_interval(secs => %s) "
+                f"OR pg_try_advisory_xact_lock({JOB_LOCK_SQL})) FOR UPDATE SKIP LOCKED", (lease_s,)).fetchall()
             requeued, failed = [], []
             for video_id, attempts, last_error in rows:
                 if attempts >= max_tries:

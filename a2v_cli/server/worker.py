@@ -9,8 +9,9 @@ the shared storage and publishes them by renaming the folder while still holding
 Failures: bad input fails the job at once (a retry would fail the same way); anything else (the
 render process died, storage full) gives the job back for another try until ``--max-tries``, then fails
 it with the last reason. SIGTERM: running renders get ``shutdown_grace_s`` to finish, then are handed
-back to the queue; the process exits 0. A heartbeat thread keeps the claims alive, so a worker killed
-outright loses its jobs to another worker within `distributed.LEASE_S` seconds.
+back to the queue; the process exits 0. The worker holds each job's advisory lock in its own database
+session (`pg_store.Liveness`), so if it is killed outright its jobs are free at once (the next sweep,
+every 2 s, requeues them); a heartbeat thread covers a worker that hangs (`distributed.LEASE_S`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 import uuid
 import warnings
 from dataclasses import dataclass
@@ -35,12 +37,13 @@ from a2v_cli.server.settings import DEFAULT_QUEUE, check_common, check_distribut
 if TYPE_CHECKING:
     from a2v_cli.server.blobs import LocalBlobs
     from a2v_cli.server.distributed import Publisher
-    from a2v_cli.server.pg_store import ClaimedJob, PgStore
+    from a2v_cli.server.pg_store import ClaimedJob, Liveness, PgStore
     from a2v_cli.server.render_worker import RenderProcess, RenderSpec
 
 log = logging.getLogger("a2v.worker")
 
 SHUTDOWN_GRACE_S = 30.0
+REPUBLISH_S = 1.0  # a job found pending but locked is published again after this (never dropped)
 
 
 @dataclass
@@ -67,16 +70,17 @@ class WorkerSettings:
 class JobRenderer:
     """Runs claimed jobs on a fixed set of render processes; shared by the Celery pool's threads."""
 
-    def __init__(self, store: PgStore, blobs: LocalBlobs, publisher: Publisher, settings: WorkerSettings,
-                 name: str) -> None:
+    def __init__(self, store: PgStore, live: Liveness, blobs: LocalBlobs, publisher: Publisher,
+                 settings: WorkerSettings, name: str) -> None:
         from a2v_cli.server.render_worker import RenderProcess
 
         self.store = store
+        self.live = live
         self.blobs = blobs  # on the shared storage
         self.publisher = publisher
         self.settings = settings
         self.name = name
-        self.scratch = Path(tempfile.mkdtemp(prefix="a2v-worker-"))  # this host's disk, 0700
+        self.scratch = scratch_dir()
         self.procs: queue_mod.Queue[RenderProcess] = queue_mod.Queue()
         self._all = [RenderProcess(f"render-{i + 1}") for i in range(settings.concurrency)]
         for p in self._all:
@@ -126,24 +130,32 @@ class JobRenderer:
         from a2v_cli.server.distributed import LEASE_S
         from a2v_cli.server.pg_store import ClaimedJob
 
-        claim_id = uuid.uuid4().hex
-        got = self.store.claim(video_id, claim_id, self.settings.max_tries, LEASE_S)
-        if not isinstance(got, ClaimedJob):
-            log.info("%s not taken: %s", video_id, got, extra={"job_id": video_id})
+        if not self.live.hold(video_id):
+            # a live worker renders it (this message is a redelivery), or a sweeper looks at it this instant
+            if self.store.status(video_id) == "pending":
+                time.sleep(REPUBLISH_S)
+                self.publisher.publish(video_id)
+            log.info("%s not taken: another worker holds it", video_id, extra={"job_id": video_id})
             return
-        with self._lock:
-            self.active[claim_id] = video_id
-        work = self.scratch / claim_id
+        claim_id = uuid.uuid4().hex
         try:
-            self._render(got, work)
-        finally:
+            got = self.store.claim(video_id, claim_id, self.settings.max_tries, LEASE_S, held=True)
+            if not isinstance(got, ClaimedJob):
+                log.info("%s not taken: %s", video_id, got, extra={"job_id": video_id})
+                return
             with self._lock:
-                self.active.pop(claim_id, None)
-            shutil.rmtree(work, ignore_errors=True)
+                self.active[claim_id] = video_id
+            work = self.scratch / claim_id
+            try:
+                self._render(got, work)
+            finally:
+                with self._lock:
+                    self.active.pop(claim_id, None)
+                shutil.rmtree(work, ignore_errors=True)
+        finally:
+            self.live.drop(video_id)
 
     def _render(self, claimed: ClaimedJob, work: Path) -> None:
-        import time
-
         from a2v_cli.server.fetch import Abandoned
 
         job, claim_id = claimed.job, claimed.claim_id
@@ -160,17 +172,16 @@ class JobRenderer:
             finally:
                 self.procs.put(proc)
             files = [outcome.video_path, outcome.mask_path, *([outcome.alpha_path] if outcome.alpha_path else [])]
-            staged = self.blobs.stage(vid, files)
             result = {"video_url": f"videos/{vid}/video.mp4", "mask_video_url": f"videos/{vid}/mask.mp4",
                       "frame_count": outcome.frame_count}
             if outcome.alpha_path:
                 result["alpha_video_url"] = f"videos/{vid}/{outcome.alpha_path.name}"
-            done = self.store.finish(vid, claim_id, lambda: self.blobs.publish(vid, staged, replace=True),
-                                     **result)
+            with self.blobs.staged(vid, files) as staged:
+                done = self.store.finish(vid, claim_id, lambda: self.blobs.publish(vid, staged, replace=True),
+                                         **result)
             if done:
                 log.info("finished %s in %.1f s", vid, time.perf_counter() - t0, extra={"job_id": vid})
             else:
-                shutil.rmtree(staged, ignore_errors=True)
                 log.info("%s was taken over by another worker; this render is dropped", vid, extra={"job_id": vid})
         except Abandoned:
             log.info("%s handed back for shutdown", vid, extra={"job_id": vid})
@@ -225,6 +236,30 @@ class JobRenderer:
         )
 
 
+SCRATCH_PREFIX = "a2v-worker-"
+
+
+def scratch_dir() -> Path:
+    """A new private scratch folder on this host's disk; the ones of workers that died here (their pid gone)
+    are removed first, so a ``kill -9`` leaves nothing behind for long."""
+    base = Path(tempfile.gettempdir())
+    for old in base.glob(f"{SCRATCH_PREFIX}*-*"):
+        pid = old.name[len(SCRATCH_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # someone else's process: alive
+        return True
+    return True
+
+
 def _configure_logging(log_format: str) -> None:
     from a2v_cli.server.logs import JsonFormatter, TextFormatter
 
@@ -244,7 +279,7 @@ def run_worker(settings: WorkerSettings) -> int:
     from a2v_cli.server import celery_app
     from a2v_cli.server.blobs import LocalBlobs
     from a2v_cli.server.distributed import Publisher, Sweeper, storage_root
-    from a2v_cli.server.pg_store import PgStore
+    from a2v_cli.server.pg_store import Liveness, PgStore
     from a2v_cli.server.security import make_private
 
     _configure_logging(settings.log_format)
@@ -255,11 +290,12 @@ def run_worker(settings: WorkerSettings) -> int:
     make_private(root)
     store = PgStore(settings.database or "", max_connections=settings.concurrency + 3)
     store.migrate()
+    live = Liveness(settings.database or "")
     blobs = LocalBlobs(root, None)
     publisher = Publisher(store, settings.broker or "", settings.queue)
     name = f"a2v@{socket.gethostname()}:{os.getpid()}"
-    renderer = JobRenderer(store, blobs, publisher, settings, name)
-    sweeper = Sweeper(store, publisher, settings.max_tries)
+    renderer = JobRenderer(store, live, blobs, publisher, settings, name)
+    sweeper = Sweeper(store, publisher, settings.max_tries, blobs)
     app = publisher.app
 
     @app.task(name=celery_app.TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
@@ -293,6 +329,7 @@ def run_worker(settings: WorkerSettings) -> int:
         renderer.abort.set()
         sweeper.stop()
         renderer.close()
+        live.close()
         store.close()
     log.info("a2v worker stopped")
     return code
