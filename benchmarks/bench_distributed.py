@@ -256,6 +256,7 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=1800, help="per phase, seconds")
     ap.add_argument("--phases", default=",".join(PHASES))
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--keep", action="store_true", help="keep the processes' folders and logs (printed)")
     args = ap.parse_args()
     phases = [p for p in args.phases.split(",") if p]
     unknown = set(phases) - set(PHASES)
@@ -288,8 +289,10 @@ def main() -> None:
     finally:
         redis.stop()
         postgres.stop("immediate")
-        for d in (redis_dir, pg_dir, base):
+        for d in (redis_dir, pg_dir, *([] if args.keep else [base])):
             shutil.rmtree(d, ignore_errors=True)
+        if args.keep:
+            print(f"kept {base}")
     out["uptime_after"] = uptime()
     print(out["uptime_after"])
     summary = {}
