@@ -1,7 +1,7 @@
 """The distributed deployment's throughput, queue latency and crash safety, against the embedded server.
 
     python benchmarks/bench_distributed.py [--jobs 200] [--seconds 0.4] [--latency-jobs 100] [--json FILE]
-                                           [--phases one,two,latency,kill,embedded,unpinned]
+                                           [--phases one,two,latency,kill,embedded,unpinned,realtime] [--keep]
 
 Starts a throwaway Redis (append-only) and PostgreSQL (fsync on) from tests/services.py, one `a2v serve`
 front end and `a2v worker` processes on 127.0.0.1, a fresh database, Redis database and storage directory
@@ -16,7 +16,9 @@ client can:
   and started again (as a supervisor would); jobs lost (not finished: must be 0), failed, with more
   than one output set, and how long the last job took;
 - embedded / unpinned: the same jobs on `a2v serve --workers 1` (today's server) and on the distributed
-  deployment with one unpinned worker; target: distributed within 10 % of embedded.
+  deployment with one unpinned worker; target: distributed within 10 % of embedded;
+- realtime: bench_server.py's load (avatar.list, avatar-pose.list, video.get, video.list: 200 requests/s,
+  10 s) on a front end while a worker renders; target p99 <= 10 ms.
 
 Prints a table and the load average before and after (the machine may be shared: report it with the
 numbers); ``--json`` writes everything to a file.
@@ -27,7 +29,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -41,13 +42,12 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 API = "/v1/a2v"
-TOKENS = {"bench": "bench-dist-token-0123456789abcdef"}
-PHASES = ("one", "two", "latency", "kill", "embedded", "unpinned")
+PHASES = ("one", "two", "latency", "kill", "embedded", "unpinned", "realtime")
 
 
-def load_services():  # type: ignore[no-untyped-def]
-    """tests/services.py (the tests' throwaway services and processes), loaded by path."""
-    spec = importlib.util.spec_from_file_location("a2v_bench_services", ROOT / "tests" / "services.py")
+def load(name: str, path: Path):  # type: ignore[no-untyped-def]
+    """A module by file path (tests/ and benchmarks/ are not packages)."""
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up
@@ -55,16 +55,14 @@ def load_services():  # type: ignore[no-untyped-def]
     return module
 
 
-svc = load_services()
+svc = load("a2v_bench_services", ROOT / "tests" / "services.py")  # the tests' throwaway services and processes
+bench_server = load("a2v_bench_server", ROOT / "benchmarks" / "bench_server.py")  # its realtime load generator
+TOKENS = {"bench": bench_server.TOKEN}
+pct = bench_server.pct
 
 
 def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
-
-
-def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, math.ceil(q / 100 * len(s)) - 1)] if s else float("nan")
 
 
 def when(iso: str) -> float:
@@ -248,6 +246,31 @@ def kill_run(args: argparse.Namespace, base: Path, redis, postgres, audio: bytes
         phase.close()
 
 
+def realtime(args: argparse.Namespace, base: Path, redis, postgres, audio: bytes) -> dict:  # type: ignore[no-untyped-def]
+    """bench_server's realtime load (200 requests/s over the four read endpoints, 10 s) on a front end
+    while a worker renders the jobs queued before; the target is p99 <= 10 ms, as for the embedded server."""
+    import asyncio
+
+    phase = Phase(base, "realtime", redis, postgres)
+    try:
+        api = phase.front_end()
+        phase.dep.worker("w0").wait_ready()
+        audio_url = api.upload(audio)
+        done = run_jobs(api, audio_url, 20, args.timeout)  # a history for video.list / video.get
+        busy = [api.generate(audio_url)["video_id"] for _ in range(40)]  # a worker at work meanwhile
+        targets = [
+            ("avatar.list", f"{API}/avatar.list"),
+            ("avatar-pose.list", f"{API}/avatar-pose.list?avatar_id=ava"),
+            ("video.get", f"{API}/video.get?video_id={done['ids'][-1]}"),
+            ("video.list", f"{API}/video.list"),
+        ]
+        result = asyncio.run(bench_server.realtime(phase.fe.port, targets, 200.0, 10.0))
+        result["rendering_meanwhile"] = sum(api.get(i)["status"] != "pending" for i in busy)
+        return result
+    finally:
+        phase.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--jobs", type=int, default=200)
@@ -284,6 +307,8 @@ def main() -> None:
                 out[name] = throughput(args, base, None, postgres, audio, name, [], embedded=True)
             elif name == "unpinned":
                 out[name] = throughput(args, base, redis, postgres, audio, name, [None])
+            elif name == "realtime":
+                out[name] = realtime(args, base, redis, postgres, audio)
             shown = {k: v for k, v in out[name].items() if k != "ids"}  # type: ignore[union-attr]
             print(f"{name:9s} {json.dumps(shown)}  ({time.monotonic() - t:.0f} s)", flush=True)
     finally:
@@ -305,6 +330,8 @@ def main() -> None:
         summary["accept_to_start_p99_ms"] = out["latency"]["p99_ms"]  # type: ignore[index]
     if "kill" in out:
         summary["lost_with_a_worker_killed"] = out["kill"]["lost"]  # type: ignore[index]
+    if "realtime" in out:
+        summary["realtime_p99_ms"] = out["realtime"]["all"]["service_p99"]  # type: ignore[index]
     out["summary"] = summary
     print("summary", json.dumps(summary))
     if args.json:
