@@ -24,9 +24,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -555,13 +557,14 @@ def speech(seconds: float) -> bytes:
 # --- pytest fixtures (registered in tests/conftest.py) ---------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """One Redis for the session (tests use their own queue names or databases to stay apart)."""
+@contextmanager
+def running(start: Callable[[], tuple[Any, Path]], what: str) -> Iterator[Any]:
+    """A service from ``start`` (start_redis, start_postgres) for a fixture: skipped with the reason where it
+    cannot start, stopped and its directory removed afterwards."""
     try:
-        server, directory = start_redis()
+        server, directory = start()
     except ServiceUnavailable as e:
-        pytest.skip(f"no Redis for the distributed tests: {e}")
+        pytest.skip(f"no {what} for the distributed tests: {e}")
     try:
         yield server
     finally:
@@ -570,17 +573,17 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One Redis for the session (each deployment takes its own database number: fresh_url())."""
+    with running(start_redis, "Redis") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """One PostgreSQL cluster for the session; ``fresh_database()`` gives each test its own database."""
-    try:
-        server, directory = start_postgres()
-    except ServiceUnavailable as e:
-        pytest.skip(f"no PostgreSQL for the distributed tests: {e}")
-    try:
+    with running(start_postgres, "PostgreSQL") as server:
         yield server
-    finally:
-        server.stop("immediate")
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import re
-import shutil
 import signal
 import socket
 import threading
@@ -32,10 +31,10 @@ from services import (
     FrontEnd,
     PostgresServer,
     RedisServer,
-    ServiceUnavailable,
     Worker,
     child_env,
     free_port,
+    running,
     speech,
     start_all,
     start_redis,
@@ -447,15 +446,8 @@ def _try_generate(fe: FrontEnd, audio_url: str) -> None:
 @pytest.fixture
 def own_redis() -> Iterator[RedisServer]:
     """A Redis of its own, for the test that kills it."""
-    try:
-        server, directory = start_redis()
-    except ServiceUnavailable as e:
-        pytest.skip(f"no Redis for the distributed tests: {e}")
-    try:
+    with running(start_redis, "Redis") as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_redis_killed_and_restarted_loses_no_queued_job(tmp_path: Path, own_redis: RedisServer,
