@@ -79,6 +79,15 @@ class LocalBlobs:
         os.rename(staged, final)
         return True
 
+    def discard_staging(self, video_id: str) -> int:
+        """Remove every staging folder of ``video_id``: only for whoever holds the job (its earlier tries'
+        holders are gone, so what they left is garbage). Returns how many went."""
+        removed = 0
+        for entry in (self.root / "videos").glob(f".{video_id}.*.part"):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed += 1
+        return removed
+
     def sweep_staging(self, older_than_s: float) -> int:
         """Remove staging folders older than ``older_than_s`` (a worker killed while copying); how many."""
         import time

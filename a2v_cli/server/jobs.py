@@ -2,8 +2,9 @@
 
 `JobQueue` is all these workers know about storage: submit, claim, finish, fail, release.
 `SqliteJobQueue` keeps jobs in the video history database (one process owns a data dir); the HTTP
-layer reaches it only through `deployment.EmbeddedDeployment`. (The distributed deployment hands jobs
-to `a2v worker` processes through Celery instead: `distributed`, `worker`.) `Worker` takes one job at a time and drives it pending -> processing -> finished | failed;
+layer reaches it only through `deployment.EmbeddedDeployment`. (The distributed deployment hands
+jobs to `a2v worker` processes through Celery instead: `distributed`, `worker`.)
+`Worker` takes one job at a time and drives it pending -> processing -> finished | failed;
 `JobRunner` says what a job needs (its audio source and output folder) and cleans up after it.
 An `audio_url` is downloaded first, by a `Fetcher` thread in this process under a deadline on the
 whole download, so a slow or hostile host holds a download slot, never a render worker; decoding and

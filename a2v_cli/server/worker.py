@@ -164,6 +164,7 @@ class JobRenderer:
         log.info("rendering %s (pose %s, try %d) on %s", vid, job.pose_id, job.attempts, self.name,
                  extra={"job_id": vid})
         try:
+            self.blobs.discard_staging(vid)  # what an earlier try's worker left when it died
             with self.blobs.staged(vid) as staged:  # the render writes straight to the shared storage
                 spec = self._spec(claimed, work, staged)
                 proc = self.procs.get()
