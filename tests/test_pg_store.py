@@ -219,7 +219,8 @@ def test_tries_are_bounded_and_the_last_reason_is_kept(pg: PgStore) -> None:
     assert v.error == "gave up after 2 tries: internal error: the render process died (try 2)"
 
 
-def test_the_sweeper_requeues_jobs_of_dead_workers_and_unpublished_ones(database: str, pg: PgStore) -> None:
+def test_the_sweeper_requeues_jobs_of_dead_workers_and_unpublished_ones(database: str, pg: PgStore,
+                                                                        tmp_path: Path) -> None:
     fresh, _, _ = submit(pg)
     assert pg.take_unpublished(60) == []  # just committed: its front end is still publishing it
     assert pg.take_unpublished(0) == [fresh.video_id]
@@ -239,8 +240,11 @@ def test_the_sweeper_requeues_jobs_of_dead_workers_and_unpublished_ones(database
         assert pg.reap(LEASE_S, 3) == ([], [])  # every worker is alive
         sessions[dead.video_id].close()  # kill -9: the connection closes, the lock goes with it
         sessions[worn.video_id].close()
-        requeued, failed = pg.reap(LEASE_S, 3)  # at once: no lease to wait out
+        blobs = LocalBlobs(tmp_path / "storage", None)
+        left = [blobs.staging(v.video_id) for v in (dead, worn, hung)]  # half-written renders of each
+        requeued, failed = pg.reap(LEASE_S, 3, blobs.discard_staging)  # at once: no lease to wait out
         assert requeued == [dead.video_id] and failed == [worn.video_id]
+        assert [d.exists() for d in left] == [False, False, True]  # the live worker's staging stays
         assert pg.get(dead.video_id, "alice").status == "pending"  # type: ignore[union-attr]
         gone = pg.get(worn.video_id, "alice")
         assert gone.status == "failed" and gone.error == "gave up after 3 tries: the worker stopped during each one"  # type: ignore[union-attr]

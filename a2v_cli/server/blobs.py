@@ -14,7 +14,7 @@ import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from a2v_cli.server.security import UrlSigner
@@ -47,16 +47,13 @@ class LocalBlobs:
         return path
 
     @contextlib.contextmanager
-    def staged(self, video_id: str, files: list[Path]) -> Iterator[Path]:
-        """``files`` copied (and flushed) into a new staging folder; whatever is not published from it by
-        the end of the block is removed, however the block ends."""
+    def staged(self, video_id: str, files: Iterable[Path] = ()) -> Iterator[Path]:
+        """A new staging folder (holding copies of ``files``), for a render to write into; whatever is not
+        published from it by the end of the block is removed, however the block ends."""
         folder = self.staging(video_id)
         try:
             for f in files:
-                dest = folder / f.name
-                shutil.copyfile(f, dest)
-                with open(dest, "rb") as fh:
-                    os.fsync(fh.fileno())
+                shutil.copyfile(f, folder / f.name)
             yield folder
         finally:
             shutil.rmtree(folder, ignore_errors=True)
@@ -67,6 +64,9 @@ class LocalBlobs:
         ``replace``: the caller holds the job (its claim, under the database's row lock), so a folder
         already there is an orphan of a try that died between renaming and recording: it goes first.
         """
+        for f in staged.iterdir():  # on disk before the rename makes them visible
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
         final = self.result_dir(video_id)
         try:
             os.rename(staged, final)
@@ -78,6 +78,15 @@ class LocalBlobs:
         shutil.rmtree(final, ignore_errors=True)
         os.rename(staged, final)
         return True
+
+    def discard_staging(self, video_id: str) -> int:
+        """Remove every staging folder of ``video_id``: only for whoever holds the job (its earlier tries'
+        holders are gone, so what they left is garbage). Returns how many went."""
+        removed = 0
+        for entry in (self.root / "videos").glob(f".{video_id}.*.part"):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed += 1
+        return removed
 
     def sweep_staging(self, older_than_s: float) -> int:
         """Remove staging folders older than ``older_than_s`` (a worker killed while copying); how many."""

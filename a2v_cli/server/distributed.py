@@ -105,7 +105,8 @@ class Sweeper:
                 log.warning("sweep failed: %s", err)
 
     def sweep(self) -> None:
-        requeued, failed = self.store.reap(LEASE_S, self.max_tries)
+        requeued, failed = self.store.reap(LEASE_S, self.max_tries,
+                                           self.blobs.discard_staging if self.blobs is not None else None)
         for video_id in failed:
             log.info("%s failed: its worker stopped during each of %d tries", video_id, self.max_tries,
                      extra={"job_id": video_id})

@@ -403,9 +403,13 @@ class PgStore:
                 "WHERE video_id = %s AND claim_id = %s AND status = 'processing' RETURNING 1",
                 (reason, now_iso(), video_id, claim_id)).fetchone() is not None
 
-    def reap(self, lease_s: float, max_tries: int) -> tuple[list[str], list[str]]:
+    def reap(self, lease_s: float, max_tries: int, on_reaped: Callable[[str], object] | None = None
+             ) -> tuple[list[str], list[str]]:
         """Jobs whose worker is gone (its `Liveness` lock is free, or its heartbeat older than ``lease_s``):
-        back to pending (unpublished), or failed after ``max_tries``. Returns (requeued, failed)."""
+        back to pending (unpublished), or failed after ``max_tries``. Returns (requeued, failed).
+
+        ``on_reaped(video_id)`` runs for each while the job is still locked here (no worker can have
+        taken it again yet): the place to remove what the gone worker left."""
         with self._conn() as conn:
             rows = conn.execute(
                 "SELECT video_id, attempts, last_error FROM videos WHERE status = 'processing' "
@@ -413,6 +417,8 @@ class PgStore:
                 f"OR pg_try_advisory_xact_lock({JOB_LOCK_SQL})) FOR UPDATE SKIP LOCKED", (lease_s,)).fetchall()
             requeued, failed = [], []
             for video_id, attempts, last_error in rows:
+                if on_reaped is not None:
+                    on_reaped(video_id)
                 if attempts >= max_tries:
                     self._give_up(conn, video_id, attempts, last_error)
                     failed.append(video_id)

@@ -3,8 +3,8 @@
 Each task carries a video id. The worker claims the job's row (`PgStore.claim`: one holder at a time, a
 try counted), fetches the audio (an upload from the shared storage, or the audio_url under the front
 end's limits), renders in a long-lived child process exactly as the embedded server does
-(`render_worker.RenderProcess`: scrubbed environment, lower priority, dies with us), copies the files to
-the shared storage and publishes them by renaming the folder while still holding the claim.
+(`render_worker.RenderProcess`: scrubbed environment, lower priority, dies with us) into a staging
+folder on the shared storage, and publishes it by renaming it while still holding the claim.
 
 Failures: bad input fails the job at once (a retry would fail the same way); anything else (the
 render process died, storage full) gives the job back for another try until ``--max-tries``, then fails
@@ -164,19 +164,18 @@ class JobRenderer:
         log.info("rendering %s (pose %s, try %d) on %s", vid, job.pose_id, job.attempts, self.name,
                  extra={"job_id": vid})
         try:
-            spec = self._spec(claimed, work)
-            proc = self.procs.get()
-            try:
-                outcome = proc.run(spec, lambda d: self.store.started(vid, claim_id, d),
-                                   self.abort.is_set)
-            finally:
-                self.procs.put(proc)
-            files = [outcome.video_path, outcome.mask_path, *([outcome.alpha_path] if outcome.alpha_path else [])]
-            result = {"video_url": f"videos/{vid}/video.mp4", "mask_video_url": f"videos/{vid}/mask.mp4",
-                      "frame_count": outcome.frame_count}
-            if outcome.alpha_path:
-                result["alpha_video_url"] = f"videos/{vid}/{outcome.alpha_path.name}"
-            with self.blobs.staged(vid, files) as staged:
+            self.blobs.discard_staging(vid)  # what an earlier try's worker left when it died
+            with self.blobs.staged(vid) as staged:  # the render writes straight to the shared storage
+                spec = self._spec(claimed, work, staged)
+                proc = self.procs.get()
+                try:
+                    outcome = proc.run(spec, lambda d: self.store.started(vid, claim_id, d), self.abort.is_set)
+                finally:
+                    self.procs.put(proc)
+                result = {"video_url": f"videos/{vid}/video.mp4", "mask_video_url": f"videos/{vid}/mask.mp4",
+                          "frame_count": outcome.frame_count}
+                if outcome.alpha_path:
+                    result["alpha_video_url"] = f"videos/{vid}/{outcome.alpha_path.name}"
                 done = self.store.finish(vid, claim_id, lambda: self.blobs.publish(vid, staged, replace=True),
                                          **result)
             if done:
@@ -204,8 +203,8 @@ class JobRenderer:
         if self.store.release(video_id, claim_id, reason):
             self.publisher.publish_new(video_id)
 
-    def _spec(self, claimed: ClaimedJob, work: Path) -> RenderSpec:
-        """The render of the job: its audio fetched into ``work`` (or its upload), outputs into ``work``."""
+    def _spec(self, claimed: ClaimedJob, work: Path, out: Path) -> RenderSpec:
+        """The render of the job: its audio fetched into ``work`` (or its upload), its files into ``out``."""
         from a2v_cli.server.fetch import Deadline, FetchPolicy, fetch
         from a2v_cli.server.render_worker import RenderSpec
         from a2v_cli.server.tenants import tenant_avatars
@@ -229,7 +228,7 @@ class JobRenderer:
                 deadline.close()
             name = "audio_url"
         return RenderSpec(
-            video_id=job.video_id, pose_id=job.pose_id, out_dir=str(work / "out"), work_dir=str(work / "render"),
+            video_id=job.video_id, pose_id=job.pose_id, out_dir=str(out), work_dir=str(work / "render"),
             max_audio_seconds=limits.max_audio_seconds, source_path=str(source), source_name=name,
             device=self.settings.device, alpha_format=job.alpha_format,
             avatars_dir=str(tenant_avatars(self.blobs.root, job.owner)),
