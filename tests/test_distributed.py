@@ -37,6 +37,7 @@ from services import (
     running,
     speech,
     start_all,
+    start_postgres,
     start_redis,
 )
 
@@ -477,6 +478,35 @@ def test_redis_killed_and_restarted_loses_no_queued_job(tmp_path: Path, own_redi
             assert v["status"] == "finished", (v, dep.logs(), own_redis.log())
             assert_one_output_set(dep, v)
         assert w.alive()
+    finally:
+        dep.close()
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL of its own, for the test that stops it."""
+    with running(start_postgres, "PostgreSQL") as server:
+        yield server
+
+
+def test_readiness_follows_the_database(tmp_path: Path, redis_server: RedisServer,
+                                        own_postgres: PostgresServer) -> None:
+    dep = Deployment(tmp_path / "deployment", redis_server.fresh_url(), own_postgres.fresh_database(), TOKENS)
+    try:
+        fe = dep.front_end("fe").wait_ready()
+        assert call(fe, "GET", "/readyz").status_code == 200
+        own_postgres.stop("immediate")  # the database goes away under a running front end
+        down = call(fe, "GET", "/readyz")
+        assert down.status_code == 503 and "database" in down.json()["message"].lower(), down.text
+        assert call(fe, "GET", "/healthz").status_code == 200  # alive, only not ready
+        own_postgres.start()  # the same port and data
+        deadline = time.monotonic() + 30
+        while call(fe, "GET", "/readyz").status_code != 200:
+            assert time.monotonic() < deadline, fe.log()
+            time.sleep(0.2)
+        dep.worker("w").wait_ready()
+        v = wait_for(fe, generate(fe, upload(fe, speech(SHORT_S)))["video_id"], dep=dep)
+        assert v["status"] == "finished", v
     finally:
         dep.close()
 
