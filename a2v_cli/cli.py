@@ -748,6 +748,19 @@ def auth_logout(
         _output(False).info("No stored login.")
 
 
+BrokerOpt = Annotated[str | None, typer.Option(
+    "--broker", envvar="A2V_BROKER", help="Distributed: the Celery broker, e.g. redis://host:6379/0.")]
+DatabaseOpt = Annotated[str | None, typer.Option(
+    "--database", envvar="A2V_DATABASE",
+    help="Distributed: postgresql://user@host:port/db (a password belongs in A2V_DATABASE or ~/.pgpass).")]
+StorageOpt = Annotated[str | None, typer.Option(
+    "--storage", envvar="A2V_STORAGE", help="Distributed: a directory every front end and worker mounts.")]
+QueueOpt = Annotated[str, typer.Option("--queue", help="Distributed: the queue jobs go to / are taken from.")]
+MaxTriesOpt = Annotated[int, typer.Option(
+    "--max-tries", min=1, help="A job whose render is cut short this many times fails with the reason.")]
+LogFormatOpt = Annotated[str, typer.Option("--log-format", help="text, or json (one object per line, job ids).")]
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
@@ -760,9 +773,20 @@ def serve(
     ] = False,
     public_url: Annotated[str | None, typer.Option(help="Base of the URLs the server hands out.")] = None,
     device: Annotated[Device, typer.Option("--device", help="Where the model runs.")] = Device.auto,
+    broker: BrokerOpt = None,
+    database: DatabaseOpt = None,
+    storage: StorageOpt = None,
+    queue: QueueOpt = "a2v",
+    claim_timeout: Annotated[float, typer.Option(
+        "--claim-timeout", help="Seconds a job may wait for a worker before it shows as unclaimed.")] = 300.0,
+    max_tries: MaxTriesOpt = 3,
+    log_format: LogFormatOpt = "text",
     debug: DebugOpt = False,
 ) -> None:
-    """Run the A2V API as a server over the local renderer (see docs/server.md)."""
+    """Run the A2V API as a server over the local renderer (see docs/server.md).
+
+    With --broker, --database and --storage it is a front end only: `a2v worker` renders (docs/deploy.md).
+    """
     from a2v_cli.server import ServerSettings
     from a2v_cli.server import serve as run_server
 
@@ -775,11 +799,43 @@ def serve(
         allow_private_urls=allow_private_urls,
         public_url=public_url,
         device=device.value,
+        broker=broker,
+        database=database,
+        storage=storage,
+        queue=queue,
+        claim_timeout_s=claim_timeout,
+        max_tries=max_tries,
+        log_format=log_format,
     )
     try:
         run_server(settings)
     except KeyboardInterrupt:  # Ctrl-C is how a server is stopped: not an error
-        _output(False).info("a2v serve stopped.")
+        if log_format != "json":  # every line of a JSON log is JSON; uvicorn's last line said it stopped
+            _output(False).info("a2v serve stopped.")
+
+
+@app.command()
+def worker(
+    broker: BrokerOpt = None,
+    database: DatabaseOpt = None,
+    storage: StorageOpt = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="Videos rendered at once.")] = 1,
+    device: Annotated[Device, typer.Option("--device", help="Where the model runs.")] = Device.auto,
+    queue: QueueOpt = "a2v",
+    max_tries: MaxTriesOpt = 3,
+    log_format: LogFormatOpt = "text",
+    debug: DebugOpt = False,
+) -> None:
+    """Render jobs of a distributed `a2v serve` (needs --broker, --database and --storage; docs/deploy.md).
+
+    SIGTERM finishes the current job (or hands it back to the queue after 30 s) and exits 0.
+    """
+    from a2v_cli.server.worker import WorkerSettings, run_worker
+
+    code = run_worker(WorkerSettings(broker=broker, database=database, storage=storage, concurrency=concurrency,
+                              device=device.value, queue=queue, max_tries=max_tries, log_format=log_format))
+    if code:
+        raise typer.Exit(code)
 
 
 def _fail(message: str, code: int, json_errors: bool = False, hint: str | None = None) -> NoReturn:

@@ -80,6 +80,7 @@ class Video:
     frame_count: int | None = None
     error: str | None = None
     alpha_video_url: str | None = None
+    queue_state: str | None = None  # "unclaimed": pending longer than the server's claim timeout (no worker)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

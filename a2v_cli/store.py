@@ -49,7 +49,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS videos_owner_idempotency ON videos(owner, idem
 CREATE INDEX IF NOT EXISTS videos_status_seq ON videos(status, seq);
 """
 
-_COLUMNS = (
+VIDEO_COLUMNS = _COLUMNS = (
     "video_id", "status", "video_url", "mask_video_url", "pose_id", "created_at", "updated_at",
     "duration", "frame_count", "error", "alpha_video_url",
 )
@@ -78,6 +78,16 @@ def iso_before(seconds: float) -> str:
 
 def new_video_id() -> str:
     return "vid_" + uuid.uuid4().hex[:20]
+
+
+def delete_outcome(status: str | None) -> str:
+    """What deleting a video in ``status`` (None: no such video of this owner) does; the one rule for
+    every store: 'deleted', 'gone' (deleted before), 'busy' (pending or processing) or 'unknown'."""
+    if status is None:
+        return "unknown"
+    if status == "deleted":
+        return "gone"
+    return "busy" if status in ("pending", "processing") else "deleted"
 
 
 @dataclass(frozen=True)
@@ -299,6 +309,21 @@ class VideoStore:
         ).fetchone()
         return Job(*row) if row else None
 
+    def status_counts(self) -> dict[str, int]:
+        """Videos per status, every owner's (the server's metrics)."""
+        rows = self._reader().execute("SELECT status, COUNT(*) FROM videos GROUP BY status").fetchall()
+        return {status: n for status, n in rows}
+
+    def unclaimed(self, waiting_since: str) -> int:
+        """Jobs pending since before the ISO time ``waiting_since`` (``updated_at`` is when they became pending)."""
+        row = self._reader().execute(
+            "SELECT COUNT(*) FROM videos WHERE status = 'pending' AND updated_at < ?", (waiting_since,)
+        ).fetchone()
+        return int(row[0])
+
+    def ping(self) -> None:
+        self._reader().execute("SELECT 1").fetchone()
+
     def ids(self, owner: str = "") -> list[str]:
         with self._connect() as db:
             return [
@@ -319,14 +344,10 @@ class VideoStore:
         """
         with self._connect() as db:
             row = db.execute("SELECT status FROM videos WHERE video_id = ? AND owner = ?", (video_id, owner)).fetchone()
-            if row is None:
-                return "unknown"
-            if row[0] == "deleted":
-                return "gone"
-            if row[0] in ("pending", "processing"):
-                return "busy"
-            self._tombstone(db, [video_id])
-            return "deleted"
+            outcome = delete_outcome(row[0] if row else None)
+            if outcome == "deleted":
+                self._tombstone(db, [video_id])
+            return outcome
 
     def prune(self, owner: str, created_before: str) -> list[str]:
         """Mark every finished or failed video of ``owner`` created before the ISO time deleted; their ids."""

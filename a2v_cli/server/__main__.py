@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -25,6 +26,14 @@ def main(argv: list[str] | None = None) -> int:
                    default=ServerSettings.download_timeout_s)
     p.add_argument("--body-timeout", dest="body_timeout_s", type=float, default=ServerSettings.body_timeout_s)
     p.add_argument("--avatar-timeout", dest="avatar_timeout_s", type=float, default=None)
+    p.add_argument("--device", default=ServerSettings.device, choices=("auto", "cpu", "cuda"))
+    p.add_argument("--broker", default=os.environ.get("A2V_BROKER") or None)
+    p.add_argument("--database", default=os.environ.get("A2V_DATABASE") or None)
+    p.add_argument("--storage", default=os.environ.get("A2V_STORAGE") or None)
+    p.add_argument("--queue", default=ServerSettings.queue)
+    p.add_argument("--claim-timeout", dest="claim_timeout_s", type=float, default=ServerSettings.claim_timeout_s)
+    p.add_argument("--max-tries", type=int, default=ServerSettings.max_tries)
+    p.add_argument("--log-format", default=ServerSettings.log_format, choices=("text", "json"))
     args = p.parse_args(argv)
     try:
         serve(ServerSettings(**vars(args)))

@@ -29,18 +29,19 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from a2v_cli import __version__, config
+from a2v_cli import __version__
 from a2v_cli.engine import catalog
 from a2v_cli.errors import A2VError, AuthError, InputError, NotFoundError
 from a2v_cli.schema import Video
 from a2v_cli.server import avatars as user_avatars
 from a2v_cli.server import models
+from a2v_cli.server.blobs import LocalBlobs
+from a2v_cli.server.deployment import Deployment, JobLimits, StateStore, open_deployment
 from a2v_cli.server.fetch import FetchPolicy, check_url, human_size
-from a2v_cli.server.jobs import JobRunner, SqliteJobQueue, WorkerPool
-from a2v_cli.server.security import Tokens, UrlSigner, load_signing_key, load_tokens, make_private
+from a2v_cli.server.security import Tokens, UrlSigner
 from a2v_cli.server.settings import ServerSettings
 from a2v_cli.server.uploads import UPLOAD_SCHEME, PayloadTooLargeError, UploadStore
-from a2v_cli.store import VideoStore
+from a2v_cli.store import iso_before
 from a2v_cli.wire import ascii_int
 
 log = logging.getLogger("a2v.server")
@@ -70,89 +71,70 @@ class ForbiddenError(A2VError):
 
 @dataclass
 class ServerState:
-    """Everything the routes share, opened once per app."""
+    """Everything the routes share, opened once per app: the settings and the `Deployment` behind them."""
 
     settings: ServerSettings
-    data_dir: Path
-    store: VideoStore
-    queue: SqliteJobQueue
-    uploads: UploadStore
-    signer: UrlSigner
-    tokens: Tokens
-    pool: WorkerPool
+    deployment: Deployment
     policy: FetchPolicy
     public_base: str  # fixed at startup (see ServerSettings.public_base); run.serve sets the bound port
     cache: dict[str, bytes] = field(default_factory=dict)  # keyed by catalog ids only: bounded
-    lock_file: Any = None
 
     @classmethod
     def open(cls, settings: ServerSettings) -> ServerState:
-        data_dir = (settings.data_dir or config.home_dir() / "server").expanduser().resolve()
-        make_private(data_dir)  # secrets, uploads and videos: owner only (umask 077)
-        store = VideoStore(data_dir / "server.db", synchronous="FULL")
-        queue = SqliteJobQueue(store)
-        uploads = UploadStore(data_dir / "server.db", data_dir / "uploads")
         policy = FetchPolicy(max_bytes=settings.max_upload_bytes, allow_private=settings.allow_private_urls,
                              total_timeout=settings.download_timeout_s)
-        runner = JobRunner(data_dir, uploads, policy, settings.max_audio_seconds, settings.device)
-        return cls(
-            settings=settings,
-            data_dir=data_dir,
-            store=store,
-            queue=queue,
-            uploads=uploads,
-            signer=UrlSigner(load_signing_key(data_dir), settings.url_lifetime_s),
-            tokens=load_tokens(data_dir, settings.tokens_file),
-            pool=WorkerPool(queue, runner, settings.workers),
-            policy=policy,
-            public_base=settings.public_base(),
-        )
+        return cls(settings=settings, deployment=open_deployment(settings), policy=policy,
+                   public_base=settings.public_base())
+
+    # the deployment's parts, by the names the routes use
+    @property
+    def data_dir(self) -> Path:
+        """Where files live: the data dir, or the shared storage (the same layout)."""
+        return self.deployment.root
+
+    @property
+    def store(self) -> StateStore:
+        return self.deployment.store
+
+    @property
+    def uploads(self) -> UploadStore:
+        return self.deployment.uploads
+
+    @property
+    def blobs(self) -> LocalBlobs:
+        return self.deployment.blobs
+
+    @property
+    def signer(self) -> UrlSigner:
+        return self.deployment.blobs.signer
+
+    @property
+    def tokens(self) -> Tokens:
+        return self.deployment.tokens
 
     def lock(self) -> None:
-        """Hold the data dir's lock (idempotent); released by ``unlock``."""
-        if self.lock_file is None:
-            self.lock_file = _lock_data_dir(self.data_dir)
+        """Hold what only one server may use (idempotent; the embedded data dir only)."""
+        self.deployment.lock()
 
     def unlock(self) -> None:
-        if self.lock_file is not None:
-            self.lock_file.close()
-            self.lock_file = None
+        self.deployment.unlock()
 
     def base_url(self, request: Request) -> str:
         """The absolute URL prefix for links: fixed at startup, never taken from the request's Host."""
         return self.public_base
 
     def present(self, video: Video, base: str) -> dict[str, Any]:
-        """The API object of ``video``: result URLs are freshly signed links to this server."""
+        """The API object of ``video``: result URLs are freshly signed links to this server; a job waiting
+        longer than --claim-timeout for a worker says so (extension field ``queue_state``)."""
         d = video.to_dict()
         for key in set(FILES.values()):
             stored = d.get(key)
             name = stored.rsplit("/", 1)[-1] if stored else None
-            if name in FILES and video.status == "finished":
-                expires, sig = self.signer.sign(video.video_id, name)
-                d[key] = f"{base}{API}/files/{video.video_id}/{name}?expires={expires}&signature={sig}"
-            else:
-                d[key] = None
+            done = name in FILES and video.status == "finished"
+            d[key] = self.blobs.url(base, video.video_id, name) if done else None
+        if video.status == "pending" and (video.updated_at or "") < iso_before(self.settings.claim_timeout_s):
+            d["queue_state"] = "unclaimed"
         return d
-
-
-def _lock_data_dir(data_dir: Path) -> Any:
-    """One server per data dir: startup requeues unfinished jobs, which would steal another server's work."""
-    f = open(data_dir / "server.lock", "a+")
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory lock; documented
-        return f
-    try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        f.close()
-        from a2v_cli.errors import UnavailableError
-
-        raise UnavailableError(
-            f"another a2v server is already using the data dir {data_dir}", "stop it or give --data-dir"
-        ) from None
-    return f
 
 
 # --- envelopes and errors --------------------------------------------------------------------------
@@ -339,19 +321,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await run_in_threadpool(state.lock)
-        requeued = await run_in_threadpool(state.queue.recover)
-        if requeued:
-            log.info("requeued %d unfinished job(s) from the last run: %s", len(requeued), ", ".join(requeued))
-        swept = await run_in_threadpool(lambda: state.pool.runner.sweep(state.queue.finished_ids()))
-        if swept:
-            log.info("removed %d leftover scratch or partial file(s) of the last run", swept)
-        state.pool.start()
+        await run_in_threadpool(state.deployment.start)
         try:
             yield
         finally:
-            await run_in_threadpool(state.pool.stop, settings.shutdown_grace_s)
-            state.unlock()
+            await run_in_threadpool(state.deployment.stop, settings.shutdown_grace_s)
 
     app = FastAPI(
         title="A2V API (a2v server)",
@@ -452,7 +426,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
             audio_url = UPLOAD_SCHEME + upload_id
         else:
             check_url(audio_url, state.policy)
-        video, job, created = state.queue.submit(who, body.pose_id, audio_url, idempotency_key, body.alpha_format)
+        video, job, created = state.deployment.submit(
+            who, body.pose_id, audio_url, idempotency_key, body.alpha_format, JobLimits.of(settings)
+        )
         asked = (body.pose_id, audio_url, body.alpha_format)
         if not created and (job.pose_id, job.audio_url, job.alpha_format) != asked:
             raise InputError(
@@ -460,7 +436,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 "use a new key for a new video",
             )
         if created:
-            log.info("queued %s for %s (pose %s)", video.video_id, who, body.pose_id)
+            log.info("queued %s for %s (pose %s)", video.video_id, who, body.pose_id, extra={"job_id": video.video_id})
         return envelope(state.present(video, base))
 
     @app.get(f"{API}/video.get", response_model=models.VideoResponse, responses={**ERRORS, **NOT_FOUND}, tags=["A2V"])
@@ -544,8 +520,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
         why = state.signer.check(video_id, name, expires, signature)
         if why:
             raise ForbiddenError(f"download link {why}", "get a fresh link from video.get")
-        path = state.data_dir / "videos" / video_id / name
-        if not path.is_file():
+        path = state.blobs.result_file(video_id, name)
+        if path is None:
             raise NotFoundError(f"no such file: {video_id}/{name}")
         download = f"a2v-{video_id}.mp4" if name == "video.mp4" else f"a2v-{video_id}.{name}"
         return ResultFile(
@@ -566,8 +542,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
             raise NotFoundError(f"no preview for pose {pose_id!r}")
         return FileResponse(path, media_type="image/png", headers={"Cache-Control": "public, max-age=86400"})
 
-    from a2v_cli.server import manage
+    from a2v_cli.server import manage, ops
 
+    app.include_router(ops.router(state, owner, ERRORS))
     manage.register(app, state, owner, ERRORS)
     user_avatars.register(app, state, owner, ERRORS)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -1,8 +1,9 @@
-"""The job queue and the workers that drain it, kept apart so either can be replaced.
+"""The embedded deployment's job queue and the worker threads that drain it.
 
-`JobQueue` is all a worker and the HTTP layer know about storage: submit, claim, finish, fail,
-release. `SqliteJobQueue` keeps jobs in the video history database (one process owns a data dir);
-a distributed queue can implement the same protocol later without touching the API or the worker.
+`JobQueue` is all these workers know about storage: submit, claim, finish, fail, release.
+`SqliteJobQueue` keeps jobs in the video history database (one process owns a data dir); the HTTP
+layer reaches it only through `deployment.EmbeddedDeployment`. (The distributed deployment hands
+jobs to `a2v worker` processes through Celery instead: `distributed`, `worker`.)
 `Worker` takes one job at a time and drives it pending -> processing -> finished | failed;
 `JobRunner` says what a job needs (its audio source and output folder) and cleans up after it.
 An `audio_url` is downloaded first, by a `Fetcher` thread in this process under a deadline on the
@@ -407,6 +408,10 @@ class WorkerPool:
             t = threading.Thread(target=w.run, args=(self._stop, self._abort), name=f"a2v-{w.name}", daemon=True)
             t.start()
             self._threads.append(t)
+
+    def alive(self) -> int:
+        """Worker threads running now (0 before ``start``, after ``stop`` or with --workers 0)."""
+        return sum(t.is_alive() for t in self._threads)
 
     def stop(self, grace_s: float) -> None:
         self._stop.set()

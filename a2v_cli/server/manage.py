@@ -8,7 +8,6 @@ own videos (and their files); another token's video answers 40400 like an unknow
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -34,7 +33,7 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
     from a2v_cli.server.app import API, VIDEO_ID, envelope
 
     def remove_files(video_id: str) -> None:
-        shutil.rmtree(state.data_dir / "videos" / video_id, ignore_errors=True)
+        state.blobs.delete_results(video_id)
 
     @app.post(
         f"{API}/video.delete",

@@ -58,6 +58,10 @@ class VideoData(BaseModel):
         description="With alpha_format in video.generate: the real-alpha file (WebM VP9 yuva420p or ProRes 4444 "
         "MOV), signed like video_url. " + EXTENSION,
     )
+    queue_state: str | None = Field(
+        None, description="`unclaimed` while pending longer than the server's --claim-timeout: no worker has "
+        "taken it yet. " + EXTENSION,
+    )
 
 
 class UploadData(BaseModel):
@@ -165,3 +169,12 @@ class AvatarDeleteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     avatar_id: str = Field(min_length=1, max_length=100, description="One of the caller's own avatars.")
+
+
+class HealthData(BaseModel):
+    status: str = Field(description="`ok` (healthz) or `ready` (readyz).")
+    deployment: str = Field(description="`embedded` or `distributed`.")
+
+
+class HealthResponse(Envelope):
+    data: HealthData

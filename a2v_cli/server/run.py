@@ -14,14 +14,24 @@ log = logging.getLogger("a2v.server")
 HTTP_SHUTDOWN_S = 10  # open requests get this long to complete after a signal
 
 
-def log_config() -> dict:
-    """uvicorn's logging plus ours on stderr; the access log keeps only ids and limits of query strings."""
+def log_config(log_format: str = "text") -> dict:
+    """uvicorn's logging plus ours on stderr; the access log keeps only ids and limits of query strings.
+
+    ``json``: every line (ours, uvicorn's, the access log) is a JSON object (see `logs`)."""
     from uvicorn.config import LOGGING_CONFIG
+
+    from a2v_cli.server.logs import formatter_config
 
     cfg = copy.deepcopy(LOGGING_CONFIG)
     cfg["filters"] = {"redact": {"()": "a2v_cli.server.security.RedactQuery"}}
     cfg["handlers"]["access"]["filters"] = ["redact"]
-    cfg["loggers"]["a2v"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    if log_format == "json":
+        cfg["formatters"] = {"default": formatter_config("json"), "access": formatter_config("json")}
+        cfg["loggers"]["a2v"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    else:
+        cfg["formatters"]["a2v"] = formatter_config("text")
+        cfg["handlers"]["a2v"] = {"formatter": "a2v", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"}
+        cfg["loggers"]["a2v"] = {"handlers": ["a2v"], "level": "INFO", "propagate": False}
     return cfg
 
 
@@ -52,7 +62,7 @@ def serve(settings: ServerSettings) -> None:
 
     from a2v_cli.server.app import create_app
 
-    cfg = log_config()
+    cfg = log_config(settings.log_format)
     logging.config.dictConfig(cfg)
     app = create_app(settings)
     state = app.state.a2v
@@ -69,9 +79,10 @@ def serve(settings: ServerSettings) -> None:
     server = uvicorn.Server(config)
     port = sock.getsockname()[1]
     state.public_base = settings.public_base(port)  # --port 0: the port the system chose
+    where = (f"front end, storage {state.data_dir}, queue {settings.queue}" if settings.distributed
+             else f"data dir {state.data_dir}, {settings.workers} worker(s)")
     log.info(
-        "a2v server on http://%s:%d, data dir %s, %d worker(s)%s; links point at %s",
-        settings.host, port, state.data_dir, settings.workers,
+        "a2v server on http://%s:%d, %s%s; links point at %s", settings.host, port, where,
         ", private audio_url targets allowed" if settings.allow_private_urls else "", state.public_base,
     )
     if settings.public_url is None and settings.host in WILDCARD_HOSTS:

@@ -7,6 +7,38 @@ from dataclasses import dataclass
 from pathlib import Path
 
 WILDCARD_HOSTS = ("", "0.0.0.0", "::")
+DISTRIBUTED = (("broker", "--broker", "A2V_BROKER"), ("database", "--database", "A2V_DATABASE"),
+               ("storage", "--storage", "A2V_STORAGE"))
+DEFAULT_QUEUE = "a2v"
+LOG_FORMATS = ("text", "json")
+
+
+def check_distributed(values: dict[str, str | None]) -> bool:
+    """True when every one of broker, database, storage is given, False when none is; InputError (exit 2)
+    naming what is missing when only some are (one check for `a2v serve` and `a2v worker`)."""
+    given = [flag for key, flag, _ in DISTRIBUTED if values.get(key)]
+    if not given:
+        return False
+    missing = [f"{flag} ({env})" for key, flag, env in DISTRIBUTED if not values.get(key)]
+    if missing:
+        from a2v_cli.errors import InputError
+
+        raise InputError(f"{' and '.join(given)} given without {' and '.join(missing)}",
+                         "give all three of --broker, --database and --storage, or none for the embedded server")
+    return True
+
+
+def check_common(max_tries: int, claim_timeout_s: float, queue: str, log_format: str) -> None:
+    from a2v_cli.errors import InputError
+
+    if max_tries < 1:
+        raise InputError("--max-tries must be 1 or more")
+    if not claim_timeout_s > 0:
+        raise InputError("--claim-timeout must be positive")
+    if not queue or len(queue) > 100 or not all(c.isalnum() or c in "-_.:" for c in queue):
+        raise InputError(f"queue name {queue!r} must be 1-100 letters, digits or - _ . :")
+    if log_format not in LOG_FORMATS:
+        raise InputError(f"--log-format must be one of {', '.join(LOG_FORMATS)}")
 
 
 @dataclass
@@ -28,6 +60,14 @@ class ServerSettings:
     download_timeout_s: float = 60.0  # one audio_url download, all of it (connect, headers, body, redirects)
     body_timeout_s: float = 30.0  # a request body must arrive within this, renewed per 64 KiB received
     avatar_timeout_s: float | None = None  # one avatar.create, all of it; None: 60 s for a photo, 300 s for a clip
+    # the distributed deployment (all three, or none: the embedded one); see docs/deploy.md
+    broker: str | None = None  # a Celery broker URL, e.g. redis://host:6379/0
+    database: str | None = None  # postgresql://user@host:port/db
+    storage: str | None = None  # a directory every front end and worker mounts
+    queue: str = DEFAULT_QUEUE  # the Celery queue jobs go to (GPU and CPU workers may serve different ones)
+    claim_timeout_s: float = 300.0  # a job queued longer than this without a worker shows as "unclaimed"
+    max_tries: int = 3  # a job whose render was cut short this many times fails instead of looping
+    log_format: str = "text"  # or "json": one JSON object per line, with job ids
 
     def __post_init__(self) -> None:
         from a2v_cli.errors import InputError
@@ -42,10 +82,17 @@ class ServerSettings:
             raise InputError("size, duration, time and lifetime limits must be positive")
         if self.public_url is not None and not self.public_url.lower().startswith(("http://", "https://")):
             raise InputError(f"public URL {self.public_url!r} must start with http:// or https://")
+        check_common(self.max_tries, self.claim_timeout_s, self.queue, self.log_format)
+        check_distributed({"broker": self.broker, "database": self.database, "storage": self.storage})
         if self.data_dir is not None:
             self.data_dir = Path(self.data_dir)
         if self.tokens_file is not None:
             self.tokens_file = Path(self.tokens_file)
+
+    @property
+    def distributed(self) -> bool:
+        """Front end only: jobs go to Celery, state to PostgreSQL, files to the shared storage."""
+        return bool(self.broker and self.database and self.storage)
 
     def public_base(self, port: int | None = None) -> str:
         """The one base of every absolute URL the server hands out, fixed at startup.

@@ -1,7 +1,8 @@
 """Audio uploaded to this server (the `audio.upload` extension), each file readable only by its uploader.
 
-Files live in ``<data_dir>/uploads/<upload_id>``; who uploaded what is a row in the server's database.
-A job refers to an upload as ``a2v-upload:<upload_id>``, so the worker reads the file straight from
+Files live in ``<root>/uploads/<upload_id>`` (the data dir, or the shared storage); who uploaded what
+is a row in the deployment's database (`UploadIndex`: SQLite here, PostgreSQL in `pg_store`). A job
+refers to an upload as ``a2v-upload:<upload_id>``, so the worker reads the file straight from
 disk instead of fetching the public URL over HTTP.
 """
 
@@ -12,7 +13,7 @@ import re
 import sqlite3
 import uuid
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from a2v_cli.errors import InputError, NotFoundError
 from a2v_cli.server.fetch import human_size
@@ -38,11 +39,19 @@ class PayloadTooLargeError(InputError):
     http_status = 413
 
 
-class UploadStore:
-    def __init__(self, db_path: Path, directory: Path) -> None:
+class UploadIndex(Protocol):
+    """Who uploaded which file."""
+
+    def add_upload(self, upload_id: str, owner: str, size: int) -> None: ...
+
+    def owns_upload(self, upload_id: str, owner: str) -> bool: ...
+
+
+class SqliteUploadIndex:
+    """The embedded deployment's index: a table in the server's SQLite database."""
+
+    def __init__(self, db_path: Path) -> None:
         self.db_path = db_path
-        self.dir = directory
-        self.dir.mkdir(parents=True, exist_ok=True)
         self._execute(_SCHEMA, script=True)
 
     def _execute(self, sql: str, args: tuple = (), script: bool = False) -> list[tuple]:
@@ -57,6 +66,24 @@ class UploadStore:
                 return db.execute(sql, args).fetchall()
         finally:
             db.close()
+
+    def add_upload(self, upload_id: str, owner: str, size: int) -> None:
+        self._execute(
+            "INSERT INTO uploads (upload_id, owner, size, created_at) VALUES (?, ?, ?, ?)",
+            (upload_id, owner, size, now_iso()),
+        )
+
+    def owns_upload(self, upload_id: str, owner: str) -> bool:
+        return bool(self._execute("SELECT 1 FROM uploads WHERE upload_id = ? AND owner = ?", (upload_id, owner)))
+
+
+class UploadStore:
+    """Upload files in ``directory``, their owners in ``index`` (a SQLite database path is taken as one)."""
+
+    def __init__(self, index: UploadIndex | Path, directory: Path) -> None:
+        self.index: UploadIndex = SqliteUploadIndex(index) if isinstance(index, Path) else index
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
 
     def save(self, stream: BinaryIO, owner: str, max_bytes: int) -> str:
         """Copy ``stream`` into a new upload (at most ``max_bytes``); returns its id."""
@@ -79,16 +106,12 @@ class UploadStore:
             os.replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)
-        self._execute(
-            "INSERT INTO uploads (upload_id, owner, size, created_at) VALUES (?, ?, ?, ?)",
-            (upload_id, owner, size, now_iso()),
-        )
+        self.index.add_upload(upload_id, owner, size)
         return upload_id
 
     def path(self, upload_id: str, owner: str) -> Path:
         """The file of ``upload_id`` if ``owner`` uploaded it; NotFoundError otherwise (same answer either way)."""
-        if UPLOAD_ID.fullmatch(upload_id):
-            rows = self._execute("SELECT 1 FROM uploads WHERE upload_id = ? AND owner = ?", (upload_id, owner))
-            if rows and (self.dir / upload_id).is_file():
-                return self.dir / upload_id
+        if (UPLOAD_ID.fullmatch(upload_id) and self.index.owns_upload(upload_id, owner)
+                and (self.dir / upload_id).is_file()):
+            return self.dir / upload_id
         raise NotFoundError(f"unknown upload {upload_id!r}", "upload the file again with audio.upload")

@@ -1,0 +1,289 @@
+"""The state stores against a real PostgreSQL (tests/services.py starts a throwaway one) and SQLite.
+
+One contract for both deployments (`StateStore`: jobs, idempotency, history pages, delete, prune,
+metrics counts), then what only the distributed one needs: migrations applied once under concurrency,
+Idempotency-Keys unique across front ends, claims that give a job to one worker at a time, a worker
+presumed dead that cannot publish, tries bounded by --max-tries, and the sweeper's requeue.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from a2v_cli.server.blobs import LocalBlobs
+from a2v_cli.server.deployment import JobLimits
+from a2v_cli.server.pg_store import ClaimedJob, Liveness, PgStore, migrations
+from a2v_cli.store import VideoStore, iso_before
+
+LIMITS = JobLimits(allow_private=False, max_bytes=1 << 20, download_timeout_s=30.0, max_audio_seconds=60.0)
+LEASE_S = 15.0
+
+
+@pytest.fixture
+def pg(database: str) -> Iterator[PgStore]:
+    store = PgStore(database)
+    store.migrate()
+    yield store
+    store.close()
+
+
+def sql(url: str, statement: str, *args: object) -> list[tuple]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        cur = conn.execute(statement, args or None)  # type: ignore[arg-type]
+        return cur.fetchall() if cur.description else []
+
+
+def submit(store: object, owner: str = "alice", key: str | None = None, pose: str = "ava-front"):  # type: ignore[no-untyped-def]
+    if isinstance(store, PgStore):
+        return store.create_job(pose, owner, "a2v-upload:upl_x", key, None, LIMITS)
+    return store.create_job(pose, owner, "a2v-upload:upl_x", key, None)  # type: ignore[attr-defined]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
+    if request.param == "sqlite":
+        store = VideoStore(tmp_path / "server.db")
+        yield store
+        store.close()
+    else:
+        yield request.getfixturevalue("pg")
+
+
+def test_the_state_store_contract_is_the_same_in_both_deployments(any_store: object) -> None:
+    s = any_store
+    first, job, created = submit(s, key="k1")
+    assert created and first.status == "pending" and job.video_id == first.video_id and job.attempts == 0
+    again, _, created_again = submit(s, key="k1")
+    assert not created_again and again.video_id == first.video_id
+    bobs, _, _ = submit(s, owner="bob", key="k1")  # keys are per owner
+    assert bobs.video_id != first.video_id
+    ids = [first.video_id] + [submit(s)[0].video_id for _ in range(4)]
+    assert s.get(first.video_id, "alice").video_id == first.video_id  # type: ignore[attr-defined]
+    assert s.get(first.video_id, "bob") is None  # type: ignore[attr-defined]
+    page, cursor = s.page("alice", 2)  # type: ignore[attr-defined]
+    assert [v.video_id for v in page] == ids[::-1][:2] and cursor is not None
+    rest, end = s.page("alice", 10, cursor)  # type: ignore[attr-defined]
+    assert [v.video_id for v in rest] == ids[::-1][2:] and end is None
+    assert s.delete(first.video_id, "alice") == "busy"  # type: ignore[attr-defined]
+    assert s.delete(first.video_id, "bob") == "unknown"  # type: ignore[attr-defined]
+    assert s.status_counts() == {"pending": 6}  # type: ignore[attr-defined]
+    assert s.unclaimed(iso_before(3600)) == 0  # type: ignore[attr-defined]
+    time.sleep(0.01)
+    assert s.unclaimed(iso_before(0)) == 6  # type: ignore[attr-defined]
+    s.ping()  # type: ignore[attr-defined]
+
+
+def test_finished_videos_delete_and_prune_in_both(any_store: object) -> None:
+    s = any_store
+    a, _, _ = submit(s)
+    b, _, _ = submit(s)
+    if isinstance(s, PgStore):
+        for v in (a, b):
+            claimed = s.claim(v.video_id, f"c-{v.video_id}", 3, LEASE_S)
+            assert isinstance(claimed, ClaimedJob)
+            assert s.finish(v.video_id, claimed.claim_id, lambda: None, video_url=f"videos/{v.video_id}/video.mp4",
+                            mask_video_url=f"videos/{v.video_id}/mask.mp4", frame_count=25)
+    else:
+        for v in (a, b):
+            s.update(v.video_id, status="finished", frame_count=25)  # type: ignore[attr-defined]
+    assert s.get(a.video_id, "alice").frame_count == 25  # type: ignore[attr-defined]
+    assert s.delete(a.video_id, "alice") == "deleted"  # type: ignore[attr-defined]
+    assert s.delete(a.video_id, "alice") == "gone"  # type: ignore[attr-defined]
+    assert s.get(a.video_id, "alice") is None  # type: ignore[attr-defined]
+    assert s.prune("bob", iso_before(-60)) == []  # type: ignore[attr-defined]
+    assert s.prune("alice", iso_before(-60)) == [b.video_id]  # type: ignore[attr-defined]
+    assert s.page("alice")[0] == []  # type: ignore[attr-defined]
+
+
+# --- PostgreSQL only -------------------------------------------------------------------------------------
+
+
+def test_migrations_apply_once_even_when_processes_start_together(database: str) -> None:
+    assert migrations() and migrations()[0][0] == 1
+    stores = [PgStore(database, max_connections=2) for _ in range(4)]
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            applied = list(pool.map(lambda st: st.migrate(), stores))
+        assert sorted(len(a) for a in applied) == [0, 0, 0, len(migrations())], applied
+        assert stores[0].migrate() == []
+        assert sql(database, "SELECT version FROM a2v_migrations ORDER BY version") == [(v,) for v, _ in migrations()]
+    finally:
+        for st in stores:
+            st.close()
+
+
+def test_one_idempotency_key_is_one_job_across_front_ends(database: str, pg: PgStore) -> None:
+    other = PgStore(database)  # a second front end's pool
+    try:
+        barrier = threading.Barrier(8)
+
+        def race(i: int) -> tuple[str, bool]:
+            barrier.wait()
+            video, _, created = submit(pg if i % 2 else other, key="same-key")
+            return video.video_id, created
+
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(race, range(8)))
+        assert len({vid for vid, _ in results}) == 1, results
+        assert sum(created for _, created in results) == 1, results
+        assert sql(database, "SELECT COUNT(*) FROM videos") == [(1,)]
+    finally:
+        other.close()
+
+
+def test_a_job_is_claimed_by_one_worker_at_a_time(pg: PgStore) -> None:
+    video, _, _ = submit(pg)
+    barrier = threading.Barrier(6)
+
+    def claim(i: int) -> ClaimedJob | str:
+        barrier.wait()
+        return pg.claim(video.video_id, f"claim-{i}", 3, LEASE_S)
+
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(claim, range(6)))
+    winners = [r for r in results if isinstance(r, ClaimedJob)]
+    assert len(winners) == 1 and sorted(r for r in results if isinstance(r, str)) == ["busy"] * 5, results
+    won = winners[0]
+    assert won.job.attempts == 1 and won.limits == LIMITS
+    assert pg.get(video.video_id, "alice").status == "processing"  # type: ignore[union-attr]
+    published = []
+    assert pg.finish(video.video_id, won.claim_id, lambda: published.append(1), video_url="v", frame_count=3)
+    assert published == [1]
+    assert pg.claim(video.video_id, "late-redelivery", 3, LEASE_S) == "finished"  # a redelivered message: no-op
+
+
+def test_a_worker_presumed_dead_cannot_publish_after_another_took_over(database: str, pg: PgStore,
+                                                                      tmp_path: Path) -> None:
+    blobs = LocalBlobs(tmp_path / "storage", None)
+    video, _, _ = submit(pg)
+    vid = video.video_id
+    a = pg.claim(vid, "worker-a", 3, LEASE_S)
+    assert isinstance(a, ClaimedJob)
+    assert pg.claim(vid, "worker-b", 3, LEASE_S) == "busy"  # a's heartbeat is fresh
+    sql(database, "UPDATE videos SET heartbeat_at = now() - interval '1 hour' WHERE video_id = %s", vid)
+    b = pg.claim(vid, "worker-b", 3, LEASE_S)  # a went quiet: b takes over, a second try
+    assert isinstance(b, ClaimedJob) and b.job.attempts == 2
+
+    def files(tag: str) -> list[Path]:
+        out = tmp_path / tag
+        out.mkdir()
+        for name in ("video.mp4", "mask.mp4"):
+            (out / name).write_bytes(tag.encode() * 100)
+        return [out / "video.mp4", out / "mask.mp4"]
+
+    with blobs.staged(vid, files("a")) as staged_a:  # as the worker does it
+        assert not pg.finish(vid, "worker-a", lambda: blobs.publish(vid, staged_a, replace=True), video_url="x")
+    assert not blobs.result_dir(vid).exists()  # a published nothing
+    assert not pg.fail(vid, "worker-a", "late failure") and not pg.release(vid, "worker-a")
+    with blobs.staged(vid, files("b")) as staged_b:
+        assert pg.finish(vid, "worker-b", lambda: blobs.publish(vid, staged_b, replace=True), video_url="y",
+                         frame_count=1)
+    result = blobs.result_file(vid, "video.mp4")
+    assert result is not None and result.read_bytes() == b"b" * 100
+    assert sorted(p.name for p in (tmp_path / "storage" / "videos").iterdir()) == [vid]  # one output set
+    assert pg.get(vid, "alice").status == "finished"  # type: ignore[union-attr]
+    # a second set offered without the claim is refused; with it (an orphan of a try that died between
+    # its rename and its commit), the folder is replaced, never doubled
+    with blobs.staged(vid, files("c")) as staged_c:
+        assert blobs.publish(vid, staged_c) is False and not staged_c.exists()
+    assert blobs.result_file(vid, "video.mp4").read_bytes() == b"b" * 100  # type: ignore[union-attr]
+    with blobs.staged(vid, files("d")) as staged_d:
+        assert blobs.publish(vid, staged_d, replace=True)
+    leftover = blobs.staging(vid)  # a worker killed while copying
+    assert blobs.sweep_staging(3600) == 0 and leftover.exists()  # young: maybe still being copied
+    os.utime(leftover, (time.time() - 7200, time.time() - 7200))
+    assert blobs.sweep_staging(3600) == 1 and not leftover.exists()
+    assert blobs.result_file(vid, "video.mp4").read_bytes() == b"d" * 100  # type: ignore[union-attr]
+    assert sorted(p.name for p in (tmp_path / "storage" / "videos").iterdir()) == [vid]
+
+
+def test_tries_are_bounded_and_the_last_reason_is_kept(pg: PgStore) -> None:
+    video, _, _ = submit(pg)
+    vid = video.video_id
+    for n in (1, 2):
+        c = pg.claim(vid, f"try-{n}", 2, LEASE_S)
+        assert isinstance(c, ClaimedJob) and c.job.attempts == n
+        assert pg.release(vid, c.claim_id, f"internal error: the render process died (try {n})")
+        assert pg.get(vid, "alice").status == "pending"  # type: ignore[union-attr]
+    assert pg.claim(vid, "try-3", 2, LEASE_S) == "failed"
+    v = pg.get(vid, "alice")
+    assert v is not None and v.status == "failed"
+    assert v.error == "gave up after 2 tries: internal error: the render process died (try 2)"
+
+
+def test_the_sweeper_requeues_jobs_of_dead_workers_and_unpublished_ones(database: str, pg: PgStore,
+                                                                        tmp_path: Path) -> None:
+    fresh, _, _ = submit(pg)
+    assert pg.take_unpublished(60) == []  # just committed: its front end is still publishing it
+    assert pg.take_unpublished(0) == [fresh.video_id]
+    assert pg.take_unpublished(0) == []  # taken once
+    pg.unpublish(fresh.video_id)  # the publish failed: the next sweep tries again
+    assert pg.take_unpublished(0) == [fresh.video_id]
+
+    dead, _, _ = submit(pg)
+    worn, _, _ = submit(pg)
+    hung, _, _ = submit(pg)
+    sessions = {v.video_id: Liveness(database) for v in (dead, worn, hung)}  # a worker process each
+    try:
+        for v in (dead, worn, hung):
+            assert sessions[v.video_id].hold(v.video_id)
+            assert isinstance(pg.claim(v.video_id, f"c-{v.video_id}", 3, LEASE_S, held=True), ClaimedJob)
+        sql(database, "UPDATE videos SET attempts = 3 WHERE video_id = %s", worn.video_id)
+        assert pg.reap(LEASE_S, 3) == ([], [])  # every worker is alive
+        sessions[dead.video_id].close()  # kill -9: the connection closes, the lock goes with it
+        sessions[worn.video_id].close()
+        blobs = LocalBlobs(tmp_path / "storage", None)
+        left = [blobs.staging(v.video_id) for v in (dead, worn, hung)]  # half-written renders of each
+        requeued, failed = pg.reap(LEASE_S, 3, blobs.discard_staging)  # at once: no lease to wait out
+        assert requeued == [dead.video_id] and failed == [worn.video_id]
+        assert [d.exists() for d in left] == [False, False, True]  # the live worker's staging stays
+        assert pg.get(dead.video_id, "alice").status == "pending"  # type: ignore[union-attr]
+        gone = pg.get(worn.video_id, "alice")
+        assert gone.status == "failed" and gone.error == "gave up after 3 tries: the worker stopped during each one"  # type: ignore[union-attr]
+        assert pg.take_unpublished(0) == [dead.video_id]
+        # a worker alive but silent (hung, or cut off from the database) loses its job after the lease
+        assert pg.reap(LEASE_S, 3) == ([], [])
+        sql(database, "UPDATE videos SET heartbeat_at = now() - interval '1 minute' WHERE video_id = %s", hung.video_id)
+        assert pg.reap(LEASE_S, 3) == ([hung.video_id], [])
+    finally:
+        for live in sessions.values():
+            live.close()
+
+
+def test_a_job_whose_holder_died_is_taken_over_at_once(database: str, pg: PgStore) -> None:
+    video, _, _ = submit(pg)
+    vid = video.video_id
+    first, second = Liveness(database), Liveness(database)
+    try:
+        assert first.hold(vid)
+        assert isinstance(pg.claim(vid, "first", 3, LEASE_S, held=True), ClaimedJob)
+        assert not second.hold(vid)  # alive: a redelivered message finds it held
+        first.close()  # killed
+        assert second.hold(vid)
+        taken = pg.claim(vid, "second", 3, LEASE_S, held=True)  # fresh heartbeat, yet its holder is gone
+        assert isinstance(taken, ClaimedJob) and taken.job.attempts == 2
+        second.drop(vid)  # done with it: free for anyone
+        third = Liveness(database)
+        assert third.hold(vid)
+        third.close()
+    finally:
+        second.close()
+
+
+def test_workers_are_counted_by_their_heartbeats(database: str, pg: PgStore) -> None:
+    assert pg.workers(7) == 0
+    pg.heartbeat([], "w1", "a2v", 1)
+    pg.heartbeat([], "w2", "gpu", 2)
+    assert pg.workers(7) == 2
+    sql(database, "UPDATE workers SET seen_at = now() - interval '1 minute' WHERE name = 'w2'")
+    assert pg.workers(7) == 1
+    pg.worker_gone("w1")
+    assert pg.workers(7) == 0
