@@ -305,12 +305,16 @@ def run_worker(settings: WorkerSettings) -> int:
         sys.stderr.write(f"a2v worker ready (queue={settings.queue}, concurrency={settings.concurrency})\n")
         sys.stderr.flush()
 
+    grace = threading.Timer(settings.shutdown_grace_s, renderer.abort.set)
+    grace.daemon = True  # an idle worker exits at once, not when the grace period is over
+
     def shutting_down(**_: object) -> None:
         busy = len(renderer.active)
         if busy:
             log.info("stopping: %d job(s) get %.0f s to finish, then go back to the queue", busy,
                      settings.shutdown_grace_s)
-        threading.Timer(settings.shutdown_grace_s, renderer.abort.set).start()
+        if grace.ident is None:  # once, however many signals come
+            grace.start()
 
     worker_ready.connect(ready, weak=False)
     worker_shutting_down.connect(shutting_down, weak=False)
@@ -325,6 +329,7 @@ def run_worker(settings: WorkerSettings) -> int:
         worker.start()
         code = int(worker.exitcode or 0)
     finally:
+        grace.cancel()
         renderer.abort.set()
         sweeper.stop()
         renderer.close()
