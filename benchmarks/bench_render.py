@@ -149,8 +149,10 @@ def one(pose: str, audio: Path, device: str, floor: bool) -> dict:
 
 def run_child(pose: str, audio: Path, device: str, floor: bool = True) -> dict:
     cmd = [sys.executable, __file__, "--child", pose, str(audio), "--device", device]
+    # as `a2v` runs: a2v_cli/__init__.py keeps BLAS to one thread, but this script imports numpy before a2v_cli
+    env = {**os.environ, **{v: os.environ.get(v, "1") for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}}
     proc = subprocess.run([*cmd, *([] if floor else ["--no-floor"])], capture_output=True, text=True, cwd=ROOT,
-                          check=False)
+                          env=env, check=False)
     if proc.returncode != 0:
         sys.exit(f"{pose}: the render failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
