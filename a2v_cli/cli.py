@@ -20,6 +20,8 @@ from a2v_cli import __version__
 from a2v_cli.errors import EXIT_CODE_HELP, A2VError, ExitCode
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
     from a2v_cli.backend import GenerateOptions
 
 HELP = f"""Turn speech into a talking-avatar video and its alpha mask.
@@ -159,6 +161,31 @@ def _output(json_mode: bool):  # type: ignore[no-untyped-def]
     return Output(json_mode=json_mode)
 
 
+def _emit_rows(out: Any, items: list[dict[str, Any]], columns: Sequence[tuple[str, str]],
+               row: Callable[[dict[str, Any]], dict[str, Any]] | None = None, wrap: set[str] | None = None) -> None:
+    """A list command's answer: ``items`` as the API's JSON, or a table of ``row(item)`` for people."""
+    if out.json_mode:
+        out.json(items)
+    else:
+        out.table([row(i) for i in items] if row else items, columns, wrap=wrap)
+
+
+def _emit_record(out: Any, data: dict[str, Any], shown: dict[str, Any] | None = None) -> None:
+    """One object: ``data`` as the API's JSON, or ``shown`` (default ``data``) as `field  value` lines."""
+    if out.json_mode:
+        out.json(data)
+    else:
+        out.record(data if shown is None else shown)
+
+
+def _emit_done(out: Any, data: dict[str, Any], message: str) -> None:
+    """What a change did: ``data`` as JSON, or one line on stderr for people."""
+    if out.json_mode:
+        out.json(data)
+    else:
+        out.info(message)
+
+
 def _backend(local: bool, server: str | None = None, http_timeout: float = 30.0):  # type: ignore[no-untyped-def]
     """Local unless a server is configured (--server, A2V_SERVER, config); --local forces local."""
     from a2v_cli import credentials
@@ -214,10 +241,7 @@ def avatars_list(
     """List every avatar (API: avatar.list)."""
     out = _output(json_)
     items = [a.to_dict() for a in _backend(local, server, http_timeout).list_avatars()]
-    if json_:
-        out.json(items)
-    else:
-        out.table([{**a, "pose_ids": ", ".join(a["pose_ids"] or [])} for a in items], AVATAR_COLUMNS)
+    _emit_rows(out, items, AVATAR_COLUMNS, row=lambda a: {**a, "pose_ids": ", ".join(a["pose_ids"] or [])})
 
 
 @avatars_app.command("poses")
@@ -234,10 +258,7 @@ def avatars_poses(
     """List the poses of one avatar (API: avatar-pose.list)."""
     out = _output(json_)
     items = [p.to_dict() for p in _backend(local, server, http_timeout).list_poses(avatar_id)]
-    if json_:
-        out.json(items)
-    else:
-        out.table([{**p, "size": f"{p['width']}x{p['height']}"} for p in items], POSE_COLUMNS)
+    _emit_rows(out, items, POSE_COLUMNS, row=lambda p: {**p, "size": f"{p['width']}x{p['height']}"})
 
 
 @avatars_app.command("add")
@@ -275,10 +296,8 @@ def avatars_add(
     check_request(request, set(avatar_ids(include_user=False)))  # one check for both modes, before any upload
     check_source(request)
     avatar = _backend(local, server, http_timeout).add_avatar(request, out.info).to_dict()
-    if json_:
-        out.json(avatar)
-    else:
-        out.record({**avatar, "pose_ids": ", ".join(avatar["pose_ids"])})
+    _emit_record(out, avatar, {**avatar, "pose_ids": ", ".join(avatar["pose_ids"])})
+    if not json_:
         out.info(f"Try it: a2v generate --pose {avatar['pose_ids'][0]} --audio SPEECH.wav")
 
 
@@ -294,10 +313,7 @@ def avatars_remove(
     """Delete an avatar you added (built-in avatars cannot be removed)."""
     out = _output(json_)
     avatar = _backend(local, server, http_timeout).remove_avatar(avatar_id).to_dict()
-    if json_:
-        out.json(avatar)
-    else:
-        out.info(f"Removed avatar {avatar_id}.")
+    _emit_done(out, avatar, f"Removed avatar {avatar_id}.")
 
 
 @app.command()
@@ -393,7 +409,7 @@ def generate(
             if targets.alpha:
                 pairs.append((video.alpha_video_url, targets.alpha))
             _fetch(out, backend, pairs, force)
-    _print_video(out, video.to_dict(), json_)
+    _emit_record(out, video.to_dict())
 
 
 def _check_audio_arg(audio: str) -> None:
@@ -433,7 +449,7 @@ def _wait(out: Any, backend: Any, video: Any, timeout: float, json_: bool) -> An
     except A2VError as err:
         state = getattr(err, "video", None)
         if state is not None:
-            _print_video(out, state.to_dict(), json_)
+            _emit_record(out, state.to_dict())
         raise
 
 
@@ -459,13 +475,6 @@ def _fetch(out: Any, backend: Any, pairs: list[tuple[str | None, Path]], force: 
         out.info(f"Saved {dest}")
 
 
-def _print_video(out: Any, data: dict[str, Any], json_: bool) -> None:
-    if json_:
-        out.json(data)
-    else:
-        out.record(data)
-
-
 @video_app.command("get")
 def video_get(
     video_id: VideoIdArg,
@@ -483,7 +492,7 @@ def video_get(
     video = backend.get_video(video_id)
     if wait:
         video = _wait(out, backend, video, timeout, json_)
-    _print_video(out, video.to_dict(), json_)
+    _emit_record(out, video.to_dict())
 
 
 @video_app.command("list")
@@ -498,11 +507,8 @@ def video_list(
     """List videos, newest first (API: video.list)."""
     out = _output(json_)
     items = [v.to_dict() for v in _backend(local, server, http_timeout).list_videos(limit)]
-    if json_:
-        out.json(items)
-    else:
-        columns = [c for c in VIDEO_COLUMNS if c[0] != "error" or any(v.get("error") for v in items)]
-        out.table([_video_row(v) for v in items], columns, wrap={"error"})
+    columns = [c for c in VIDEO_COLUMNS if c[0] != "error" or any(v.get("error") for v in items)]
+    _emit_rows(out, items, columns, row=_video_row, wrap={"error"})
 
 
 @video_app.command("download")
@@ -541,11 +547,8 @@ def video_download(
         pairs.append((video.alpha_video_url, output_dir / f"{video_id}.alpha{ext}"))
     check_outputs([("the output", dest) for _, dest in pairs], [], force)
     _fetch(out, backend, pairs, force)
-    files = {"video_id": video_id, "files": [str(dest.absolute()) for _, dest in pairs]}
-    if json_:
-        out.json(files)
-    else:
-        out.record({"video_id": video_id, "files": ", ".join(files["files"])})
+    files = [str(dest.absolute()) for _, dest in pairs]
+    _emit_record(out, {"video_id": video_id, "files": files}, {"video_id": video_id, "files": ", ".join(files)})
 
 
 @video_app.command("delete")
@@ -560,10 +563,7 @@ def video_delete(
     """Delete one video from the history and its kept files (files you saved with -o stay)."""
     out = _output(json_)
     result = _backend(local, server, http_timeout).delete_video(video_id)
-    if json_:
-        out.json(result)
-    else:
-        out.info(f"Deleted {video_id}." if result["deleted"] else f"{video_id} was already deleted.")
+    _emit_done(out, result, f"Deleted {video_id}." if result["deleted"] else f"{video_id} was already deleted.")
 
 
 @video_app.command("prune")
@@ -581,10 +581,7 @@ def video_prune(
     out = _output(json_)
     seconds = parse_duration(older_than)
     result = _backend(local, server, http_timeout).prune_videos(seconds)
-    if json_:
-        out.json(result)
-    else:
-        out.info(f"Deleted {result['count']} video(s) older than {older_than}.")
+    _emit_done(out, result, f"Deleted {result['count']} video(s) older than {older_than}.")
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -672,10 +669,8 @@ def models_list(json_: JsonOpt = False, debug: DebugOpt = False) -> None:
         except A2VError as err:
             kind = f"unusable: {err.message}"
         rows.append({"name": name, "kind": kind, "path": str(path)})
-    if json_:
-        out.json(rows)
-    else:
-        out.table(rows, [("name", "MODEL"), ("kind", "KIND"), ("path", "PATH")])
+    _emit_rows(out, rows, [("name", "MODEL"), ("kind", "KIND"), ("path", "PATH")])
+    if not json_:
         out.info(f"Drop Wav2Lip-style .onnx files into {user_models_dir()} to use them with --model NAME.")
 
 
@@ -730,10 +725,7 @@ def auth_status(
         "token_source": remote.token_source,
         "config_file": str(credentials.config_path()),
     }
-    if json_:
-        out.json(data)
-    else:
-        out.record({k: ("none" if v is None else v) for k, v in data.items()})
+    _emit_record(out, data, {k: ("none" if v is None else v) for k, v in data.items()})
 
 
 @auth_app.command("logout")

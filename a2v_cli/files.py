@@ -74,6 +74,18 @@ def input_file(source: str | None) -> Path | None:
     return path if path.is_file() else None
 
 
+def check_input(path: Path, max_bytes: int, limit: str, fix_not_file: str, fix_too_big: str) -> None:
+    """An input file exists, is a regular file and is under its size cap: the checks every reader of a photo or a
+    clip makes first, with one wording (``limit`` names the cap, e.g. "the limit for a clip")."""
+    if not path.exists():
+        raise InputError(f"{path} does not exist", "check the path")
+    if not path.is_file():
+        raise InputError(f"{path} is not a file", fix_not_file)
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise InputError(f"{path.name} is {size / 1e6:.0f} MB; {limit} is {max_bytes // 2**20} MiB", fix_too_big)
+
+
 def check_directory_target(path: Path, option: str = "-o", example: str = "out.mp4") -> None:
     """An output that is an existing directory: exit 2 before anything derives other names from it."""
     if path.is_dir() or str(path) in ("", ".", ".."):

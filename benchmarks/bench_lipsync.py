@@ -607,6 +607,13 @@ def load_clips(split: str, n: int | None, seed: int, per_clip: tuple[int, int] =
     return lc.make_clips(split, n, seed, per_clip)
 
 
+def write_report(path: Path, report: dict[str, object]) -> None:
+    """The benchmark's JSON report (numpy numbers as floats), its folder made if need be."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1, default=float))
+    print(f"\nwrote {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="6 short clips (2 sentences each): a fast check")
@@ -677,9 +684,7 @@ def main(argv: list[str] | None = None) -> int:
         "unmapped_phonemes": lc.unmapped(),
         "wall_s": round(time.perf_counter() - t0, 1),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1, default=float))
-    print(f"\nwrote {args.out}")
+    write_report(args.out, report)
     return 0
 
 

@@ -23,7 +23,6 @@ Output: tables on stdout and ``benchmarks/out/photo.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -185,9 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                           "person_luma_min": round(min(body_y), 2), "encoder_ceiling_person": round(ceiling, 2)},
         "render_s": round(render_s, 1),
     }  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1, default=float))
-    print(f"\nwrote {args.out}")
+    bl.write_report(args.out, report)
     return 0
 
 

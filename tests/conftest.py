@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -63,6 +64,41 @@ def run_cli(*args: str, input: bytes | None = None, env: dict[str, str] | None =
         check=False,
     )
     return Result(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))
+
+
+def one_error_line(stderr: str, *words: str) -> None:
+    """stderr is one `error:` line (no traceback) holding every one of ``words``."""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in stderr, stderr
+    for w in words:
+        assert w in stderr, stderr
+
+
+def long_speech(directory: Path, seconds: float = 40.0) -> Path:
+    """``seconds`` of the speech fixture repeated, as ``directory/long.wav``: a render that takes a while."""
+    import soundfile as sf
+
+    data, rate = sf.read(SPEECH, dtype="float32")
+    reps = int(np.ceil(seconds * rate / len(data)))
+    path = directory / "long.wav"
+    sf.write(path, np.tile(data, (reps,) + (1,) * (data.ndim - 1))[: int(seconds * rate)], rate)
+    return path
+
+
+def start_long_render(directory: Path, pose: str, output: str) -> subprocess.Popen[bytes]:
+    """`a2v generate -p POSE -o OUTPUT` of 40 s of speech in a child, returned once its render has begun (its
+    history folder exists, or after 60 s); the child must still be running then."""
+    audio = long_speech(directory)
+    home = Path(os.environ["A2V_HOME"])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "a2v_cli", "generate", "-p", pose, "-a", str(audio), "-o", output],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    deadline = time.monotonic() + 60
+    while not list((home / "videos").glob("vid_*")) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    return proc
 
 
 def decode_frames(path: Path, pix_fmt: str = "rgb24", codec: str | None = None) -> np.ndarray:

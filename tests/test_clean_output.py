@@ -11,27 +11,17 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import onnx
 import pytest
-import soundfile as sf
-from conftest import ROOT, SPEECH, ffmpeg, probe, run_cli
+from conftest import ROOT, SPEECH, ffmpeg, one_error_line, probe, run_cli, start_long_render
 from onnx import TensorProto, helper
 from test_wav2lip import build_fake_wav2lip
 
 from a2v_cli.errors import ExitCode
 
 POSE = "ava-front"
-
-
-def one_error_line(stderr: str, *words: str) -> None:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in stderr, stderr
-    for w in words:
-        assert w in stderr, stderr
 
 
 def damaged_mp3(directory: Path) -> Path:
@@ -120,23 +110,8 @@ def test_bad_model_files_are_one_clear_line(bad_models: dict[str, Path]) -> None
         assert "onnxruntime::" not in listed[name] and "\n" not in listed[name]
 
 
-def long_speech(directory: Path, seconds: float = 40.0) -> Path:
-    data, rate = sf.read(SPEECH, dtype="float32")
-    path = directory / "long.wav"
-    sf.write(path, np.tile(data, int(np.ceil(seconds * rate / len(data))))[: int(seconds * rate)], rate)
-    return path
-
-
 def test_sigterm_is_143_and_the_failed_video_cannot_be_downloaded(isolated: Path) -> None:
-    audio = long_speech(isolated)
-    home = Path(os.environ["A2V_HOME"])
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "a2v_cli", "generate", "-p", POSE, "-a", str(audio), "-o", "t.mp4"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    deadline = time.monotonic() + 60
-    while not list((home / "videos").glob("vid_*")) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    proc = start_long_render(isolated, POSE, "t.mp4")
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == ExitCode.TERMINATED == 143, err.decode()

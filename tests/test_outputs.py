@@ -10,13 +10,10 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
-from conftest import ROOT, SPEECH, decode_frames, run_cli
+from conftest import ROOT, SPEECH, decode_frames, one_error_line, run_cli, start_long_render
 
 from a2v_cli.errors import ExitCode
 
@@ -25,13 +22,6 @@ POSE = "ava-front"
 
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def one_error_line(stderr: str, *words: str) -> None:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in stderr, stderr
-    for w in words:
-        assert w in stderr, stderr
 
 
 @pytest.fixture
@@ -103,26 +93,9 @@ def test_directory_output_is_refused_before_names_are_derived(talk: Path) -> Non
         one_error_line(r.stderr, "is a directory")
 
 
-def long_speech(directory: Path, seconds: float = 40.0) -> Path:
-    data, rate = sf.read(SPEECH, dtype="float32")
-    reps = int(np.ceil(seconds * rate / len(data)))
-    path = directory / "long.wav"
-    sf.write(path, np.tile(data, (reps,) + (1,) * (data.ndim - 1))[: int(seconds * rate)], rate)
-    return path
-
-
 def test_output_that_appears_during_the_render_is_kept(isolated: Path) -> None:
     """The check before the render is not enough: the final placement itself must be exclusive."""
-    audio = long_speech(isolated)
-    home = Path(os.environ["A2V_HOME"])
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "a2v_cli", "generate", "-p", POSE, "-a", str(audio), "-o", "race.mp4"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    deadline = time.monotonic() + 60
-    while not list((home / "videos").glob("vid_*")) and time.monotonic() < deadline:  # the render has begun
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.02)
+    proc = start_long_render(isolated, POSE, "race.mp4")
     (isolated / "race.mp4").write_bytes(b"the other run's video")
     (isolated / "race.mask.mp4").write_bytes(b"the other run's mask")
     _, err = proc.communicate(timeout=300)

@@ -14,10 +14,6 @@ from a2v_cli.schema import Avatar, Pose, Video
 T = TypeVar("T")
 
 
-# how long `a2v serve` may build an avatar (its avatar.create deadlines), waited for on top of --http-timeout
-AVATAR_BUILD_S = {"image": 60.0, "video": 300.0}
-
-
 class RemoteBackend:
     mode = "remote"
 
@@ -34,6 +30,8 @@ class RemoteBackend:
 
     def add_avatar(self, request: Any, warn: Any) -> Avatar:
         """`a2v avatars add` through the server's `avatar.create` extension (the avatar is this token's only)."""
+        from a2v_cli.engine.ingest import BUILD_DEADLINE_S  # how long `a2v serve` may build it (its deadlines)
+
         if request.device != "auto":
             raise InputError("--device works in local mode only (the server chooses where its models run)",
                              "drop --device, or add --local")
@@ -47,7 +45,7 @@ class RemoteBackend:
                 body = self.client.request_envelope(
                     "POST", "avatar.create", data=fields, idempotency_key=new_idempotency_key(),
                     files={request.kind: (shown, handle, "application/octet-stream")},
-                    work_s=AVATAR_BUILD_S[request.kind],
+                    work_s=BUILD_DEADLINE_S[request.kind],
                 )
             except APINotFoundError as err:
                 if err.status_code == 404 and "no such endpoint" in err.message:

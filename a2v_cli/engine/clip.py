@@ -16,6 +16,7 @@ import numpy as np
 
 from a2v_cli.engine.audio import ffmpeg_exe
 from a2v_cli.errors import InputError
+from a2v_cli.files import check_input
 
 MAX_SECONDS = 10.0
 MIN_SECONDS = 1.0
@@ -30,16 +31,15 @@ class ClipInfo:
     duration: float
 
 
+def check_clip_file(path: Path) -> None:
+    """The clip exists, is a file and is under ``MAX_BYTES`` (InputError otherwise)."""
+    check_input(path, MAX_BYTES, "the limit for a clip", "give the path of a short video clip",
+                f"trim it to a few seconds (at most {MAX_SECONDS:g} s)")
+
+
 def probe_clip(path: Path) -> ClipInfo:
     """Size and duration from `ffmpeg -i` (the bundle has no ffprobe); InputError for anything unusable."""
-    if not path.exists():
-        raise InputError(f"{path} does not exist", "check the path")
-    if not path.is_file():
-        raise InputError(f"{path} is not a file", "give the path of a short video clip")
-    size = path.stat().st_size
-    if size > MAX_BYTES:
-        raise InputError(f"{path.name} is {size / 1e6:.0f} MB; the limit for a clip is {MAX_BYTES // 2**20} MiB",
-                         f"trim it to a few seconds (at most {MAX_SECONDS:g} s)")
+    check_clip_file(path)
     proc = subprocess.run([ffmpeg_exe(), "-nostdin", "-hide_banner", "-i", str(path)], capture_output=True,
                           text=True, errors="replace", check=False)
     text = proc.stderr

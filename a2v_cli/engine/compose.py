@@ -12,12 +12,12 @@ cache holds a whole loop at any frame rate, so a frame costs two array copies an
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 
 from a2v_cli.engine.art import PoseArt
+from a2v_cli.engine.lru import Lru
 
 LOOP_SECONDS = 8.0
 SUBPIXEL = 16  # head positions on a 1/16 px grid: a 1/4 px grid stepped visibly (0.25 px jumps every 3-23 frames)
@@ -108,7 +108,7 @@ class Compositor:
         m = MAX_SWAY + 1
         # the head box: every pixel a swaying head can touch, clipped to the frame
         self.box = (max(oy - m, 0), min(oy + hh + m, self.height), max(ox - m, 0), min(ox + hw + m, self.width))
-        self._cache: OrderedDict[tuple[float, float, float], tuple[np.ndarray, ...]] = OrderedDict()
+        self._cache: Lru[tuple[float, float, float], tuple[np.ndarray, ...]] = Lru(CACHE_ENTRIES)
 
     def mouth_position(self, state: IdleState) -> tuple[float, float]:
         """Frame coordinates of the mouth centre for this idle state."""
@@ -120,7 +120,6 @@ class Compositor:
         key = (state.dx, state.dy, state.blink)
         hit = self._cache.get(key)
         if hit is not None:
-            self._cache.move_to_end(key)
             return hit
         y0, y1, x0, x1 = self.box
         ox, oy = self.art.head_origin
@@ -140,10 +139,7 @@ class Compositor:
         entry: tuple[np.ndarray, ...] = (rgb, _to_u8(head[..., 3] + body[..., 3] * under[..., 0]))
         if self.straight_alpha:
             entry += (_to_u8(_unpremultiply(head + body * under)),)
-        self._cache[key] = entry
-        if len(self._cache) > CACHE_ENTRIES:
-            self._cache.popitem(last=False)
-        return entry
+        return self._cache.put(key, entry)
 
     def _buffers(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """The next set of output buffers, filled with the static base once when first allocated.

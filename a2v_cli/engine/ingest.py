@@ -31,6 +31,9 @@ ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 DEFAULT_SIZE = 512
 MIN_SIZE, MAX_SIZE = 256, 1024
 FPS = 25
+# the whole avatar.create on a server, by kind: a photo (copy, decode, face models, bundle) or a clip (at most
+# clip.MAX_SECONDS long: every frame is tracked and matted); a remote client waits this long on top of its timeout
+BUILD_DEADLINE_S = {"image": 60.0, "video": 300.0}
 FACE_SHARE = 0.34  # face width (cheek to cheek, mesh points 234-454) over crop width: the head-and-shoulders framing
 FACE_SHARE_MAX = 0.45  # how far the framing may tighten to stay inside the photo (a close-up selfie)
 FACE_Y = 0.42  # face centre (between eyes and mouth) from the crop's top, as a share of its height
@@ -85,18 +88,7 @@ def check_source(req: PhotoRequest) -> None:
     from a2v_cli.engine import clip, photo
 
     path = req.image
-    if not path.exists():
-        raise InputError(f"{path} does not exist", "check the path")
-    if not path.is_file():
-        raise InputError(f"{path} is not a file", "give the path of a JPEG, PNG or WebP photo" if req.kind == "image"
-                         else "give the path of a short video clip")
-    size = path.stat().st_size
-    if req.kind == "image" and size > photo.MAX_FILE_BYTES:
-        raise InputError(f"{path.name} is {size / 1e6:.0f} MB; the limit is {photo.MAX_FILE_BYTES // 2**20} MiB",
-                         "export a smaller JPEG")
-    if req.kind == "video" and size > clip.MAX_BYTES:
-        raise InputError(f"{path.name} is {size / 1e6:.0f} MB; the limit for a clip is {clip.MAX_BYTES // 2**20} "
-                         f"MiB", f"trim it to a few seconds (at most {clip.MAX_SECONDS:g} s)")
+    (photo.check_photo_file if req.kind == "image" else clip.check_clip_file)(path)
     try:
         with open(path, "rb"):
             pass
@@ -122,6 +114,14 @@ def free_id(stem: str, avatars: Path, builtin: set[str]) -> str:
 def _mkdir_private(path: Path) -> None:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(path, 0o700)
+
+
+def _writable_dir(path: Path, what: str) -> None:
+    """``_mkdir_private``, failing as InputError ``what: reason`` that points at A2V_HOME."""
+    try:
+        _mkdir_private(path)
+    except OSError as err:
+        raise InputError(f"{what}: {err.strerror or err}", "set A2V_HOME to a writable directory") from None
 
 
 def _open_private(path: Path) -> Any:
@@ -279,11 +279,7 @@ def refine_matte(matte: np.ndarray, rgb: np.ndarray, radius: int = 4, eps: float
 
 def avatars_dir(home: Path) -> Path:
     path = home / "avatars"
-    try:
-        _mkdir_private(path)
-    except OSError as err:
-        raise InputError(f"cannot write avatars into {path}: {err.strerror or err}",
-                         "set A2V_HOME to a writable directory") from None
+    _writable_dir(path, f"cannot write avatars into {path}")
     return path
 
 
@@ -537,11 +533,7 @@ def _staging(home: Path) -> Path:
     import time
 
     path = home / ".avatars-staging"
-    try:
-        _mkdir_private(path)
-    except OSError as err:
-        raise InputError(f"cannot write into {home}: {err.strerror or err}",
-                         "set A2V_HOME to a writable directory") from None
+    _writable_dir(path, f"cannot write into {home}")
     for entry in path.iterdir():  # what a `kill -9` left behind
         try:
             if time.time() - entry.stat().st_mtime > STALE_SECONDS:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from a2v_cli.errors import InputError
+from a2v_cli.files import check_input
 
 FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WebP", "AVIF": "AVIF"}  # MPO: a camera JPEG
 HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1")  # iPhone photos; Pillow cannot read
@@ -31,6 +32,12 @@ class Photo:
     height: int
 
 
+def check_photo_file(path: Path) -> None:
+    """The photo exists, is a file and is under ``MAX_FILE_BYTES`` (InputError otherwise)."""
+    check_input(path, MAX_FILE_BYTES, "the limit", "give the path of a JPEG, PNG or WebP photo",
+                "export a smaller JPEG")
+
+
 def load_photo(path: Path) -> Photo:
     """Decode ``path``; every way it can be unusable is one InputError saying what to do."""
     from PIL import Image, ImageOps, UnidentifiedImageError
@@ -38,14 +45,7 @@ def load_photo(path: Path) -> Photo:
     # Pillow's own bomb guard would refuse at open() without saying the size; the same cap is checked
     # below from the header, before any pixel is decoded
     Image.MAX_IMAGE_PIXELS = None
-    if not path.exists():
-        raise InputError(f"{path} does not exist", "check the path")
-    if not path.is_file():
-        raise InputError(f"{path} is not a file", "give the path of a JPEG, PNG or WebP photo")
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise InputError(f"{path.name} is {size / 1e6:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MiB",
-                         "export a smaller JPEG")
+    check_photo_file(path)
     try:
         img = Image.open(path)
     except UnidentifiedImageError:

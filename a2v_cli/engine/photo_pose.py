@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import subprocess
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 
 from a2v_cli.engine.avatars import PoseEntry
 from a2v_cli.engine.compose import LOOP_SECONDS, IdleState, idle_state
+from a2v_cli.engine.lru import Lru
 from a2v_cli.errors import InputError
 
 WARP_FILE = "a2v-warp-v1.onnx"
@@ -355,6 +355,28 @@ def photo_idle_state(frame: int, fps: float, still: bool) -> IdleState:
     return IdleState(round(s.dx * SWAY_SCALE * 4) / 4, round(s.dy * SWAY_SCALE * 4) / 4, s.blink)
 
 
+class _OutputRing:
+    """``ring`` sets of (rgb, mask, straight or None) output buffers, handed out in turn; a batch longer than
+    the ones before gets fresh, longer ones."""
+
+    def __init__(self, ring: int, height: int, width: int, straight_alpha: bool) -> None:
+        self.ring, self.height, self.width, self.straight_alpha = ring, height, width, straight_alpha
+        self._bufs: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
+        self._size = 0
+        self._next = 0
+
+    def next(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        if self._size < n:
+            self._bufs, self._size = [], n
+        if len(self._bufs) < self.ring:
+            shape = (self._size, self.height, self.width)
+            straight = np.empty((*shape, 3), np.uint8) if self.straight_alpha else None
+            self._bufs.append((np.empty((*shape, 3), np.uint8), np.empty(shape, np.uint8), straight))
+        bufs = self._bufs[self._next % len(self._bufs)]
+        self._next += 1
+        return bufs
+
+
 class PhotoSource:
     """The frame source of a photo pose (see the module docstring)."""
 
@@ -380,13 +402,11 @@ class PhotoSource:
         rgba = np.concatenate([pose.image, pose.matte[..., None]], axis=2)
         self._image = np.ascontiguousarray((rgba.astype(np.float32) / 255.0).transpose(2, 0, 1)[None])
         self.loaded = load_session(str(model_dir() / WARP_FILE), device)
-        self._cache: OrderedDict[tuple[float, float], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._cache: Lru[tuple[float, float], tuple[np.ndarray, np.ndarray]] = Lru(CACHE_ENTRIES)
         self._padded: np.ndarray | None = None
-        self._mouths: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
+        self._mouths: Lru[tuple[int, ...], np.ndarray] = Lru(WARP_ENTRIES)
         self._lids: dict[float, np.ndarray] = {}
-        self._bufs: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
-        self._size = 0
-        self._next = 0
+        self._out = _OutputRing(ring, self.height, self.width, straight_alpha)
         self.loop = max(1, round(LOOP_SECONDS * fps))
 
     @property
@@ -403,7 +423,6 @@ class PhotoSource:
         key = (dx, dy)
         hit = self._cache.get(key)
         if hit is not None:
-            self._cache.move_to_end(key)
             return hit
         if dx == 0 and dy == 0:
             out = (self.pose.image, self.pose.matte)
@@ -412,21 +431,7 @@ class PhotoSource:
                 self._padded = padded(np.concatenate([self.pose.image, self.pose.matte[..., None]], axis=2))
             rgba = shifted(self._padded, dx, dy)
             out = (np.ascontiguousarray(rgba[..., :3]), np.ascontiguousarray(rgba[..., 3]))
-        self._cache[key] = out
-        if len(self._cache) > CACHE_ENTRIES:
-            self._cache.popitem(last=False)
-        return out
-
-    def _buffers(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        if self._size < n:
-            self._bufs, self._size = [], n
-        if len(self._bufs) < self.ring:
-            shape = (self._size, self.height, self.width)
-            straight = np.empty((*shape, 3), np.uint8) if self.straight_alpha else None
-            self._bufs.append((np.empty((*shape, 3), np.uint8), np.empty(shape, np.uint8), straight))
-        bufs = self._bufs[self._next % len(self._bufs)]
-        self._next += 1
-        return bufs
+        return self._cache.put(key, out)
 
     def warp(self, region: Region, weights: np.ndarray, offsets: np.ndarray, opening: np.ndarray) -> np.ndarray:
         """(B, h, w, 4) uint8 of ``region`` for these weights, head offsets and openings (px)."""
@@ -455,20 +460,15 @@ class PhotoSource:
         pixels depend on its own articulation only, never on what was cached before.
         """
         keys = [tuple(k) for k in np.rint(np.column_stack([opening, weights[:, 2:]]) * WARP_STEPS).astype(int)]
-        missing = list(dict.fromkeys(k for k in keys if k not in self._mouths))
+        patches = [self._mouths.get(k) for k in keys]
+        missing = list(dict.fromkeys(k for k, p in zip(keys, patches, strict=True) if p is None))
         if missing:
             q = np.array(missing, dtype=np.float32) / WARP_STEPS
             w = np.column_stack([np.ones(len(q), np.float32), q])
-            patches = self.warp(self.mouth, w, np.zeros((len(q), 2), np.float32), q[:, 0])
-            for key, patch in zip(missing, patches, strict=True):
-                self._mouths[key] = patch
-        out = []
-        for key in keys:
-            self._mouths.move_to_end(key)
-            out.append(self._mouths[key])
-        while len(self._mouths) > WARP_ENTRIES:
-            self._mouths.popitem(last=False)
-        return out
+            warped = self.warp(self.mouth, w, np.zeros((len(q), 2), np.float32), q[:, 0])
+            new = {key: self._mouths.put(key, patch) for key, patch in zip(missing, warped, strict=True)}
+            patches = [new[k] if p is None else p for k, p in zip(keys, patches, strict=True)]
+        return patches  # type: ignore[return-value]
 
     def _paste_moved(self, rgb: np.ndarray, mask: np.ndarray, i: int, region: Region, patch: np.ndarray,
                      dx: float, dy: float) -> None:  # fmt: skip
@@ -496,7 +496,7 @@ class PhotoSource:
     def compose(self, frames: range, articulation: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:  # fmt: skip
         n = len(frames)
-        rgb_all, mask_all, straight_all = self._buffers(n)
+        rgb_all, mask_all, straight_all = self._out.next(n)
         rgb, mask = rgb_all[:n], mask_all[:n]
         states = [photo_idle_state(f, self.fps, self.still) for f in frames]
         offsets = np.array([[s.dx, s.dy] for s in states], dtype=np.float32)
@@ -598,10 +598,8 @@ class VideoSource:
         self.geometry = MouthGeometry.of(pose.landmarks[0])
         self.palette = face_palette(pose.frames[0], pose.landmarks[0])
         self.loaded = load_session(str(model_dir() / WARP_FILE), device)
-        self._regions: OrderedDict[int, tuple[Region, MouthGeometry, np.ndarray]] = OrderedDict()
-        self._bufs: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
-        self._size = 0
-        self._next = 0
+        self._regions: Lru[int, tuple[Region, MouthGeometry, np.ndarray]] = Lru(CACHE_ENTRIES)
+        self._out = _OutputRing(ring, self.height, self.width, straight_alpha)
 
     @property
     def provider(self) -> str:
@@ -619,7 +617,6 @@ class VideoSource:
         """The mouth fields of clip frame ``idx`` and the (1,4,h,w) image crop the warp reads (cached)."""
         hit = self._regions.get(idx)
         if hit is not None:
-            self._regions.move_to_end(idx)
             return hit
         marks = self.pose.landmarks[idx]
         region = mouth_region(marks, (self.height, self.width))
@@ -631,27 +628,12 @@ class VideoSource:
         image = np.ascontiguousarray((crop.astype(np.float32) / 255.0).transpose(2, 0, 1)[None])
         local = Region(region.y0, region.x0, region.grid - np.array([region.x0, region.y0], np.float32),
                        region.basis, region.maps)
-        entry = (local, MouthGeometry.of(marks), image)
-        self._regions[idx] = entry
-        if len(self._regions) > CACHE_ENTRIES:
-            self._regions.popitem(last=False)
-        return entry
-
-    def _buffers(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        if self._size < n:
-            self._bufs, self._size = [], n
-        if len(self._bufs) < self.ring:
-            shape = (self._size, self.height, self.width)
-            straight = np.empty((*shape, 3), np.uint8) if self.straight_alpha else None
-            self._bufs.append((np.empty((*shape, 3), np.uint8), np.empty(shape, np.uint8), straight))
-        bufs = self._bufs[self._next % len(self._bufs)]
-        self._next += 1
-        return bufs
+        return self._regions.put(idx, (local, MouthGeometry.of(marks), image))
 
     def compose(self, frames: range, articulation: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:  # fmt: skip
         n = len(frames)
-        rgb_all, mask_all, straight_all = self._buffers(n)
+        rgb_all, mask_all, straight_all = self._out.next(n)
         rgb, mask = rgb_all[:n], mask_all[:n]
         weights, opening = mouth_weights(articulation, self.geometry.max_open, n)
         mouths = np.empty((n, 2), dtype=np.float32)

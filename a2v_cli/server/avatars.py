@@ -38,8 +38,6 @@ from a2v_cli.wire import ascii_int
 
 log = logging.getLogger("a2v.server")
 
-IMAGE_DEADLINE_S = 60.0  # the whole avatar.create with a photo: copy, decode, face models, bundle
-VIDEO_DEADLINE_S = 300.0  # with a clip (at most clip.MAX_SECONDS long): every frame is tracked and matted
 UPLOAD_NAME = "the uploaded file"  # how the child's messages name it; the client puts the user's file name back
 PREVIEW = "preview.png"
 BUILD_SLOTS = 2  # avatar builds at once, all tenants: each holds a server thread and a child for seconds
@@ -156,7 +154,7 @@ def _copy_upload(upload: UploadFile, dest: Path, max_bytes: int) -> None:
 
 def deadline_s(settings: Any, kind: str) -> float:
     """How long one avatar.create may take, all of it."""
-    return float(settings.avatar_timeout_s or (VIDEO_DEADLINE_S if kind == "video" else IMAGE_DEADLINE_S))
+    return float(settings.avatar_timeout_s or ingest.BUILD_DEADLINE_S["video" if kind == "video" else "image"])
 
 
 def _run_child(spec: dict[str, Any], started: float, limit: float) -> dict[str, Any]:
