@@ -104,10 +104,8 @@ def h264_mask(metadata: dict[str, str], nvenc: bool = False) -> OutputSpec:
 
 
 def nvidia_driver() -> bool:
-    """An NVIDIA driver is installed (its kernel module answers, or libcuda is on the library path)."""
-    import ctypes.util
-
-    return Path("/proc/driver/nvidia/version").exists() or ctypes.util.find_library("cuda") is not None
+    """An NVIDIA driver's kernel module answers here (also inside a container given the GPU)."""
+    return Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidiactl").exists()
 
 
 @lru_cache(maxsize=1)
