@@ -599,6 +599,7 @@ class VideoSource:
         self.palette = face_palette(pose.frames[0], pose.landmarks[0])
         self.loaded = load_session(str(model_dir() / WARP_FILE), device)
         self._regions: Lru[int, tuple[Region, MouthGeometry, np.ndarray]] = Lru(CACHE_ENTRIES)
+        self._patches: Lru[tuple[int, ...], np.ndarray] = Lru(WARP_ENTRIES // 2)  # larger than a photo's
         self._out = _OutputRing(ring, self.height, self.width, straight_alpha)
 
     @property
@@ -644,19 +645,24 @@ class VideoSource:
             mask[i] = self.pose.mattes[idx]
             region, geo, image = self._region(idx)
             mouths[i] = (geo.cx, geo.cy)
-            w = weights[i : i + 1].copy()
-            w[0, 1] = opening[i] = max(opening[i] * geo.max_open / self.geometry.max_open, 0.0)
-            out = self.loaded.session.run(None, {
-                "image": image, "grid": region.grid, "basis": region.basis, "weights": w, "offset": zero,
-                "maps": region.maps, "opening": opening[i : i + 1, None].astype(np.float32),
-                "palette": self.palette,
-            })[0]  # fmt: skip
-            patch = np.clip(out.transpose(0, 2, 3, 1) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            scaled = max(opening[i] * geo.max_open / self.geometry.max_open, 0.0)
+            # as a photo pose's: warped once per clip frame and rounded articulation (a pause, a held vowel)
+            key = (idx, *np.rint(np.array([scaled, *weights[i, 2:]], np.float32) * WARP_STEPS).astype(int).tolist())
+            patch = self._patches.get(key)
+            if patch is None:
+                q = np.array(key[1:], dtype=np.float32) / WARP_STEPS
+                out = self.loaded.session.run(None, {
+                    "image": image, "grid": region.grid, "basis": region.basis,
+                    "weights": np.array([[1.0, *q]], np.float32), "offset": zero, "maps": region.maps,
+                    "opening": q[None, :1], "palette": self.palette,
+                })[0]  # fmt: skip
+                patch = self._patches.put(key, np.clip(out[0].transpose(1, 2, 0) * 255.0 + 0.5, 0, 255
+                                                       ).astype(np.uint8))  # fmt: skip
             m = MARGIN
-            h, wd = patch.shape[1:3]
+            h, wd = patch.shape[:2]
             ys, xs = slice(region.y0 + m, region.y0 + h - m), slice(region.x0 + m, region.x0 + wd - m)
-            rgb[i, ys, xs] = patch[0, m:-m, m:-m, :3]
-            mask[i, ys, xs] = patch[0, m:-m, m:-m, 3]
+            rgb[i, ys, xs] = patch[m:-m, m:-m, :3]
+            mask[i, ys, xs] = patch[m:-m, m:-m, 3]
         straight = None
         if straight_all is not None:
             straight = straight_all[:n]
