@@ -158,7 +158,7 @@ class BuiltinModel:
     def _reach(self) -> np.ndarray:
         """The window (x0, y0, w, h) of the patch that this style's mouths can touch: the extremes of every
         articulator output, at both ends of the sub-pixel offset range, plus a margin."""
-        levels = (0.0, 0.5, 1.0)
+        levels = (0.0, 1.0)  # a mouth the corners miss is still drawn whole (paint's edge check)
         art = np.array([(o, s, r, p) for o in levels for s in levels for r in levels for p in levels], np.float32)
         art = np.concatenate([art, art])
         offsets = np.repeat(np.array([[0.0, 0.0], [1.0, 1.0]], np.float32), len(art) // 2, axis=0)
@@ -254,6 +254,16 @@ def resolve_model(spec: str | None) -> Path | None:
     if spec not in models:
         raise not_found("model", spec, list(models))
     return models[spec]
+
+
+def preload_builtin(device: str = "auto") -> None:
+    """Load the built-in graphs' sessions (cached by ``load_session``): run in a thread while the pose loads,
+    as onnxruntime builds a session outside the GIL; errors surface again, in order, when the model loads."""
+    try:
+        for name in (ARTICULATOR_FILE, MOUTH_FILE):
+            load_session(str(model_dir() / name), device)
+    except Exception:  # load_model raises the same error where it belongs
+        pass
 
 
 def load_model(spec: str | None, pose: PoseArt | FrameSource, device: str = "auto") -> LipSyncModel:

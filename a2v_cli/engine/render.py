@@ -7,6 +7,7 @@ and video durations agree within one frame.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from a2v_cli.engine.encode import (
 )
 from a2v_cli.engine.features import WINDOW_FRAMES, mel_columns, stack_windows
 from a2v_cli.engine.frames import FrameSource, open_source
-from a2v_cli.engine.lipsync import LipSyncModel, load_model, window_count
+from a2v_cli.engine.lipsync import LipSyncModel, load_model, preload_builtin, resolve_model, window_count
 
 BATCH = 25
 ALPHA_FORMATS = ("webm", "mov")
@@ -87,7 +88,15 @@ def render(
     on x264, not the render.
     """
     t_start = time.perf_counter()
-    comp = source or pose_source(job.pose_id, job.fps, job.alpha_path is not None, job.still, job.device)
+    preload = None
+    if model is None and resolve_model(job.model) is None:  # the built-in model's sessions, beside the pose
+        preload = threading.Thread(target=preload_builtin, args=(job.device,), name="a2v-preload", daemon=True)
+        preload.start()
+    try:
+        comp = source or pose_source(job.pose_id, job.fps, job.alpha_path is not None, job.still, job.device)
+    finally:
+        if preload is not None:
+            preload.join()
     model = model or load_model(job.model, comp, job.device)
     nvenc = job.encoder == "nvenc" or (job.encoder == "auto" and use_nvenc(job.device))
     if nvenc:
