@@ -328,3 +328,17 @@ def test_builtin_model_paints_through_its_window_what_the_full_patch_paints(pose
         model.paint(windows, mouths, [b])
         assert np.array_equal(a, b)
         assert (a != rgb).any()
+
+
+def test_articulator_runs_identical_windows_once_with_the_same_answers() -> None:
+    """Pauses of digital silence repeat one window; each is computed once and every frame gets its own answer."""
+    from a2v_cli.engine.lipsync import Articulator
+
+    windows = windows_for(np.concatenate([silence(0.6), vowel(AA), silence(0.6), vowel(OO), silence(0.6)]))
+    art = Articulator("cpu")
+    flat = windows.reshape(len(windows), -1)
+    assert len(np.unique(flat, axis=0)) < len(windows) - 10  # the pauses repeat
+    got = art.run(windows)
+    one_by_one = np.concatenate([art.loaded.session.run(["articulation"], art.feeds(w[None]))[0] for w in windows])
+    np.testing.assert_allclose(got, one_by_one, atol=1e-6)
+    assert got[:, 0].max() > 0.3  # the vowels open the mouth

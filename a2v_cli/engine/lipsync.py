@@ -105,8 +105,18 @@ class Articulator:
         return feeds
 
     def run(self, mel: np.ndarray) -> np.ndarray:
-        """(B,4) in 0..1 for (B,1,80,16) mel windows (the renderer's need: the F/V-L head is not computed)."""
-        return self.loaded.session.run(["articulation"], self.feeds(mel))[0]
+        """(B,4) in 0..1 for (B,1,80,16) mel windows (the renderer's need: the F/V-L head is not computed).
+
+        Identical windows (a pause of digital silence, as text-to-speech leaves between sentences) are run once:
+        each window's output depends on that window alone.
+        """
+        mel = np.ascontiguousarray(mel, dtype=np.float32)
+        seen: dict[bytes, int] = {}
+        rows = [seen.setdefault(window.tobytes(), len(seen)) for window in mel]  # index of each window's first twin
+        if len(seen) == len(mel):
+            return self.loaded.session.run(["articulation"], self.feeds(mel))[0]
+        firsts = np.unique(rows, return_index=True)[1]  # rows are numbered in order of first appearance
+        return self.loaded.session.run(["articulation"], self.feeds(mel[firsts]))[0][rows]
 
     def run_all(self, mel: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(B,4) articulation and, from a graph that has them, (B,2) F/V and L probabilities (else None)."""
