@@ -55,11 +55,15 @@ def make_speech(seconds: float, dest: Path) -> Path:
 
 def make_home() -> Path:
     """A throwaway A2V_HOME with the astronaut as a photo pose and a 2 s clip of it as a video pose."""
+    import atexit
+    import shutil
+
     from a2v_cli.engine import catalog, ingest
     from a2v_cli.engine.audio import ffmpeg_exe
     from tests.photo_bundle import astronaut, write_photo_bundle
 
     home = Path(tempfile.mkdtemp(prefix="a2v-bench-home-"))
+    atexit.register(shutil.rmtree, home, True)
     os.environ["A2V_HOME"] = str(home)  # the child processes see it too
     write_photo_bundle(home)
     rgb = astronaut()[0]
