@@ -1,6 +1,6 @@
 """Build a2v's built-in lip-sync model: two small, hand-designed ONNX graphs (nothing is trained).
 
-    python models/build_models.py        # writes a2v-articulator-v1.onnx and a2v-mouth-v2.onnx next to this file
+    python models/build_models.py        # writes a2v-articulator-v1.onnx, a2v-mouth-v2/v3.onnx, a2v-warp-v1.onnx
 
 The build is deterministic: the same source always gives byte-identical files (tests/test_model.py checks
 that the committed files match this script). See MODEL_CARD.md for the contract and measured figures.
@@ -11,6 +11,8 @@ that the committed files match this script). See MODEL_CARD.md for the contract 
    window's 16 columns (centre = column 8), then thresholds (Clip) that map band levels to mouth shape.
 2. ``a2v-mouth-v2.onnx``: articulation [B,4] + style [B,12] + offset [B,2] -> premultiplied rgb [B,3,96,128]
    and alpha [B,1,96,128] of a cartoon mouth, drawn with signed distances and analytic antialiasing.
+   ``a2v-mouth-v3.onnx`` (the one in use) is the same graph with a ``window`` input: it draws only that
+   rectangle of the patch (exactly v2's pixels there), so a pose pays for the pixels its mouths can reach.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from a2v_cli.engine.features import MAX_ABS_VALUE, N_MELS, WINDOW_FRAMES, mel_ce
 
 ARTICULATOR_FILE = "a2v-articulator-v1.onnx"
 MOUTH_FILE = "a2v-mouth-v2.onnx"
+MOUTH_WINDOW_FILE = "a2v-mouth-v3.onnx"
 WARP_FILE = "a2v-warp-v1.onnx"
 OPSET = 17
 IR_VERSION = 8
@@ -389,14 +392,21 @@ STYLE_LIMITS = {"half_width": (8.0, 40.0), "lip_thickness": (1.5, 10.0), "max_op
 OFFSET_LIMIT = 2.0
 
 
-def build_mouth(params: dict[str, float] | None = None) -> onnx.ModelProto:
+def build_mouth(params: dict[str, float] | None = None, windowed: bool = False) -> onnx.ModelProto:
+    """The mouth renderer; ``windowed`` (v3) adds a ``window`` input and draws only that rectangle of the patch.
+
+    v3 computes every pixel exactly as v2 does (same outline samples, same per-pixel ops), so its output is
+    the v2 patch cropped to the window: a caller that knows where its mouths can be pays for those pixels only.
+    """
     q = {**MOUTH_PARAMS, **(params or {})}
-    g = GraphBuilder("a2v_mouth_v2")
+    g = GraphBuilder("a2v_mouth_v3" if windowed else "a2v_mouth_v2")
     art_in = g.input("articulation", ["B", 4])
     style_in = g.input("style", ["B", len(STYLE)])
     offset_in = g.input("offset", ["B", 2])
+    window_in = g.input("window", [4]) if windowed else None  # x0, y0, width, height in patch px (whole numbers)
     H, W = PATCH_H, PATCH_W
     n_half = 2 * W + 1  # outlines are sampled every half pixel: centres (odd) and pixel edges (even)
+    end = n_half if window_in is None else 2**62  # a v3 slice runs to the end of whatever width the window has
 
     def c(v: float | np.ndarray, name: str = "c") -> str:
         return g.const(v, name)
@@ -465,7 +475,15 @@ def build_mouth(params: dict[str, float] | None = None) -> onnx.ModelProto:
         bot_h = g.mul(height, c(1.0 - q["open_top"]), name="bottom_h")
 
     with g.scope("outline"):  # functions of u on the half-pixel grid, [B, 2W+1]
-        xs = c((np.arange(n_half, dtype=np.float32) / 2.0)[None, :], "x_half")
+        if window_in is None:
+            xs = c((np.arange(n_half, dtype=np.float32) / 2.0)[None, :], "x_half")
+        else:
+            wx0, wy0, ww, wh = g.split(window_in, 4, axis=0, name="window")
+            # x0, x0 + 0.5, ..., x0 + w: the same half-pixel samples as v2's, from the window's left edge
+            xs = g.op("Unsqueeze", g.op("Range", g.op("Squeeze", wx0), g.op("Squeeze", g.add(g.add(wx0, ww),
+                      c([0.25], "quarter"))), c(0.5, "half_step")), g.ints([0]), name="x_half")  # fmt: skip
+            y_first = g.op("Squeeze", g.add(wy0, c([0.5], "half_px")))
+            y_rows = g.op("Range", y_first, g.op("Squeeze", g.add(wy0, wh)), c(1.0, "step"), name="y_rows")  # [h]
         u = g.sub(xs, cx, name="u")
 
         def sq(x: str) -> str:
@@ -504,9 +522,10 @@ def build_mouth(params: dict[str, float] | None = None) -> onnx.ModelProto:
         n_regions = len(tops)
         edges = g.op("Concat", *[g.op("Unsqueeze", e, g.ints([1])) for pair in zip(tops, bots, strict=True)
                                  for e in pair], axis=1, name="edges")  # [B, 2R, 2W+1]  # fmt: skip
-        centre_vals = g.op("Slice", edges, g.ints([1]), g.ints([n_half]), g.ints([2]), g.ints([2]), name="at_centres")
-        right = g.op("Slice", edges, g.ints([2]), g.ints([n_half]), g.ints([2]), g.ints([2]), name="right_edges")
-        left = g.op("Slice", edges, g.ints([0]), g.ints([n_half - 1]), g.ints([2]), g.ints([2]), name="left_edges")
+        centre_vals = g.op("Slice", edges, g.ints([1]), g.ints([end]), g.ints([2]), g.ints([2]), name="at_centres")
+        right = g.op("Slice", edges, g.ints([2]), g.ints([end]), g.ints([2]), g.ints([2]), name="right_edges")
+        left = g.op("Slice", edges, g.ints([0]), g.ints([n_half - 1 if window_in is None else -1]), g.ints([2]),
+                    g.ints([2]), name="left_edges")  # fmt: skip
         slope = g.sub(right, left, name="slope")  # per pixel
         inv_len = g.op("Reciprocal", g.op("Sqrt", g.add(sq(slope), one)), name="normal")  # [B,2R,W]
         # signed "inside" distance = sign * n * (v - f) with sign +1 for tops, -1 for bottoms; v = y - cy.
@@ -518,9 +537,18 @@ def build_mouth(params: dict[str, float] | None = None) -> onnx.ModelProto:
                     axis=2, name="coef")  # [B,2R,2,W]  # fmt: skip
 
     with g.scope("raster"):
-        ys = np.stack([np.arange(H, dtype=np.float32) + 0.5, np.ones(H, dtype=np.float32)], axis=1)
-        vals = g.op("MatMul", c(ys[None, None], "y_one"), coef, name="edge_values")  # [B,2R,H,W]
-        vals = g.op("Reshape", vals, g.ints([-1, n_regions, 2, H, W]), name="pairs")
+        if window_in is None:
+            ys = np.stack([np.arange(H, dtype=np.float32) + 0.5, np.ones(H, dtype=np.float32)], axis=1)
+            y_one = c(ys[None, None], "y_one")
+            pair_shape = g.ints([-1, n_regions, 2, H, W])
+        else:
+            rows = g.op("Unsqueeze", y_rows, g.ints([1]))
+            y_one = g.op("Unsqueeze", g.op("Concat", rows, g.add(g.mul(rows, c(0.0, "zero")), c(1.0, "one")), axis=1),
+                         g.ints([0, 1]), name="y_one")  # fmt: skip
+        vals = g.op("MatMul", y_one, coef, name="edge_values")  # [B,2R,H,W]
+        if window_in is not None:
+            pair_shape = g.op("Concat", g.ints([-1, n_regions, 2]), g.op("Shape", vals, start=2), axis=0)
+        vals = g.op("Reshape", vals, pair_shape, name="pairs")
         cov = g.clip01(g.op("ReduceMin", vals, axes=[2], keepdims=0, name="inside"), name="coverage")  # [B,R,H,W]
         c_mouth, c_open, c_teeth, c_tongue, c_upper = g.split(cov, n_regions, axis=1, name="region")
 
@@ -535,17 +563,20 @@ def build_mouth(params: dict[str, float] | None = None) -> onnx.ModelProto:
         upper_w = g.mul(lips, c_upper, name="upper_lip")
         lower_w = g.sub(lips, upper_w, name="lower_lip")
         # soft highlight on the lower lip: separable Gaussian, centred below the opening
-        uc = g.op("Slice", u, g.ints([1]), g.ints([n_half]), g.ints([1]), g.ints([2]), name="u_centres")  # [B,W]
+        uc = g.op("Slice", u, g.ints([1]), g.ints([end]), g.ints([1]), g.ints([2]), name="u_centres")  # [B,W]
         hx = g.op("Exp", g.mul(sq(g.op("Div", uc, g.mul(half, c(0.32)))), c(-1.0)))
         hx = g.op("Unsqueeze", g.mul(hx, c(q["highlight_alpha"])), g.ints([1, 2]), name="hx")  # [B,1,1,W]
-        yv = c((np.arange(H, dtype=np.float32) + 0.5)[None, :], "y_centres")
+        if window_in is None:
+            yv = c((np.arange(H, dtype=np.float32) + 0.5)[None, :], "y_centres")
+        else:
+            yv = g.op("Unsqueeze", y_rows, g.ints([0]), name="y_centres")
         hl_y = g.add(g.add(cy, bot_h), g.mul(lower_t, c(0.45)))
         hy = g.op("Div", g.sub(yv, hl_y), g.add(g.mul(lower_t, c(0.28)), c(0.6)))
         hy = g.op("Unsqueeze", g.op("Exp", g.mul(sq(hy), c(-1.0))), g.ints([1, 3]), name="hy")  # [B,1,H,1]
         highlight_w = mul(lower_w, hx, hy)
         lower_w = g.sub(lower_w, highlight_w, name="lower_lip_rest")
         weights = g.op("Concat", upper_w, lower_w, highlight_w, inner_w, teeth_w, tongue_w, axis=1, name="weights")
-        weights = g.op("Reshape", weights, g.ints([-1, 6, H * W]))
+        weights = g.op("Reshape", weights, g.ints([-1, 6, H * W] if window_in is None else [0, 6, -1]))
 
     with g.scope("colour"):  # [B,3,6] palette from the style colours
         upper_c = g.mul(lip, c(q["upper_shade"]))
@@ -557,10 +588,21 @@ def build_mouth(params: dict[str, float] | None = None) -> onnx.ModelProto:
         palette = g.op("Concat", upper_c, lip, high_c, inner, teeth, tongue_c, axis=1, name="palette_rows")  # [B,6,3]
         palette = g.op("Transpose", palette, perm=[0, 2, 1], name="palette")  # [B,3,6]
         rgb = g.op("MatMul", palette, weights, name="premultiplied")
-        rgb = g.op("Reshape", rgb, g.ints([-1, 3, H, W]))
+        if window_in is None:
+            rgb = g.op("Reshape", rgb, g.ints([-1, 3, H, W]))
+        else:
+            rgb = g.op("Reshape", rgb, g.op("Concat", g.ints([-1, 3]), g.op("Shape", alpha, start=2), axis=0))
 
-    g.output(rgb, "rgb", ["B", 3, H, W])
-    g.output(alpha, "alpha", ["B", 1, H, W])
+    size = [H, W] if window_in is None else ["h", "w"]
+    g.output(rgb, "rgb", ["B", 3, *size])
+    g.output(alpha, "alpha", ["B", 1, *size])
+    if window_in is not None:
+        doc = (
+            "a2v mouth renderer v3: v2 (below) plus window [4] (x0, y0, width, height in patch px, whole numbers):"
+            " rgb [B,3,height,width] and alpha [B,1,height,width] are exactly v2's patch cropped to that rectangle,"
+            " at the cost of its pixels only. Built by models/build_models.py, see models/MODEL_CARD.md."
+        )
+        return g.model(doc)
     doc = (
         "a2v mouth renderer v2: articulation [B,4] (open, spread, round, press 0..1), style [B,12] (lip, inner-mouth,"
         " teeth RGB 0..1; half_width, lip_thickness, max_open px), offset [B,2] (dx, dy px, -2..2) -> premultiplied"
@@ -695,7 +737,8 @@ def build_warp(params: dict[str, float] | None = None) -> onnx.ModelProto:
 
 
 def build_all() -> dict[str, onnx.ModelProto]:
-    return {ARTICULATOR_FILE: build_articulator(), MOUTH_FILE: build_mouth(), WARP_FILE: build_warp()}
+    return {ARTICULATOR_FILE: build_articulator(), MOUTH_FILE: build_mouth(),
+            MOUTH_WINDOW_FILE: build_mouth(windowed=True), WARP_FILE: build_warp()}
 
 
 def main() -> None:

@@ -322,3 +322,22 @@ def test_ctrl_c_leaves_nothing_and_marks_failed(isolated: Path, tmp_path: Path) 
     assert not [p for p in home.rglob("*") if p.suffix in (".part", ".mp4")]
     videos = run_cli("video", "list", "--json").json()
     assert len(videos) == 1 and videos[0]["status"] == "failed" and videos[0]["error"] == "interrupted"
+
+
+def test_nvenc_that_will_not_open_falls_back_to_x264(tmp_path: Path) -> None:
+    """NVENC is asked for; where the GPU encoder cannot open (no NVIDIA GPU: here and on most CI machines) the
+    render restarts on x264 and its outputs are as valid as ever; where it opens, they are NVENC's."""
+    from a2v_cli.engine import encode
+    from a2v_cli.engine.audio import decode
+    from a2v_cli.engine.render import RenderJob, render
+
+    assert not encode.use_nvenc("cpu")  # the CPU default never tries it
+    prepared = decode(SPEECH, tmp_path, 1e9)
+    out = tmp_path / "out"
+    result = render(RenderJob(POSE, prepared, out / "v.mp4", out / "m.mp4", device="cpu", encoder="nvenc"))
+    opens = encode.nvenc_opens()
+    assert result.encoder == ("h264_nvenc" if opens else "libx264")
+    n = math.ceil(wav_duration(SPEECH) * 25)
+    assert len(decode_frames(out / "v.mp4")) == len(decode_frames(out / "m.mp4", "gray")) == n == result.frame_count
+    assert (b"x264 - core" in (out / "v.mp4").read_bytes()) != opens  # x264 signs its stream
+    assert sorted(p.name for p in out.iterdir()) == ["m.mp4", "v.mp4"]  # the failed attempt left no temp file

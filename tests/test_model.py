@@ -288,3 +288,57 @@ def test_subpixel_offset_moves_the_mouth(mouth: object) -> None:
     cy = (alpha[:, 0] * ys).sum(axis=(1, 2)) / alpha[:, 0].sum(axis=(1, 2))
     assert abs(cx[0] - 64.0) < 0.05
     assert abs((cx[1] - cx[0]) - 0.5) < 0.02 and abs((cy[2] - cy[0]) + 1.25) < 0.02
+
+
+def test_windowed_mouth_is_the_full_patch_cropped(mouth: object) -> None:
+    """v3 (the renderer in use) draws only a window of the patch: exactly v2's pixels there, for any input."""
+    v3 = session(MODELS / "a2v-mouth-v3.onnx")
+    rng = np.random.default_rng(5)
+    art = rng.uniform(0, 1, size=(16, 4)).astype(np.float32)
+    art[:4] = [(0, 0, 0, 0), (1, 1, 0, 0), (1, 0, 1, 0), (1, 0, 0, 1)]
+    offsets = rng.uniform(-2, 2, size=(16, 2)).astype(np.float32)
+    rgb, alpha = render(mouth, [tuple(a) for a in art], offset=offsets)
+    for x0, y0, w, h in ((0, 0, 128, 96), (34, 32, 61, 41), (60, 40, 9, 17)):
+        feeds = {"articulation": art, "style": np.repeat(STYLE[None], 16, axis=0), "offset": offsets,
+                 "window": np.array([x0, y0, w, h], dtype=np.float32)}
+        rgb3, alpha3 = v3.run(None, feeds)  # type: ignore[attr-defined]
+        assert rgb3.shape == (16, 3, h, w) and alpha3.shape == (16, 1, h, w)
+        np.testing.assert_allclose(rgb3, rgb[:, :, y0 : y0 + h, x0 : x0 + w], atol=1e-6)
+        np.testing.assert_allclose(alpha3, alpha[:, :, y0 : y0 + h, x0 : x0 + w], atol=1e-6)
+    assert alpha[:4].max(axis=(1, 2, 3)).min() == 1.0  # the windows above cut through real mouths
+
+
+@pytest.mark.parametrize("pose", ["ava-front", "leo-side"])
+def test_builtin_model_paints_through_its_window_what_the_full_patch_paints(pose: str) -> None:
+    """The window measured at load time changes no pixel of a real render, and a mouth that leaves a (here
+    deliberately too small) window is drawn whole."""
+    from a2v_cli.engine import lipsync
+    from a2v_cli.engine.frames import open_source
+
+    src = open_source(pose, 25)
+    model = lipsync.BuiltinModel(src.art, "cpu")  # type: ignore[attr-defined]
+    assert model.window[2] * model.window[3] < 128 * 96 / 3  # a fraction of the patch
+    windows = windows_for(np.concatenate([vowel(AA), silence(0.3), vowel(OO), vowel(EE)]))
+    rgb, _, _, mouths = src.compose(range(len(windows)))
+    for window in (model.window, np.array([60, 44, 8, 8], np.float32)):
+        model.window = window
+        a, b = rgb.copy(), rgb.copy()
+        model.paint(windows, mouths, [a])
+        model.window = lipsync.FULL_PATCH
+        model.paint(windows, mouths, [b])
+        assert np.array_equal(a, b)
+        assert (a != rgb).any()
+
+
+def test_articulator_runs_identical_windows_once_with_the_same_answers() -> None:
+    """Pauses of digital silence repeat one window; each is computed once and every frame gets its own answer."""
+    from a2v_cli.engine.lipsync import Articulator
+
+    windows = windows_for(np.concatenate([silence(0.6), vowel(AA), silence(0.6), vowel(OO), silence(0.6)]))
+    art = Articulator("cpu")
+    flat = windows.reshape(len(windows), -1)
+    assert len(np.unique(flat, axis=0)) < len(windows) - 10  # the pauses repeat
+    got = art.run(windows)
+    one_by_one = np.concatenate([art.loaded.session.run(["articulation"], art.feeds(w[None]))[0] for w in windows])
+    np.testing.assert_allclose(got, one_by_one, atol=1e-6)
+    assert got[:, 0].max() > 0.3  # the vowels open the mouth

@@ -150,6 +150,26 @@ def test_closed_mouth_in_silence_and_on_pressed_lips() -> None:
     assert wide[0] > 0.6 * src.geometry.half_width
 
 
+def test_mouth_warps_are_reused_and_a_frame_never_depends_on_what_came_before() -> None:
+    """The mouth is warped once per rounded articulation and moved with the head; the same frame with the same
+    articulation gives the same pixels whatever the source warped before, and a visible change still shows."""
+    write_photo_bundle(_home())
+    rng = np.random.default_rng(7)
+    art = np.repeat(rng.uniform(0, 1, size=(10, 4)).astype(np.float32), 3, axis=0)  # each shape held 3 frames
+    first = _source()
+    a = first.compose(range(40, 70), art)[0].copy()
+    assert len(first._mouths) <= 10  # one warp per distinct mouth, not per frame
+    second = _source()
+    second.compose(range(0, 30), art[::-1].copy())  # another history in the cache
+    b = second.compose(range(40, 70), art)[0].copy()
+    assert np.array_equal(a, b)
+    wider = art.copy()
+    wider[:, 0] = np.minimum(wider[:, 0] + 0.15, 1.0)
+    c = second.compose(range(40, 70), wider)[0]
+    x0, y0, x1, y1 = (round(float(v)) for v in first.face_boxes(np.array([[first.geometry.cx, first.geometry.cy]]))[0])
+    assert np.abs(c[:, y0:y1, x0:x1].astype(int) - a[:, y0:y1, x0:x1]).max() > 40
+
+
 def test_still_is_refused_in_remote_mode() -> None:
     r = run_cli("generate", "--pose", "ava-front", "--audio", str(SPEECH), "--still", "--server", "http://127.0.0.1:9",
                 env={"A2V_TOKEN": "t0ken-for-the-test"})

@@ -7,12 +7,14 @@ to a temp file beside the destination, renamed only when ffmpeg succeeded.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import subprocess
 import tempfile
 import threading
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -49,10 +51,22 @@ def colour_filter(pix_fmt: str) -> list[str]:
     ]
 
 
-# H.264 yuv420p. veryfast + CRF 20 keeps cartoon edges clean at about 150 kb/s; the mask is flat
-# and compresses well at ultrafast.
-VIDEO_ARGS = [*colour_filter("yuv420p"), *"-c:v libx264 -preset veryfast -crf 20".split(), *COLOUR_TAGS]
-MASK_ARGS = [*colour_filter("yuv420p"), *"-c:v libx264 -preset ultrafast -crf 16".split(), *COLOUR_TAGS]
+# H.264 yuv420p, veryfast. MB-tree is off: with it x264 coded a 2-frame blink so coarsely that the open eye
+# showed through the closed lid (an iris ghost, tests/test_idle_video.py); of veryfast, faster, superfast,
+# -tune animation, aq-mode 3, qcomp 0.7, rc-lookahead 4, no B-frames and CRF 18 with MB-tree, only MB-tree off
+# was clean. CRF 21 without it: 136 kb/s and 43.5 dB on a minute of ava-front speech (MB-tree at CRF 20:
+# 73 kb/s, 43.0 dB, the ghost), 10 % less encoder CPU. The mask is flat and compresses well at ultrafast
+# (superfast and veryfast are 3-5x smaller but err by up to 46-60 levels at its edges).
+VIDEO_CODEC = "-c:v libx264 -preset veryfast -crf 21 -x264-params mbtree=0".split()
+MASK_CODEC = "-c:v libx264 -preset ultrafast -crf 16".split()
+VIDEO_ARGS = [*colour_filter("yuv420p"), *VIDEO_CODEC, *COLOUR_TAGS]
+MASK_ARGS = [*colour_filter("yuv420p"), *MASK_CODEC, *COLOUR_TAGS]
+# NVENC (an NVIDIA GPU's encoder, in the bundled ffmpeg) for both outputs when the render runs on such a GPU: the
+# same colour handling, constant quality at x264's CRF, the GPU's high-quality preset for the video and its
+# fastest one at a lower QP for the flat mask. Never measured on a GPU in this project's CI: a failure to open
+# falls back to x264 (render.py), and every output is checked like x264's.
+NVENC_VIDEO = "-c:v h264_nvenc -preset p5 -tune hq -rc vbr -cq 21 -b:v 0".split()
+NVENC_MASK = "-c:v h264_nvenc -preset p1 -rc constqp -qp 16".split()
 MP4_FLAGS = ["-movflags", "+faststart+use_metadata_tags"]
 WEBM_ARGS = [
     *colour_filter("yuva420p"),
@@ -68,11 +82,11 @@ PRORES_ARGS = [
 ]
 
 
-def h264_video(metadata: dict[str, str], crf: int | None = None) -> OutputSpec:
+def h264_video(metadata: dict[str, str], crf: int | None = None, nvenc: bool = False) -> OutputSpec:
     """``crf``: another quality than VIDEO_ARGS' (photo poses: the photo's detail must survive the encoder)."""
-    args = list(VIDEO_ARGS)
+    args = [*colour_filter("yuv420p"), *(NVENC_VIDEO if nvenc else VIDEO_CODEC), *COLOUR_TAGS]
     if crf is not None:
-        args[args.index("-crf") + 1] = str(crf)
+        args[args.index("-cq" if nvenc else "-crf") + 1] = str(crf)
     return OutputSpec(
         path=Path(),
         pix_fmt="rgb24",
@@ -82,10 +96,36 @@ def h264_video(metadata: dict[str, str], crf: int | None = None) -> OutputSpec:
     )
 
 
-def h264_mask(metadata: dict[str, str]) -> OutputSpec:
+def h264_mask(metadata: dict[str, str], nvenc: bool = False) -> OutputSpec:
+    args = [*colour_filter("yuv420p"), *(NVENC_MASK if nvenc else MASK_CODEC), *COLOUR_TAGS]
     return OutputSpec(
-        path=Path(), pix_fmt="gray", codec_args=[*MASK_ARGS, *_metadata_args(metadata), *MP4_FLAGS], with_audio=False
+        path=Path(), pix_fmt="gray", codec_args=[*args, *_metadata_args(metadata), *MP4_FLAGS], with_audio=False
     )
+
+
+def nvidia_driver() -> bool:
+    """An NVIDIA driver's kernel module answers here (also inside a container given the GPU)."""
+    return Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidiactl").exists()
+
+
+@lru_cache(maxsize=1)
+def nvenc_opens() -> bool:
+    """The bundled ffmpeg's h264_nvenc opens on this machine: one black frame encoded to nowhere (about 40 ms)."""
+    cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-f", "lavfi", "-i", "color=black:s=256x256",
+           "-frames:v", "1", "-c:v", "h264_nvenc", "-f", "null", "-"]  # fmt: skip
+    try:
+        return subprocess.run(cmd, capture_output=True, timeout=30, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def use_nvenc(device: str) -> bool:
+    """NVENC for ``--device cuda``, and for ``auto`` where an NVIDIA driver is installed, if it opens; else x264.
+
+    The CPU default pays nothing: without a driver ``auto`` does not even try the encoder."""
+    if device == "cpu" or (device == "auto" and not nvidia_driver()):
+        return False
+    return nvenc_opens()
 
 
 def alpha_video(kind: str, metadata: dict[str, str]) -> OutputSpec:
@@ -112,6 +152,10 @@ def _metadata_args(metadata: dict[str, str]) -> list[str]:
     for k, v in metadata.items():
         args += ["-metadata", f"{k}={v}"]
     return args
+
+
+class EncodeError(A2VError):
+    """An ffmpeg writer failed (it would not open its encoder, or it stopped): render.py may retry on x264."""
 
 
 class FfmpegWriter:
@@ -190,11 +234,11 @@ class FfmpegWriter:
         self._log.close()
         return self.spec.path
 
-    def _failure(self) -> A2VError:
+    def _failure(self) -> EncodeError:
         self._log.seek(0)
         text = self._log.read().decode(errors="replace").strip()
         last = text.splitlines()[-1] if text else str(self._error or "unknown error")
-        return A2VError(f"ffmpeg could not write {self.spec.path.name}: {last}")
+        return EncodeError(f"ffmpeg could not write {self.spec.path.name}: {last}")
 
     def abort(self) -> None:
         """Stop ffmpeg and remove the temp file; the destination is never touched."""
@@ -202,9 +246,18 @@ class FfmpegWriter:
             self.proc.kill()
         self.proc.wait()
         if self._thread.is_alive():
+            while True:  # make room for the pump's stop mark: the batches it holds will never be written
+                try:
+                    self._queue.put_nowait(None)
+                    break
+                except queue.Full:
+                    with contextlib.suppress(queue.Empty):
+                        self._queue.get_nowait()
+            self._thread.join(timeout=5)
+        if self.proc.stdin is not None and not self._thread.is_alive():
             try:
-                self._queue.put_nowait(None)
-            except queue.Full:
+                self.proc.stdin.close()
+            except OSError:  # the unwritten rest of a dead ffmpeg's pipe
                 pass
         self.tmp.unlink(missing_ok=True)
         if not self._log.closed:

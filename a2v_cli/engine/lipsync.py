@@ -4,7 +4,8 @@ Every model sees the same things for a batch of frames: the composed idle frames
 Wav2Lip log-mel window of each frame (``[B,1,80,16]``) and where the mouth is, and paints the
 mouth in place. The built-in model is two small ONNX graphs shipped with the package:
 an articulator (mel -> open, spread, round, press) and a mouth renderer (articulation + the
-pose's lip colours -> premultiplied RGB and alpha of a 128x96 mouth patch).
+pose's lip colours -> premultiplied RGB and alpha of a 128x96 mouth patch, drawn only inside the
+window that this pose's mouths can reach: the same pixels at a fraction of the cost).
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ if TYPE_CHECKING:
     from a2v_cli.engine.frames import FrameSource
 
 ARTICULATOR_FILE = "a2v-articulator-v6.onnx"  # the mean of three trained ones; v1-v5 stay in models/ for reference
-MOUTH_FILE = "a2v-mouth-v2.onnx"
+MOUTH_FILE = "a2v-mouth-v3.onnx"  # v2 plus a window input: exactly v2's pixels, drawn only where asked
 PATCH_H, PATCH_W = 96, 128
+FULL_PATCH = np.array([0, 0, PATCH_W, PATCH_H], dtype=np.float32)
+WINDOW_MARGIN = 2  # px around the extremes measured at load time
 
 
 def model_dir() -> Path:
@@ -102,8 +105,18 @@ class Articulator:
         return feeds
 
     def run(self, mel: np.ndarray) -> np.ndarray:
-        """(B,4) in 0..1 for (B,1,80,16) mel windows (the renderer's need: the F/V-L head is not computed)."""
-        return self.loaded.session.run(["articulation"], self.feeds(mel))[0]
+        """(B,4) in 0..1 for (B,1,80,16) mel windows (the renderer's need: the F/V-L head is not computed).
+
+        Identical windows (a pause of digital silence, as text-to-speech leaves between sentences) are run once:
+        each window's output depends on that window alone.
+        """
+        mel = np.ascontiguousarray(mel, dtype=np.float32)
+        seen: dict[bytes, int] = {}
+        rows = [seen.setdefault(window.tobytes(), len(seen)) for window in mel]  # index of each window's first twin
+        if len(seen) == len(mel):
+            return self.loaded.session.run(["articulation"], self.feeds(mel))[0]
+        firsts = np.unique(rows, return_index=True)[1]  # rows are numbered in order of first appearance
+        return self.loaded.session.run(["articulation"], self.feeds(mel[firsts]))[0][rows]
 
     def run_all(self, mel: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(B,4) articulation and, from a graph that has them, (B,2) F/V and L probabilities (else None)."""
@@ -130,6 +143,7 @@ class BuiltinModel:
             self.style = np.array(
                 [*s.lip, *s.inner, *s.teeth, s.half_width, s.lip_thickness, s.max_open], dtype=np.float32
             )
+            self.window = self._reach()
 
     @property
     def provider(self) -> str:
@@ -145,6 +159,31 @@ class BuiltinModel:
         """(B,4) open, spread, round, press in 0..1 for (B,1,80,16) mel windows."""
         return self.articulator.run(mel)
 
+    def _draw(self, art: np.ndarray, offsets: np.ndarray, window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        assert self.mouth is not None
+        n = len(art)
+        return self.mouth.session.run(None, {"articulation": art, "style": np.repeat(self.style[None], n, axis=0),
+                                             "offset": offsets, "window": window})  # fmt: skip
+
+    def _reach(self) -> np.ndarray:
+        """The window (x0, y0, w, h) of the patch that this style's mouths can touch: the extremes of every
+        articulator output, at both ends of the sub-pixel offset range, plus a margin."""
+        levels = (0.0, 1.0)  # a mouth the corners miss is still drawn whole (paint's edge check)
+        art = np.array([(o, s, r, p) for o in levels for s in levels for r in levels for p in levels], np.float32)
+        art = np.concatenate([art, art])
+        offsets = np.repeat(np.array([[0.0, 0.0], [1.0, 1.0]], np.float32), len(art) // 2, axis=0)
+        # in render-sized batches: onnxruntime keeps its arena at the largest batch it has seen
+        alpha = np.concatenate([self._draw(art[i : i + 27], offsets[i : i + 27], FULL_PATCH)[1]
+                                for i in range(0, len(art), 27)])  # fmt: skip
+        rows = np.flatnonzero(alpha.max(axis=(0, 1, 3)) > 0)
+        cols = np.flatnonzero(alpha.max(axis=(0, 1, 2)) > 0)
+        if len(rows) == 0:
+            return FULL_PATCH
+        m = WINDOW_MARGIN
+        x0, y0 = max(cols[0] - m, 0), max(rows[0] - m, 0)
+        x1, y1 = min(cols[-1] + 1 + m, PATCH_W), min(rows[-1] + 1 + m, PATCH_H)
+        return np.array([x0, y0, x1 - x0, y1 - y0], dtype=np.float32)
+
     def paint(self, mel: np.ndarray, mouths: np.ndarray, targets: list[np.ndarray]) -> np.ndarray | None:
         if self.mouth is None:
             return None  # the frame source has moved the pose's own mouth already
@@ -152,10 +191,13 @@ class BuiltinModel:
         n = len(mel)
         floor = np.floor(mouths)
         offsets = (mouths - floor).astype(np.float32)  # sub-pixel part, drawn by the renderer
-        rgb, alpha = self.mouth.session.run(
-            None, {"articulation": art, "style": np.repeat(self.style[None], n, axis=0), "offset": offsets}
-        )
-        # blend only the rows and columns any mouth of this batch covers (about half the patch)
+        window = self.window
+        rgb, alpha = self._draw(art, offsets, window)
+        edge = max(alpha[:, 0, 0].max(), alpha[:, 0, -1].max(), alpha[:, 0, :, 0].max(), alpha[:, 0, :, -1].max())
+        if edge > 0 and not np.array_equal(window, FULL_PATCH):  # a mouth the probe did not foresee: all of it
+            window = FULL_PATCH
+            rgb, alpha = self._draw(art, offsets, window)
+        # blend only the rows and columns any mouth of this batch covers
         rows = np.flatnonzero(alpha.max(axis=(0, 1, 3)) > 0)
         cols = np.flatnonzero(alpha.max(axis=(0, 1, 2)) > 0)
         if len(rows) == 0:
@@ -163,9 +205,10 @@ class BuiltinModel:
         r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
         rgb = rgb[:, :, r0:r1, c0:c1].transpose(0, 2, 3, 1) * np.float32(255.0)  # premultiplied
         alpha = alpha[:, :, r0:r1, c0:c1].transpose(0, 2, 3, 1)
+        wx, wy = int(window[0]), int(window[1])
         for i in range(n):
-            x0 = int(floor[i, 0]) - PATCH_W // 2 + c0
-            y0 = int(floor[i, 1]) - PATCH_H // 2 + r0
+            x0 = int(floor[i, 0]) - PATCH_W // 2 + wx + c0
+            y0 = int(floor[i, 1]) - PATCH_H // 2 + wy + r0
             for target in targets:
                 blend_patch(target[i], rgb[i], alpha[i], x0, y0)
         return art
@@ -221,6 +264,16 @@ def resolve_model(spec: str | None) -> Path | None:
     if spec not in models:
         raise not_found("model", spec, list(models))
     return models[spec]
+
+
+def preload_builtin(device: str = "auto") -> None:
+    """Load the built-in graphs' sessions (cached by ``load_session``): run in a thread while the pose loads,
+    as onnxruntime builds a session outside the GIL; errors surface again, in order, when the model loads."""
+    try:
+        for name in (ARTICULATOR_FILE, MOUTH_FILE):
+            load_session(str(model_dir() / name), device)
+    except Exception:  # load_model raises the same error where it belongs
+        pass
 
 
 def load_model(spec: str | None, pose: PoseArt | FrameSource, device: str = "auto") -> LipSyncModel:

@@ -38,6 +38,13 @@ TOOTH_EDGES = (0.0, 0.21, 0.37, 0.52, 0.65, 0.77)  # |x - centre| / half width w
 # H.264 quality for photo and video poses: at the drawn poses' CRF 20 a photo's own detail loses more than the
 # render changes (34 dB RGB PSNR on the astronaut's suit); CRF 16 keeps the untouched photo above 35 dB
 PHOTO_CRF = 16
+# The mouth warp runs once per distinct articulation at this precision (opening px, spread, round, press), at zero
+# head offset, and the patch is moved with the head per frame: 1/2 px of opening and 1/16 of a shape weight
+# (at most 1/4 px of lip motion either way) are below what a viewer can see (bench_mouth_psnr.py: the same PSNR
+# against the unrounded warp as with 4x finer steps), and a minute of speech then needs about a quarter as many
+# warps as frames
+WARP_STEPS = np.array([2.0, 16.0, 16.0, 16.0], dtype=np.float32)
+WARP_ENTRIES = 1024  # distinct mouths kept (uint8, ~30 KB each for a 512 px pose)
 
 # MediaPipe face-mesh indices
 MOUTH_CORNERS = (61, 291)
@@ -305,6 +312,28 @@ def shifted(pad_img: np.ndarray, dx: float, dy: float) -> np.ndarray:
     return np.clip(out, 0, 255, out=out).astype(np.uint8)
 
 
+def move_inner(patch: np.ndarray, dx: float, dy: float, margin: int) -> np.ndarray:
+    """The inside of an (h, w, C) uint8 patch (``margin`` px less on every side) moved by (dx, dy), bilinear as
+    ``shifted``: pixel (i, j) shows (i - dy, j - dx). The margin must cover the shift plus one pixel."""
+    h, w = patch.shape[:2]
+    hi, wi = h - 2 * margin, w - 2 * margin
+    if dx == 0 and dy == 0:
+        return patch[margin : margin + hi, margin : margin + wi]
+    ix, iy = math.floor(dx), math.floor(dy)
+    if not (-margin <= iy and iy + 1 <= margin and -margin <= ix and ix + 1 <= margin):
+        raise ValueError(f"shift ({dx}, {dy}) exceeds the margin")
+    fx, fy = np.float32(dx - ix), np.float32(dy - iy)
+    y0, x0 = margin - iy - 1, margin - ix - 1  # the rows and columns (i - iy - 1, j - ix - 1) of the inside
+    rows = patch[y0 : y0 + hi + 1, x0 : x0 + wi + 1].astype(np.float32)  # one extra row and column above-left
+    # along x: (1 - fx) of column j - ix, fx of column j - ix - 1; then along y the same with rows
+    cols = rows[:, 1:] * (1 - fx)
+    cols += rows[:, :-1] * fx
+    out = cols[1:] * (1 - fy)
+    out += cols[:-1] * fy
+    out += 0.5
+    return out.astype(np.uint8)
+
+
 def mouth_weights(articulation: np.ndarray | None, max_open: float, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Field weights (B,5: close, open px, spread, round, press) and opening px (B,) for the articulation."""
     if articulation is None:
@@ -375,6 +404,8 @@ class PhotoSource:
         self.loaded = load_session(str(model_dir() / WARP_FILE), device)
         self._cache: Lru[tuple[float, float], tuple[np.ndarray, np.ndarray]] = Lru(CACHE_ENTRIES)
         self._padded: np.ndarray | None = None
+        self._mouths: Lru[tuple[int, ...], np.ndarray] = Lru(WARP_ENTRIES)
+        self._lids: dict[float, np.ndarray] = {}
         self._out = _OutputRing(ring, self.height, self.width, straight_alpha)
         self.loop = max(1, round(LOOP_SECONDS * fps))
 
@@ -422,6 +453,46 @@ class PhotoSource:
     def articulation_weights(self, articulation: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
         return mouth_weights(articulation, self.geometry.max_open, n)
 
+    def mouth_patches(self, weights: np.ndarray, opening: np.ndarray) -> list[np.ndarray]:
+        """The mouth region at zero head offset, (h, w, 4) uint8 per frame, warped once per distinct articulation.
+
+        Each frame's weights are rounded to WARP_STEPS and the warp is run with the rounded ones, so a frame's
+        pixels depend on its own articulation only, never on what was cached before.
+        """
+        keys = [tuple(k) for k in np.rint(np.column_stack([opening, weights[:, 2:]]) * WARP_STEPS).astype(int)]
+        patches = [self._mouths.get(k) for k in keys]
+        missing = list(dict.fromkeys(k for k, p in zip(keys, patches, strict=True) if p is None))
+        if missing:
+            q = np.array(missing, dtype=np.float32) / WARP_STEPS
+            w = np.column_stack([np.ones(len(q), np.float32), q])
+            warped = self.warp(self.mouth, w, np.zeros((len(q), 2), np.float32), q[:, 0])
+            new = {key: self._mouths.put(key, patch) for key, patch in zip(missing, warped, strict=True)}
+            patches = [new[k] if p is None else p for k, p in zip(keys, patches, strict=True)]
+        return patches  # type: ignore[return-value]
+
+    def _paste_moved(self, rgb: np.ndarray, mask: np.ndarray, i: int, region: Region, patch: np.ndarray,
+                     dx: float, dy: float) -> None:  # fmt: skip
+        """Paste a zero-offset patch of ``region`` into frame ``i``, moved with the head by (dx, dy).
+
+        The fields are zero at the region's edge, so there the patch is the photo, moved as the rest of the frame
+        (``shifted``, the same bilinear weights): no seam.
+        """
+        m = MARGIN
+        h, w = patch.shape[:2]
+        inner = move_inner(patch, dx, dy, m)
+        ys, xs = slice(region.y0 + m, region.y0 + h - m), slice(region.x0 + m, region.x0 + w - m)
+        rgb[i, ys, xs] = inner[..., :3]
+        mask[i, ys, xs] = inner[..., 3]
+
+    def _eye_patch(self, blink: float) -> np.ndarray:
+        """The eye region at zero head offset with the lids at ``blink`` (one of BLINK_LEVELS), warped once."""
+        hit = self._lids.get(blink)
+        if hit is None:
+            lids = np.array([[float(blink == v) for v in BLINK_LEVELS]], np.float32)
+            hit = self._lids[blink] = self.warp(self.eyes, lids, np.zeros((1, 2), np.float32),
+                                                np.zeros(1, np.float32))[0]  # fmt: skip
+        return hit
+
     def compose(self, frames: range, articulation: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:  # fmt: skip
         n = len(frames)
@@ -432,12 +503,11 @@ class PhotoSource:
         for i, s in enumerate(states):
             rgb[i], mask[i] = self._shifted(s.dx, s.dy)
         weights, opening = self.articulation_weights(articulation, n)
-        self._paste(rgb, mask, list(range(n)), self.mouth, self.warp(self.mouth, weights, offsets, opening))
-        blinking = [i for i, s in enumerate(states) if s.blink > 0]
-        if blinking:
-            lids = np.array([[float(states[i].blink == v) for v in BLINK_LEVELS] for i in blinking], np.float32)
-            patch = self.warp(self.eyes, lids, offsets[blinking], np.zeros(len(blinking), np.float32))
-            self._paste(rgb, mask, blinking, self.eyes, patch)
+        for i, patch in enumerate(self.mouth_patches(weights, opening)):
+            self._paste_moved(rgb, mask, i, self.mouth, patch, states[i].dx, states[i].dy)
+        for i, s in enumerate(states):
+            if s.blink > 0:
+                self._paste_moved(rgb, mask, i, self.eyes, self._eye_patch(s.blink), s.dx, s.dy)
         straight = None
         if straight_all is not None:
             straight = straight_all[:n]
@@ -529,6 +599,7 @@ class VideoSource:
         self.palette = face_palette(pose.frames[0], pose.landmarks[0])
         self.loaded = load_session(str(model_dir() / WARP_FILE), device)
         self._regions: Lru[int, tuple[Region, MouthGeometry, np.ndarray]] = Lru(CACHE_ENTRIES)
+        self._patches: Lru[tuple[int, ...], np.ndarray] = Lru(WARP_ENTRIES // 2)  # larger than a photo's
         self._out = _OutputRing(ring, self.height, self.width, straight_alpha)
 
     @property
@@ -574,19 +645,24 @@ class VideoSource:
             mask[i] = self.pose.mattes[idx]
             region, geo, image = self._region(idx)
             mouths[i] = (geo.cx, geo.cy)
-            w = weights[i : i + 1].copy()
-            w[0, 1] = opening[i] = max(opening[i] * geo.max_open / self.geometry.max_open, 0.0)
-            out = self.loaded.session.run(None, {
-                "image": image, "grid": region.grid, "basis": region.basis, "weights": w, "offset": zero,
-                "maps": region.maps, "opening": opening[i : i + 1, None].astype(np.float32),
-                "palette": self.palette,
-            })[0]  # fmt: skip
-            patch = np.clip(out.transpose(0, 2, 3, 1) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            scaled = max(opening[i] * geo.max_open / self.geometry.max_open, 0.0)
+            # as a photo pose's: warped once per clip frame and rounded articulation (a pause, a held vowel)
+            key = (idx, *np.rint(np.array([scaled, *weights[i, 2:]], np.float32) * WARP_STEPS).astype(int).tolist())
+            patch = self._patches.get(key)
+            if patch is None:
+                q = np.array(key[1:], dtype=np.float32) / WARP_STEPS
+                out = self.loaded.session.run(None, {
+                    "image": image, "grid": region.grid, "basis": region.basis,
+                    "weights": np.array([[1.0, *q]], np.float32), "offset": zero, "maps": region.maps,
+                    "opening": q[None, :1], "palette": self.palette,
+                })[0]  # fmt: skip
+                patch = self._patches.put(key, np.clip(out[0].transpose(1, 2, 0) * 255.0 + 0.5, 0, 255
+                                                       ).astype(np.uint8))  # fmt: skip
             m = MARGIN
-            h, wd = patch.shape[1:3]
+            h, wd = patch.shape[:2]
             ys, xs = slice(region.y0 + m, region.y0 + h - m), slice(region.x0 + m, region.x0 + wd - m)
-            rgb[i, ys, xs] = patch[0, m:-m, m:-m, :3]
-            mask[i, ys, xs] = patch[0, m:-m, m:-m, 3]
+            rgb[i, ys, xs] = patch[m:-m, m:-m, :3]
+            mask[i, ys, xs] = patch[m:-m, m:-m, 3]
         straight = None
         if straight_all is not None:
             straight = straight_all[:n]

@@ -7,6 +7,7 @@ and video durations agree within one frame.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,10 +17,18 @@ import numpy as np
 
 from a2v_cli import __version__
 from a2v_cli.engine.audio import PcmReader, PreparedAudio
-from a2v_cli.engine.encode import QUEUE_BATCHES, FfmpegWriter, alpha_video, h264_mask, h264_video
+from a2v_cli.engine.encode import (
+    QUEUE_BATCHES,
+    EncodeError,
+    FfmpegWriter,
+    alpha_video,
+    h264_mask,
+    h264_video,
+    use_nvenc,
+)
 from a2v_cli.engine.features import WINDOW_FRAMES, mel_columns, stack_windows
 from a2v_cli.engine.frames import FrameSource, open_source
-from a2v_cli.engine.lipsync import LipSyncModel, load_model, window_count
+from a2v_cli.engine.lipsync import LipSyncModel, load_model, preload_builtin, resolve_model, window_count
 
 BATCH = 25
 ALPHA_FORMATS = ("webm", "mov")
@@ -40,6 +49,7 @@ class RenderJob:
     fps: int = 25
     batch: int = BATCH
     still: bool = False  # no idle motion (head sway, blinks): the pose stays as it is but for the mouth
+    encoder: str = "auto"  # auto: NVENC where the device is an NVIDIA GPU whose encoder opens, else x264; x264; nvenc
 
 
 @dataclass
@@ -51,6 +61,7 @@ class RenderResult:
     mask_path: Path
     alpha_path: Path | None
     timings: dict[str, float] = field(default_factory=dict)
+    encoder: str = "libx264"  # of the MP4s: libx264, or h264_nvenc
 
 
 def mel_windows(reader: PcmReader, starts: np.ndarray) -> np.ndarray:
@@ -71,10 +82,34 @@ def render(
     model: LipSyncModel | None = None,
     source: FrameSource | None = None,
 ) -> RenderResult:
-    """Render ``job``; on any error or interrupt no output file is left behind."""
+    """Render ``job``; on any error or interrupt no output file is left behind.
+
+    With NVENC, an encoder that fails (it would not open: no free session, a driver too old) costs a restart
+    on x264, not the render.
+    """
     t_start = time.perf_counter()
-    comp = source or pose_source(job.pose_id, job.fps, job.alpha_path is not None, job.still, job.device)
+    preload = None
+    if model is None and resolve_model(job.model) is None:  # the built-in model's sessions, beside the pose
+        preload = threading.Thread(target=preload_builtin, args=(job.device,), name="a2v-preload", daemon=True)
+        preload.start()
+    try:
+        comp = source or pose_source(job.pose_id, job.fps, job.alpha_path is not None, job.still, job.device)
+    finally:
+        if preload is not None:
+            preload.join()
     model = model or load_model(job.model, comp, job.device)
+    nvenc = job.encoder == "nvenc" or (job.encoder == "auto" and use_nvenc(job.device))
+    if nvenc:
+        try:
+            return _render(job, comp, model, True, t_start, on_progress)
+        except EncodeError:
+            pass
+    return _render(job, comp, model, False, t_start, on_progress)
+
+
+def _render(
+    job: RenderJob, comp: FrameSource, model: LipSyncModel, nvenc: bool, t_start: float, on_progress: ProgressFn | None
+) -> RenderResult:
     total = window_count(job.audio.duration, job.fps)
     meta = {
         "title": f"a2v talking avatar ({job.pose_id})",
@@ -84,7 +119,8 @@ def render(
         "a2v_version": __version__,
         "a2v_pose": job.pose_id,
     }
-    specs = [(h264_video(meta, getattr(comp, "crf", None)), job.video_path), (h264_mask(meta), job.mask_path)]
+    specs = [(h264_video(meta, getattr(comp, "crf", None), nvenc), job.video_path),
+             (h264_mask(meta, nvenc), job.mask_path)]
     if job.alpha_path is not None:
         specs.append((alpha_video(job.alpha_format or "webm", meta), job.alpha_path))
     writers: list[FfmpegWriter] = []
@@ -142,4 +178,5 @@ def render(
         mask_path=outputs[1],
         alpha_path=outputs[2] if len(outputs) > 2 else None,
         timings=timings,
+        encoder="h264_nvenc" if nvenc else "libx264",
     )
