@@ -108,3 +108,28 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_serve_and_worker_refuse_a_cuda_device_they_cannot_use_before_taking_jobs(tmp_path: Path) -> None:
+    """Before: both printed their ready line and took jobs that each failed with "CUDA could not be initialised"."""
+    import pytest
+
+    from a2v_cli.engine.lipsync import check_device
+    from a2v_cli.errors import UnavailableError
+
+    try:
+        check_device("cuda")
+    except UnavailableError:
+        pass
+    else:
+        pytest.skip("this machine has a usable CUDA GPU")
+    env = {"A2V_SERVER_TOKENS": "a:b", "A2V_HOME": str(tmp_path / "home")}
+    serve = run_cli("serve", "--device", "cuda", "--port", "0", "--data-dir", str(tmp_path / "data"), env=env,
+                    timeout=60)
+    worker = run_cli("worker", "--device", "cuda", "--broker", "redis://127.0.0.1:1/0", "--database",
+                     "postgresql://a2v@127.0.0.1:1/a2v", "--storage", str(tmp_path / "shared"), env=env, timeout=60)
+    for r in (serve, worker):
+        assert r.code == ExitCode.UNAVAILABLE, r
+        assert r.stderr.strip().splitlines() == ["error: CUDA could not be initialised (no GPU or driver found); "
+                                              "use --device cpu"], r.stderr
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())

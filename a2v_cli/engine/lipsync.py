@@ -78,6 +78,15 @@ def spectrum_prior(session: object) -> tuple[np.ndarray | None, float]:
     return prior, float(meta.get("spectrum_prior_columns", "0"))
 
 
+def check_device(device: str) -> None:
+    """Raise UnavailableError now when ``device`` cannot run the model.
+
+    Why: a server or worker started with ``--device cuda`` on a host without a usable GPU would otherwise
+    accept jobs that can only fail, each spending a try."""
+    if device == "cuda":
+        load_session(str(model_dir() / ARTICULATOR_FILE), device)
+
+
 class Articulator:
     """The built-in articulator graph (mel windows -> open, spread, round, press), fed as it was trained.
 

@@ -64,6 +64,10 @@ def serve(settings: ServerSettings) -> None:
 
     cfg = log_config(settings.log_format)
     logging.config.dictConfig(cfg)
+    if not settings.distributed:  # a front end renders nothing; its workers check their own device
+        from a2v_cli.engine.lipsync import check_device
+
+        check_device(settings.device)
     app = create_app(settings)
     state = app.state.a2v
     state.lock()  # a second server on the same data dir fails here, with a clear message

@@ -275,6 +275,7 @@ def run_worker(settings: WorkerSettings) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code (0 after a graceful stop)."""
     from celery.signals import worker_ready, worker_shutting_down
 
+    from a2v_cli.engine.lipsync import check_device
     from a2v_cli.server import celery_app
     from a2v_cli.server.blobs import LocalBlobs
     from a2v_cli.server.distributed import Publisher, Sweeper, storage_root
@@ -282,6 +283,7 @@ def run_worker(settings: WorkerSettings) -> int:
     from a2v_cli.server.security import make_private
 
     _configure_logging(settings.log_format)
+    check_device(settings.device)  # before taking any job: a worker that cannot render must not take jobs
     # Celery's multi-line warning when run as root (containers often are) is noise here: the worker needs
     # no privileges, and docs/deploy.md runs it as a plain user where it can
     warnings.filterwarnings("ignore", message="You're running the worker with superuser privileges")
