@@ -2,7 +2,8 @@
 
     python benchmarks/bench_cues.py                       # held-out espeak clips, the built-in articulator
     python benchmarks/bench_cues.py --split flite         # Flite's slt (never trained on); also human, piper
-    python benchmarks/bench_cues.py --articulator models/a2v-articulator-v4.onnx --articulator builtin
+    python benchmarks/bench_cues.py --articulator /tmp/old/a2v-articulator-v4.onnx --articulator builtin
+                                                          # an old one, rebuilt first (models/MODEL_CARD.md)
 
 Every clip is decoded and cued exactly as `a2v cues` does (``engine.audio.decode``, ``engine.cues.mouth_cues``
 with all extended shapes G, H, X). The cue track is read at 100 points a second and compared with the truth: the

@@ -391,8 +391,8 @@ def describe(clip: HumanClip) -> dict[str, float]:
 
 
 def score(clips: list[HumanClip], extra: dict[str, Path] | None = None) -> dict[str, dict[str, float]]:
-    """train_articulator's held-out metrics of v1, v2 and ``extra`` articulators on ``clips`` (app windows, built as
-    ``heldout_clips`` does)."""
+    """train_articulator's held-out metrics of the shipped and ``extra`` articulators (e.g. old ones, rebuilt) on
+    ``clips`` (app windows, built as ``heldout_clips`` does)."""
     models = ROOT / "models"
     if str(models) not in sys.path:
         sys.path.insert(0, str(models))
@@ -407,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cache", type=Path, default=None, help=f"cache folder (default ${CACHE_ENV} or {DEFAULT_CACHE})")
     ap.add_argument("--fetch", action="store_true", help="download the sources and align them (network)")
-    ap.add_argument("--score", action="store_true", help="score the committed articulators on the clips")
+    ap.add_argument("--score", action="store_true", help="score the shipped articulator on the clips")
     ap.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
                     help="also score this articulator .onnx (repeatable)")
     args = ap.parse_args(argv)

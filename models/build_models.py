@@ -1,9 +1,13 @@
 """Build a2v's built-in lip-sync model: two small, hand-designed ONNX graphs (nothing is trained).
 
-    python models/build_models.py        # writes a2v-articulator-v1.onnx, a2v-mouth-v2/v3.onnx, a2v-warp-v1.onnx
+    python models/build_models.py                   # writes the shipped a2v-mouth-v3.onnx and a2v-warp-v1.onnx
+    python models/build_models.py --reference /tmp  # also the old a2v-articulator-v1.onnx and a2v-mouth-v2.onnx there
+
+Only the models that ship are committed; the old ones are rebuilt from this recipe when a comparison needs them.
 
 The build is deterministic: the same source always gives byte-identical files (tests/test_model.py checks
-that the committed files match this script). See MODEL_CARD.md for the contract and measured figures.
+that the committed files match this script, and builds the old ones it compares against). See MODEL_CARD.md for
+the contract and measured figures.
 
 1. ``a2v-articulator-v1.onnx``: mel [B,1,80,16] -> articulation [B,4] = open, spread, round, press (0..1).
    A fixed signal-processing network on the Wav2Lip log-mel window of level-normalized 16 kHz speech:
@@ -737,13 +741,28 @@ def build_warp(params: dict[str, float] | None = None) -> onnx.ModelProto:
 
 
 def build_all() -> dict[str, onnx.ModelProto]:
-    return {ARTICULATOR_FILE: build_articulator(), MOUTH_FILE: build_mouth(),
-            MOUTH_WINDOW_FILE: build_mouth(windowed=True), WARP_FILE: build_warp()}
+    """The models that ship (committed in models/ and packaged), by file name."""
+    return {MOUTH_WINDOW_FILE: build_mouth(windowed=True), WARP_FILE: build_warp()}
 
 
-def main() -> None:
-    for name, model in build_all().items():
-        path = HERE / name
+def build_reference() -> dict[str, onnx.ModelProto]:
+    """The old models, no longer committed: v1 articulator (the trained ones' gates come from it) and mouth v2 (v3
+    without its window input), rebuilt here in milliseconds for comparisons."""
+    return {ARTICULATOR_FILE: build_articulator(), MOUTH_FILE: build_mouth()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--reference", type=Path, metavar="DIR",
+                    help=f"also write the old {ARTICULATOR_FILE} and {MOUTH_FILE} into DIR (never models/)")
+    args = ap.parse_args(argv)
+    built = [(HERE / name, model) for name, model in build_all().items()]
+    if args.reference:
+        args.reference.mkdir(parents=True, exist_ok=True)
+        built += [(args.reference / name, model) for name, model in build_reference().items()]
+    for path, model in built:
         path.write_bytes(model.SerializeToString())
         print(f"wrote {path} ({path.stat().st_size} bytes)")
 

@@ -1,5 +1,5 @@
 """One articulator graph that averages several trained ones: ``python models/ensemble_articulator.py A.onnx B.onnx
-... --out models/a2v-articulator-vN.onnx``.
+... --out models/a2v-articulator-vN.onnx``; ``--split models/a2v-articulator-v6.onnx --out DIR`` gives its members back.
 
 Members trained on the same data from different starting points make different errors; their mean is a steadier
 estimate (the usual variance reduction of an ensemble). The members share the inputs (``mel``, ``spectrum``) and must
@@ -108,11 +108,63 @@ def ensemble(members: list[onnx.ModelProto], names: list[str]) -> onnx.ModelProt
     return model
 
 
+def split(model: onnx.ModelProto) -> list[tuple[str, onnx.ModelProto]]:
+    """The members of an ``ensemble`` graph, by name, each its own graph again: the trained weights exactly (so the
+    old v4 and v5, v6's members, are rebuilt from the shipped v6 without retraining). Their metadata is the
+    ensemble's shared part (the spectrum prior the app feeds them with), not each member's training record."""
+    meta = metadata(model)
+    names = meta["members"].split(",")
+    outputs = {o.name: o for o in model.graph.output}
+    shared = {k: v for k, v in meta.items() if k not in ("members", "extended_members", "parameters")}
+    members = []
+    for k, name in enumerate(names):
+        prefix = f"m{k}/"
+
+        def own(n: str, prefix: str = prefix) -> str:
+            return n.removeprefix(prefix)
+
+        nodes = [onnx.NodeProto() for n in model.graph.node if n.name.startswith(prefix)]
+        for node, src in zip(nodes, (n for n in model.graph.node if n.name.startswith(prefix)), strict=True):
+            node.CopyFrom(src)
+            node.name = own(node.name)
+            node.input[:] = [own(n) for n in node.input]
+            node.output[:] = [own(n) for n in node.output]
+        inits = [onnx.TensorProto() for t in model.graph.initializer if t.name.startswith(prefix)]
+        for init, src in zip(inits, (t for t in model.graph.initializer if t.name.startswith(prefix)), strict=True):
+            init.CopyFrom(src)
+            init.name = own(init.name)
+        produced = {o for n in nodes for o in n.output}
+        outs = [outputs[o] for o in outputs if o in produced]
+        graph = helper.make_graph(nodes, f"a2v_articulator_{name}", list(model.graph.input), outs, inits)
+        member = helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version,
+                                   producer_name="a2v models/ensemble_articulator.py --split")  # fmt: skip
+        params = sum(int(np.prod(t.dims)) for t in inits)
+        own_meta = {**shared, "parameters": str(params)}
+        if "extended" not in produced:
+            own_meta.pop("extended_outputs", None)
+        helper.set_model_props(member, own_meta)
+        member.doc_string = f"a2v articulator {name}: one member of {model.graph.name}, split out of the ensemble."
+        onnx.checker.check_model(member, full_check=True)
+        members.append((name, member))
+    return members
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("members", nargs="+", type=Path, help="articulator graphs trained on the same data")
+    ap.add_argument("members", nargs="*", type=Path, help="articulator graphs trained on the same data")
+    ap.add_argument("--split", type=Path, metavar="ENSEMBLE",
+                    help="write the members of this ensemble graph into --out (a folder) instead")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
+    if args.split:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for name, member in split(onnx.load(str(args.split))):
+            path = args.out / f"a2v-articulator-{name}.onnx"
+            path.write_bytes(member.SerializeToString())
+            print(f"wrote {path} ({path.stat().st_size} bytes)")
+        return 0
+    if not args.members:
+        ap.error("give the member graphs to merge, or --split ENSEMBLE")
     members = [onnx.load(str(p)) for p in args.members]
     names = [p.stem.removeprefix("a2v-articulator-") for p in args.members]
     model = ensemble(members, names)

@@ -1,6 +1,7 @@
 """Measure the articulator on espeak-ng speech with known phoneme timings.
 
-    python models/eval_articulator.py                 # the figures in MODEL_CARD.md (needs libespeak-ng)
+    python models/eval_articulator.py                 # the shipped articulator (v6; needs libespeak-ng)
+    python models/eval_articulator.py --model /tmp/old/a2v-articulator-v1.onnx   # v1: the figures in MODEL_CARD.md
     python models/eval_articulator.py --details       # + per-phoneme means of all four outputs
 
 Runs the articulator exactly as the app does: 16 kHz audio (soxr), level normalization
@@ -35,7 +36,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from a2v_cli.engine.features import (  # noqa: E402
+    SpectrumMeter,
     centered_window_starts,
+    clip_spectrum,
     frame_rms_db,
     mel_spectrogram,
     normalizing_gain,
@@ -147,6 +150,7 @@ class Clip:
     pbm: np.ndarray  # frame indices of p/b/m midpoints
     pbm_spans: list[tuple[int, int]]  # frames [first, last] whose centre lies inside each p/b/m (midpoint if none)
     rms: np.ndarray  # (N,) baseline
+    spectrum: SpectrumMeter  # the clip's speech spectrum, for articulators with a ``spectrum`` input (v3 on)
 
 
 def festival_specs() -> list[ClipSpec]:
@@ -274,7 +278,7 @@ def prepare(spec: ClipSpec, noise_db: float | None = None, seed: int = 0) -> Cli
     for i, c in enumerate((centres * SR).astype(np.int64)):
         seg = x[max(c - half, 0) : c + half].astype(np.float64)
         rms[i] = math.sqrt(float(np.mean(seg * seg))) if len(seg) else 0.0
-    return Clip(spec, windows, target, labels, silence, pbm, spans, rms)
+    return Clip(spec, windows, target, labels, silence, pbm, spans, rms, clip_spectrum(x, normalize=False))
 
 
 def load_clips(noise_db: float | None = None, specs: list[ClipSpec] | None = None) -> list[Clip]:
@@ -292,9 +296,15 @@ def session(model: str | Path | bytes) -> object:
 
 
 def articulate(sess: object, clips: list[Clip]) -> list[np.ndarray]:
-    """Run the articulator over every clip (one batch for all frames); returns (N,4) per clip."""
-    allw = np.concatenate([c.windows for c in clips])
-    out = sess.run(None, {"mel": allw})[0]  # type: ignore[attr-defined]
+    """Run the articulator over every clip (one batch for all frames) as the app feeds it; returns (N,4) per clip."""
+    from a2v_cli.engine.lipsync import spectrum_prior
+
+    feeds = {"mel": np.concatenate([c.windows for c in clips])}
+    if "spectrum" in {i.name for i in sess.get_inputs()}:  # type: ignore[attr-defined]
+        prior, columns = spectrum_prior(sess)
+        feeds["spectrum"] = np.concatenate([np.repeat(c.spectrum.spectrum(prior, columns)[None], len(c.windows), axis=0)
+                                            for c in clips]).astype(np.float32)  # fmt: skip
+    out = sess.run(["articulation"], feeds)[0]  # type: ignore[attr-defined]
     res, k = [], 0
     for c in clips:
         res.append(out[k : k + len(c.windows)])
@@ -427,7 +437,8 @@ def details(clips: list[Clip], outs: list[np.ndarray]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default=str(HERE / "a2v-articulator-v1.onnx"))
+    ap.add_argument("--model", default=str(HERE / "a2v-articulator-v6.onnx"),
+                    help="articulator .onnx (default: the shipped one; old ones: see MODEL_CARD.md to rebuild them)")
     ap.add_argument("--noise-db", type=float, default=-35.0, help="white noise level re speech for the noisy pass")
     ap.add_argument("--details", action="store_true", help="per-phoneme means of the four outputs (clean speech)")
     ap.add_argument("--festival", action="store_true", help="also Festival voices (needs Debian's festival, "

@@ -1,6 +1,6 @@
 """Render a contact sheet of the mouth renderer for a grid of articulations, to look at.
 
-    python models/preview_mouths.py [--out /tmp/mouths.png] [--zoom 2] [--model models/a2v-mouth-v2.onnx]
+    python models/preview_mouths.py [--out /tmp/mouths.png] [--zoom 2] [--model models/a2v-mouth-v3.onnx]
     python models/preview_mouths.py --time     # B=64 render time on onnxruntime CPU, 2 threads
 
 Rows: open = 0, 0.25, 0.5, 0.75, 1. Columns: neutral, spread, round, press, spread+press, half round, then the
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import struct
-import sys
 import zlib
 from pathlib import Path
 
@@ -42,12 +41,19 @@ def write_png(path: str | Path, rgb: np.ndarray) -> None:
     Path(path).write_bytes(png)
 
 
+def full_patch(sess: object, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``feeds`` plus the whole 128x96 patch as the ``window`` of a windowed renderer (v3, the shipped one)."""
+    if "window" in {i.name for i in sess.get_inputs()}:  # type: ignore[attr-defined]
+        return {**feeds, "window": np.array([0, 0, 128, 96], dtype=np.float32)}
+    return feeds
+
+
 def render(model: str | Path | bytes, articulation: np.ndarray, style: np.ndarray, offset: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
 
     data = model if isinstance(model, bytes) else Path(model).read_bytes()
     sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-    rgb, alpha = sess.run(None, {"articulation": articulation, "style": style, "offset": offset})
+    rgb, alpha = sess.run(None, full_patch(sess, {"articulation": articulation, "style": style, "offset": offset}))
     over = rgb + SKIN[None, :, None, None] * (1.0 - alpha)
     return over.transpose(0, 2, 3, 1)  # (B, 96, 128, 3)
 
@@ -85,11 +91,11 @@ def time_renderer(model: str | Path | bytes, batch: int = 64, runs: int = 50) ->
     data = model if isinstance(model, bytes) else Path(model).read_bytes()
     sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
-    feeds = {
+    feeds = full_patch(sess, {
         "articulation": rng.uniform(0, 1, (batch, 4)).astype(np.float32),
         "style": np.tile(np.array(STYLES[0], dtype=np.float32), (batch, 1)),
         "offset": rng.uniform(0, 1, (batch, 2)).astype(np.float32),
-    }
+    })
     for _ in range(5):
         sess.run(None, feeds)
     times = []
@@ -104,16 +110,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="/tmp/mouths.png")
     ap.add_argument("--zoom", type=int, default=1)
-    ap.add_argument("--model", default=str(HERE / "a2v-mouth-v2.onnx"))
+    ap.add_argument("--model", default=str(HERE / "a2v-mouth-v3.onnx"),
+                    help="mouth renderer .onnx (default: the shipped one; v2: build_models.py --reference DIR)")
     ap.add_argument("--fresh", action="store_true", help="render build_models.build_mouth() instead of the file")
     ap.add_argument("--time", action="store_true", help="time B=64 on 2 CPU threads instead of drawing")
     args = ap.parse_args()
     model: str | bytes = args.model
     if args.fresh:
-        sys.path.insert(0, str(HERE))
-        import build_models
+        import build_models  # models/ is on the path of a script run from it
 
-        model = build_models.build_mouth().SerializeToString()
+        model = build_models.build_mouth(windowed=True).SerializeToString()
     if args.time:
         median, best = time_renderer(model)
         print(f"mouth renderer, B=64, CPU, 2 threads: median {median * 1000:.1f} ms, best {best * 1000:.1f} ms")

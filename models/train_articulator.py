@@ -1,10 +1,10 @@
 """Train a2v's articulator: a small conv net (mel window + the recording's speech spectrum -> open, spread, round,
 press, and the F/V and L probabilities) on synthetic and real-speaker speech.
 
-    python models/train_articulator.py              # data (fixed seeds) -> train -> models/a2v-articulator-v5.onnx
-                                                    # -> held-out comparison with the committed articulators
+    python models/train_articulator.py              # data (fixed seeds) -> train -> --work/a2v-articulator-v5.onnx
+                                                    # -> held-out comparison with the shipped articulator (v6)
     python models/train_articulator.py --train-seed 2 --out X.onnx   # the same data, another start (v6's members)
-    python models/train_articulator.py --eval-only  # only the held-out comparison of the committed articulators
+    python models/train_articulator.py --eval-only --model /tmp/old/a2v-articulator-v1.onnx   # v6 against an old one
     python models/train_articulator.py --quick      # a 1-minute pilot into /tmp/a2v-train/pilot
 
 The built-in articulator v6 is the mean of three such runs (v4: ``--no-extended``, v5, and v5 with ``--train-seed
@@ -59,14 +59,9 @@ from a2v_cli.engine.features import (  # noqa: E402
     speech_spectrum,
 )
 
-V2_FILE = HERE / "a2v-articulator-v2.onnx"
-V3_FILE = HERE / "a2v-articulator-v3.onnx"
-V4_FILE = HERE / "a2v-articulator-v4.onnx"
-V5_FILE = HERE / "a2v-articulator-v5.onnx"
 V6_FILE = HERE / "a2v-articulator-v6.onnx"  # models/ensemble_articulator.py: the mean of v4, v5, v5-seed2
-V1_FILE = HERE / "a2v-articulator-v1.onnx"
-# the committed articulators
-VERSIONS = {"v1": V1_FILE, "v2": V2_FILE, "v3": V3_FILE, "v4": V4_FILE, "v5": V5_FILE, "v6": V6_FILE}
+# the committed (shipped) articulators; old ones are rebuilt (models/MODEL_CARD.md) and compared with --model PATH
+VERSIONS = {"v6": V6_FILE}
 WORK = Path("/tmp/a2v-train")
 FPS = 25.0
 MEL_FPS = SAMPLE_RATE / HOP  # 80
@@ -1605,7 +1600,10 @@ def main() -> None:
     global WIDTH, HIDDEN, PAST, CMVN, BRIDGE, NATURAL_WEIGHT, EXTENDED, WARP
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", type=Path, default=WORK, help="datasets, checkpoints, logs (default /tmp/a2v-train)")
-    ap.add_argument("--out", type=Path, default=V5_FILE)
+    ap.add_argument("--out", type=Path, default=None,
+                    help="the trained graph (default: --work/a2v-articulator-v5.onnx; never models/ unless it ships)")
+    ap.add_argument("--model", type=Path, action="append", default=[], metavar="PATH",
+                    help="also compare this articulator .onnx, e.g. an old version rebuilt (repeatable)")
     ap.add_argument("--steps", type=int, default=8000)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--lr", type=float, default=3e-3)
@@ -1641,7 +1639,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="processes for the data generation")
     ap.add_argument("--quick", action="store_true", help="a small pilot run (few clips and steps), to --work/pilot")
     ap.add_argument("--eval-only", action="store_true",
-                    help="only compare the committed articulators (and --out) on held-out clips")
+                    help="only compare the shipped articulator (and --model, --out) on held-out clips")
     ap.add_argument("--export-only", action="store_true", help="export the checkpoint in --work (no training)")
     ap.add_argument("--no-eval", action="store_true", help="stop after the export")
     ap.add_argument("--no-festival", action="store_true", help="skip the Festival voices in the evaluation")
@@ -1656,8 +1654,10 @@ def main() -> None:
             recipe = Recipe(train_split_clips=12, extra_clips=48, foreign_clips=16, festival_clips=8, natural_clips=6)
             args.steps = min(args.steps, 600)
             args.work = args.work / "pilot"
-            if args.out == V5_FILE:
+            if args.out is None:
                 args.out = args.work / "a2v-articulator-v5-pilot.onnx"
+        if args.out is None:
+            args.out = args.work / "a2v-articulator-v5.onnx"
         t_all = time.perf_counter()
         data = build_all(recipe, args.work, args.workers)
         t_data = time.perf_counter() - t_all
@@ -1684,8 +1684,9 @@ def main() -> None:
         if args.quick or args.no_eval:
             return
     models = {k: v for k, v in VERSIONS.items() if v.is_file()}
-    if args.out.resolve() not in {p.resolve() for p in models.values()}:
-        models[args.out.stem.removeprefix("a2v-articulator-")] = args.out
+    for path in [*args.model, *([args.out] if args.out is not None else [])]:
+        if path.resolve() not in {p.resolve() for p in models.values()}:
+            models[path.stem.removeprefix("a2v-articulator-")] = path
     results = evaluate(models, festival=not args.no_festival)
     print_results(results)
     args.work.mkdir(parents=True, exist_ok=True)

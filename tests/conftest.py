@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -21,6 +22,16 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
 SPEECH = FIXTURES / "speech_en.wav"
 SPEECH_PAUSE = FIXTURES / "speech_pause.wav"
+
+
+def load_script(relpath: str) -> object:
+    """A repository script (scripts/, models/: not packages) loaded as a module by its path, no sys.path edit."""
+    path = ROOT / relpath
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def ffmpeg() -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -11,7 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from conftest import ROOT, decode_frames, run_cli
+from conftest import ROOT, decode_frames, load_script, run_cli
 
 from a2v_cli.engine import art, catalog, drawn
 from a2v_cli.engine.avatars import BUILTIN_DIR
@@ -19,18 +18,10 @@ from a2v_cli.engine.avatars import BUILTIN_DIR
 REBUILD = "run python scripts/build_assets.py"
 
 
-def _build_script():  # scripts/ is not a package: load the build script by path (no sys.path edit)
-    spec = importlib.util.spec_from_file_location("build_assets", ROOT / "scripts" / "build_assets.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_shipped_bundles_match_the_drawing_code(tmp_path: Path) -> None:
     """Regenerating the bundles gives the shipped manifests, layer arrays and previews (else: rebuild them)."""
     fresh = tmp_path / "avatars"
-    _build_script().build(fresh)
+    load_script("scripts/build_assets.py").build(fresh)  # type: ignore[attr-defined]
     shipped_ids = sorted(p.name for p in BUILTIN_DIR.iterdir() if p.is_dir())
     assert shipped_ids == sorted(p.name for p in fresh.iterdir()) == sorted(art.AVATARS), REBUILD
     for avatar_id in shipped_ids:

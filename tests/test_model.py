@@ -1,13 +1,14 @@
-"""The built-in lip-sync model: the two committed ONNX files, their contract, and that they match their source."""
+"""The hand-built models: the shipped mouth v3 and warp match their source (models/build_models.py); the analytic
+v1 articulator and mouth v2 (no longer committed) are rebuilt from it for their contract and for v3's reference."""
 
 from __future__ import annotations
 
-import sys
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import synthetic_vowel
+from conftest import load_script, synthetic_vowel
 
 from a2v_cli.engine.features import (
     clip_windows,
@@ -15,8 +16,6 @@ from a2v_cli.engine.features import (
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
-ARTICULATOR = MODELS / "a2v-articulator-v1.onnx"
-MOUTH = MODELS / "a2v-mouth-v2.onnx"
 SR = 16_000
 FPS = 25.0
 STYLE = np.array([0.82, 0.38, 0.43, 0.36, 0.10, 0.12, 0.97, 0.96, 0.93, 24.0, 5.5, 19.0], dtype=np.float32)
@@ -32,13 +31,28 @@ def session(path: Path) -> object:
 
 
 @pytest.fixture(scope="module")
-def articulator() -> object:
-    return session(ARTICULATOR)
+def build_models() -> object:
+    pytest.importorskip("onnx")
+    return load_script("models/build_models.py")
 
 
 @pytest.fixture(scope="module")
-def mouth() -> object:
-    return session(MOUTH)
+def reference(build_models: object, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The old v1 articulator and mouth v2, rebuilt from the recipe (``build_models.py --reference DIR``)."""
+    out = tmp_path_factory.mktemp("reference")
+    for name, model in build_models.build_reference().items():  # type: ignore[attr-defined]
+        (out / name).write_bytes(model.SerializeToString())
+    return {name: out / name for name in build_models.build_reference()}  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def articulator(reference: dict[str, Path]) -> object:
+    return session(reference["a2v-articulator-v1.onnx"])
+
+
+@pytest.fixture(scope="module")
+def mouth(reference: dict[str, Path]) -> object:
+    return session(reference["a2v-mouth-v2.onnx"])
 
 
 def articulate(sess: object, windows: np.ndarray) -> np.ndarray:
@@ -81,21 +95,21 @@ def test_files_load_with_the_documented_io(articulator: object, mouth: object) -
     assert outs["rgb"].shape[1:] == [3, 96, 128] and outs["alpha"].shape[1:] == [1, 96, 128]
 
 
-def test_committed_files_match_their_build_script() -> None:
+def test_committed_files_match_their_build_script(build_models: object) -> None:
     """Rebuilding gives the same graphs, so the committed .onnx cannot drift from models/build_models.py.
 
     Byte-identical with the onnx version that built them; with another onnx version, node for node and
-    initializer for initializer (numerically) identical.
+    initializer for initializer (numerically) identical. Every model build_models.py makes that ships is checked,
+    and only those are committed.
     """
     onnx = pytest.importorskip("onnx")
     from onnx import numpy_helper
 
-    sys.path.insert(0, str(MODELS))
-    try:
-        import build_models
-    finally:
-        sys.path.remove(str(MODELS))
-    for name, built in build_models.build_all().items():
+    shipped = set(re.findall(r'^"models/([^"/]+\.onnx)"', (ROOT / "pyproject.toml").read_text(), re.M))
+    built_all = build_models.build_all()  # type: ignore[attr-defined]
+    assert {"a2v-mouth-v3.onnx", "a2v-warp-v1.onnx"} <= set(built_all) <= shipped
+    assert {p.name for p in MODELS.glob("*.onnx")} == shipped  # old models are rebuilt, never committed
+    for name, built in built_all.items():
         data = (MODELS / name).read_bytes()
         if data == built.SerializeToString():
             continue

@@ -1,15 +1,16 @@
-"""The trained articulator in use (models/a2v-articulator-v5.onnx, built by models/train_articulator.py).
+"""The trained articulator in use (models/a2v-articulator-v6.onnx: three runs of models/train_articulator.py, merged).
 
 Only onnxruntime is needed: torch is a training-time dependency, never a runtime one.
 """
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import synthetic_vowel
+from conftest import load_script, synthetic_vowel
 
 from a2v_cli.engine.features import (
     SAMPLE_RATE,
@@ -242,20 +243,21 @@ def test_extended_outputs_tell_f_v_and_l_from_vowels(tmp_path: Path) -> None:
 
 
 def test_the_ensemble_graph_is_the_mean_of_its_members(tmp_path: Path) -> None:
-    """models/ensemble_articulator.py on two committed articulators: one graph, the same inputs, the mean of their
-    articulation, the extended output of the member that has one, and refusal of members with another prior."""
-    import sys
-
+    """models/ensemble_articulator.py on two trained articulators (v4 and v5, split out of the shipped v6): one graph,
+    the same inputs, the mean of their articulation, the extended output of the member that has one, and refusal of
+    members with another prior."""
     onnx = pytest.importorskip("onnx")
-    sys.path.insert(0, str(ROOT / "models"))
-    from ensemble_articulator import ensemble
-
-    v4, v5 = (ROOT / "models" / f"a2v-articulator-{v}.onnx" for v in ("v4", "v5"))
-    model = ensemble([onnx.load(str(v4)), onnx.load(str(v5))], ["v4", "v5"])
+    ens = load_script("models/ensemble_articulator.py")
+    members = dict(ens.split(onnx.load(str(TRAINED))))  # type: ignore[attr-defined]
+    v4, v5 = tmp_path / "v4.onnx", tmp_path / "v5.onnx"
+    v4.write_bytes(members["v4"].SerializeToString())
+    v5.write_bytes(members["v5"].SerializeToString())
+    model = ens.ensemble([onnx.load(str(v4)), onnx.load(str(v5))], ["v4", "v5"])  # type: ignore[attr-defined]
     path = tmp_path / "mean.onnx"
     path.write_bytes(model.SerializeToString())
     merged = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     one, two = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (v4, v5))
+    assert [o.name for o in one.get_outputs()] == ["articulation"]  # v4 predates the extended output
     assert [o.name for o in merged.get_outputs()] == ["articulation", "extended"]
     meta = merged.get_modelmeta().custom_metadata_map
     assert meta["members"] == "v4,v5" and meta["extended_members"] == "v5"
@@ -267,12 +269,32 @@ def test_the_ensemble_graph_is_the_mean_of_its_members(tmp_path: Path) -> None:
     np.testing.assert_allclose(art, (a4 + a5) / 2, atol=1e-6)
     np.testing.assert_array_equal(ext, e5)
     assert np.abs(a4 - a5).max() > 1e-3  # the members differ, so the mean is a third answer
-    other = onnx.load(str(ROOT / "models" / "a2v-articulator-v3.onnx"))
+    other = onnx.load(str(v4))
     for p in other.metadata_props:
         if p.key == "spectrum_prior":
             p.value = "0," + p.value.split(",", 1)[1]
     with pytest.raises(ValueError, match="spectrum_prior"):
-        ensemble([onnx.load(str(v5)), other], ["v5", "x"])
+        ens.ensemble([onnx.load(str(v5)), other], ["v5", "x"])  # type: ignore[attr-defined]
+
+
+def test_split_members_merge_back_into_the_shipped_graph() -> None:
+    """The old v4 and v5 are rebuilt exactly from v6 (``ensemble_articulator.py --split``): merging the split members
+    again gives v6's graph byte for byte, each member alone answers exactly as its part of v6 does."""
+    onnx = pytest.importorskip("onnx")
+    ens = load_script("models/ensemble_articulator.py")
+    shipped = onnx.load(str(TRAINED))
+    members = ens.split(shipped)  # type: ignore[attr-defined]
+    assert [name for name, _ in members] == ["v4", "v5", "v5-seed2"]
+    merged = ens.ensemble([m for _, m in members], [n for n, _ in members])  # type: ignore[attr-defined]
+    assert merged.graph.SerializeToString() == shipped.graph.SerializeToString()
+    rng = np.random.default_rng(7)
+    feeds = {"mel": rng.uniform(-4, 1, (8, 1, 80, 16)).astype(np.float32),
+             "spectrum": rng.uniform(-3, 0, (8, 80)).astype(np.float32)}  # fmt: skip
+    whole = ort.InferenceSession(shipped.SerializeToString(), providers=["CPUExecutionProvider"])
+    parts = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(["articulation"],
+             feeds)[0] for _, m in members]  # fmt: skip
+    np.testing.assert_allclose(whole.run(["articulation"], feeds)[0], np.mean(parts, axis=0), atol=1e-6)
+    assert min(np.abs(a - b).max() for a, b in itertools.pairwise(parts)) > 1e-3  # three different nets
 
 
 def test_the_built_in_articulator_is_the_mean_of_three_trained_ones(trained: object) -> None:

@@ -26,7 +26,7 @@ from a2v_cli.errors import InputError, not_found
 if TYPE_CHECKING:
     from a2v_cli.engine.frames import FrameSource
 
-ARTICULATOR_FILE = "a2v-articulator-v6.onnx"  # the mean of three trained ones; v1-v5 stay in models/ for reference
+ARTICULATOR_FILE = "a2v-articulator-v6.onnx"  # the mean of three trained ones; older ones: rebuilt (MODEL_CARD.md)
 MOUTH_FILE = "a2v-mouth-v3.onnx"  # v2 plus a window input: exactly v2's pixels, drawn only where asked
 PATCH_H, PATCH_W = 96, 128
 FULL_PATCH = np.array([0, 0, PATCH_W, PATCH_H], dtype=np.float32)
