@@ -318,7 +318,7 @@ def mouth_weights(articulation: np.ndarray | None, max_open: float, n: int) -> t
     # The shape fields confound it on an open mouth (press thins the lips, round fills them: the inner-lip contour
     # moves, so a rounded or pressed open mouth read 0.7x as open as drawn), so the shapes act on a closing mouth
     # and fade out as it opens, and press closes a mouth that is barely open (p/b/m) instead of scaling every
-    # opening (bench_photo, face mesh r: 0.823 -> see MODEL_CARD.md).
+    # opening (bench_photo, face mesh r on the astronaut 0.823 -> 0.837; MODEL_CARD.md).
     closing = 1.0 - o
     spread = s * closing
     opening = np.maximum((o - PRESS_CLOSE * p) * max_open * (1.0 + SPREAD_WIDTH * spread) - 0.5, 0.0)
