@@ -170,6 +170,23 @@ def test_mouth_warps_are_reused_and_a_frame_never_depends_on_what_came_before() 
     assert np.abs(c[:, y0:y1, x0:x1].astype(int) - a[:, y0:y1, x0:x1]).max() > 40
 
 
+def test_an_open_mouth_reads_as_open_whatever_its_shape() -> None:
+    """Lip sync is judged by a landmark model reading the inner-lip opening over the mouth width (issue 13): on an
+    open mouth, round and press must not change what it reads (they made it read 0.6-0.8x as open as drawn)."""
+    from a2v_cli.engine import face
+
+    write_photo_bundle(_home())
+    src = _source(still=True)
+    shapes = np.array([[0.75, 0, 0, 0], [0.75, 0, 1, 0], [0.75, 0, 0, 1], [0.75, 0, 1, 1], [0, 0, 0, 0]], np.float32)
+    rgb = src.compose(range(len(shapes)), shapes)[0].copy()
+    box = face.detect_faces(rgb[0], "cpu")[0]
+    marks = [face.face_landmarks(f, box, "cpu") for f in rgb]
+    ratio = np.array([np.linalg.norm(m[13, :2] - m[14, :2]) / np.linalg.norm(m[61, :2] - m[291, :2]) for m in marks])
+    opened = ratio[:4] - ratio[4]  # above the closed mouth's reading
+    assert opened[0] > 0.05, ratio
+    assert opened[1:].min() > 0.85 * opened[0], ratio
+
+
 def test_still_is_refused_in_remote_mode() -> None:
     r = run_cli("generate", "--pose", "ava-front", "--audio", str(SPEECH), "--still", "--server", "http://127.0.0.1:9",
                 env={"A2V_TOKEN": "t0ken-for-the-test"})

@@ -33,6 +33,8 @@ SWAY_SCALE = 0.6  # a photo sways less than a cartoon: 0.6 x the compositor's pa
 MARGIN = 3  # px around a warped region, sampled for the subpixel shift but not pasted
 MAX_OPEN = 0.8  # opening at open = 1, in mouth half widths (the cartoon mouths' ratio)
 OPEN_TOP = 0.34  # share of the opening above the lip line (as the warp graph draws the inner mouth)
+SPREAD_WIDTH = 0.12  # the spread field widens the mouth by about this much: the opening grows with it
+PRESS_CLOSE = 0.05  # press takes this much `open` away: closes a barely open mouth, hardly changes an open one
 CACHE_ENTRIES = 96
 TOOTH_EDGES = (0.0, 0.21, 0.37, 0.52, 0.65, 0.77)  # |x - centre| / half width where upper teeth meet
 # H.264 quality for photo and video poses: at the drawn poses' CRF 20 a photo's own detail loses more than the
@@ -341,12 +343,16 @@ def mouth_weights(articulation: np.ndarray | None, max_open: float, n: int) -> t
     else:
         art = np.clip(np.asarray(articulation, dtype=np.float32), 0.0, 1.0)
     o, s, r, p = art.T
-    # the opening over the mouth width follows `open` whatever the shape (as the cartoon mouth keeps its area);
-    # closed in silence and on p/b/m
-    width = 1.0 + 0.12 * s - 0.25 * r
-    opening = np.maximum(o * max_open * width * (1.0 - 0.25 * p) - 0.5, 0.0)
-    weights = np.stack([np.ones(n, np.float32), opening, s, r, p], axis=1)
-    return weights, opening
+    # What a viewer (and a landmark model) reads is the opening over the mouth width: it must follow `open` alone.
+    # The shape fields confound it on an open mouth (press thins the lips, round fills them: the inner-lip contour
+    # moves, so a rounded or pressed open mouth read 0.7x as open as drawn), so the shapes act on a closing mouth
+    # and fade out as it opens, and press closes a mouth that is barely open (p/b/m) instead of scaling every
+    # opening (bench_photo, face mesh r on the astronaut 0.823 -> 0.837; MODEL_CARD.md).
+    closing = 1.0 - o
+    spread = s * closing
+    opening = np.maximum((o - PRESS_CLOSE * p) * max_open * (1.0 + SPREAD_WIDTH * spread) - 0.5, 0.0)
+    weights = np.stack([np.ones(n, np.float32), opening, spread, r * closing, p * closing * closing], axis=1)
+    return weights.astype(np.float32), opening.astype(np.float32)
 
 
 def photo_idle_state(frame: int, fps: float, still: bool) -> IdleState:
