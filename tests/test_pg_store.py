@@ -242,7 +242,14 @@ def test_the_sweeper_requeues_jobs_of_dead_workers_and_unpublished_ones(database
         sessions[worn.video_id].close()
         blobs = LocalBlobs(tmp_path / "storage", None)
         left = [blobs.staging(v.video_id) for v in (dead, worn, hung)]  # half-written renders of each
-        requeued, failed = pg.reap(LEASE_S, 3, blobs.discard_staging)  # at once: no lease to wait out
+        # within a sweep, not a lease: the server drops a closed session's locks when its backend exits, a
+        # moment after the client hangs up, so poll for up to 5 s (the lease would be LEASE_S)
+        requeued, failed = [], []
+        deadline = time.monotonic() + 5
+        while (len(requeued), len(failed)) != (1, 1) and time.monotonic() < deadline:
+            more = pg.reap(LEASE_S, 3, blobs.discard_staging)
+            requeued, failed = requeued + more[0], failed + more[1]
+            time.sleep(0.02)
         assert requeued == [dead.video_id] and failed == [worn.video_id]
         assert [d.exists() for d in left] == [False, False, True]  # the live worker's staging stays
         assert pg.get(dead.video_id, "alice").status == "pending"  # type: ignore[union-attr]
@@ -266,8 +273,11 @@ def test_a_job_whose_holder_died_is_taken_over_at_once(database: str, pg: PgStor
         assert first.hold(vid)
         assert isinstance(pg.claim(vid, "first", 3, LEASE_S, held=True), ClaimedJob)
         assert not second.hold(vid)  # alive: a redelivered message finds it held
-        first.close()  # killed
-        assert second.hold(vid)
+        first.close()  # killed: its backend drops the lock a moment after the client hangs up
+        deadline = time.monotonic() + 5
+        while not (held := second.hold(vid)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert held
         taken = pg.claim(vid, "second", 3, LEASE_S, held=True)  # fresh heartbeat, yet its holder is gone
         assert isinstance(taken, ClaimedJob) and taken.job.attempts == 2
         second.drop(vid)  # done with it: free for anyone
