@@ -1,9 +1,10 @@
-"""The HTTP layer: the A2V API's five endpoints, its extensions, errors as envelopes, OpenAPI.
+"""The HTTP app: `create_app` opens the state, adds error envelopes and the body limit, includes the routers.
 
-Routes only translate HTTP to the job queue, the catalog and the history; rendering happens in the
-workers' child processes (`jobs`, `render_worker`). Database work, DNS lookups and uploads run in the
-thread pool (plain `def` routes), never on the event loop; avatar and pose lists are built once per
-base URL and served as cached bytes.
+The routes live in routers named for what they hold (`routes_catalog`, `routes_videos`, `routes_files`,
+`ops`, `manage`, `avatars`) and reach the shared `ServerState` and the caller's token through the
+dependencies in `deps`, not through closures. Routes only translate HTTP to the job queue, the catalog
+and the history; rendering happens in the workers' child processes (`jobs`, `render_worker`). Database
+work, DNS lookups and uploads run in the thread pool (plain `def` routes), never on the event loop.
 """
 
 from __future__ import annotations
