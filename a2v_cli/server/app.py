@@ -1,16 +1,15 @@
-"""The HTTP layer: the A2V API's five endpoints, its extensions, errors as envelopes, OpenAPI.
+"""The HTTP app: `create_app` opens the state, adds error envelopes and the body limit, includes the routers.
 
-Routes only translate HTTP to the job queue, the catalog and the history; rendering happens in the
-workers' child processes (`jobs`, `render_worker`). Database work, DNS lookups and uploads run in the
-thread pool (plain `def` routes), never on the event loop; avatar and pose lists are built once per
-base URL and served as cached bytes.
+The routes live in routers named for what they hold (`routes_catalog`, `routes_videos`, `routes_files`,
+`ops`, `manage`, `avatars`) and reach the shared `ServerState` and the caller's token through the
+dependencies in `deps`, not through closures. Routes only translate HTTP to the job queue, the catalog
+and the history; rendering happens in the workers' child processes (`jobs`, `render_worker`). Database
+work, DNS lookups and uploads run in the thread pool (plain `def` routes), never on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import json
 import logging
@@ -20,33 +19,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, File, Header, Query, Request, UploadFile
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import FileResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from a2v_cli import __version__
-from a2v_cli.engine import catalog
-from a2v_cli.errors import A2VError, AuthError, InputError, NotFoundError
+from a2v_cli.errors import A2VError, AuthError, InputError
 from a2v_cli.schema import Video
 from a2v_cli.server import avatars as user_avatars
 from a2v_cli.server import models
 from a2v_cli.server.blobs import LocalBlobs
-from a2v_cli.server.deployment import Deployment, JobLimits, StateStore, open_deployment
-from a2v_cli.server.fetch import FetchPolicy, check_url, human_size
+from a2v_cli.server.deployment import Deployment, StateStore, open_deployment
+from a2v_cli.server.fetch import FetchPolicy, human_size
 from a2v_cli.server.security import Tokens, UrlSigner
 from a2v_cli.server.settings import ServerSettings
-from a2v_cli.server.uploads import UPLOAD_SCHEME, PayloadTooLargeError, UploadStore
+from a2v_cli.server.uploads import PayloadTooLargeError, UploadStore
 from a2v_cli.store import iso_before
 from a2v_cli.wire import ascii_int
 
 log = logging.getLogger("a2v.server")
 
 API = "/v1/a2v"
+AUDIO_UPLOAD = f"{API}/audio.upload"  # multipart (server/routes_files.py)
 AVATAR_CREATE = f"{API}/avatar.create"  # multipart, like audio.upload (server/avatars.py)
 JSON_BODY_LIMIT = 64 * 1024  # video.generate's body is two short strings
 MULTIPART_SLACK = 1024 * 1024  # multipart headers and boundaries on top of the file itself
@@ -56,7 +54,6 @@ FILES = {  # file name -> Video field
     "video.mp4": "video_url", "mask.mp4": "mask_video_url", "alpha.webm": "alpha_video_url",
     "alpha.mov": "alpha_video_url",
 }
-MEDIA_TYPES = {".mp4": "video/mp4", ".webm": "video/webm", ".mov": "video/quicktime"}
 
 
 class ForbiddenError(A2VError):
@@ -187,31 +184,6 @@ def _install_error_handlers(app: FastAPI) -> None:
         return envelope(None, status=500, code=50000, message=f"internal error: {exc.__class__.__name__}")
 
 
-class ResultFile(FileResponse):
-    """A result file (with ETag, Range and If-Range, as Starlette serves them) whose range errors are
-    envelopes like every other error: 416 (with ``Content-Range: bytes */SIZE``) or 400, not text."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        replaced = False
-
-        async def enveloped(message: Message) -> None:
-            nonlocal replaced
-            if message["type"] == "http.response.start" and message["status"] in (400, 416):
-                replaced = True
-                status = message["status"]
-                why = "the Range header asks for bytes past the end of the file" if status == 416 else (
-                    "the Range header is malformed")
-                err = envelope(None, status=status, code=status * 100, message=why)
-                for k, v in message.get("headers", []):
-                    if k.lower() == b"content-range":
-                        err.headers["Content-Range"] = v.decode("latin-1")
-                await err(scope, receive, send)
-            elif not replaced:
-                await send(message)
-
-        await super().__call__(scope, receive, enveloped)
-
-
 class BodyTooSlowError(InputError):
     """A request body that stopped arriving (a client dripping it a byte at a time)."""
 
@@ -292,22 +264,6 @@ class BodyLimit:
 # --- the app ---------------------------------------------------------------------------------------
 
 
-def _encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        kind, _, value = raw.partition(":")
-        seq = ascii_int(value)
-        if kind != "seq" or seq is None:
-            raise ValueError
-        return seq
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InputError("invalid cursor", "pass the next_cursor of a previous video.list answer") from None
-
-
 ERRORS = {
     400: {"model": models.ErrorResponse, "description": "Bad request (code 40000)."},
     401: {"model": models.ErrorResponse, "description": "Missing or invalid bearer token (code 40100)."},
@@ -338,226 +294,23 @@ def create_app(settings: ServerSettings) -> FastAPI:
     )
     app.state.a2v = state
     _install_error_handlers(app)
-    upload_path = f"{API}/audio.upload"
     app.add_middleware(
         BodyLimit,
-        limit_for=lambda path: settings.max_upload_bytes + MULTIPART_SLACK if path in (upload_path, AVATAR_CREATE)
+        limit_for=lambda path: settings.max_upload_bytes + MULTIPART_SLACK if path in (AUDIO_UPLOAD, AVATAR_CREATE)
         else JSON_BODY_LIMIT,
         timeout_s=settings.body_timeout_s,
     )
-    bearer = HTTPBearer(auto_error=False, description="A token from --tokens-file or A2V_SERVER_TOKENS.")
+    from a2v_cli.server import manage, ops, routes_catalog, routes_files, routes_videos
+    from a2v_cli.server.deps import owner
 
-    async def owner(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str:
-        """The name of the caller's token; AuthError (401) without a valid one."""
-        if credentials is None or not credentials.credentials:
-            raise AuthError("missing bearer token", "send Authorization: Bearer <token>")
-        name = state.tokens.owner(credentials.credentials)
-        if name is None:
-            raise AuthError("invalid token")
-        return name
-
-    def cached(key: str, build: Callable[[], Any]) -> Response:
-        body = state.cache.get(key)
-        if body is None:
-            body = envelope(build()).body
-            state.cache[key] = body
-        return Response(body, media_type="application/json")
-
-    def preview_urls(base: str) -> dict[str, str]:
-        return {pid: f"{base}{API}/previews/{pid}.png" for pid in catalog.packaged_previews()}
-
-    @app.get(f"{API}/avatar.list", response_model=models.AvatarListResponse, responses=ERRORS, tags=["A2V"])
-    def avatar_list(request: Request, who: str = Depends(owner)) -> Response:
-        """Every avatar (Realtime API): the built-ins, then the caller's own (extension: avatar.create)."""
-        base = state.base_url(request)
-        own = user_avatars.own_avatars(state, who, base)
-        if own:
-            return envelope([a.to_dict() for a in catalog.avatars(preview_urls(base), include_user=False)] + own)
-        return cached(
-            f"avatars {base}", lambda: [a.to_dict() for a in catalog.avatars(preview_urls(base), include_user=False)]
-        )
-
-    @app.get(
-        f"{API}/avatar-pose.list", response_model=models.PoseListResponse, responses={**ERRORS, **NOT_FOUND},
-        tags=["A2V"],
-    )
-    def avatar_pose_list(
-        request: Request, avatar_id: str = Query(max_length=200), who: str = Depends(owner)
-    ) -> Response:
-        """The poses of one avatar (Realtime API); 40400 for an unknown avatar_id or another token's."""
-        base = state.base_url(request)
-        if avatar_id not in catalog.avatar_ids(include_user=False):
-            return envelope(user_avatars.own_poses(state, who, avatar_id, base))  # NotFoundError if not the caller's
-        return cached(
-            f"poses {avatar_id} {base}",
-            lambda: [p.to_dict() for p in catalog.poses(avatar_id, preview_urls(base), include_user=False)],
-        )
-
-    @app.post(
-        f"{API}/video.generate", response_model=models.VideoResponse, responses={**ERRORS, **NOT_FOUND}, tags=["A2V"]
-    )
-    def video_generate(
-        body: models.GenerateRequest,
-        request: Request,
-        who: str = Depends(owner),
-        idempotency_key: str | None = Header(
-            None,
-            alias="Idempotency-Key",
-            max_length=255,
-            description="Extension: the same key from the same token returns the first request's video "
-            "instead of queueing another.",
-        ),
-    ) -> Response:
-        """Queue a video (Offline Processing API). The job is on disk before this answers; poll video.get.
-
-        Refused before queueing (40000): a scheme other than http/https, credentials in the URL, a host
-        that does not resolve, or one that resolves to a private, loopback, link-local, multicast,
-        reserved or metadata address. Problems found while downloading (redirects, size, time, not
-        audio, too long) make the video `failed` with the reason in `error`.
-        """
-        if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
-            raise InputError("Idempotency-Key must be 1 to 255 printable ASCII characters without spaces")
-        user_avatars.check_pose(state, who, body.pose_id)  # built-ins and the caller's own; never another token's
-        base = state.base_url(request)
-        audio_url = body.audio_url.strip()
-        upload_id = _own_upload_id(audio_url, {base})
-        if upload_id is not None:
-            state.uploads.path(upload_id, who)  # 40400 unless this token uploaded it
-            audio_url = UPLOAD_SCHEME + upload_id
-        else:
-            check_url(audio_url, state.policy)
-        video, job, created = state.deployment.submit(
-            who, body.pose_id, audio_url, idempotency_key, body.alpha_format, JobLimits.of(settings)
-        )
-        asked = (body.pose_id, audio_url, body.alpha_format)
-        if not created and (job.pose_id, job.audio_url, job.alpha_format) != asked:
-            raise InputError(
-                "this Idempotency-Key was already used with a different pose_id, audio_url or alpha_format",
-                "use a new key for a new video",
-            )
-        if created:
-            log.info("queued %s for %s (pose %s)", video.video_id, who, body.pose_id, extra={"job_id": video.video_id})
-        return envelope(state.present(video, base))
-
-    @app.get(f"{API}/video.get", response_model=models.VideoResponse, responses={**ERRORS, **NOT_FOUND}, tags=["A2V"])
-    def video_get(request: Request, video_id: str = Query(max_length=100), who: str = Depends(owner)) -> Response:
-        """One video of the caller's (Realtime API); another token's video is 40400 like an unknown one."""
-        video = state.store.get(video_id, owner=who) if VIDEO_ID.fullmatch(video_id) else None
-        if video is None:
-            raise NotFoundError(f"unknown video {video_id!r}")
-        return envelope(state.present(video, state.base_url(request)))
-
-    @app.get(f"{API}/video.list", response_model=models.VideoListResponse, responses=ERRORS, tags=["A2V"])
-    def video_list(
-        request: Request,
-        limit: int | None = Query(
-            None, ge=1, le=100, description="Extension: at most this many videos; more come with next_cursor."
-        ),
-        cursor: str | None = Query(
-            None, max_length=200, description="Extension: the next_cursor of the previous page."
-        ),
-        who: str = Depends(owner),
-    ) -> Response:
-        """The caller's videos, newest first (Realtime API). Without `limit`, all of them."""
-        before = _decode_cursor(cursor) if cursor else None
-        videos, next_seq = state.store.page(who, limit, before)
-        base = state.base_url(request)
-        extra = {"next_cursor": _encode_cursor(next_seq)} if next_seq is not None else {}
-        return envelope([state.present(v, base) for v in videos], **extra)
-
-    @app.post(
-        upload_path,
-        response_model=models.UploadResponse,
-        responses={**ERRORS, 413: {"model": models.ErrorResponse, "description": "Over the size cap (41300)."}},
-        tags=["Extensions"],
-    )
-    def audio_upload(
-        request: Request,
-        file: UploadFile = File(description="The audio file (WAV, FLAC, OGG, MP3, M4A...)."),
-        who: str = Depends(owner),
-    ) -> Response:
-        """Extension: store an audio file on this server; returns an audio_url for video.generate.
-
-        Only the uploading token can use (or download) it. Over --max-upload-bytes: 41300 (HTTP 413).
-        """
-        upload_id = state.uploads.save(file.file, who, settings.max_upload_bytes)
-        log.info("stored upload %s for %s", upload_id, who)
-        return envelope({"audio_url": f"{state.base_url(request)}{API}/uploads/{upload_id}"})
-
-    @app.get(
-        f"{API}/uploads/{{upload_id}}",
-        response_class=FileResponse,
-        responses={**ERRORS, **NOT_FOUND, 200: {"content": {"application/octet-stream": {}}}},
-        tags=["Extensions"],
-    )
-    def upload_get(upload_id: str, who: str = Depends(owner)) -> FileResponse:
-        """Extension: download an upload again (its uploader only)."""
-        return FileResponse(state.uploads.path(upload_id, who), media_type="application/octet-stream")
-
-    @app.head(f"{API}/files/{{video_id}}/{{name}}", include_in_schema=False)
-    @app.get(
-        f"{API}/files/{{video_id}}/{{name}}",
-        response_class=FileResponse,
-        responses={
-            200: {"content": {"video/mp4": {}}, "description": "The file."},
-            206: {"content": {"video/mp4": {}}, "description": "The requested byte range."},
-            400: ERRORS[400],
-            403: {"model": models.ErrorResponse, "description": "Bad or expired signature (40300)."},
-            416: {"model": models.ErrorResponse, "description": "Range past the end of the file (41600)."},
-            **NOT_FOUND,
-        },
-        tags=["Extensions"],
-    )
-    def video_file(
-        video_id: str,
-        name: str,
-        expires: str = Query("", max_length=20),
-        signature: str = Query("", max_length=128),
-    ) -> FileResponse:
-        """Extension: a result file behind a signed, expiring URL (no token needed). Supports Range."""
-        if name not in FILES or not VIDEO_ID.fullmatch(video_id):
-            raise NotFoundError(f"no such file: {video_id}/{name}")
-        why = state.signer.check(video_id, name, expires, signature)
-        if why:
-            raise ForbiddenError(f"download link {why}", "get a fresh link from video.get")
-        path = state.blobs.result_file(video_id, name)
-        if path is None:
-            raise NotFoundError(f"no such file: {video_id}/{name}")
-        download = f"a2v-{video_id}.mp4" if name == "video.mp4" else f"a2v-{video_id}.{name}"
-        return ResultFile(
-            path, media_type=MEDIA_TYPES[Path(name).suffix], filename=download, content_disposition_type="inline",
-            headers={"Cache-Control": "private, max-age=3600"},
-        )
-
-    @app.get(
-        f"{API}/previews/{{pose_id}}.png",
-        response_class=FileResponse,
-        responses={200: {"content": {"image/png": {}}}, **NOT_FOUND},
-        tags=["Extensions"],
-    )
-    def preview(pose_id: str) -> FileResponse:
-        """Extension: a pose's preview image (public: built-in art, no user data)."""
-        path = catalog.packaged_previews().get(pose_id)
-        if path is None:
-            raise NotFoundError(f"no preview for pose {pose_id!r}")
-        return FileResponse(path, media_type="image/png", headers={"Cache-Control": "public, max-age=86400"})
-
-    from a2v_cli.server import manage, ops
-
+    app.include_router(routes_catalog.router())
+    app.include_router(routes_videos.router())
+    app.include_router(routes_files.router())
     app.include_router(ops.router(state, owner, ERRORS))
     manage.register(app, state, owner, ERRORS)
     user_avatars.register(app, state, owner, ERRORS)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
-
-
-def _own_upload_id(audio_url: str, bases: set[str]) -> str | None:
-    """The upload id when ``audio_url`` is one of this server's upload URLs, else None."""
-    for base in bases:
-        prefix = f"{base}{API}/uploads/"
-        if audio_url.startswith(prefix):
-            return audio_url[len(prefix) :]
-    return None
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
