@@ -82,11 +82,20 @@ PRORES_ARGS = [
 ]
 
 
+# Photo and video poses (a CRF of their own): x264's diamond motion search instead of veryfast's hexagon, and no
+# intra 4x4/8x8 partitions. A photo swaying on a sub-pixel grid is textured everywhere, and these searches were the
+# encoder's largest avoidable cost: on 30 s of the swaying astronaut at CRF 16, 14 % less encoder CPU (median of 3,
+# 2.91 -> 2.49 s), 1.7 % more bytes, the same PSNR (37.66 -> 37.67 dB; the still photo 37.02 dB either way).
+PHOTO_X264_PARAMS = "mbtree=0:me=dia:partitions=none"
+
+
 def h264_video(metadata: dict[str, str], crf: int | None = None, nvenc: bool = False) -> OutputSpec:
     """``crf``: another quality than VIDEO_ARGS' (photo poses: the photo's detail must survive the encoder)."""
     args = [*colour_filter("yuv420p"), *(NVENC_VIDEO if nvenc else VIDEO_CODEC), *COLOUR_TAGS]
     if crf is not None:
         args[args.index("-cq" if nvenc else "-crf") + 1] = str(crf)
+        if not nvenc:
+            args[args.index("-x264-params") + 1] = PHOTO_X264_PARAMS
     return OutputSpec(
         path=Path(),
         pix_fmt="rgb24",
