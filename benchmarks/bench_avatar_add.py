@@ -1,4 +1,4 @@
-"""Speed and memory of `a2v avatars add`: `python benchmarks/bench_avatar_add.py [--runs 3] [--no-video]`.
+"""Speed and memory of `a2v avatars add`: `python -m benchmarks.bench_avatar_add [--runs 3] [--no-video]`.
 
 Runs the real CLI (a fresh process each time, as a user would, so imports and model loading count) on photos
 made from the shipped astronaut portrait: the 512x512 PNG itself, a 12-megapixel JPEG (4000x3000, face about

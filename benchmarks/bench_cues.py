@@ -1,8 +1,8 @@
 """Mouth-cue quality: `a2v cues` against the Rhubarb shapes of the phonemes actually spoken.
 
-    python benchmarks/bench_cues.py                       # held-out espeak clips, the built-in articulator
-    python benchmarks/bench_cues.py --split flite         # Flite's slt (never trained on); also human, piper
-    python benchmarks/bench_cues.py --articulator /tmp/old/a2v-articulator-v4.onnx --articulator builtin
+    python -m benchmarks.bench_cues                       # held-out espeak clips, the built-in articulator
+    python -m benchmarks.bench_cues --split flite         # Flite's slt (never trained on); also human, piper
+    python -m benchmarks.bench_cues --articulator /tmp/old/a2v-articulator-v4.onnx --articulator builtin
                                                           # an old one, rebuilt first (models/MODEL_CARD.md)
 
 Every clip is decoded and cued exactly as `a2v cues` does (``engine.audio.decode``, ``engine.cues.mouth_cues``
@@ -32,12 +32,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from benchmarks import lipsync_clips as lc
+from benchmarks.bench_lipsync import SPLIT_CHOICES, SPLIT_HELP, load_clips
 
-from benchmarks import lipsync_clips as lc  # noqa: E402
-from benchmarks.bench_lipsync import SPLIT_CHOICES, SPLIT_HELP, load_clips  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 if TYPE_CHECKING:
     from a2v_cli.engine.cues import CueRule

@@ -1,6 +1,6 @@
 """The distributed deployment's throughput, queue latency and crash safety, against the embedded server.
 
-    python benchmarks/bench_distributed.py [--jobs 200] [--seconds 0.4] [--latency-jobs 100] [--json FILE]
+    python -m benchmarks.bench_distributed [--jobs 200] [--seconds 0.4] [--latency-jobs 100] [--json FILE]
                                            [--phases one,two,latency,kill,embedded,unpinned,realtime] [--keep]
 
 Starts a throwaway Redis (append-only) and PostgreSQL (fsync on) from tests/services.py, one `a2v serve`

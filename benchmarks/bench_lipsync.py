@@ -1,4 +1,4 @@
-"""Lip-sync quality benchmark: `python benchmarks/bench_lipsync.py [--quick] [--model PATH_OR_NAME] [--pose POSE]`.
+"""Lip-sync quality benchmark: `python -m benchmarks.bench_lipsync [--quick] [--model PATH_OR_NAME] [--pose POSE]`.
 
 Renders espeak-ng speech clips (``benchmarks/lipsync_clips.py``: held-out sentences and voices by default;
 ``--split human``: recorded speech, ``benchmarks/human_clips.py``; ``--split piper``: a neural voice,
@@ -64,11 +64,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from benchmarks import lipsync_clips as lc
 
-from benchmarks import lipsync_clips as lc  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 FPS = lc.FPS
 MAX_LAG = 10
@@ -579,7 +578,7 @@ def fmt_table(rows: list[Row]) -> str:
 SPLIT_CHOICES = (*lc.SPLITS, "human", "piper", "flite", "mbrola")
 SPLIT_HELP = (
     "heldout / train: espeak-ng clips; human: recorded speech with forced-aligned phonemes (benchmarks/human_clips.py;"
-    " run `python benchmarks/human_clips.py --fetch` once); piper: held-out sentences in a neural voice"
+    " run `python -m benchmarks.human_clips --fetch` once); piper: held-out sentences in a neural voice"
     " (benchmarks/piper_clips.py --fetch once); flite: the same in Flite's slt, a voice never trained on"
     " (benchmarks/flite_clips.py); mbrola: the same in MBROLA's us2, a real speaker's diphones, never trained on"
     " (benchmarks/mbrola_clips.py)"

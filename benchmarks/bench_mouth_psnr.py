@@ -1,4 +1,4 @@
-"""New frames against old ones, on the mouth: `python benchmarks/bench_mouth_psnr.py [--base main] [--seconds 20]`.
+"""New frames against old ones, on the mouth: `python -m benchmarks.bench_mouth_psnr [--base main] [--seconds 20]`.
 
 A render optimisation may change how the mouth is drawn (a cached, rounded articulation; a patch moved with
 the head instead of warped in place): this measures by how much. The same speech is rendered, without the

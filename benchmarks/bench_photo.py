@@ -1,4 +1,4 @@
-"""Photo-pose benchmark: `python benchmarks/bench_photo.py [--quick] [--clips N] [--device cpu|cuda|auto]`.
+"""Photo-pose benchmark: `python -m benchmarks.bench_photo [--quick] [--clips N] [--device cpu|cuda|auto]`.
 
 The subject is the shipped public-domain portrait (``examples/astronaut.png``), made into a bundle in a
 temporary ``A2V_HOME`` by ``tests/photo_bundle.py`` (the bundled face models: detector, mesh, segmentation).
@@ -32,12 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from benchmarks import bench_lipsync as bl
+from benchmarks import lipsync_clips as lc
 
-from benchmarks import bench_lipsync as bl  # noqa: E402
-from benchmarks import lipsync_clips as lc  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 POSE = "astro-photo"
 OUT = ROOT / "benchmarks" / "out" / "photo.json"

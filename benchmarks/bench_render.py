@@ -1,4 +1,4 @@
-"""Render speed against the encoder's own speed: `python benchmarks/bench_render.py` (--quick: 10 s renders).
+"""Render speed against the encoder's own speed: `python -m benchmarks.bench_render` (--quick: 10 s renders).
 
 For a drawn pose (ava-front), a photo pose (the shipped astronaut, a bundle in a throwaway A2V_HOME) and a video
 pose (a 2 s clip panned across the same photo, through the real `avatars add --video` ingest), it renders 60 s of

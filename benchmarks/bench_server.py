@@ -1,6 +1,6 @@
 """Latency of the server's realtime endpoints at a fixed request rate, and its job intake rate.
 
-    python benchmarks/bench_server.py [--rate 200] [--seconds 10] [--videos 20] [--under-render]
+    python -m benchmarks.bench_server [--rate 200] [--seconds 10] [--videos 20] [--under-render]
 
 Starts `python -m a2v_cli.server` on 127.0.0.1 with a temp data dir (seeded with finished videos), then
 drives it from this process (a second process, on loopback):
@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 TOKEN = "bench-token-0123456789abcdef"
 API = "/v1/a2v"

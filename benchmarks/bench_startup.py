@@ -1,4 +1,4 @@
-"""Startup and pose-loading cost: `python benchmarks/bench_startup.py [--runs 9] [--before DIR]`.
+"""Startup and pose-loading cost: `python -m benchmarks.bench_startup [--runs 9] [--before DIR]`.
 
 1. Median wall time of `a2v --help`, `a2v avatars list` and `a2v avatars list --json`, each a fresh process
    (imports count), with an empty $A2V_HOME. With ``--before DIR`` (another checkout of a2v, e.g. made with

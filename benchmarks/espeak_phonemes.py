@@ -22,7 +22,7 @@ Phoneme names are eSpeak mnemonics ("a", "aI", "@", "p", "_:" ...); the pause ph
 Each phoneme runs from its event's audio position to the next phoneme event (the last one to the end
 of the audio). espeak-ng keeps global state, so calls are serialized with a lock.
 
-Timing check (``python benchmarks/espeak_phonemes.py``): pause phonemes coincide with digital silence to within
+Timing check (``python -m benchmarks.espeak_phonemes``): pause phonemes coincide with digital silence to within
 a few ms, but espeak reports a voiceless stop (p, t, k ...) at its burst: the silent closure before it is
 synthesized at the end of the previous phoneme. With ``stop_closures=True`` (the default) that trailing
 silence is given to the stop, so that e.g. a "p" spans its closure (lips shut) and its release.

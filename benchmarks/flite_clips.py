@@ -5,20 +5,16 @@ Flite's clustergen voices (awb, rms, slt) are statistical parametric voices buil
 with espeak-ng and Piper. Phones are Festival's radio set (ARPAbet), mapped to espeak mnemonics for lipsync_clips'
 openness table. The articulator trains on awb and rms (models/train_articulator.py); slt is never trained on.
 
-    python benchmarks/bench_lipsync.py --split flite      # Debian: apt install flite
+    python -m benchmarks.bench_lipsync --split flite      # Debian: apt install flite
 """
 
 from __future__ import annotations
 
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import lipsync_clips as lc
 

@@ -1,8 +1,8 @@
 """Recorded human speech with forced-aligned phoneme timings: a held-out lip-sync set on real voices.
 
-    python benchmarks/human_clips.py --fetch    # once, needs PyPI + Debian's apt: download, extract, align
-    python benchmarks/human_clips.py            # list the cached clips (duration, phonemes, pause share, levels)
-    python benchmarks/human_clips.py --score    # the committed articulators on them, as train_articulator's eval
+    python -m benchmarks.human_clips --fetch    # once, needs PyPI + Debian's apt: download, extract, align
+    python -m benchmarks.human_clips            # list the cached clips (duration, phonemes, pause share, levels)
+    python -m benchmarks.human_clips --score    # the committed articulators on them, as train_articulator's eval
 
     from benchmarks.human_clips import human_clips
     clips = human_clips()   # list[HumanClip]; HumanClip is a lipsync_clips.Clip: same fields, same clip_truth()
@@ -44,14 +44,14 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from benchmarks import lipsync_clips as lc
 
-from benchmarks import lipsync_clips as lc  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+
 
 DEFAULT_CACHE = Path("/tmp/human")
 CACHE_ENV = "A2V_HUMAN_CACHE"
@@ -170,7 +170,7 @@ def human_clips(cache: str | Path | None = None) -> list[HumanClip]:
     folder = cache_dir(cache) / "clips"
     manifest = folder / "manifest.json"
     if not manifest.exists():
-        raise FileNotFoundError(f"{manifest} missing: run `python benchmarks/human_clips.py --fetch` first")
+        raise FileNotFoundError(f"{manifest} missing: run `python -m benchmarks.human_clips --fetch` first")
     out = []
     for name in json.loads(manifest.read_text())["clips"]:
         meta = json.loads((folder / f"{name}.json").read_text())
@@ -289,13 +289,27 @@ def word_phones(word: list[tuple[float, float, str, str]], cmu: dict[str, list[l
     return names
 
 
+def _pylib_module(name: str, pylib: Path) -> Any:
+    """A package from the benchmark's own ``--target`` folder, imported by its path (the folder stays off sys.path,
+    so nothing else in it shadows the environment's packages)."""
+    import importlib.util
+
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, pylib / name / "__init__.py",
+                                                  submodule_search_locations=[str(pylib / name)])
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def align(audio: np.ndarray, sample_rate: int, text: str, pylib: Path) -> list[list[tuple[float, float, str, str]]]:
     """pocketsphinx forced alignment of ``text``: per word, its [(start_s, end_s, ARPAbet phone, word)], gap-free."""
     import soxr
 
-    if str(pylib) not in sys.path:
-        sys.path.insert(0, str(pylib))
-    from pocketsphinx import Decoder
+    Decoder = _pylib_module("pocketsphinx", pylib).Decoder
 
     x = audio if sample_rate == ALIGN_RATE else soxr.resample(audio, sample_rate, ALIGN_RATE)
     pcm = (np.clip(x, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
@@ -393,10 +407,8 @@ def describe(clip: HumanClip) -> dict[str, float]:
 def score(clips: list[HumanClip], extra: dict[str, Path] | None = None) -> dict[str, dict[str, float]]:
     """train_articulator's held-out metrics of the shipped and ``extra`` articulators (e.g. old ones, rebuilt) on
     ``clips`` (app windows, built as ``heldout_clips`` does)."""
-    models = ROOT / "models"
-    if str(models) not in sys.path:
-        sys.path.insert(0, str(models))
-    import train_articulator as ta
+
+    from models import train_articulator as ta
 
     evals = ta.human_eval_clips(clips)
     models_ = {**ta.VERSIONS, **(extra or {})}

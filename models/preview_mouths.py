@@ -1,7 +1,7 @@
 """Render a contact sheet of the mouth renderer for a grid of articulations, to look at.
 
-    python models/preview_mouths.py [--out /tmp/mouths.png] [--zoom 2] [--model models/a2v-mouth-v3.onnx]
-    python models/preview_mouths.py --time     # B=64 render time on onnxruntime CPU, 2 threads
+    python -m models.preview_mouths [--out /tmp/mouths.png] [--zoom 2] [--model models/a2v-mouth-v3.onnx]
+    python -m models.preview_mouths --time     # B=64 render time on onnxruntime CPU, 2 threads
 
 Rows: open = 0, 0.25, 0.5, 0.75, 1. Columns: neutral, spread, round, press, spread+press, half round, then the
 same articulations with a wide, thick-lipped style. Each 128x96 patch is composited over a skin colour
@@ -117,7 +117,7 @@ def main() -> None:
     args = ap.parse_args()
     model: str | bytes = args.model
     if args.fresh:
-        import build_models  # models/ is on the path of a script run from it
+        from models import build_models  # models/ is on the path of a script run from it
 
         model = build_models.build_mouth(windowed=True).SerializeToString()
     if args.time:

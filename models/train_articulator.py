@@ -1,11 +1,11 @@
 """Train a2v's articulator: a small conv net (mel window + the recording's speech spectrum -> open, spread, round,
 press, and the F/V and L probabilities) on synthetic and real-speaker speech.
 
-    python models/train_articulator.py              # data (fixed seeds) -> train -> --work/a2v-articulator-v5.onnx
+    python -m models.train_articulator              # data (fixed seeds) -> train -> --work/a2v-articulator-v5.onnx
                                                     # -> held-out comparison with the shipped articulator (v6)
-    python models/train_articulator.py --train-seed 2 --out X.onnx   # the same data, another start (v6's members)
-    python models/train_articulator.py --eval-only --model /tmp/old/a2v-articulator-v1.onnx   # v6 against an old one
-    python models/train_articulator.py --quick      # a 1-minute pilot into /tmp/a2v-train/pilot
+    python -m models.train_articulator --train-seed 2 --out X.onnx   # the same data, another start (v6's members)
+    python -m models.train_articulator --eval-only --model /tmp/old/a2v-articulator-v1.onnx   # v6 against an old one
+    python -m models.train_articulator --quick      # a 1-minute pilot into /tmp/a2v-train/pilot
 
 The built-in articulator v6 is the mean of three such runs (v4: ``--no-extended``, v5, and v5 with ``--train-seed
 2``), merged into one graph by models/ensemble_articulator.py. torch is needed here only (``pip install
@@ -34,13 +34,7 @@ from typing import Any
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-for _p in (ROOT, HERE):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
-
-from a2v_cli.engine.features import (  # noqa: E402
+from a2v_cli.engine.features import (
     HOP,
     MAX_ABS_VALUE,
     N_FFT,
@@ -58,6 +52,10 @@ from a2v_cli.engine.features import (  # noqa: E402
     pulled_mean,
     speech_spectrum,
 )
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
 
 V6_FILE = HERE / "a2v-articulator-v6.onnx"  # models/ensemble_articulator.py: the mean of v4, v5, v5-seed2
 # the committed (shipped) articulators; old ones are rebuilt (models/MODEL_CARD.md) and compared with --model PATH
@@ -257,7 +255,7 @@ def check_disjoint() -> None:
 
     held = set(lc.HELDOUT_SENTENCES) | {s for v in lc.FOREIGN_SENTENCES.values() for s in v}
     try:
-        import eval_articulator as ea
+        from models import eval_articulator as ea
 
         held |= set(ea.CORPUS)
     except Exception:  # eval_articulator is optional
@@ -441,9 +439,8 @@ def festival_phone(name: str, language: str = "en-us") -> str:
 
 def festival_sentence(text: str, spec: Any) -> tuple[np.ndarray, int, list[tuple[float, float, str]]]:
     """One sentence in a "festival:VOICE" spec's voice: rate -> Duration_Stretch (160 / rate), espeak-named phones."""
-    import eval_articulator as ea
-
     from benchmarks import lipsync_clips as lc
+    from models import eval_articulator as ea
 
     voice = spec.voice.split(":", 1)[1]
     language = FESTIVAL_LANGUAGE.get(voice, "en-us")
@@ -1410,9 +1407,8 @@ def heldout_clips(n: int, seed: int, condition: str) -> list[EvalClip]:
 
 def festival_clips() -> list[EvalClip]:
     """Festival voices (kal diphones of a real male voice, slt HTS): a synthesizer never used for training."""
-    import eval_articulator as ea
-
     from benchmarks import lipsync_clips as lc
+    from models import eval_articulator as ea
 
     out = []
     with tempfile.TemporaryDirectory(prefix="a2v-eval-") as tmp:
@@ -1460,10 +1456,9 @@ def human_eval_clips(clips: Sequence[Any] | None = None) -> list[EvalClip]:
 
 def flite_eval_clips() -> list[EvalClip]:
     """models/eval_articulator.py's corpus in Flite's slt (an American woman; never trained on), three rates."""
-    import eval_articulator as ea
-
     from benchmarks import lipsync_clips as lc
     from benchmarks.flite_clips import flite_clip
+    from models import eval_articulator as ea
 
     specs = [lc.ClipSpec("flite", si, "flite:slt", ea.RATES[si % 3], 0, (text,), (), 0.3)
              for si, text in enumerate(ea.CORPUS)]  # fmt: skip
@@ -1562,11 +1557,11 @@ def evaluate(models: dict[str, Path], n: int = 24, seed: int = 0, festival: bool
         sets["mbrola/us2"] = mbrola_eval_clips()
     try:
         sets["piper/joe"] = piper_eval_clips()
-    except Exception as err:  # not fetched: `python benchmarks/piper_clips.py --fetch`
+    except Exception as err:  # not fetched: `python -m benchmarks.piper_clips --fetch`
         print(f"piper voice skipped: {err}", file=sys.stderr)
     try:
         sets["human/recorded"] = human_eval_clips()
-    except Exception as err:  # not fetched: `python benchmarks/human_clips.py --fetch`
+    except Exception as err:  # not fetched: `python -m benchmarks.human_clips --fetch`
         print(f"human recordings skipped: {err}", file=sys.stderr)
     print(f"evaluation clips ready in {time.perf_counter() - t0:.0f} s", flush=True)
     results: dict[str, Any] = {}

@@ -1,6 +1,6 @@
 """Refine the articulator's hand-set constants on the TRAINING sentences and voices only.
 
-    python models/tune_articulator.py [--rounds 3]
+    python -m models.tune_articulator [--rounds 3]
 
 A coordinate search over a few constants of ``build_models.ARTICULATOR_PARAMS`` (each tried at a handful of
 offsets around its current value), maximizing, on clean and noisy (-35 dB) training clips:
@@ -18,17 +18,15 @@ and voices are never loaded here; ``eval_articulator.py`` reports them.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
+from models import build_models
+from models import eval_articulator as ev
 
-import build_models  # noqa: E402
-import eval_articulator as ev  # noqa: E402
+HERE = Path(__file__).resolve().parent
+
 
 STEPS: dict[str, tuple[float, ...]] = {
     "smooth_sigma": (-0.4, -0.2, 0.2, 0.4),

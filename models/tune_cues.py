@@ -1,6 +1,6 @@
 """Choose the thresholds of `a2v cues` (``engine.cues.CueRule``) on development voices, never the held-out ones.
 
-    python models/tune_cues.py [--articulator models/a2v-articulator-v6.onnx]
+    python -m models.tune_cues [--articulator models/a2v-articulator-v6.onnx]
 
 Development clips: our own training sentences spoken by the espeak-ng development voices (``Recipe.dev_voices``,
 English ones: never trained on, and not the benchmark's held-out voices) and by Festival's Czech ``czech_ph`` (a
@@ -15,22 +15,18 @@ from __future__ import annotations
 import argparse
 import itertools
 import multiprocessing as mp
-import sys
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks import lipsync_clips as lc
+from benchmarks.bench_cues import articulation_tracks, clip_points, pooled_scores
+from models import train_articulator as ta
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-for p in (str(HERE), str(ROOT)):
-    if p not in sys.path:
-        sys.path.insert(0, p)
 
-import train_articulator as ta  # noqa: E402
-
-from benchmarks import lipsync_clips as lc  # noqa: E402
-from benchmarks.bench_cues import articulation_tracks, clip_points, pooled_scores  # noqa: E402
 
 SEED = 7
 GRID = {

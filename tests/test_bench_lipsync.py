@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import ctypes.util
 import itertools
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from benchmarks import bench_lipsync as bl
+from benchmarks import lipsync_clips as lc
 
-from benchmarks import bench_lipsync as bl  # noqa: E402
-from benchmarks import lipsync_clips as lc  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 # a 4 s utterance: pause, words rich in p/b/m and open vowels, a 0.3 s pause, a 0.1 s pause, more words, pause
 PHONEMES = [

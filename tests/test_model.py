@@ -114,7 +114,7 @@ def test_committed_files_match_their_build_script(build_models: object) -> None:
         if data == built.SerializeToString():
             continue
         committed = onnx.load_from_string(data)
-        stale = f"{name} is stale: run python models/build_models.py"
+        stale = f"{name} is stale: run python -m models.build_models"
         assert [(n.op_type, list(n.input), list(n.output), [a.SerializeToString() for a in n.attribute])
                 for n in committed.graph.node] == [
             (n.op_type, list(n.input), list(n.output), [a.SerializeToString() for a in n.attribute])
