@@ -126,3 +126,19 @@ def test_scratch_of_workers_that_died_on_this_host_is_removed(tmp_path: Path,
     mine = scratch_dir()
     assert mine.parent == tmp_path and mine.name.startswith(f"a2v-worker-{os.getpid()}-")
     assert not dead.exists() and live.exists()
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_json_log_worker_stops_with_only_json_lines(dep: Deployment, sig: str) -> None:
+    """Celery's own shutdown banners ("worker: Warm shutdown (MainProcess)", "Hitting Ctrl+C again...") went to
+    stdout as plain text: a log shipper reading `--log-format json` choked on them."""
+    import signal
+
+    w = dep.worker("w", "--log-format", "json").wait_ready()
+    assert w.stop(getattr(signal, sig)) == (0 if sig == "SIGTERM" else 1)
+    lines = [line for line in w.log(10**6).splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]  # every line is one JSON record
+    messages = [r["message"] for r in records]
+    assert any(m.startswith("a2v worker ready (queue=") for m in messages), messages
+    assert any("shutdown" in m.lower() for m in messages), messages
+    assert messages[-1] == "a2v worker stopped", messages

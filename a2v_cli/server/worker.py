@@ -16,6 +16,7 @@ every 2 s, requeues them); a heartbeat thread covers a worker that hangs (`distr
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue as queue_mod
@@ -259,11 +260,30 @@ def _alive(pid: int) -> bool:
     return True
 
 
+_banner_format: logging.Formatter | None = None  # set once by _configure_logging
+
+
+def _say(line: str) -> None:
+    """One line on stderr, a JSON record under `--log-format json`; safe in a signal handler (one os.write, no
+    logging lock), which is where Celery's banners are written from."""
+    if _banner_format is not None:
+        line = _banner_format.format(log.makeRecord(log.name, logging.INFO, __file__, 0, line, None, None))
+    with contextlib.suppress(OSError):
+        os.write(2, (line + "\n").encode())
+
+
 def _configure_logging(log_format: str) -> None:
+    from celery.apps import worker as celery_worker
+
     from a2v_cli.server.logs import JsonFormatter, TextFormatter
 
+    global _banner_format
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    _banner_format = JsonFormatter() if log_format == "json" else None
+    # Celery writes its shutdown banners ("worker: Warm shutdown (MainProcess)", "Hitting Ctrl+C again...") with
+    # its module's safe_say, straight to stdout: with `--log-format json` every line must be a record
+    celery_worker.safe_say = lambda msg, f=None: _say(str(msg).strip())  # type: ignore[assignment]
     for name in ("a2v", "celery"):
         lg = logging.getLogger(name)
         lg.handlers[:] = [handler]
@@ -304,8 +324,7 @@ def run_worker(settings: WorkerSettings) -> int:
         renderer.run(str(video_id))
 
     def ready(**_: object) -> None:
-        sys.stderr.write(f"a2v worker ready (queue={settings.queue}, concurrency={settings.concurrency})\n")
-        sys.stderr.flush()
+        _say(f"a2v worker ready (queue={settings.queue}, concurrency={settings.concurrency})")
 
     grace = threading.Timer(settings.shutdown_grace_s, renderer.abort.set)
     grace.daemon = True  # an idle worker exits at once, not when the grace period is over
