@@ -211,7 +211,7 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
 
     tenants = _Tenants()
     settings = state.settings
-    not_found = {404: {"model": models.ErrorResponse, "description": "Unknown avatar (40400)."}}
+    unknown_avatar = {404: {"model": models.ErrorResponse, "description": "Unknown avatar (40400)."}}
 
     @app.post(
         f"{API}/avatar.create",
@@ -311,7 +311,7 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
         return envelope(made, warnings=answer.get("warnings", []))
 
     @app.post(
-        f"{API}/avatar.delete", response_model=models.AvatarResponse, responses={**errors, **not_found},
+        f"{API}/avatar.delete", response_model=models.AvatarResponse, responses={**errors, **unknown_avatar},
         tags=["Extensions"],
     )
     def avatar_delete(body: models.AvatarDeleteRequest, who: str = Depends(owner)) -> Response:
@@ -337,7 +337,7 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
         f"{API}/avatar-previews/{{tenant}}/{{avatar_id}}.png",
         response_class=FileResponse,
         responses={200: {"content": {"image/png": {}}}, 403: {"model": models.ErrorResponse,
-                   "description": "Bad or expired signature (40300)."}, **not_found},
+                   "description": "Bad or expired signature (40300)."}, **unknown_avatar},
         tags=["Extensions"],
     )
     def avatar_preview(
