@@ -2,8 +2,10 @@
 
 Tokens come from a JSON file (``{"name": "token", ...}``) and/or ``A2V_SERVER_TOKENS``
 (``name1:token1,name2:token2``); with neither, one token named ``default`` is generated once and kept in
-``<data_dir>/tokens.json`` (mode 0600). A token's *name* owns the videos it creates, so a token can be
-rotated under the same name without orphaning its history. Token values never reach a log.
+``<data_dir>/tokens.json`` (mode 0600). The distributed deployment imports those into its database and
+authenticates against it (`pg_tokens`); both answer through the `Authenticator` protocol. A token's
+*name* owns the videos it creates, so a token can be rotated under the same name without orphaning its
+history. Token values never reach a log.
 
 Result files are served without the bearer token, behind URLs signed with HMAC-SHA256 over
 (video id, kind, expiry) with a secret generated once and kept in ``<data_dir>/url-signing.key`` (0600).
