@@ -9,6 +9,7 @@ presumed dead that cannot publish, tries bounded by --max-tries, and the sweeper
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -346,8 +347,10 @@ def test_the_avatar_index_contract_is_the_same_in_both_deployments(avatar_index:
     assert again.is_dir() and index.list("alice") == [record]
     index.add("bob", read_record(again), place(again, root, "bob"))  # ids are per tenant
     assert [r.avatar_id for r in index.list("bob")] == ["astro"]
-    assert index.remove("carol", "astro") is None and index.remove("alice", "nope") is None
-    assert index.remove("alice", "astro") == record
+    discarded: list[str] = []
+    assert index.remove("carol", "astro", lambda: discarded.append("carol")) is None
+    assert index.remove("alice", "nope", lambda: discarded.append("nope")) is None and discarded == []
+    assert index.remove("alice", "astro", lambda: discarded.append("astro")) == record and discarded == ["astro"]
 
 
 def test_two_creates_of_one_id_at_once_give_one_avatar(pg: PgStore, tmp_path: Path) -> None:
@@ -393,6 +396,34 @@ def test_a_bundle_without_its_row_is_replaced_by_the_next_create(pg: PgStore, tm
     index.add("alice", read_record(fresh), place(fresh, root, "alice"))
     assert (tenant_avatars(root, "alice") / "astro" / "marker").read_text() == "new"
     assert [p.name for p in tenant_avatars(root, "alice").iterdir()] == ["astro"]
+
+
+def test_a_create_during_a_delete_of_the_same_id_keeps_the_new_bundle(pg: PgStore, tmp_path: Path) -> None:
+    """Front end A deletes `astro` while front end B creates it again: B waits for A's delete, files
+    included, so A never removes B's new bundle and B never takes A's for an orphan."""
+    root = tmp_path / "storage"
+    old, new = built(tmp_path, "astro", 0), built(tmp_path, "astro", 1)
+    (new / "marker").write_text("new")
+    index = PgAvatars(pg, root)
+    index.add("alice", read_record(old), place(old, root, "alice"))
+    folder = tenant_avatars(root, "alice") / "astro"
+    deleting = threading.Event()
+
+    def slow_discard() -> None:
+        deleting.set()
+        time.sleep(0.5)
+        shutil.rmtree(folder)
+
+    other = PgStore(pg.url)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            removed = pool.submit(index.remove, "alice", "astro", slow_discard)
+            assert deleting.wait(10)
+            PgAvatars(other, root).add("alice", read_record(new), place(new, root, "alice"))
+            assert removed.result() is not None
+    finally:
+        other.close()
+    assert (folder / "marker").read_text() == "new" and [r.avatar_id for r in index.list("alice")] == ["astro"]
 
 
 # --- tokens ---------------------------------------------------------------------------------------------

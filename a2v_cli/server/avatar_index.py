@@ -63,8 +63,9 @@ class AvatarIndex(Protocol):
         is visible only once both are done. `AvatarExistsError` (and nothing placed) when the id is taken."""
         ...
 
-    def remove(self, owner: str, avatar_id: str) -> AvatarRecord | None:
-        """Forget the avatar (before its files are removed); None when the tenant has no such avatar."""
+    def remove(self, owner: str, avatar_id: str, discard: Callable[[], None]) -> AvatarRecord | None:
+        """Forget the avatar and ``discard()`` its files while no create of that id can slip in between;
+        None (and nothing discarded) when the tenant has no such avatar."""
         ...
 
 
@@ -94,5 +95,8 @@ class FolderAvatars:
             raise exists_error(record.avatar_id)
         place_or_exists(place, record.avatar_id)
 
-    def remove(self, owner: str, avatar_id: str) -> AvatarRecord | None:
-        return next((r for r in self.list(owner) if r.avatar_id == avatar_id), None)  # the files are the record
+    def remove(self, owner: str, avatar_id: str, discard: Callable[[], None]) -> AvatarRecord | None:
+        record = next((r for r in self.list(owner) if r.avatar_id == avatar_id), None)
+        if record is not None:
+            discard()  # the files are the record
+        return record

@@ -321,14 +321,17 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
         if body.avatar_id in builtin:
             raise InputError(f"{body.avatar_id!r} is a built-in avatar and cannot be removed",
                              "only avatars added with `a2v avatars add` can be removed")
+
+        def discard() -> None:
+            try:
+                ingest.remove(body.avatar_id, tenant_home(state.data_dir, who), set(builtin))
+            except NotFoundError:
+                pass  # no files (a create that died before placing them): the record was all there was
+
         with tenants.hold(who):
-            record = state.avatars.remove(who, body.avatar_id)  # first: no front end lists or renders it now
+            record = state.avatars.remove(who, body.avatar_id, discard)  # the record, then its files
             if record is None:
                 raise not_found("avatar", body.avatar_id, builtin + [r.avatar_id for r in state.avatars.list(who)])
-            try:
-                ingest.remove(body.avatar_id, tenant_home(state.data_dir, who), set(builtin))  # then its files
-            except NotFoundError:
-                pass  # already gone (a delete through another front end)
         log.info("deleted avatar %s for %s", body.avatar_id, who)
         return envelope(Avatar(avatar_id=record.avatar_id, name=record.name, description=record.description,
                                pose_ids=list(record.pose_ids)).to_dict())

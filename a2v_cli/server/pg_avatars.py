@@ -6,6 +6,7 @@ is inserted, the bundle renamed into place on the shared storage, and only then 
 create of the id waits on the first's uncommitted row and then fails with "exists", and no reader sees
 a row whose bundle is not complete. A front end killed between the rename and the commit leaves a
 folder with no row: invisible, and removed by the next create of that id (which holds the row then).
+A delete removes the row and the files in one transaction, so a create of the id waits for both.
 """
 
 from __future__ import annotations
@@ -53,8 +54,10 @@ class PgAvatars:
                 shutil.rmtree(trash, ignore_errors=True)
             place_or_exists(place, record.avatar_id)  # raising rolls the row back
 
-    def remove(self, owner: str, avatar_id: str) -> AvatarRecord | None:
+    def remove(self, owner: str, avatar_id: str, discard: Callable[[], None]) -> AvatarRecord | None:
         with self.store.transaction() as conn:
             row = conn.execute(f"DELETE FROM avatars WHERE owner = %s AND avatar_id = %s RETURNING {_COLUMNS}",
                                (owner, avatar_id)).fetchone()
+            if row is not None:  # the deleted row stays locked until commit: a create of this id waits
+                discard()
         return _record(row) if row else None
