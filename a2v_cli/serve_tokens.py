@@ -59,9 +59,10 @@ def add(
 
     from a2v_cli.server.pg_tokens import check_name
 
+    check_name(name)
     table = _table(ctx, database)
     token = secrets.token_urlsafe(32)
-    table.add(check_name(name), token)
+    table.add(name, token)
     row = next(r for r in reversed(table.rows()) if r["name"] == name)
     out = _output(json_)
     if json_:

@@ -25,7 +25,7 @@ import httpx
 import psutil
 import psycopg
 import pytest
-from conftest import ROOT, decode_frames, probe, run_cli
+from conftest import ROOT, decode_frames, one_error_line, probe, run_cli
 from services import (
     Balancer,
     Deployment,
@@ -367,6 +367,9 @@ def test_tokens_added_and_revoked_through_the_cli_hold_on_every_front_end(cluste
     assert token not in rows and token.encode().hex() not in rows.replace("\\x", "")  # only a hash
     listed = run_cli("serve", "tokens", "list", env=env)
     assert listed.code == 0 and "carol" in listed.stdout and token not in listed.stdout + listed.stderr
+    bad = run_cli("serve", "tokens", "add", "two words", env=env)
+    assert bad.code == ExitCode.USAGE and bad.stdout == "", bad.stderr
+    one_error_line(bad.stderr, "token name 'two words' must be")
     taken = run_cli("serve", "tokens", "add", "carol", env=env)
     assert taken.code == ExitCode.USAGE and "already has a token" in taken.stderr and taken.stdout == ""
     with_json = run_cli("serve", "tokens", "add", "dave", "--json", env=env)

@@ -16,7 +16,6 @@ No data-dir lock: any number of front ends may run against the same services.
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from a2v_cli.schema import Video
 from a2v_cli.server import celery_app
 from a2v_cli.server.blobs import LocalBlobs
 from a2v_cli.server.deployment import JobLimits, open_root
+from a2v_cli.server.periodic import Periodic
 from a2v_cli.server.pg_avatars import PgAvatars
 from a2v_cli.server.pg_store import PgStore
 from a2v_cli.server.pg_tokens import DbTokens, TokenTable
@@ -88,23 +88,13 @@ class Sweeper:
         self.blobs = blobs
         self.interval_s = interval_s
         self._rounds = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="a2v-sweeper", daemon=True)
+        self._thread = Periodic("a2v-sweeper", interval_s, self.sweep)
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.sweep()
-            except Exception as err:  # the database away for a moment: try again next round
-                log.warning("sweep failed: %s", err)
+        self._thread.stop()
 
     def sweep(self) -> None:
         requeued, failed = self.store.reap(LEASE_S, self.max_tries,

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
-import time
 from typing import Any
 
 import psycopg
 
 from a2v_cli.errors import InputError, NotFoundError, UnavailableError
+from a2v_cli.server.periodic import Periodic
 from a2v_cli.server.pg_store import PgStore
 from a2v_cli.server.security import matching_name, token_hash
 
@@ -125,8 +124,7 @@ class DbTokens:
         self.refresh_s = refresh_s
         self._active: dict[str, bytes] = table.active()
         self._failing = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="a2v-tokens", daemon=True)
+        self._thread = Periodic("a2v-tokens", refresh_s, self.refresh)
 
     def owner(self, presented: str) -> str | None:
         return matching_name(token_hash(presented), self._active)
@@ -154,14 +152,4 @@ class DbTokens:
         self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(10)
-
-    def _run(self) -> None:
-        next_at = time.monotonic()
-        while True:
-            next_at += self.refresh_s
-            if self._stop.wait(max(0.0, next_at - time.monotonic())):
-                return
-            self.refresh()
+        self._thread.stop()
