@@ -761,8 +761,23 @@ MaxTriesOpt = Annotated[int, typer.Option(
 LogFormatOpt = Annotated[str, typer.Option("--log-format", help="text, or json (one object per line, job ids).")]
 
 
-@app.command()
+serve_app = typer.Typer(invoke_without_command=True)
+app.add_typer(serve_app, name="serve")
+
+
+def _serve_commands() -> None:
+    """`a2v serve tokens ...` (its own module: the distributed deployment's operator commands)."""
+    from a2v_cli.serve_tokens import tokens_app
+
+    serve_app.add_typer(tokens_app, name="tokens")
+
+
+_serve_commands()
+
+
+@serve_app.callback()
 def serve(
+    ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     data_dir: Annotated[Path | None, typer.Option(help="Jobs, videos and secrets (default: $A2V_HOME/server).")] = None,
@@ -786,7 +801,12 @@ def serve(
     """Run the A2V API as a server over the local renderer (see docs/server.md).
 
     With --broker, --database and --storage it is a front end only: `a2v worker` renders (docs/deploy.md).
+
+    `a2v serve tokens add|list|revoke` manage the distributed deployment's tokens.
     """
+    if ctx.invoked_subcommand is not None:  # `a2v serve [--database URL] tokens ...`: not the server
+        ctx.obj = {"database": database}
+        return
     from a2v_cli.server import ServerSettings
     from a2v_cli.server import serve as run_server
 

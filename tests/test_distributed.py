@@ -23,8 +23,9 @@ from pathlib import Path
 
 import httpx
 import psutil
+import psycopg
 import pytest
-from conftest import ROOT, decode_frames, probe, run_cli
+from conftest import ROOT, decode_frames, one_error_line, probe, run_cli
 from services import (
     Balancer,
     Deployment,
@@ -42,6 +43,7 @@ from services import (
 )
 
 from a2v_cli.errors import ExitCode
+from a2v_cli.server.tenants import tenant_avatars
 
 API = "/v1/a2v"
 ASTRONAUT = ROOT / "examples" / "astronaut.png"
@@ -275,6 +277,8 @@ def test_tenants_are_isolated_across_front_ends(cluster: Cluster, tmp_path: Path
                     data={"avatar_id": "astro", "size": "256"})
     astro = ok(made)
     assert astro["pose_ids"] == ["astro-photo"], astro  # type: ignore[call-overload]
+    assert db(dep, "SELECT owner, kind, pose_ids FROM avatars WHERE avatar_id = 'astro'") == [
+        ("alice", "photo", ["astro-photo"])]  # a row: what every front end lists and checks
     for fe in (fe1, fe2):
         assert err(call(fe, "GET", "/video.get", "bob", params={"video_id": mine["video_id"]}), 404, 40400)
         assert mine["video_id"] not in [v["video_id"] for v in ok(call(fe, "GET", "/video.list", "bob"))]  # type: ignore[union-attr]
@@ -300,6 +304,88 @@ def test_tenants_are_isolated_across_front_ends(cluster: Cluster, tmp_path: Path
     deleted = ok(call(fe2, "POST", "/avatar.delete", json={"avatar_id": "astro"}))
     assert deleted["avatar_id"] == "astro"  # type: ignore[call-overload]
     assert "astro" not in [a["avatar_id"] for a in ok(call(fe1, "GET", "/avatar.list"))]  # type: ignore[union-attr]
+    assert db(dep, "SELECT 1 FROM avatars WHERE avatar_id = 'astro'") == []
+    assert not (tenant_avatars(dep.storage, "alice") / "astro").exists()
+
+
+def db(dep: Deployment, statement: str) -> list[tuple]:
+    with psycopg.connect(dep.database, autocommit=True) as conn:
+        return conn.execute(statement).fetchall()  # type: ignore[arg-type]
+
+
+def test_one_avatar_id_created_through_both_front_ends_at_once_is_one_avatar(cluster: Cluster) -> None:
+    fe1, fe2, dep = cluster.fe1, cluster.fe2, cluster.dep
+    barrier = threading.Barrier(2)
+
+    def create(fe: FrontEnd) -> httpx.Response:
+        with open(ASTRONAUT, "rb") as f:
+            body = f.read()
+        barrier.wait()
+        return call(fe, "POST", "/avatar.create", "bob", files={"image": ("astronaut.png", body, "image/png")},
+                    data={"avatar_id": "twin", "name": "Twin", "size": "256"}, timeout=120)
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(create, (fe1, fe2)))
+    assert sorted(r.status_code for r in answers) == [200, 409], [r.text for r in answers]
+    made = ok(next(r for r in answers if r.status_code == 200))
+    assert "already exists" in err(next(r for r in answers if r.status_code == 409), 409, 40900)
+    assert db(dep, "SELECT owner, avatar_id, name FROM avatars WHERE avatar_id = 'twin'") == [("bob", "twin", "Twin")]
+    home = tenant_avatars(dep.storage, "bob").parent
+    assert sorted(p.name for p in (home / "avatars").iterdir()) == ["twin"]  # one bundle, no orphan
+    assert [p.name for p in home.iterdir() if p.name.startswith(".")] == []  # no build folder left
+    for fe in (fe1, fe2):  # listed by both, its poses read from the shared bundle, never another tenant's
+        listed = [a for a in ok(call(fe, "GET", "/avatar.list", "bob")) if a["avatar_id"] == "twin"]  # type: ignore[union-attr]
+        assert strip_urls(listed) == strip_urls([made])  # type: ignore[list-item]
+        poses = ok(call(fe, "GET", "/avatar-pose.list", "bob", params={"avatar_id": "twin"}))
+        assert [(p["pose_id"], p["width"]) for p in poses] == [("twin-photo", 256)]  # type: ignore[index,union-attr]
+        assert "twin" not in [a["avatar_id"] for a in ok(call(fe, "GET", "/avatar.list"))]  # type: ignore[union-attr]
+        err(call(fe, "GET", "/avatar-pose.list", params={"avatar_id": "twin"}), 404, 40400)
+    assert ok(call(fe1, "POST", "/avatar.delete", "bob", json={"avatar_id": "twin"}))["name"] == "Twin"  # type: ignore[call-overload,index]
+    err(call(fe2, "GET", "/avatar-pose.list", "bob", params={"avatar_id": "twin"}), 404, 40400)
+    err(call(fe2, "POST", "/avatar.delete", "bob", json={"avatar_id": "twin"}), 404, 40400)
+    assert db(dep, "SELECT 1 FROM avatars") == [] and not (home / "avatars" / "twin").exists()
+
+
+def test_tokens_added_and_revoked_through_the_cli_hold_on_every_front_end(cluster: Cluster) -> None:
+    dep, fes = cluster.dep, (cluster.fe1, cluster.fe2)
+    env = {"A2V_DATABASE": dep.database}
+
+    def answers(fe: FrontEnd, token: str) -> int:
+        with client() as c:
+            return c.get(fe.url + API + "/video.list", headers={"Authorization": f"Bearer {token}"}).status_code
+
+    # both front ends imported A2V_SERVER_TOKENS when they started (together): each token once
+    listed = run_cli("serve", "tokens", "list", "--json", env=env)
+    assert listed.code == 0, listed.stderr
+    assert sorted((r["name"], r["revoked_at"]) for r in listed.json()) == [("alice", None), ("bob", None)]
+    added = run_cli("serve", "tokens", "add", "carol", env=env)
+    assert added.code == 0, added.stderr
+    token = added.stdout.strip()
+    assert len(token) >= 40 and added.stdout == token + "\n" and token not in added.stderr
+    assert [answers(fe, token) for fe in fes] == [200, 200]  # at once, on both
+    rows = str(db(dep, "SELECT * FROM tokens"))
+    assert token not in rows and token.encode().hex() not in rows.replace("\\x", "")  # only a hash
+    listed = run_cli("serve", "tokens", "list", env=env)
+    assert listed.code == 0 and "carol" in listed.stdout and token not in listed.stdout + listed.stderr
+    bad = run_cli("serve", "tokens", "add", "two words", env=env)
+    assert bad.code == ExitCode.USAGE and bad.stdout == "", bad.stderr
+    one_error_line(bad.stderr, "token name 'two words' must be")
+    taken = run_cli("serve", "tokens", "add", "carol", env=env)
+    assert taken.code == ExitCode.USAGE and "already has a token" in taken.stderr and taken.stdout == ""
+    with_json = run_cli("serve", "tokens", "add", "dave", "--json", env=env)
+    assert with_json.code == 0 and with_json.json()["name"] == "dave", with_json.stderr
+    assert [answers(fe, with_json.json()["token"]) for fe in fes] == [200, 200]
+
+    revoked = run_cli("serve", "tokens", "revoke", "carol", env=env)
+    assert revoked.code == 0, revoked.stderr
+    start = time.monotonic()
+    while [answers(fe, token) for fe in fes] != [401, 401]:
+        assert time.monotonic() - start < 3, "a revoked token still works after 3 s"
+        time.sleep(0.05)
+    print(f"revoked token refused by both front ends {time.monotonic() - start:.2f} s after the command returned")
+    assert run_cli("serve", "tokens", "revoke", "carol", env=env).code == ExitCode.NOT_FOUND
+    assert [answers(fe, TOKENS["alice"]) for fe in fes] == [200, 200]
+    assert run_cli("serve", "tokens", "list", env={"A2V_DATABASE": ""}).code == ExitCode.USAGE
 
 
 # --- operations: health, readiness, metrics, unclaimed jobs (both deployments) -------------------------

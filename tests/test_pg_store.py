@@ -9,18 +9,25 @@ presumed dead that cannot publish, tries bounded by --max-tries, and the sweeper
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from a2v_cli.errors import InputError, NotFoundError
+from a2v_cli.server.avatar_index import AvatarExistsError, AvatarRecord, FolderAvatars, read_record
 from a2v_cli.server.blobs import LocalBlobs
 from a2v_cli.server.deployment import JobLimits
+from a2v_cli.server.pg_avatars import PgAvatars
 from a2v_cli.server.pg_store import ClaimedJob, Liveness, PgStore, migrations
+from a2v_cli.server.pg_tokens import REFRESH_S, DbTokens, TokenTable
+from a2v_cli.server.security import token_hash
+from a2v_cli.server.tenants import tenant_avatars
 from a2v_cli.store import VideoStore, iso_before
 
 LIMITS = JobLimits(allow_private=False, max_bytes=1 << 20, download_timeout_s=30.0, max_audio_seconds=60.0)
@@ -297,3 +304,176 @@ def test_workers_are_counted_by_their_heartbeats(database: str, pg: PgStore) -> 
     assert pg.workers(7) == 1
     pg.worker_gone("w1")
     assert pg.workers(7) == 0
+
+
+# --- tenants' avatars: the same AvatarIndex contract on the folder scan and on PostgreSQL ----------------
+
+
+@pytest.fixture(params=["folder", "postgresql"])
+def avatar_index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[object, Path]]:
+    """(index, root): the embedded FolderAvatars, or PgAvatars, over the file root ``root``."""
+    root = tmp_path / "root"
+    root.mkdir()
+    if request.param == "folder":
+        yield FolderAvatars(root), root
+    else:
+        yield PgAvatars(request.getfixturevalue("pg"), root), root
+
+
+def built(tmp_path: Path, avatar_id: str, n: int = 0) -> Path:
+    """A complete photo bundle `avatar_id`, built outside the tenant's folder (as avatar.create's child does)."""
+    from photo_bundle import write_photo_bundle
+
+    return write_photo_bundle(tmp_path / f"build-{avatar_id}-{n}", avatar_id)
+
+
+def place(bundle: Path, root: Path, owner: str) -> Callable[[], None]:
+    dest = tenant_avatars(root, owner) / bundle.name
+    return lambda: (dest.parent.mkdir(parents=True, exist_ok=True), os.rename(bundle, dest))  # type: ignore[func-returns-value]
+
+
+def test_the_avatar_index_contract_is_the_same_in_both_deployments(avatar_index: tuple, tmp_path: Path) -> None:
+    index, root = avatar_index
+    assert index.list("alice") == []
+    bundle = built(tmp_path, "astro")
+    record = read_record(bundle)
+    assert record == AvatarRecord("astro", "Astronaut", "NASA portrait (public domain)", "photo", ("astro-photo",))
+    index.add("alice", record, place(bundle, root, "alice"))
+    assert index.list("alice") == [record] and index.list("bob") == []
+    assert (tenant_avatars(root, "alice") / "astro" / "avatar.json").is_file()
+    again = built(tmp_path, "astro", 1)
+    with pytest.raises(AvatarExistsError):  # the id is taken: nothing placed, the first one untouched
+        index.add("alice", read_record(again), place(again, root, "alice"))
+    assert again.is_dir() and index.list("alice") == [record]
+    index.add("bob", read_record(again), place(again, root, "bob"))  # ids are per tenant
+    assert [r.avatar_id for r in index.list("bob")] == ["astro"]
+    discarded: list[str] = []
+    assert index.remove("carol", "astro", lambda: discarded.append("carol")) is None
+    assert index.remove("alice", "nope", lambda: discarded.append("nope")) is None and discarded == []
+    assert index.remove("alice", "astro", lambda: discarded.append("astro")) == record and discarded == ["astro"]
+
+
+def test_two_creates_of_one_id_at_once_give_one_avatar(pg: PgStore, tmp_path: Path) -> None:
+    """Two front ends (two stores) record the same id at the same moment: one avatar, one 'exists', one folder."""
+    root = tmp_path / "storage"
+    stores = [pg, PgStore(pg.url)]
+    bundles = [built(tmp_path, "twin", n) for n in range(2)]
+    barrier = threading.Barrier(2)
+
+    def create(n: int) -> str:
+        def slow_place() -> None:  # the rename takes a while: the other create must wait for its outcome
+            time.sleep(0.5)
+            place(bundles[n], root, "alice")()
+
+        barrier.wait()
+        try:
+            PgAvatars(stores[n], root).add("alice", read_record(bundles[n]), slow_place)
+        except AvatarExistsError as e:
+            return f"exists: {e}"
+        return "created"
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            outcomes = sorted(pool.map(create, range(2)))
+    finally:
+        stores[1].close()
+    assert outcomes[0] == "created" and outcomes[1].startswith("exists: avatar 'twin' already exists"), outcomes
+    assert sql(pg.url, "SELECT owner, avatar_id FROM avatars") == [("alice", "twin")]
+    assert sorted(p.name for p in tenant_avatars(root, "alice").iterdir()) == ["twin"]  # no orphan, no second
+    assert sum(b.is_dir() for b in bundles) == 1  # the loser's build is left to its caller to remove
+
+
+def test_a_bundle_without_its_row_is_replaced_by_the_next_create(pg: PgStore, tmp_path: Path) -> None:
+    """A front end killed between the rename and the commit leaves a folder with no row: never listed, and
+    the next create of that id takes its place."""
+    root = tmp_path / "storage"
+    orphan = built(tmp_path, "astro", 0)
+    place(orphan, root, "alice")()
+    index = PgAvatars(pg, root)
+    assert index.list("alice") == []
+    fresh = built(tmp_path, "astro", 1)
+    (fresh / "marker").write_text("new")
+    index.add("alice", read_record(fresh), place(fresh, root, "alice"))
+    assert (tenant_avatars(root, "alice") / "astro" / "marker").read_text() == "new"
+    assert [p.name for p in tenant_avatars(root, "alice").iterdir()] == ["astro"]
+
+
+def test_a_create_during_a_delete_of_the_same_id_keeps_the_new_bundle(pg: PgStore, tmp_path: Path) -> None:
+    """Front end A deletes `astro` while front end B creates it again: B waits for A's delete, files
+    included, so A never removes B's new bundle and B never takes A's for an orphan."""
+    root = tmp_path / "storage"
+    old, new = built(tmp_path, "astro", 0), built(tmp_path, "astro", 1)
+    (new / "marker").write_text("new")
+    index = PgAvatars(pg, root)
+    index.add("alice", read_record(old), place(old, root, "alice"))
+    folder = tenant_avatars(root, "alice") / "astro"
+    deleting = threading.Event()
+
+    def slow_discard() -> None:
+        deleting.set()
+        time.sleep(0.5)
+        shutil.rmtree(folder)
+
+    other = PgStore(pg.url)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            removed = pool.submit(index.remove, "alice", "astro", slow_discard)
+            assert deleting.wait(10)
+            PgAvatars(other, root).add("alice", read_record(new), place(new, root, "alice"))
+            assert removed.result() is not None
+    finally:
+        other.close()
+    assert (folder / "marker").read_text() == "new" and [r.avatar_id for r in index.list("alice")] == ["astro"]
+
+
+# --- tokens ---------------------------------------------------------------------------------------------
+
+
+def test_tokens_are_stored_as_hashes_imported_once_and_revoked(database: str, pg: PgStore) -> None:
+    table = TokenTable(pg)
+    tokens = {"alice": "alice-secret-token-0123456789", "bob": "bob-secret-token-0123456789"}
+    others = [PgStore(database, max_connections=2) for _ in range(3)]
+    try:  # four front ends starting together with the same tokens file: each token once, none fails
+        with ThreadPoolExecutor(4) as pool:
+            added = list(pool.map(lambda st: TokenTable(st).import_tokens(tokens, "test"), [pg, *others]))
+    finally:
+        for st in others:
+            st.close()
+    assert sorted(n for names in added for n in names) == ["alice", "bob"], added
+    assert sorted((r["name"], r["revoked_at"]) for r in table.rows()) == [("alice", None), ("bob", None)]
+    dump = str(sql(database, "SELECT * FROM tokens"))
+    for token in tokens.values():  # neither the token nor its bytes in any column
+        assert token not in dump and token.encode().hex() not in dump.replace("\\x", "")
+    assert table.active() == {name: token_hash(t) for name, t in tokens.items()}
+    with pytest.raises(InputError, match="already has a token"):
+        table.add("alice", "another-token-for-alice-0123")
+    assert table.revoke("alice")["revoked_at"] is not None
+    with pytest.raises(NotFoundError):
+        table.revoke("alice")
+    assert table.import_tokens(tokens, "test") == []  # an old file never brings a revoked token back
+    assert table.find(token_hash(tokens["alice"])) is None and table.find(token_hash(tokens["bob"])) == "bob"
+    table.add("alice", "a-new-token-for-alice-0123456")  # a new token under the same name
+    assert table.find(token_hash("a-new-token-for-alice-0123456")) == "alice"
+
+
+def test_a_front_ends_token_cache_sees_new_tokens_at_once_and_revokes_within_its_refresh(pg: PgStore) -> None:
+    table = TokenTable(pg)
+    table.add("alice", "alice-secret-token-0123456789")
+    front_end = DbTokens(TokenTable(pg))
+    front_end.start()
+    try:
+        assert front_end.owner("alice-secret-token-0123456789") == "alice"
+        assert front_end.owner("alice-secret-token-012345678") is None
+        table.add("carol", "carol-secret-token-0123456789")  # through another front end, or the CLI
+        assert front_end.owner("carol-secret-token-0123456789") is None  # not in memory yet ...
+        assert front_end.lookup("carol-secret-token-0123456789") == "carol"  # ... one lookup: at once
+        assert front_end.owner("carol-secret-token-0123456789") == "carol"
+        revoked = time.monotonic()
+        table.revoke("carol")
+        while front_end.owner("carol-secret-token-0123456789") is not None:
+            assert time.monotonic() - revoked < REFRESH_S + 1, "a revoked token still works"
+            time.sleep(0.02)
+        assert front_end.lookup("carol-secret-token-0123456789") is None
+        assert front_end.owner("alice-secret-token-0123456789") == "alice"
+    finally:
+        front_end.stop()

@@ -32,10 +32,11 @@ from a2v_cli.errors import A2VError, AuthError, InputError
 from a2v_cli.schema import Video
 from a2v_cli.server import avatars as user_avatars
 from a2v_cli.server import models
+from a2v_cli.server.avatar_index import AvatarIndex
 from a2v_cli.server.blobs import LocalBlobs
 from a2v_cli.server.deployment import Deployment, StateStore, open_deployment
 from a2v_cli.server.fetch import FetchPolicy, human_size
-from a2v_cli.server.security import Tokens, UrlSigner
+from a2v_cli.server.security import Authenticator, UrlSigner
 from a2v_cli.server.settings import ServerSettings
 from a2v_cli.server.uploads import PayloadTooLargeError, UploadStore
 from a2v_cli.store import iso_before
@@ -106,8 +107,12 @@ class ServerState:
         return self.deployment.blobs.signer
 
     @property
-    def tokens(self) -> Tokens:
+    def tokens(self) -> Authenticator:
         return self.deployment.tokens
+
+    @property
+    def avatars(self) -> AvatarIndex:
+        return self.deployment.avatars
 
     def lock(self) -> None:
         """Hold what only one server may use (idempotent; the embedded data dir only)."""

@@ -2,10 +2,12 @@
 
 Why here: each token (tenant) may add avatars from a photo or a short clip, kept under
 ``<data-dir>/avatars/<tenant>/avatars/<avatar_id>/`` (the bundle format of `$A2V_HOME/avatars`, 0700/0600,
-built in a staging folder and renamed into place by `engine/ingest.py`). The tenant's avatars join the
-built-ins in its own `avatar.list`, `avatar-pose.list` and `video.generate`, never in another token's;
-another tenant's avatar or pose answers 40400 exactly like an unknown one. The build runs in a child
-process (`avatar_ingest`) under a whole-operation deadline; nothing half-built is left after a failure.
+built by `engine/ingest.py` in a folder of this request's own, then renamed into place). Which avatars a
+tenant has is the deployment's `AvatarIndex` (the folder itself, or rows in PostgreSQL): the tenant's
+avatars join the built-ins in its own `avatar.list`, `avatar-pose.list` and `video.generate`, never in
+another token's; another tenant's avatar or pose answers 40400 exactly like an unknown one. The build runs
+in a child process (`avatar_ingest`) under a whole-operation deadline; nothing half-built is left after a
+failure.
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ from fastapi.responses import FileResponse, Response
 
 from a2v_cli.engine import avatars as registry_mod
 from a2v_cli.engine import catalog, ingest
-from a2v_cli.errors import A2VError, InputError, NotFoundError, UnavailableError
+from a2v_cli.errors import A2VError, InputError, NotFoundError, UnavailableError, not_found
 from a2v_cli.schema import Avatar
 from a2v_cli.server import models
+from a2v_cli.server.avatar_index import AvatarExistsError, AvatarRecord, exists_error, read_record
 from a2v_cli.server.tenants import TENANT_KEY, tenant_avatars, tenant_home, tenant_key
 from a2v_cli.wire import ascii_int
 
@@ -45,13 +48,6 @@ BUILD_SLOTS = 2  # avatar builds at once, all tenants: each holds a server threa
 
 class BusyError(UnavailableError):
     """Every build slot is taken: try again shortly (the client retries 503 by itself)."""
-
-
-class AvatarExistsError(InputError):
-    """The tenant already has an avatar with this id (never overwritten)."""
-
-    api_code = 40900
-    http_status = 409
 
 
 class _Tenants:
@@ -87,53 +83,59 @@ class _Tenants:
             self.slots.release()
 
 
-def tenant_registry(data_dir: Path, owner: str) -> registry_mod.Registry:
-    """The built-ins plus this tenant's bundles (a damaged one is skipped, quietly: it is not the caller's fault)."""
-    return registry_mod.load(tenant_avatars(data_dir, owner))
-
-
 def own_avatars(state: Any, owner: str, base: str) -> list[dict[str, Any]]:
-    """The tenant's own avatars as API objects, previews as signed links; [] without any."""
-    folder = tenant_avatars(state.data_dir, owner)
-    if not folder.is_dir():
-        return []
-    reg = tenant_registry(state.data_dir, owner)
-    urls = preview_urls(state, owner, reg, base)
-    return [a.to_dict() for a in catalog.avatars(urls, reg=reg) if not reg.avatars[a.avatar_id].builtin]
+    """The tenant's own avatars (its `AvatarIndex`) as API objects, previews as signed links; [] without any."""
+    records = state.avatars.list(owner)
+    urls = preview_urls(state, owner, records, base)
+    return [Avatar(r.avatar_id, r.name, r.description, urls.get(r.pose_ids[0]), list(r.pose_ids)).to_dict()
+            for r in records]
 
 
 def own_poses(state: Any, owner: str, avatar_id: str, base: str) -> list[dict[str, Any]]:
-    """The poses of one of the tenant's avatars (NotFoundError, naming only ids it may see, otherwise)."""
-    reg = tenant_registry(state.data_dir, owner)
-    return [p.to_dict() for p in catalog.poses(avatar_id, preview_urls(state, owner, reg, base), reg=reg)]
+    """The poses of one of the tenant's avatars, read from its bundle (NotFoundError, naming only ids it may
+    see, otherwise)."""
+    records = state.avatars.list(owner)
+    mine = [r for r in records if r.avatar_id == avatar_id]
+    if not mine:
+        raise not_found("avatar", avatar_id, catalog.avatar_ids(include_user=False) + [r.avatar_id for r in records])
+    reg = registry_mod.builtin_registry()
+    folder = tenant_avatars(state.data_dir, owner) / avatar_id
+    try:
+        entry, poses = registry_mod.read_bundle(folder, set(reg.avatars) | set(reg.poses))
+    except (registry_mod.BundleError, OSError) as err:
+        log.error("avatar %s of %s is recorded but its bundle cannot be read: %s", avatar_id, owner, err)
+        raise A2VError(f"avatar {avatar_id!r} cannot be read") from None
+    reg.avatars[entry.avatar_id] = entry
+    reg.poses.update({p.pose_id: p for p in poses})
+    return [p.to_dict() for p in catalog.poses(avatar_id, preview_urls(state, owner, mine, base), reg=reg)]
 
 
 def check_pose(state: Any, owner: str, pose_id: str) -> None:
     """A built-in pose or one of the tenant's; another tenant's is 40400, exactly as an unknown id."""
-    catalog.pose_entry(pose_id, reg=tenant_registry(state.data_dir, owner))
+    builtin = catalog.pose_ids(include_user=False)
+    if pose_id in builtin:
+        return
+    own = [p for r in state.avatars.list(owner) for p in r.pose_ids]
+    if pose_id not in own:
+        raise not_found("pose", pose_id, builtin + own)
 
 
-def preview_urls(state: Any, owner: str, reg: registry_mod.Registry, base: str) -> dict[str, str]:
+def preview_urls(state: Any, owner: str, records: list[AvatarRecord], base: str) -> dict[str, str]:
     """Pose id -> preview link: the public built-in PNGs, and signed, expiring links for the tenant's own."""
     from a2v_cli.server.app import API
 
     urls = {pid: f"{base}{API}/previews/{pid}.png" for pid in catalog.packaged_previews()}
     key = tenant_key(owner)
-    for a in reg.avatars.values():
-        if a.builtin or a.preview is None:
-            continue
-        expires, sig = state.signer.sign(f"{key}/{a.avatar_id}", PREVIEW)
-        url = f"{base}{API}/avatar-previews/{key}/{a.avatar_id}.png?expires={expires}&signature={sig}"
-        urls.update({pid: url for pid in a.pose_ids})
+    for r in records:
+        expires, sig = state.signer.sign(f"{key}/{r.avatar_id}", PREVIEW)
+        url = f"{base}{API}/avatar-previews/{key}/{r.avatar_id}.png?expires={expires}&signature={sig}"
+        urls.update({pid: url for pid in r.pose_ids})
     return urls
 
 
-def _avatar_object(state: Any, owner: str, avatar_id: str, base: str) -> dict[str, Any]:
-    reg = tenant_registry(state.data_dir, owner)
-    if avatar_id not in reg.avatars:  # built, yet not readable: never say "created" for what cannot be used
-        raise A2VError(f"avatar {avatar_id!r} was built but cannot be read back")
-    urls = preview_urls(state, owner, reg, base)
-    return next(a.to_dict() for a in catalog.avatars(urls, reg=reg) if a.avatar_id == avatar_id)
+def _avatar_object(state: Any, owner: str, avatar_id: str, base: str) -> dict[str, Any] | None:
+    """The API object of the tenant's avatar, None when it has none of that id."""
+    return next((a for a in own_avatars(state, owner, base) if a["avatar_id"] == avatar_id), None)
 
 
 def _copy_upload(upload: UploadFile, dest: Path, max_bytes: int) -> None:
@@ -209,7 +211,7 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
 
     tenants = _Tenants()
     settings = state.settings
-    not_found = {404: {"model": models.ErrorResponse, "description": "Unknown avatar (40400)."}}
+    unknown_avatar = {404: {"model": models.ErrorResponse, "description": "Unknown avatar (40400)."}}
 
     @app.post(
         f"{API}/avatar.create",
@@ -274,27 +276,28 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
             keys = home / "keys"
             key_file = keys / hashlib.sha256(idempotency_key.encode()).hexdigest() if idempotency_key else None
             if key_file is not None and key_file.is_file():
-                done = key_file.read_text().strip()
-                if (tenant_avatars(state.data_dir, who) / done / "avatar.json").is_file():
-                    return envelope(_avatar_object(state, who, done, base))
+                done = _avatar_object(state, who, key_file.read_text().strip(), base)
+                if done is not None:
+                    return envelope(done)
             avatars = ingest.avatars_dir(home)
-            if req.avatar_id is not None and (avatars / req.avatar_id).exists():
-                raise AvatarExistsError(f"avatar {req.avatar_id!r} already exists",
-                                        f"choose another id, or remove it first: a2v avatars remove {req.avatar_id}")
+            if req.avatar_id is not None and any(r.avatar_id == req.avatar_id for r in state.avatars.list(who)):
+                raise exists_error(req.avatar_id)
             new_id = req.avatar_id or ingest.free_id(Path(client_name or "avatar").stem, avatars, builtin)
+            # built in a folder of this request's own (front ends on other hosts may build for this tenant
+            # too), then recorded and renamed into place by the deployment's AvatarIndex
             incoming = Path(tempfile.mkdtemp(prefix=".incoming.", dir=home))
             try:
                 path = incoming / UPLOAD_NAME
                 _copy_upload(upload, path, settings.max_upload_bytes)
                 spec = {"path": str(path), "kind": kind, "avatar_id": new_id, "name": name,
                         "description": description, "size": size_px, "face": face_n, "device": settings.device,
-                        "home": str(home), "builtin": sorted(builtin)}
+                        "home": str(incoming), "builtin": sorted(builtin)}
                 with tenants.build_slot():
                     answer = _run_child(spec, started, deadline_s(settings, kind))
+                built = incoming / "avatars" / new_id
+                state.avatars.add(who, read_record(built), lambda: os.rename(built, avatars / new_id))
             finally:
                 shutil.rmtree(incoming, ignore_errors=True)
-                # a killed build leaves its staging folder: nothing else of this tenant's is in flight
-                shutil.rmtree(home / ".avatars-staging", ignore_errors=True)
             if key_file is not None:
                 keys.mkdir(mode=0o700, exist_ok=True)
                 from a2v_cli.server.security import write_private_file
@@ -302,28 +305,42 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
                 key_file.unlink(missing_ok=True)  # a key whose avatar was removed since
                 write_private_file(key_file, new_id.encode())
         log.info("created avatar %s for %s", new_id, who)
-        return envelope(_avatar_object(state, who, new_id, base), warnings=answer.get("warnings", []))
+        made = _avatar_object(state, who, new_id, base)
+        if made is None:  # recorded, then deleted at once by another request
+            raise NotFoundError(f"avatar {new_id!r} was deleted while it was being created")
+        return envelope(made, warnings=answer.get("warnings", []))
 
     @app.post(
-        f"{API}/avatar.delete", response_model=models.AvatarResponse, responses={**errors, **not_found},
+        f"{API}/avatar.delete", response_model=models.AvatarResponse, responses={**errors, **unknown_avatar},
         tags=["Extensions"],
     )
     def avatar_delete(body: models.AvatarDeleteRequest, who: str = Depends(owner)) -> Response:
         """Extension: delete one of the caller's avatars (built-ins are refused with 40000; another token's
         avatar is 40400, like an unknown one). Videos already made with it are kept."""
-        builtin = set(catalog.avatar_ids(include_user=False))
+        builtin = catalog.avatar_ids(include_user=False)
+        if body.avatar_id in builtin:
+            raise InputError(f"{body.avatar_id!r} is a built-in avatar and cannot be removed",
+                             "only avatars added with `a2v avatars add` can be removed")
+
+        def discard() -> None:
+            try:
+                ingest.remove(body.avatar_id, tenant_home(state.data_dir, who), set(builtin))
+            except NotFoundError:
+                pass  # no files (a create that died before placing them): the record was all there was
+
         with tenants.hold(who):
-            manifest = ingest.remove(body.avatar_id, tenant_home(state.data_dir, who), builtin)
+            record = state.avatars.remove(who, body.avatar_id, discard)  # the record, then its files
+            if record is None:
+                raise not_found("avatar", body.avatar_id, builtin + [r.avatar_id for r in state.avatars.list(who)])
         log.info("deleted avatar %s for %s", body.avatar_id, who)
-        return envelope(Avatar(avatar_id=body.avatar_id, name=str(manifest.get("name", body.avatar_id)),
-                               description=str(manifest.get("description", "")),
-                               pose_ids=[p["pose_id"] for p in manifest.get("poses", []) if "pose_id" in p]).to_dict())
+        return envelope(Avatar(avatar_id=record.avatar_id, name=record.name, description=record.description,
+                               pose_ids=list(record.pose_ids)).to_dict())
 
     @app.get(
         f"{API}/avatar-previews/{{tenant}}/{{avatar_id}}.png",
         response_class=FileResponse,
         responses={200: {"content": {"image/png": {}}}, 403: {"model": models.ErrorResponse,
-                   "description": "Bad or expired signature (40300)."}, **not_found},
+                   "description": "Bad or expired signature (40300)."}, **unknown_avatar},
         tags=["Extensions"],
     )
     def avatar_preview(

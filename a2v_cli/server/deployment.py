@@ -18,8 +18,9 @@ from typing import Any, Protocol
 
 from a2v_cli import config
 from a2v_cli.schema import Video
+from a2v_cli.server.avatar_index import AvatarIndex, FolderAvatars
 from a2v_cli.server.blobs import LocalBlobs
-from a2v_cli.server.security import Tokens, UrlSigner, load_signing_key, load_tokens, make_private
+from a2v_cli.server.security import Authenticator, Tokens, UrlSigner, load_signing_key, load_tokens, make_private
 from a2v_cli.server.settings import ServerSettings
 from a2v_cli.server.uploads import UploadStore
 from a2v_cli.store import Job, VideoStore
@@ -80,7 +81,8 @@ class Deployment(Protocol):
     store: StateStore
     uploads: UploadStore
     blobs: LocalBlobs
-    tokens: Tokens
+    tokens: Authenticator
+    avatars: AvatarIndex  # which avatars each tenant has
 
     def submit(self, owner: str, pose_id: str, audio_url: str, idempotency_key: str | None,
                alpha_format: str | None, limits: JobLimits) -> tuple[Video, Job, bool]:
@@ -106,11 +108,12 @@ class Deployment(Protocol):
         ...
 
 
-def open_root(root: Path, settings: ServerSettings) -> tuple[LocalBlobs, Tokens]:
-    """The private file root (data dir or storage), its signing key, blob storage and tokens."""
+def open_root(root: Path, settings: ServerSettings, generate_token: bool = True) -> tuple[LocalBlobs, Tokens]:
+    """The private file root (data dir or storage), its signing key, blob storage and configured tokens
+    (with none configured, the generated ``default`` one if ``generate_token``)."""
     make_private(root)  # secrets, uploads and videos: owner only (umask 077)
     signer = UrlSigner(load_signing_key(root), settings.url_lifetime_s)
-    return LocalBlobs(root, signer), load_tokens(root, settings.tokens_file)
+    return LocalBlobs(root, signer), load_tokens(root, settings.tokens_file, generate=generate_token)
 
 
 def open_deployment(settings: ServerSettings) -> Deployment:
@@ -137,6 +140,7 @@ class EmbeddedDeployment:
         self.uploads = uploads
         self.blobs = blobs
         self.tokens = tokens
+        self.avatars = FolderAvatars(root)
         self.queue = SqliteJobQueue(store)
         policy = FetchPolicy(max_bytes=settings.max_upload_bytes, allow_private=settings.allow_private_urls,
                              total_timeout=settings.download_timeout_s)

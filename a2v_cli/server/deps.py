@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from a2v_cli.errors import AuthError
 from a2v_cli.server.app import ServerState
 
-bearer = HTTPBearer(auto_error=False, description="A token from --tokens-file or A2V_SERVER_TOKENS.")
+bearer = HTTPBearer(auto_error=False, description="A token from --tokens-file, A2V_SERVER_TOKENS or "
+                    "`a2v serve tokens add` (distributed).")
 
 
 def get_state(request: Request) -> ServerState:
@@ -26,7 +28,9 @@ async def owner(
     """The name of the caller's token; AuthError (401) without a valid one."""
     if credentials is None or not credentials.credentials:
         raise AuthError("missing bearer token", "send Authorization: Bearer <token>")
-    name = state.tokens.owner(credentials.credentials)
+    name = state.tokens.owner(credentials.credentials)  # in memory: no wait
+    if name is None:  # not known here yet (a token just added elsewhere): ask the source, off the event loop
+        name = await run_in_threadpool(state.tokens.lookup, credentials.credentials)
     if name is None:
         raise AuthError("invalid token")
     return name

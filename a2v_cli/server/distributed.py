@@ -16,7 +16,6 @@ No data-dir lock: any number of front ends may run against the same services.
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,10 @@ from a2v_cli.schema import Video
 from a2v_cli.server import celery_app
 from a2v_cli.server.blobs import LocalBlobs
 from a2v_cli.server.deployment import JobLimits, open_root
+from a2v_cli.server.periodic import Periodic
+from a2v_cli.server.pg_avatars import PgAvatars
 from a2v_cli.server.pg_store import PgStore
+from a2v_cli.server.pg_tokens import DbTokens, TokenTable
 from a2v_cli.server.settings import ServerSettings
 from a2v_cli.server.uploads import UploadStore
 from a2v_cli.store import Job
@@ -86,23 +88,13 @@ class Sweeper:
         self.blobs = blobs
         self.interval_s = interval_s
         self._rounds = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="a2v-sweeper", daemon=True)
+        self._thread = Periodic("a2v-sweeper", interval_s, self.sweep)
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.sweep()
-            except Exception as err:  # the database away for a moment: try again next round
-                log.warning("sweep failed: %s", err)
+        self._thread.stop()
 
     def sweep(self) -> None:
         requeued, failed = self.store.reap(LEASE_S, self.max_tries,
@@ -127,12 +119,13 @@ class DistributedDeployment:
 
     kind = "distributed"
 
-    def __init__(self, settings: ServerSettings, root: Path, store: PgStore, blobs: Any, tokens: Any) -> None:
+    def __init__(self, settings: ServerSettings, root: Path, store: PgStore, blobs: Any, tokens: DbTokens) -> None:
         self.settings = settings
         self.root = root
         self.store = store
         self.blobs = blobs
         self.tokens = tokens
+        self.avatars = PgAvatars(store, root)
         self.uploads = UploadStore(store, blobs.uploads_dir())
         self.publisher = Publisher(store, settings.broker or "", settings.queue)
         self.sweeper = Sweeper(store, self.publisher, settings.max_tries, blobs)
@@ -143,7 +136,12 @@ class DistributedDeployment:
         store = PgStore(settings.database or "", max_connections=20)  # first: nothing is written if it is down
         try:
             store.migrate()
-            blobs, tokens = open_root(root, settings)
+            table = TokenTable(store)
+            # --tokens-file / A2V_SERVER_TOKENS are imported; with neither, the first front end of an
+            # empty table generates one in <storage>/tokens.json (as the embedded server does)
+            blobs, configured = open_root(root, settings, generate_token=table.count() == 0)
+            table.import_tokens(configured.plain(), "--tokens-file / A2V_SERVER_TOKENS")
+            tokens = DbTokens(table)
         except BaseException:
             store.close()
             raise
@@ -164,9 +162,11 @@ class DistributedDeployment:
 
     def start(self) -> None:
         self.sweeper.start()
+        self.tokens.start()
 
     def stop(self, grace_s: float) -> None:
         self.sweeper.stop()
+        self.tokens.stop()
         self.store.close()
 
     def not_ready(self) -> str | None:

@@ -156,6 +156,10 @@ class PgStore:
             raise UnavailableError(f"the database does not answer: {str(err).strip().splitlines()[0]}",
                                    "try again shortly") from None
 
+    def transaction(self) -> contextlib.AbstractContextManager[psycopg.Connection]:
+        """A pooled connection in one transaction, for the tables kept by other modules (tokens, avatars)."""
+        return self._conn()
+
     # --- schema ---------------------------------------------------------------------------------
 
     def migrate(self) -> list[str]:

@@ -2,8 +2,10 @@
 
 Tokens come from a JSON file (``{"name": "token", ...}``) and/or ``A2V_SERVER_TOKENS``
 (``name1:token1,name2:token2``); with neither, one token named ``default`` is generated once and kept in
-``<data_dir>/tokens.json`` (mode 0600). A token's *name* owns the videos it creates, so a token can be
-rotated under the same name without orphaning its history. Token values never reach a log.
+``<data_dir>/tokens.json`` (mode 0600). The distributed deployment imports those into its database and
+authenticates against it (`pg_tokens`); both answer through the `Authenticator` protocol. A token's
+*name* owns the videos it creates, so a token can be rotated under the same name without orphaning its
+history. Token values never reach a log.
 
 Result files are served without the bearer token, behind URLs signed with HMAC-SHA256 over
 (video id, kind, expiry) with a secret generated once and kept in ``<data_dir>/url-signing.key`` (0600).
@@ -23,8 +25,10 @@ import re
 import secrets
 import stat
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from a2v_cli.errors import InputError
 from a2v_cli.wire import ascii_int
@@ -83,24 +87,52 @@ class TokenError(InputError):
     """The token configuration is unusable (bad file, empty or duplicate token)."""
 
 
+class Authenticator(Protocol):
+    """Who a presented bearer token belongs to: `Tokens` (embedded) or the tokens table (`pg_tokens.DbTokens`)."""
+
+    def owner(self, presented: str) -> str | None:
+        """The token's name, from memory only (never blocks); None when not known here (yet)."""
+        ...
+
+    def lookup(self, presented: str) -> str | None:
+        """The token's name from the source of truth (may block: call it off the event loop), else None."""
+        ...
+
+
+def matching_name(candidate: bytes, by_name: Mapping[str, bytes]) -> str | None:
+    """The name whose value equals ``candidate``, else None.
+
+    Compares against every value with ``hmac.compare_digest`` and never stops early, so the time
+    taken says nothing about how close a guess was or which token it resembled.
+    """
+    found: str | None = None
+    for name, value in by_name.items():
+        if hmac.compare_digest(candidate, value) and found is None:
+            found = name
+    return found
+
+
+def token_hash(token: str) -> bytes:
+    """What a database keeps of a token: its SHA-256 (a token is a long random secret; no salt needed)."""
+    return hashlib.sha256(b"a2v-token\n" + token.encode("utf-8")).digest()
+
+
 @dataclass(frozen=True)
 class Tokens:
-    """The accepted bearer tokens by name. ``owner()`` is the one place a presented token is checked."""
+    """The accepted bearer tokens by name, from a file or the environment (the embedded server)."""
 
     by_name: dict[str, bytes]
 
     def owner(self, presented: str) -> str | None:
-        """The name of the token ``presented`` matches, else None.
+        """The name of the token ``presented`` matches, else None (constant-time: `matching_name`)."""
+        return matching_name(presented.encode("utf-8"), self.by_name)
 
-        Compares against every token with ``hmac.compare_digest`` and never stops early, so the time
-        taken says nothing about how close a guess was or which token it resembled.
-        """
-        candidate = presented.encode("utf-8")
-        found: str | None = None
-        for name, value in self.by_name.items():
-            if hmac.compare_digest(candidate, value) and found is None:
-                found = name
-        return found
+    def lookup(self, presented: str) -> str | None:
+        return None  # every token is in memory already
+
+    def plain(self) -> dict[str, str]:
+        """name -> token, to import into a database."""
+        return {name: value.decode("utf-8") for name, value in self.by_name.items()}
 
 
 def parse_tokens_env(raw: str) -> dict[str, str]:
@@ -145,8 +177,10 @@ def _add(into: dict[str, str], name: str, token: str, source: str) -> None:
     into[name] = token
 
 
-def load_tokens(data_dir: Path, tokens_file: Path | None, env: dict[str, str] | None = None) -> Tokens:
-    """The configured tokens (file, then environment); without any, the generated ``default`` token."""
+def load_tokens(data_dir: Path, tokens_file: Path | None, env: dict[str, str] | None = None,
+                generate: bool = True) -> Tokens:
+    """The configured tokens (file, then environment); without any, the generated ``default`` token
+    (with ``generate``; else none)."""
     env = os.environ if env is None else env
     merged: dict[str, str] = {}
     if tokens_file is not None:
@@ -154,7 +188,7 @@ def load_tokens(data_dir: Path, tokens_file: Path | None, env: dict[str, str] | 
             _add(merged, name, token, str(tokens_file))
     for name, token in parse_tokens_env(env.get(TOKENS_ENV, "")).items():
         _add(merged, name, token, TOKENS_ENV)
-    if not merged:
+    if not merged and generate:
         path = data_dir / GENERATED_TOKENS_FILE
         body = json.dumps({"default": secrets.token_urlsafe(32)}, indent=2).encode() + b"\n"
         if write_private_file(path, body):
