@@ -441,9 +441,13 @@ def test_health_readiness_and_metrics_embedded(embedded: Callable[..., FrontEnd]
 def check_unclaimed(fe: FrontEnd) -> str:
     """A job no worker takes is marked unclaimed once it has waited longer than --claim-timeout (1 s)."""
     before = metrics(fe)
-    vid = generate(fe, upload(fe, speech(SHORT_S)))["video_id"]
+    audio_url = upload(fe, speech(SHORT_S))
+    asked = time.monotonic()
+    vid = generate(fe, audio_url)["video_id"]
     first = get(fe, vid)
-    assert first["status"] == "pending" and first.get("queue_state") != "unclaimed", first
+    assert first["status"] == "pending", first
+    if time.monotonic() - asked < 0.8:  # not yet waited a second (on a loaded machine the answers may take longer)
+        assert first.get("queue_state") != "unclaimed", first
     time.sleep(1.5)
     later = get(fe, vid)
     assert later["status"] == "pending" and later["queue_state"] == "unclaimed", later
