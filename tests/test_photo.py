@@ -344,3 +344,54 @@ def test_mouth_fields_vanish_at_the_region_edge() -> None:
     m = MARGIN + 1
     edges = [basis[:, :m], basis[:, -m:], basis[:, :, :m], basis[:, :, -m:]]
     assert max(float(np.abs(e).max()) for e in edges) < 0.05
+
+
+def _tilted_bundle(home: Path, degrees: float) -> tuple[np.ndarray, np.ndarray]:
+    """The astronaut turned by ``degrees`` (a head on one side, as phone snapshots often are), as a photo bundle
+    ``tilt-photo`` with its own landmarks from the face models; returns (image, landmarks)."""
+    from PIL import Image
+
+    from a2v_cli.engine import face
+
+    rgb, matte, _ = astronaut()
+    turn = [np.asarray(Image.fromarray(a).rotate(degrees, resample=Image.BICUBIC)) for a in (rgb, matte)]
+    marks = face.face_landmarks(turn[0], face.detect_faces(turn[0], "cpu")[0], "cpu").astype(np.float32)
+    folder = write_photo_bundle(home, "tilt")
+    pose = folder / "tilt-photo"
+    from photo_bundle import write_png
+
+    write_png(turn[0], pose / "image.png")
+    write_png(turn[1], pose / "matte.png")
+    np.save(pose / "landmarks.npy", marks[None])
+    return turn[0], marks
+
+
+def test_a_tilted_head_opens_its_mouth_and_closes_its_eyes_along_its_own_axis() -> None:
+    """The fields are built in the face's own axes (the eye line's angle): a head tilted by 25 degrees drops its jaw
+    and lids along its own vertical, not the image's (which skewed the open mouth sideways), and a landmark model
+    reads its open mouth as open as the upright face's."""
+    from a2v_cli.engine import face
+    from a2v_cli.engine.frames import open_source
+
+    write_photo_bundle(_home())
+    _, marks = _tilted_bundle(_home(), 25.0)
+    eyes = [marks[[33, 133], :2].mean(axis=0), marks[[362, 263], :2].mean(axis=0)]
+    roll = math.atan2(eyes[1][1] - eyes[0][1], eyes[1][0] - eyes[0][0])
+    assert abs(math.degrees(roll) + 25.0) < 4.0, math.degrees(roll)  # the models see the tilt
+    down = np.array([-math.sin(roll), math.cos(roll)])  # the face's own "down" in image axes
+    readings = {}
+    for pose in ("astro-photo", "tilt-photo"):
+        src = open_source(pose, 25, still=True, device="cpu")
+        if pose == "tilt-photo":
+            for region, k in ((src.mouth, 1), (src.eyes, 1)):  # the open field; the full blink
+                field = region.basis[k].reshape(-1, 2).astype(np.float64)
+                big = field[np.linalg.norm(field, axis=1) > 0.5 * np.linalg.norm(field, axis=1).max()]
+                cos = np.abs(big @ down) / np.linalg.norm(big, axis=1)
+                assert float(np.median(cos)) > math.cos(math.radians(4.0)), (k, np.median(cos))
+        shapes = np.array([[0.75, 0, 0, 0], [0, 0, 0, 0]], np.float32)
+        rgb = src.compose(range(2), shapes)[0].copy()
+        box = face.detect_faces(rgb[1], "cpu")[0]
+        m = [face.face_landmarks(f, box, "cpu") for f in rgb]
+        ratio = [np.linalg.norm(x[13, :2] - x[14, :2]) / np.linalg.norm(x[61, :2] - x[291, :2]) for x in m]
+        readings[pose] = ratio[0] - ratio[1]
+    assert readings["tilt-photo"] > 0.85 * readings["astro-photo"], readings

@@ -143,9 +143,9 @@ class MouthGeometry:
 
     @staticmethod
     def of(marks: np.ndarray) -> MouthGeometry:
-        xl, xr = float(marks[MOUTH_CORNERS[0], 0]), float(marks[MOUTH_CORNERS[1], 0])
-        cx = (xl + xr) / 2
-        hw = max(abs(xr - xl) / 2, 4.0)
+        left, right = marks[MOUTH_CORNERS[0], :2], marks[MOUTH_CORNERS[1], :2]
+        cx = float(left[0] + right[0]) / 2
+        hw = max(float(np.hypot(*(right - left))) / 2, 4.0)  # a tilted head's mouth is as wide as an upright one
         cy = (marks[INNER_UPPER[5], 1] + marks[INNER_LOWER[5], 1]) / 2
         oval = marks[list(FACE_OVAL), :2]
         fx0, fx1 = float(oval[:, 0].min()), float(oval[:, 0].max())
@@ -156,8 +156,52 @@ class MouthGeometry:
         return MouthGeometry(float(cx), float(cy), float(hw), float(MAX_OPEN * hw), tuple(float(v) for v in box))
 
 
+@dataclass(frozen=True)
+class Upright:
+    """The face's own axes: image coordinates turned by the head's roll (the eye line's angle) about the mouth.
+
+    Why: a tilted head (a phone snapshot, a head on one side) opens its mouth along its own vertical, not the
+    image's; the fields are built in these axes and their displacements turned back, so a 30 degree tilt moves
+    lips and lids as an upright face does. With no roll it is the identity.
+    """
+
+    cx: float
+    cy: float
+    cos: float
+    sin: float
+
+    @staticmethod
+    def of(marks: np.ndarray) -> Upright:
+        eyes = [marks[list(corners), :2].mean(axis=0) for corners, _, _ in EYES]
+        angle = math.atan2(float(eyes[1][1] - eyes[0][1]), float(eyes[1][0] - eyes[0][0]))
+        centre = marks[list(MOUTH_CORNERS), :2].mean(axis=0)
+        return Upright(float(centre[0]), float(centre[1]), math.cos(angle), math.sin(angle))
+
+    def points(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Image coordinates -> upright ones."""
+        dx, dy = x - self.cx, y - self.cy
+        return self.cx + self.cos * dx + self.sin * dy, self.cy - self.sin * dx + self.cos * dy
+
+    def marks(self, marks: np.ndarray) -> np.ndarray:
+        out = marks.astype(np.float32).copy()
+        out[:, 0], out[:, 1] = self.points(marks[:, 0], marks[:, 1])
+        return out
+
+    def image_box(self, y0: float, y1: float, x0: float, x1: float) -> tuple[int, int, int, int]:
+        """The image rectangle (y0, y1, x0, x1) around an upright one."""
+        ux, uy = np.array([x0, x1, x0, x1], np.float64) - self.cx, np.array([y0, y0, y1, y1], np.float64) - self.cy
+        xs, ys = self.cx + self.cos * ux - self.sin * uy, self.cy + self.sin * ux + self.cos * uy
+        return math.floor(ys.min()), math.ceil(ys.max()), math.floor(xs.min()), math.ceil(xs.max())
+
+    def field(self, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+        """An upright displacement field in image axes, (h, w, 2)."""
+        return np.stack([self.cos * dx - self.sin * dy, self.sin * dx + self.cos * dy], axis=-1).astype(np.float32)
+
+
 def mouth_region(marks: np.ndarray, shape: tuple[int, int]) -> Region:
     """Fields over the mouth and jaw: close the photo's lips, open (per px), spread, round, press."""
+    up_frame = Upright.of(marks)
+    marks = up_frame.marks(marks)
     g = MouthGeometry.of(marks)
     hw, cx = g.half_width, g.cx
     up = marks[list(INNER_UPPER), :2]
@@ -174,13 +218,14 @@ def mouth_region(marks: np.ndarray, shape: tuple[int, int]) -> Region:
     # the fields follow the lip line, which curves (a smile lifts the corners): the region spans the whole line's
     # range, so that every field is zero at its edge (else a rounded mouth tears a seam across the cheeks)
     top_y, bottom_y = float(mids[:, 1].min()), float(mids[:, 1].max())
-    y0, x0, xs, ys = _region(math.floor(top_y + nose_v), math.ceil(bottom_y + chin_v + band + 1),
-                             math.floor(cx - 2.0 * hw), math.ceil(cx + 2.0 * hw) + 1, shape)
-    line = _curve(mids, xs[0])[None, :]  # lip line y per column
-    gap = np.maximum(_curve(lo, xs[0]) - _curve(up, xs[0]), 0.0)[None, :]
-    gap = np.where((xs[0] > corners[:, 0].min()) & (xs[0] < corners[:, 0].max()), gap, 0.0)
-    v = ys - line
-    t = (xs - cx) / hw
+    y0, x0, xs, ys = _region(*up_frame.image_box(math.floor(top_y + nose_v), math.ceil(bottom_y + chin_v + band + 1),
+                                                 math.floor(cx - 2.0 * hw), math.ceil(cx + 2.0 * hw) + 1), shape)
+    ux, uy = up_frame.points(xs, ys)  # each pixel in the face's own axes
+    line = _curve(mids, ux)  # lip line y per (upright) column
+    gap = np.maximum(_curve(lo, ux) - _curve(up, ux), 0.0)
+    gap = np.where((ux > corners[:, 0].min()) & (ux < corners[:, 0].max()), gap, 0.0)
+    v = uy - line
+    t = (ux - cx) / hw
     to2 = (t / 0.9) ** 2
     lens = np.clip(1.0 - to2, 0.0, None) * (1.0 + 0.45 * to2)  # the opening's profile along the mouth
     jaw = 1.0 - _smoothstep(np.abs(t), 0.9, 1.9)  # the jaw moves as a block, fading out beside the chin
@@ -192,10 +237,7 @@ def mouth_region(marks: np.ndarray, shape: tuple[int, int]) -> Region:
     open_px = MAX_OPEN * hw
     prof_dn = lens + (jaw - lens) * _smoothstep(v, (1 - OPEN_TOP) * open_px + 2.0, chin_v + band / 2)
     zero = np.zeros_like(xs)
-
-    def field(dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
-        return np.stack([dx, dy], axis=-1).astype(np.float32)
-
+    field = up_frame.field
     close = field(zero, np.where(above, -gap / 2 * w_up, gap / 2 * w_dn))
     opening = field(zero, np.where(above, OPEN_TOP * lens * w_up, -(1 - OPEN_TOP) * prof_dn * w_dn))
     lateral = 1.0 - _smoothstep(np.abs(t), 1.0, 1.9)
@@ -203,18 +245,18 @@ def mouth_region(marks: np.ndarray, shape: tuple[int, int]) -> Region:
     around = lateral * lips_v
     lip_band = lateral * _smoothstep(v, -upper_t - 8.0, -upper_t - 1.0) * (1.0 - _smoothstep(v, lower_t + 1.0,
                                                                                               lower_t + 8.0))
-    spread = field(-(xs - cx) * 0.12 * around, zero)
-    rounded = field((xs - cx) * 0.25 * around, -v * 0.12 * lip_band)
+    spread = field(-(ux - cx) * 0.12 * around, zero)
+    rounded = field((ux - cx) * 0.25 * around, -v * 0.12 * lip_band)
     press = field(zero, v * 0.25 * lip_band)
     basis = np.stack([close, opening, spread, rounded, press])
     teeth = np.clip(1.0 - (t / 0.75) ** 4, 0.0, 1.0)
     tongue = np.clip(1.0 - (t / 0.6) ** 2, 0.0, 1.0)
     # where one upper tooth meets the next: a faint shadow line (incisors, laterals, canines, premolars), so the
     # band reads as teeth, not as a strip
-    gaps = np.zeros_like(xs[0])
+    gaps = np.zeros_like(ux)
     for edge in TOOTH_EDGES:
-        gaps = np.maximum(gaps, np.exp(-(((np.abs(xs[0] - cx) - edge * hw) / 0.7) ** 2)))
-    sep = np.broadcast_to(1.0 - gaps, xs.shape)
+        gaps = np.maximum(gaps, np.exp(-(((np.abs(ux - cx) - edge * hw) / 0.7) ** 2)))
+    sep = 1.0 - gaps
     maps = np.stack([v, lens, teeth, tongue, sep]).astype(np.float32)
     return Region(y0, x0, np.stack([xs, ys], axis=-1)[None].astype(np.float32), basis, maps)
 
@@ -227,7 +269,10 @@ def eye_region(marks: np.ndarray, shape: tuple[int, int]) -> Region:
 
     The lash line moves down as it is, the lid skin between the fold and the lashes stretches to
     cover the eye, and the fold above stays where it is (a stretch, never a fold in the mapping).
+    In the face's own axes, like the mouth: a tilted head's lids close along its own vertical.
     """
+    up_frame = Upright.of(marks)
+    marks = up_frame.marks(marks)
     boxes = []
     for corners, upper, lower in EYES:
         pts = marks[[*corners, *upper, *lower], :2]
@@ -235,9 +280,10 @@ def eye_region(marks: np.ndarray, shape: tuple[int, int]) -> Region:
         boxes.append((pts[:, 0].min(), pts[:, 1].min() - 1.5 * max(height, 2.0), pts[:, 0].max(), pts[:, 1].max()))
     bx = np.array(boxes)
     ew = float(max(bx[:, 2] - bx[:, 0]))
-    y0, x0, xs, ys = _region(math.floor(bx[:, 1].min()) - 1, math.ceil(bx[:, 3].max()) + 3,
-                             math.floor(bx[:, 0].min() - 0.25 * ew), math.ceil(bx[:, 2].max() + 0.25 * ew) + 1,
-                             shape)
+    y0, x0, xs, ys = _region(*up_frame.image_box(math.floor(bx[:, 1].min()) - 1, math.ceil(bx[:, 3].max()) + 3,
+                                                 math.floor(bx[:, 0].min() - 0.25 * ew),
+                                                 math.ceil(bx[:, 2].max() + 0.25 * ew) + 1), shape)
+    ux, uy = up_frame.points(xs, ys)
     fields = []
     for level in BLINK_LEVELS:
         dy = np.zeros_like(xs)
@@ -245,18 +291,18 @@ def eye_region(marks: np.ndarray, shape: tuple[int, int]) -> Region:
             xa, xb = sorted(marks[list(corners), 0])
             u_pts = np.concatenate([marks[list(upper), :2], marks[list(corners), :2]])
             l_pts = np.concatenate([marks[list(lower), :2], marks[list(corners), :2]])
-            yu, yl = _curve(u_pts, xs[0])[None, :], _curve(l_pts, xs[0])[None, :]
-            inside_x = (xs[0] > xa) & (xs[0] < xb)
+            yu, yl = _curve(u_pts, ux), _curve(l_pts, ux)
+            inside_x = (ux > xa) & (ux < xb)
             h = np.where(inside_x, np.maximum(yl - yu, 0.0), 0.0)
             hmax = max(float(h.max()), 1.0)
             fold = max(0.9 * hmax, 3.0)  # px above the lid edge where the skin starts to stretch
             lash = min(max(0.25 * hmax, 1.5), fold - 1.0)  # px of lashes moved down as they are
             drop = level * h
             edge = yu + drop  # the lid's new edge
-            stretch = (ys - yu + fold) * ((fold - lash) / (fold + drop - lash) - 1.0)
-            d = np.where(ys < yu - fold, 0.0, np.where(ys < edge - lash, stretch, -drop))
-            dy += d * np.clip(edge + 0.5 - ys, 0.0, 1.0)  # below the new edge: the eye as it is
-        fields.append(np.stack([np.zeros_like(xs), dy], axis=-1))
+            stretch = (uy - yu + fold) * ((fold - lash) / (fold + drop - lash) - 1.0)
+            d = np.where(uy < yu - fold, 0.0, np.where(uy < edge - lash, stretch, -drop))
+            dy += d * np.clip(edge + 0.5 - uy, 0.0, 1.0)  # below the new edge: the eye as it is
+        fields.append(up_frame.field(np.zeros_like(xs), dy))
     maps = np.zeros((5, *xs.shape), dtype=np.float32)
     return Region(y0, x0, np.stack([xs, ys], axis=-1)[None].astype(np.float32),
                   np.stack(fields).astype(np.float32), maps)
