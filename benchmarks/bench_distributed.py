@@ -1,7 +1,7 @@
 """The distributed deployment's throughput, queue latency and crash safety, against the embedded server.
 
     python -m benchmarks.bench_distributed [--jobs 200] [--seconds 0.4] [--latency-jobs 100] [--json FILE]
-                                           [--phases one,two,latency,kill,embedded,unpinned,realtime] [--keep]
+                                           [--phases one,two,...,realtime,realtime-split] [--keep]
 
 Starts a throwaway Redis (append-only) and PostgreSQL (fsync on) from tests/services.py, one `a2v serve`
 front end and `a2v worker` processes on 127.0.0.1, a fresh database, Redis database and storage directory
@@ -18,7 +18,9 @@ client can:
 - embedded / unpinned: the same jobs on `a2v serve --workers 1` (today's server) and on the distributed
   deployment with one unpinned worker; target: distributed within 10 % of embedded;
 - realtime: bench_server.py's load (avatar.list, avatar-pose.list, video.get, video.list: 200 requests/s,
-  10 s) on a front end while a worker renders; target p99 <= 10 ms.
+  10 s) on a front end while a worker renders, all on both cores; target p99 <= 10 ms;
+- realtime-split: the same as two hosts would run it: the worker (its renders and encoders) pinned to CPU 1,
+  the front end, Redis, PostgreSQL and the load generator to CPU 0.
 
 Prints a table and the load average before and after (the machine may be shared: report it with the
 numbers); ``--json`` writes everything to a file.
@@ -42,7 +44,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 API = "/v1/a2v"
-PHASES = ("one", "two", "latency", "kill", "embedded", "unpinned", "realtime")
+PHASES = ("one", "two", "latency", "kill", "embedded", "unpinned", "realtime", "realtime-split")
 
 
 def load(name: str, path: Path):  # type: ignore[no-untyped-def]
@@ -246,15 +248,50 @@ def kill_run(args: argparse.Namespace, base: Path, redis, postgres, audio: bytes
         phase.close()
 
 
-def realtime(args: argparse.Namespace, base: Path, redis, postgres, audio: bytes) -> dict:  # type: ignore[no-untyped-def]
+def _pin(pids: list[int], cpus: set[int]) -> None:
+    """Pin processes, every thread of theirs and their present children (later ones inherit it) to ``cpus``."""
+    import psutil
+
+    for pid in pids:
+        try:
+            procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+        except psutil.Error:
+            continue
+        for proc in procs:
+            try:
+                threads = proc.threads()
+            except psutil.Error:
+                continue
+            for thread in threads:
+                try:
+                    os.sched_setaffinity(thread.id, cpus)
+                except OSError:
+                    pass
+
+
+def _postmaster_pid(postgres) -> int:  # type: ignore[no-untyped-def]
+    return int((postgres.data / "postmaster.pid").read_text().split()[0])
+
+
+def realtime(args: argparse.Namespace, base: Path, redis, postgres, audio: bytes,  # type: ignore[no-untyped-def]
+             cpus: list[str], split: bool) -> dict:
     """bench_server's realtime load (200 requests/s over the four read endpoints, 10 s) on a front end
-    while a worker renders the jobs queued before; the target is p99 <= 10 ms, as for the embedded server."""
+    while a worker renders the jobs queued before; the target is p99 <= 10 ms, as for the embedded server.
+
+    ``split``: two hosts' worth on one 2-core machine, as the distributed deployment runs: the worker (and its
+    render processes and encoders) on CPU 1, the front end, Redis, PostgreSQL and the load generator on CPU 0.
+    Without it everything shares both cores with the render (a render host that also serves the API)."""
     import asyncio
 
-    phase = Phase(base, "realtime", redis, postgres)
+    phase = Phase(base, "realtime-split" if split else "realtime", redis, postgres)
+    own = os.sched_getaffinity(0)
     try:
         api = phase.front_end()
-        phase.dep.worker("w0").wait_ready()
+        phase.dep.worker("w0", cpus=cpus[1] if split else None).wait_ready()
+        if split:
+            front = {int(cpus[0])}
+            _pin([phase.fe.proc.pid, redis.proc.pid, _postmaster_pid(postgres)], front)  # type: ignore[union-attr]
+            os.sched_setaffinity(0, front)
         audio_url = api.upload(audio)
         done = run_jobs(api, audio_url, 20, args.timeout)  # a history for video.list / video.get
         busy = [api.generate(audio_url)["video_id"] for _ in range(40)]  # a worker at work meanwhile
@@ -268,6 +305,9 @@ def realtime(args: argparse.Namespace, base: Path, redis, postgres, audio: bytes
         result["rendering_meanwhile"] = sum(api.get(i)["status"] != "pending" for i in busy)
         return result
     finally:
+        os.sched_setaffinity(0, own)
+        if split:
+            _pin([redis.proc.pid, _postmaster_pid(postgres)], own)
         phase.close()
 
 
@@ -307,8 +347,8 @@ def main() -> None:
                 out[name] = throughput(args, base, None, postgres, audio, name, [], embedded=True)
             elif name == "unpinned":
                 out[name] = throughput(args, base, redis, postgres, audio, name, [None])
-            elif name == "realtime":
-                out[name] = realtime(args, base, redis, postgres, audio)
+            elif name in ("realtime", "realtime-split"):
+                out[name] = realtime(args, base, redis, postgres, audio, cpus, split=name == "realtime-split")
             shown = {k: v for k, v in out[name].items() if k != "ids"}  # type: ignore[union-attr]
             print(f"{name:9s} {json.dumps(shown)}  ({time.monotonic() - t:.0f} s)", flush=True)
     finally:
@@ -330,8 +370,9 @@ def main() -> None:
         summary["accept_to_start_p99_ms"] = out["latency"]["p99_ms"]  # type: ignore[index]
     if "kill" in out:
         summary["lost_with_a_worker_killed"] = out["kill"]["lost"]  # type: ignore[index]
-    if "realtime" in out:
-        summary["realtime_p99_ms"] = out["realtime"]["all"]["service_p99"]  # type: ignore[index]
+    for name in ("realtime", "realtime-split"):
+        if name in out:
+            summary[f"{name.replace('-', '_')}_p99_ms"] = out[name]["all"]["service_p99"]  # type: ignore[index]
     out["summary"] = summary
     print("summary", json.dumps(summary))
     if args.json:
