@@ -33,7 +33,7 @@ from a2v_cli.engine import catalog, ingest
 from a2v_cli.errors import A2VError, InputError, NotFoundError, UnavailableError
 from a2v_cli.schema import Avatar
 from a2v_cli.server import models
-from a2v_cli.server.tenants import TENANT_KEY, tenant_avatars, tenant_home, tenant_key
+from a2v_cli.server.tenants import TENANT_KEY, tenant_key
 from a2v_cli.wire import ascii_int
 
 log = logging.getLogger("a2v.server")
@@ -87,30 +87,36 @@ class _Tenants:
             self.slots.release()
 
 
-def tenant_registry(data_dir: Path, owner: str) -> registry_mod.Registry:
+def bundles_home(state: Any, owner: str) -> Path:
+    """The tenant's folder on this host (``tenant_home``), current with the storage: where its bundles are read,
+    built and removed (a bucket's bundles are copied here first)."""
+    return Path(state.blobs.avatars_home(tenant_key(owner)))
+
+
+def tenant_registry(state: Any, owner: str) -> registry_mod.Registry:
     """The built-ins plus this tenant's bundles (a damaged one is skipped, quietly: it is not the caller's fault)."""
-    return registry_mod.load(tenant_avatars(data_dir, owner))
+    return registry_mod.load(bundles_home(state, owner) / "avatars")
 
 
 def own_avatars(state: Any, owner: str, base: str) -> list[dict[str, Any]]:
     """The tenant's own avatars as API objects, previews as signed links; [] without any."""
-    folder = tenant_avatars(state.data_dir, owner)
+    folder = bundles_home(state, owner) / "avatars"
     if not folder.is_dir():
         return []
-    reg = tenant_registry(state.data_dir, owner)
+    reg = registry_mod.load(folder)
     urls = preview_urls(state, owner, reg, base)
     return [a.to_dict() for a in catalog.avatars(urls, reg=reg) if not reg.avatars[a.avatar_id].builtin]
 
 
 def own_poses(state: Any, owner: str, avatar_id: str, base: str) -> list[dict[str, Any]]:
     """The poses of one of the tenant's avatars (NotFoundError, naming only ids it may see, otherwise)."""
-    reg = tenant_registry(state.data_dir, owner)
+    reg = tenant_registry(state, owner)
     return [p.to_dict() for p in catalog.poses(avatar_id, preview_urls(state, owner, reg, base), reg=reg)]
 
 
 def check_pose(state: Any, owner: str, pose_id: str) -> None:
     """A built-in pose or one of the tenant's; another tenant's is 40400, exactly as an unknown id."""
-    catalog.pose_entry(pose_id, reg=tenant_registry(state.data_dir, owner))
+    catalog.pose_entry(pose_id, reg=tenant_registry(state, owner))
 
 
 def preview_urls(state: Any, owner: str, reg: registry_mod.Registry, base: str) -> dict[str, str]:
@@ -129,7 +135,7 @@ def preview_urls(state: Any, owner: str, reg: registry_mod.Registry, base: str) 
 
 
 def _avatar_object(state: Any, owner: str, avatar_id: str, base: str) -> dict[str, Any]:
-    reg = tenant_registry(state.data_dir, owner)
+    reg = tenant_registry(state, owner)
     if avatar_id not in reg.avatars:  # built, yet not readable: never say "created" for what cannot be used
         raise A2VError(f"avatar {avatar_id!r} was built but cannot be read back")
     urls = preview_urls(state, owner, reg, base)
@@ -268,14 +274,14 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
         req = ingest.PhotoRequest(Path(UPLOAD_NAME), avatar_id or None, name, description, size_px, face_n,
                                   settings.device, kind)
         ingest.check_request(req, builtin)
-        home = tenant_home(state.data_dir, who)
+        home = bundles_home(state, who)
         base = state.public_base
         with tenants.hold(who):
             keys = home / "keys"
             key_file = keys / hashlib.sha256(idempotency_key.encode()).hexdigest() if idempotency_key else None
             if key_file is not None and key_file.is_file():
                 done = key_file.read_text().strip()
-                if (tenant_avatars(state.data_dir, who) / done / "avatar.json").is_file():
+                if (home / "avatars" / done / "avatar.json").is_file():
                     return envelope(_avatar_object(state, who, done, base))
             avatars = ingest.avatars_dir(home)
             if req.avatar_id is not None and (avatars / req.avatar_id).exists():
@@ -301,6 +307,7 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
 
                 key_file.unlink(missing_ok=True)  # a key whose avatar was removed since
                 write_private_file(key_file, new_id.encode())
+            state.blobs.avatars_changed(tenant_key(who), new_id)  # stored (a bucket: uploaded) before answering
         log.info("created avatar %s for %s", new_id, who)
         return envelope(_avatar_object(state, who, new_id, base), warnings=answer.get("warnings", []))
 
@@ -313,7 +320,8 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
         avatar is 40400, like an unknown one). Videos already made with it are kept."""
         builtin = set(catalog.avatar_ids(include_user=False))
         with tenants.hold(who):
-            manifest = ingest.remove(body.avatar_id, tenant_home(state.data_dir, who), builtin)
+            manifest = ingest.remove(body.avatar_id, bundles_home(state, who), builtin)
+            state.blobs.avatars_changed(tenant_key(who), body.avatar_id)
         log.info("deleted avatar %s for %s", body.avatar_id, who)
         return envelope(Avatar(avatar_id=body.avatar_id, name=str(manifest.get("name", body.avatar_id)),
                                description=str(manifest.get("description", "")),
@@ -335,7 +343,7 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
         why = state.signer.check(f"{tenant}/{avatar_id}", PREVIEW, expires, signature)
         if why:
             raise ForbiddenError(f"preview link {why}", "get a fresh link from avatar.list")
-        path = state.data_dir / "avatars" / tenant / "avatars" / avatar_id / PREVIEW
+        path = state.blobs.avatars_home(tenant) / "avatars" / avatar_id / PREVIEW
         if not path.is_file():
             raise NotFoundError(f"no preview for avatar {avatar_id!r}")
         return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})

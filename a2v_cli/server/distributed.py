@@ -1,4 +1,5 @@
-"""The distributed deployment's front end: state in PostgreSQL, jobs through Celery, files on shared storage.
+"""The distributed deployment's front end: state in PostgreSQL, jobs through Celery, files on shared storage
+(a directory every host mounts, or an S3-compatible bucket: `open_blobs`).
 
 Why a sweeper: a job is committed to the database before it is published to the broker (so an
 accepted job is never only in a message), which leaves two gaps that the `Sweeper` closes, in every
@@ -16,6 +17,8 @@ No data-dir lock: any number of front ends may run against the same services.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import threading
 from pathlib import Path
 from typing import Any
@@ -23,9 +26,10 @@ from typing import Any
 from a2v_cli.errors import InputError, UnavailableError
 from a2v_cli.schema import Video
 from a2v_cli.server import celery_app
-from a2v_cli.server.blobs import LocalBlobs
-from a2v_cli.server.deployment import JobLimits, open_root
+from a2v_cli.server.blobs import Blobs, LocalBlobs
+from a2v_cli.server.deployment import JobLimits
 from a2v_cli.server.pg_store import PgStore
+from a2v_cli.server.security import TOKENS_ENV, UrlSigner, load_tokens, make_private
 from a2v_cli.server.settings import ServerSettings
 from a2v_cli.server.uploads import UploadStore
 from a2v_cli.store import Job
@@ -41,12 +45,45 @@ STAGING_LEFTOVER_S = 3600.0  # a staging folder this old is a killed worker's (c
 STAGING_SWEEP_EVERY = 30  # sweeps between looks at the staging folders
 
 
-def storage_root(storage: str) -> Path:
-    """The shared storage directory (InputError for a URL kind this version does not support)."""
+def storage_root(storage: str) -> Path | None:
+    """The shared storage directory, or None for an ``s3://`` bucket (its URL checked: InputError, exit 2)."""
+    if storage.startswith("s3://"):
+        from a2v_cli.server.s3_blobs import parse_url
+
+        parse_url(storage)
+        return None
     if "://" in storage:
-        raise InputError(f"storage {storage!r} is not supported by this version",
-                         "give a directory every front end and worker mounts")
+        raise InputError(f"storage {storage.split('://', 1)[0]}:// is not supported",
+                         "give a directory every front end and worker mounts, or s3://bucket/prefix")
     return Path(storage).expanduser().resolve()
+
+
+def open_blobs(storage: str) -> tuple[Path, Blobs]:
+    """The storage's local root and its `Blobs` (signing no links yet). For a directory the root is that
+    directory; for a bucket it is a private folder of this process's (staging, new uploads, bundle copies),
+    removed by `close_blobs`. UnavailableError (exit 5) when the bucket does not answer."""
+    root = storage_root(storage)
+    if root is not None:
+        make_private(root)
+        return root, LocalBlobs(root, None)
+    from a2v_cli.server.s3_blobs import S3Blobs
+    from a2v_cli.server.worker import scratch_dir
+
+    local = scratch_dir("a2v-s3-")
+    make_private(local)
+    try:
+        blobs = S3Blobs(storage, local)
+        blobs.check()
+    except BaseException:
+        shutil.rmtree(local, ignore_errors=True)
+        raise
+    return local, blobs
+
+
+def close_blobs(root: Path, blobs: Blobs) -> None:
+    """Remove a bucket's local folder (a shared directory stays, of course)."""
+    if not isinstance(blobs, LocalBlobs):
+        shutil.rmtree(root, ignore_errors=True)
 
 
 class Publisher:
@@ -78,7 +115,7 @@ class Publisher:
 class Sweeper:
     """A thread that republishes unpublished jobs and takes jobs back from dead workers (see the module doc)."""
 
-    def __init__(self, store: PgStore, publisher: Publisher, max_tries: int, blobs: LocalBlobs | None = None,
+    def __init__(self, store: PgStore, publisher: Publisher, max_tries: int, blobs: Blobs | None = None,
                  interval_s: float = SWEEP_S) -> None:
         self.store = store
         self.publisher = publisher
@@ -133,19 +170,30 @@ class DistributedDeployment:
         self.store = store
         self.blobs = blobs
         self.tokens = tokens
-        self.uploads = UploadStore(store, blobs.uploads_dir())
+        self.uploads = UploadStore(store, blobs)
         self.publisher = Publisher(store, settings.broker or "", settings.queue)
         self.sweeper = Sweeper(store, self.publisher, settings.max_tries, blobs)
 
     @classmethod
     def open(cls, settings: ServerSettings) -> DistributedDeployment:
-        root = storage_root(settings.storage or "")
+        storage = settings.storage or ""
+        shared = storage_root(storage)  # a bad storage URL is a usage error before anything connects
+        if shared is None and not (settings.tokens_file or os.environ.get(TOKENS_ENV)):
+            raise InputError("with --storage s3://... give the tokens (--tokens-file or A2V_SERVER_TOKENS)",
+                             "a bucket has no shared folder to keep a generated token in")
         store = PgStore(settings.database or "", max_connections=20)  # first: nothing is written if it is down
         try:
             store.migrate()
-            blobs, tokens = open_root(root, settings)
+            root, blobs = open_blobs(storage)
         except BaseException:
             store.close()
+            raise
+        try:
+            blobs.signer = UrlSigner(blobs.signing_key(), settings.url_lifetime_s)
+            tokens = load_tokens(root, settings.tokens_file)
+        except BaseException:
+            store.close()
+            close_blobs(root, blobs)
             raise
         return cls(settings, root, store, blobs, tokens)
 
@@ -168,13 +216,14 @@ class DistributedDeployment:
     def stop(self, grace_s: float) -> None:
         self.sweeper.stop()
         self.store.close()
+        close_blobs(self.root, self.blobs)
 
     def not_ready(self) -> str | None:
         try:
             self.store.ping()
         except UnavailableError as err:
             return err.message
-        return self.publisher.problem()
+        return self.publisher.problem() or self.blobs.problem()
 
     def workers(self) -> int:
         return self.store.workers(WORKER_SEEN_S)
