@@ -10,7 +10,9 @@ runs last.
 from __future__ import annotations
 
 import math
+import socket
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -179,7 +181,7 @@ def test_avatars_are_bundles_in_the_bucket_and_a_recreated_id_is_never_stale(s3c
     """A bundle built on one front end is listed by the other and rendered by a worker from its copy; deleted
     and made again under the same id (another size), the worker renders the new one."""
     fe1, fe2 = s3c.fe1, s3c.fe2
-    audio_url = upload(fe1, speech(SHORT_S))
+    audio_url = upload(fe2, speech(SHORT_S))  # an upload URL is its front end's (no shared --public-url here)
     for n, (size, create_on, delete_on) in enumerate(((256, fe1, fe2), (320, fe2, fe1))):
         with open(ASTRONAUT, "rb") as f:
             made = ok(call(create_on, "POST", "/avatar.create", files={"image": ("astronaut.png", f, "image/png")},
@@ -263,3 +265,43 @@ def test_readyz_follows_the_bucket(tmp_path: Path, redis_server: RedisServer, da
         assert call(fe, "GET", "/readyz").status_code == 200
     finally:
         dep.close()
+
+
+def test_a_store_that_never_answers_fails_within_bounds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every call has a read timeout and a bounded number of tries; readiness looks once, briefly. (A silent
+    socket stands in for a hung store: the transport is what is under test.)"""
+    from a2v_cli.errors import UnavailableError
+    from a2v_cli.server.s3_blobs import CONNECT_S, READ_S, READY_TIMEOUT_S, TRIES, S3Blobs, make_client
+
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(server.accept()[0])  # connected, and never a byte back
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.getsockname()[1]}")
+    for k, v in {**S3_KEYS, "AWS_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(k, v)
+    try:
+        blobs = S3Blobs("s3://a2v-hung/x", tmp_path)
+        config = blobs.s3.meta.config
+        assert (config.connect_timeout, config.read_timeout) == (CONNECT_S, READ_S)
+        assert config.retries == {"total_max_attempts": TRIES, "mode": "standard"}
+        t0 = time.monotonic()
+        why = blobs.problem()
+        assert why is not None and "does not answer" in why and "a2v-hung" in why, why
+        assert time.monotonic() - t0 < READY_TIMEOUT_S + 2 and len(held) == 1
+        quick = S3Blobs("s3://a2v-hung/x", tmp_path, client=make_client(read_s=0.5))
+        t0 = time.monotonic()
+        with pytest.raises(UnavailableError, match=r"failed to delete a video.s files: .*(timeout|timed out)"):
+            quick.delete_results("vid_" + "0" * 20)
+        assert time.monotonic() - t0 < TRIES * 0.5 + 10 and len(held) == 1 + TRIES, len(held)
+    finally:
+        server.close()
+        for s in held:
+            s.close()

@@ -181,19 +181,20 @@ class DistributedDeployment:
         if shared is None and not (settings.tokens_file or os.environ.get(TOKENS_ENV)):
             raise InputError("with --storage s3://... give the tokens (--tokens-file or A2V_SERVER_TOKENS)",
                              "a bucket has no shared folder to keep a generated token in")
-        store = PgStore(settings.database or "", max_connections=20)  # first: nothing is written if it is down
+        # a bucket is looked at first (nothing is written if it does not answer), a directory after the database
+        bucket = open_blobs(storage) if shared is None else None
+        store: PgStore | None = None
         try:
+            store = PgStore(settings.database or "", max_connections=20)  # nothing is written if it is down
             store.migrate()
-            root, blobs = open_blobs(storage)
-        except BaseException:
-            store.close()
-            raise
-        try:
+            root, blobs = bucket or open_blobs(storage)
             blobs.signer = UrlSigner(blobs.signing_key(), settings.url_lifetime_s)
             tokens = load_tokens(root, settings.tokens_file)
         except BaseException:
-            store.close()
-            close_blobs(root, blobs)
+            if store is not None:
+                store.close()
+            if bucket is not None:
+                close_blobs(*bucket)
             raise
         return cls(settings, root, store, blobs, tokens)
 

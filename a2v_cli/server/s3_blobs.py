@@ -80,7 +80,7 @@ def make_client(connect_s: float = CONNECT_S, read_s: float = READ_S, tries: int
     from botocore.config import Config
 
     config = Config(connect_timeout=connect_s, read_timeout=read_s, signature_version="s3v4",
-                    retries={"max_attempts": tries, "mode": "standard"})
+                    retries={"total_max_attempts": tries, "mode": "standard"})
     return boto3.session.Session().client("s3", config=config)
 
 
