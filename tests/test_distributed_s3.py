@@ -305,3 +305,21 @@ def test_a_store_that_never_answers_fails_within_bounds(tmp_path: Path, monkeypa
         server.close()
         for s in held:
             s.close()
+
+
+def test_object_keys_are_made_of_checked_names_only(tmp_path: Path) -> None:
+    from a2v_cli.errors import InputError
+    from a2v_cli.server.s3_blobs import S3Blobs, parse_url
+
+    assert parse_url("s3://a2v-prod/results/") == ("a2v-prod", "results/")
+    assert parse_url("s3://a2v-prod") == ("a2v-prod", "")
+    for bad in ("s3://A2V/x", "s3://a2v-prod/../x", "s3://a2v-prod/x?y", "s3://user:pw@a2v-prod/x", "s3://ab/x"):
+        with pytest.raises(InputError):
+            parse_url(bad)
+    blobs = S3Blobs("s3://a2v-prod/results", tmp_path)
+    assert blobs._key("videos", "vid_" + "0" * 20, "result.json") == f"results/videos/vid_{'0' * 20}/result.json"
+    for hostile in ("../secrets", "a/../../b", "", "x y", "ünï", "/abs"):
+        with pytest.raises(ValueError):
+            blobs._key("avatars", hostile)
+        with pytest.raises(ValueError):
+            blobs.avatars_home(hostile)

@@ -120,6 +120,11 @@ class S3Blobs:
     # --- the bucket ------------------------------------------------------------------------------
 
     def _key(self, *parts: str) -> str:
+        """The object key of ``parts`` under the prefix; each part must be a server-made name (an id, a result
+        file's name, a bundle's relative path), so nothing a client sent can reach another key."""
+        for part in parts:
+            if not PREFIX_RE.fullmatch(part) or any(p in (".", "..") for p in part.split("/")):
+                raise ValueError(f"not an object name: {part!r}")
         return self.prefix + "/".join(parts)
 
     def describe(self) -> str:
@@ -333,7 +338,7 @@ class S3Blobs:
         """The tenant's bundle manifests in the bucket: avatar id -> {"generation", "files"}. One listing of
         the manifests only; a manifest is read again only when its ETag changed."""
         base = self._key("avatars", tenant) + "/"
-        found = {}
+        found: dict[str, dict[str, Any]] = {}
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base,
                                                                       Delimiter="/"):
             for obj in page.get("Contents", []):
@@ -354,6 +359,7 @@ class S3Blobs:
 
     def avatars_home(self, tenant: str) -> Path:
         """The local copy of the tenant's bundles, brought up to date with the bucket (one listing)."""
+        self._key("avatars", tenant)  # a checked name (ValueError otherwise) before a path is made of it
         home = self.local / "avatars" / tenant
         with self._avatar_lock(tenant):
             try:
@@ -397,8 +403,8 @@ class S3Blobs:
     def avatars_changed(self, tenant: str, avatar_id: str) -> None:
         """Make the bucket match the local copy of ``avatar_id`` after a build or a removal: a new bundle (no
         generation yet) is uploaded, its manifest last; one removed here loses its manifest, then its files."""
+        base = self._key("avatars", tenant, avatar_id)  # checked names before any path is made of them
         path = self.local / "avatars" / tenant / "avatars" / avatar_id
-        base = self._key("avatars", tenant, avatar_id)
         with self._avatar_lock(tenant):
             try:
                 if path.is_dir():
