@@ -101,6 +101,17 @@ def signed_url(signer: UrlSigner | None, base: str, video_id: str, name: str) ->
     return f"{base}{API}/files/{video_id}/{name}?expires={expires}&signature={sig}"
 
 
+@contextlib.contextmanager
+def staged_folder(folder: Path, files: Iterable[Path] = ()) -> Iterator[Path]:
+    """The new folder ``folder`` holding copies of ``files``; removed however the block ends."""
+    try:
+        for f in files:
+            shutil.copyfile(f, folder / f.name)
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 class LocalBlobs:
     """Result files and uploads under ``root``; links to them are signed, expiring front-end URLs."""
 
@@ -134,17 +145,10 @@ class LocalBlobs:
         path.mkdir(parents=True, mode=0o700)
         return path
 
-    @contextlib.contextmanager
-    def staged(self, video_id: str, files: Iterable[Path] = ()) -> Iterator[Path]:
+    def staged(self, video_id: str, files: Iterable[Path] = ()) -> AbstractContextManager[Path]:
         """A new staging folder (holding copies of ``files``), for a render to write into; whatever is not
         published from it by the end of the block is removed, however the block ends."""
-        folder = self.staging(video_id)
-        try:
-            for f in files:
-                shutil.copyfile(f, folder / f.name)
-            yield folder
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
+        return staged_folder(self.staging(video_id), files)
 
     def prepare(self, video_id: str, staged: Path) -> None:
         """Nothing to move: the staging folder is beside the results already (`publish` syncs it)."""

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from a2v_cli.errors import InputError, UnavailableError
-from a2v_cli.server.blobs import RESULT_FILES, signed_url
+from a2v_cli.server.blobs import RESULT_FILES, signed_url, staged_folder
 from a2v_cli.server.security import UrlSigner
 
 log = logging.getLogger("a2v.server")
@@ -209,11 +209,9 @@ class S3Blobs:
         folder = self.local / "staging" / f".{video_id}.{uuid.uuid4().hex[:12]}.part"
         folder.mkdir(mode=0o700)
         try:
-            for f in files:
-                shutil.copyfile(f, folder / f.name)
-            yield folder
+            with staged_folder(folder, files):
+                yield folder
         finally:
-            shutil.rmtree(folder, ignore_errors=True)
             left = self._prepared.pop(folder, None)
             if left:
                 with contextlib.suppress(Exception):  # the next holder's discard_staging removes them otherwise
