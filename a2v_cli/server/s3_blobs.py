@@ -251,14 +251,20 @@ class S3Blobs:
         self._prepared.pop(staged, None)
         mine = self._key("videos", video_id, attempt) + "/"
         manifest = self._key("videos", video_id, MANIFEST)
-        self._delete(k for k in self._list(self._key("videos", video_id) + "/")
-                     if not k.startswith(mine) and k != manifest)
+        try:  # not done until no other try's files are left (the job is then given back and done again)
+            self._delete(k for k in self._list(self._key("videos", video_id) + "/")
+                         if not k.startswith(mine) and k != manifest)
+        except Exception as err:
+            raise self._unavailable(err, "to remove an earlier try's files") from None
         return True
 
     def discard_staging(self, video_id: str) -> int:
         """Remove everything under the video: only for whoever holds its unfinished job, for whom nothing
         there is a result (earlier tries' files, or the manifest of one that died before recording it)."""
-        return self._delete(self._list(self._key("videos", video_id) + "/"))
+        try:
+            return self._delete(self._list(self._key("videos", video_id) + "/"))
+        except Exception as err:
+            raise self._unavailable(err, "to delete a video's files") from None
 
     def sweep_staging(self, older_than_s: float) -> int:
         """Nothing to sweep: staging folders are on each worker's disk (removed with its scratch), and what a
@@ -266,10 +272,7 @@ class S3Blobs:
         return 0
 
     def delete_results(self, video_id: str) -> None:
-        try:
-            self.discard_staging(video_id)
-        except Exception as err:
-            raise self._unavailable(err, "to delete a video's files") from None
+        self.discard_staging(video_id)
 
     def result_location(self, video_id: str, name: str, head: bool = False) -> str | None:
         """A presigned URL of the published file ``name`` (PRESIGN_S seconds), or None."""
