@@ -190,7 +190,10 @@ def test_avatars_are_bundles_in_the_bucket_and_a_recreated_id_is_never_stale(s3c
         tenant_keys = [k for k in s3c.s3.keys(s3c.dep.bucket, "results/avatars/") if k.endswith("/astro.json")]
         assert len(tenant_keys) == 1, tenant_keys
         for fe in (fe1, fe2):
-            assert "astro" in [a["avatar_id"] for a in ok(call(fe, "GET", "/avatar.list"))]  # type: ignore[union-attr,index]
+            mine = {a["avatar_id"]: a for a in ok(call(fe, "GET", "/avatar.list"))}  # type: ignore[union-attr,index]
+            with client() as c:  # its preview comes from this front end's copy of the bundle
+                preview = c.get(mine["astro"]["preview_image_url"])
+            assert preview.status_code == 200 and preview.content.startswith(b"\x89PNG"), preview.text[:200]
             assert "astro" not in [a["avatar_id"] for a in ok(call(fe, "GET", "/avatar.list", "bob"))]  # type: ignore[union-attr,index]
         v = wait_for(fe2, generate(fe2, audio_url, pose="astro-photo")["video_id"], dep=s3c.dep)
         assert v["status"] == "finished", (v, s3c.dep.logs())
@@ -323,3 +326,41 @@ def test_object_keys_are_made_of_checked_names_only(tmp_path: Path) -> None:
             blobs._key("avatars", hostile)
         with pytest.raises(ValueError):
             blobs.avatars_home(hostile)
+
+
+def test_tries_that_died_leave_no_second_result_set(s3_server: S3Server, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a killed try left (its files, or even its manifest) is removed by the job's next holder, and a
+    result is never published twice: the bucket ends with one manifest and the files it names."""
+    from a2v_cli.server.s3_blobs import S3Blobs
+
+    for k, v in s3_server.env().items():
+        monkeypatch.setenv(k, v)
+    bucket = s3_server.bucket()
+    blobs = S3Blobs(f"s3://{bucket}/r", tmp_path / "local")
+    vid = "vid_" + "1" * 20
+
+    def files(tag: str) -> list[Path]:
+        (tmp_path / tag).mkdir()
+        for name in ("video.mp4", "mask.mp4"):
+            (tmp_path / tag / name).write_bytes(tag.encode() * 100)
+        return [tmp_path / tag / "video.mp4", tmp_path / tag / "mask.mp4"]
+
+    with blobs.staged(vid, files("a")) as a:  # try 1 uploads its files and is killed before publishing
+        blobs.prepare(vid, a)
+        blobs._prepared.clear()  # (a kill -9 cleans nothing up)
+    assert len(s3_server.keys(bucket)) == 2
+    with blobs.staged(vid, files("b")) as b:  # try 2 publishes, then dies before the database records it
+        assert blobs.publish(vid, b)
+    assert len(s3_server.keys(bucket)) == 3  # try 1's files went with try 2's publishing
+    assert blobs.discard_staging(vid) == 3  # the next holder of the job: nothing there is a result
+    with blobs.staged(vid, files("c")) as c:
+        blobs.prepare(vid, c)
+        assert blobs.publish(vid, c, replace=True)
+    with blobs.staged(vid, files("d")) as d:  # a second set offered without the claim is refused, and removed
+        assert blobs.publish(vid, d) is False
+    keys = s3_server.keys(bucket)
+    assert len(keys) == 3 and f"r/videos/{vid}/result.json" in keys, keys
+    with httpx.Client(trust_env=False) as h:
+        assert h.get(blobs.result_location(vid, "video.mp4")).content == b"c" * 100  # type: ignore[arg-type]
+    assert not list((tmp_path / "local").rglob("*.mp4"))  # no staging folder left on local disk
