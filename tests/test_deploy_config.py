@@ -20,7 +20,7 @@ from conftest import ROOT, SPEECH, run_cli
 
 from a2v_cli.errors import ExitCode
 
-DISTRIBUTED_MODULES = ("celery", "kombu", "psycopg", "psycopg_pool", "redis")
+DISTRIBUTED_MODULES = ("celery", "kombu", "psycopg", "psycopg_pool", "redis", "boto3", "botocore")
 
 
 def test_the_embedded_server_imports_nothing_of_the_distributed_deployment(tmp_path: Path) -> None:

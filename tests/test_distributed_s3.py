@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from conftest import ROOT, decode_frames, run_cli
 from services import (
@@ -119,6 +120,11 @@ def test_a_render_goes_to_the_bucket_and_downloads_through_the_signed_link(s3c: 
     assert any(k.startswith("results/uploads/upl_") for k in s3c.s3.keys(s3c.dep.bucket)), s3c.s3.keys(s3c.dep.bucket)
     assert not local_files_named(s3c, vid)
     assert not [p for p in s3c.dep.root.rglob("*.mp4")], list(s3c.dep.root.rglob("*.mp4"))
+
+    # the render processes never see the storage's credentials (nor does anything else a worker starts)
+    for w in (s3c.w1, s3c.w2):
+        children = psutil.Process(w.proc.pid).children(recursive=True)  # type: ignore[union-attr]
+        assert children and all("AWS_SECRET_ACCESS_KEY" not in p.environ() for p in children), w.name
 
     # the CLI's downloader through the other front end: the same bytes
     (isolated / "dl").mkdir()
