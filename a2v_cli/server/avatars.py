@@ -116,6 +116,8 @@ def own_poses(state: Any, owner: str, avatar_id: str, base: str) -> list[dict[st
 
 def check_pose(state: Any, owner: str, pose_id: str) -> None:
     """A built-in pose or one of the tenant's; another tenant's is 40400, exactly as an unknown id."""
+    if pose_id in registry_mod.builtin_registry().poses:
+        return  # nothing of the tenant's to read (with a bucket: no listing on every video.generate)
     catalog.pose_entry(pose_id, reg=tenant_registry(state, owner))
 
 
