@@ -308,15 +308,10 @@ class S3Blobs:
             tmp.unlink(missing_ok=True)
 
     def upload_location(self, upload_id: str) -> str | None:
-        key = self._key("uploads", upload_id)
-        try:
-            self.s3.head_object(Bucket=self.bucket, Key=key)
-        except Exception as err:
-            if _missing(err):
-                return None
-            raise self._unavailable(err, "to find the upload") from None
-        return str(self.s3.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": key},
-                                                  ExpiresIn=PRESIGN_S))
+        """A presigned URL of the upload. Not looked up: its row in the database is written only after the
+        object is stored, and uploads are never removed (a lookup would cost every video.generate a call)."""
+        params = {"Bucket": self.bucket, "Key": self._key("uploads", upload_id)}
+        return str(self.s3.generate_presigned_url("get_object", Params=params, ExpiresIn=PRESIGN_S))
 
     def fetch_upload(self, upload_id: str, work: Path) -> Path | None:
         dest = work / "upload"
