@@ -168,7 +168,11 @@ def test_a_link_expires(s3c: S3Cluster) -> None:
 
 def test_delete_removes_the_objects(s3c: S3Cluster) -> None:
     fe1, fe2 = s3c.fe1, s3c.fe2
-    audio_url = upload(fe1, speech(SHORT_S))
+    audio = speech(SHORT_S)
+    audio_url = upload(fe1, audio)
+    path = audio_url.split(API, 1)[1]  # the uploader gets its upload back (from the bucket); nobody else does
+    assert call(fe1, "GET", path, follow_redirects=True).content == audio
+    assert err(call(fe1, "GET", path, "bob"), 404, 40400)
     ids = [generate(fe1, audio_url, pose=p)["video_id"] for p in ("ava-front", "leo-side")]
     for vid in ids:
         assert wait_for(fe1, vid, dep=s3c.dep)["status"] == "finished"
