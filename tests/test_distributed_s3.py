@@ -374,3 +374,7 @@ def test_tries_that_died_leave_no_second_result_set(s3_server: S3Server, tmp_pat
     with httpx.Client(trust_env=False) as h:
         assert h.get(blobs.result_location(vid, "video.mp4")).content == b"c" * 100  # type: ignore[arg-type]
     assert not list((tmp_path / "local").rglob("*.mp4"))  # no staging folder left on local disk
+    # the link-signing key: made once, then only read (every front end, every restart: links stay valid)
+    first = blobs.signing_key()
+    assert S3Blobs(f"s3://{bucket}/r", tmp_path / "other").signing_key() == first == blobs.signing_key()
+    assert len(first) == 32 and "r/secrets/url-signing.key" in s3_server.keys(bucket)

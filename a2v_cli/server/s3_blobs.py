@@ -178,23 +178,31 @@ class S3Blobs:
         return data if isinstance(data, dict) else None
 
     def signing_key(self) -> bytes:
-        """The front ends' shared URL-signing key: the first front end creates it, every other one reads it."""
+        """The front ends' shared URL-signing key: the first front end creates it (a conditional write, so two
+        starting at once agree), every other one reads it; never replaced, so links outlive restarts."""
         import secrets
 
         key = self._key("secrets", "url-signing.key")
-        try:
-            self.s3.put_object(Bucket=self.bucket, Key=key, Body=secrets.token_hex(32).encode(), IfNoneMatch="*")
-        except Exception as err:
-            if _code(err) not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
-                raise self._unavailable(err, "to store the link-signing key") from None
-        try:
-            raw = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read().decode("ascii").strip()
-        except Exception as err:
-            raise self._unavailable(err, "to read the link-signing key") from None
+        raw = self._read_key(key)
+        if raw is None:
+            try:
+                self.s3.put_object(Bucket=self.bucket, Key=key, Body=secrets.token_hex(32).encode(), IfNoneMatch="*")
+            except Exception as err:
+                if _code(err) not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                    raise self._unavailable(err, "to store the link-signing key") from None
+            raw = self._read_key(key) or ""
         if len(raw) < 32:
             raise InputError(f"the link-signing key {key} in the bucket is too short", "delete it; a front end "
                              "makes a new one")
         return bytes.fromhex(raw) if all(c in "0123456789abcdef" for c in raw) else raw.encode()
+
+    def _read_key(self, key: str) -> str | None:
+        try:
+            return str(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read().decode("ascii").strip())
+        except Exception as err:
+            if _missing(err):
+                return None
+            raise self._unavailable(err, "to read the link-signing key") from None
 
     # --- results ---------------------------------------------------------------------------------
 
