@@ -246,7 +246,11 @@ def test_a_missing_or_unreachable_bucket_stops_serve_and_worker_with_one_line(
     cases = [(["serve", "--port", "0", *base, "--storage", "s3://a2v-no-such-bucket/x"], env, "does not exist"),
              (["worker", *base, "--storage", "s3://a2v-no-such-bucket/x", "--device", "cpu"], env, "does not exist"),
              (["serve", "--port", "0", *base, "--storage", "s3://a2v-any/x"],
-              {**env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}, "does not answer")]
+              {**env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}, "does not answer"),
+             (["worker", *base, "--storage", "s3://a2v-any/x", "--device", "cpu"],
+              {**env, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_EC2_METADATA_DISABLED": "true",
+               "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "AWS_CONFIG_FILE": str(tmp_path / "none")},
+              "needs credentials")]
     for args, e, why in cases:
         r = run_cli(*args, env=e, timeout=120)
         lines = r.stderr.strip().splitlines()

@@ -139,8 +139,15 @@ class S3Blobs:
         try:
             self._probe.head_bucket(Bucket=self.bucket)
         except Exception as err:
-            missing = _code(err) in ("404", "NoSuchBucket", "NotFound")
-            what = "does not exist" if missing else f"does not answer ({_why(err)})"
+            code = _code(err)
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                what = "does not exist"
+            elif code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                what = f"refuses these credentials ({code})"
+            elif err.__class__.__name__ in ("NoCredentialsError", "PartialCredentialsError"):
+                what = "needs credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or give a role)"
+            else:
+                what = f"does not answer ({_why(err)})"
             return f"the object storage bucket {self.bucket!r} at {self.describe().split(' at ', 1)[1]} {what}"
         return None
 
