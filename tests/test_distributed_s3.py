@@ -288,7 +288,15 @@ def test_a_store_that_never_answers_fails_within_bounds(tmp_path: Path, monkeypa
     """Every call has a read timeout and a bounded number of tries; readiness looks once, briefly. (A silent
     socket stands in for a hung store: the transport is what is under test.)"""
     from a2v_cli.errors import UnavailableError
-    from a2v_cli.server.s3_blobs import CONNECT_S, READ_S, READY_TIMEOUT_S, TRIES, S3Blobs, make_client
+    from a2v_cli.server.s3_blobs import (
+        CONNECT_S,
+        FRONT_END_LIMITS,
+        READ_S,
+        READY_TIMEOUT_S,
+        TRIES,
+        S3Blobs,
+        make_client,
+    )
 
     server = socket.create_server(("127.0.0.1", 0))
     held: list[socket.socket] = []
@@ -309,6 +317,9 @@ def test_a_store_that_never_answers_fails_within_bounds(tmp_path: Path, monkeypa
         config = blobs.s3.meta.config
         assert (config.connect_timeout, config.read_timeout) == (CONNECT_S, READ_S)
         assert config.retries == {"total_max_attempts": TRIES, "mode": "standard"}
+        fe = S3Blobs("s3://a2v-hung/x", tmp_path, front_end=True).s3.meta.config  # answers clients: sooner
+        assert (fe.connect_timeout, fe.read_timeout, fe.retries["total_max_attempts"]) == FRONT_END_LIMITS
+        assert FRONT_END_LIMITS[2] * sum(FRONT_END_LIMITS[:2]) < 20  # well inside a client's 30 s
         t0 = time.monotonic()
         why = blobs.problem()
         assert why is not None and "does not answer" in why and "a2v-hung" in why, why

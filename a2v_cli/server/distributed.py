@@ -58,7 +58,7 @@ def storage_root(storage: str) -> Path | None:
     return Path(storage).expanduser().resolve()
 
 
-def open_blobs(storage: str) -> tuple[Path, Blobs]:
+def open_blobs(storage: str, front_end: bool = False) -> tuple[Path, Blobs]:
     """The storage's local root and its `Blobs` (signing no links yet). For a directory the root is that
     directory; for a bucket it is a private folder of this process's (staging, new uploads, bundle copies),
     removed by `close_blobs`. UnavailableError (exit 5) when the bucket does not answer."""
@@ -72,7 +72,7 @@ def open_blobs(storage: str) -> tuple[Path, Blobs]:
     local = scratch_dir("a2v-s3-")
     make_private(local)
     try:
-        blobs = S3Blobs(storage, local)
+        blobs = S3Blobs(storage, local, front_end=front_end)  # a front end's calls give up sooner
         blobs.check()
     except BaseException:
         shutil.rmtree(local, ignore_errors=True)
@@ -182,12 +182,12 @@ class DistributedDeployment:
             raise InputError("with --storage s3://... give the tokens (--tokens-file or A2V_SERVER_TOKENS)",
                              "a bucket has no shared folder to keep a generated token in")
         # a bucket is looked at first (nothing is written if it does not answer), a directory after the database
-        bucket = open_blobs(storage) if shared is None else None
+        bucket = open_blobs(storage, front_end=True) if shared is None else None
         store: PgStore | None = None
         try:
             store = PgStore(settings.database or "", max_connections=20)  # nothing is written if it is down
             store.migrate()
-            root, blobs = bucket or open_blobs(storage)
+            root, blobs = bucket or open_blobs(storage, front_end=True)
             blobs.signer = UrlSigner(blobs.signing_key(), settings.url_lifetime_s)
             tokens = load_tokens(root, settings.tokens_file)
         except BaseException:

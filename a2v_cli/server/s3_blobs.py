@@ -45,6 +45,9 @@ log = logging.getLogger("a2v.server")
 CONNECT_S = 3.0  # one connection attempt
 READ_S = 15.0  # one wait for bytes (a big transfer may take longer while it keeps moving)
 TRIES = 3  # attempts per call, retries included (botocore's standard mode: backoff, throttling)
+# a front end answers clients, who wait 30 s by default (the CLI's --http-timeout): a call to the store there
+# gives up within about 2 x (2 + 5) s plus backoff, so the client hears a 503 rather than its own timeout
+FRONT_END_LIMITS = (2.0, 5.0, 2)
 READY_TIMEOUT_S = 3.0  # readyz's look at the bucket: one try, this long at most
 PRESIGN_S = 300  # a presigned object URL only has to start the download the front end's link redirected
 MANIFEST = "result.json"
@@ -105,12 +108,13 @@ def _why(err: Exception) -> str:
 class S3Blobs:
     """Result files, uploads and avatar bundles in one bucket under one prefix (see the module doc)."""
 
-    def __init__(self, storage: str, local: Path, signer: UrlSigner | None = None, client: Any = None) -> None:
+    def __init__(self, storage: str, local: Path, signer: UrlSigner | None = None, client: Any = None,
+                 front_end: bool = False) -> None:
         self.storage = storage
         self.bucket, self.prefix = parse_url(storage)
         self.local = local  # private, this process's: staging folders, new uploads, copies of bundles
         self.signer = signer
-        self.s3 = client or make_client()
+        self.s3 = client or (make_client(*FRONT_END_LIMITS) if front_end else make_client())
         self._probe = make_client(READY_TIMEOUT_S, READY_TIMEOUT_S, 1)
         self._prepared: dict[Path, list[str]] = {}  # staging folder -> keys uploaded from it
         self._manifests: dict[str, tuple[str | None, dict[str, Any]]] = {}  # key -> (ETag, manifest)
