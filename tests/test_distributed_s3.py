@@ -9,7 +9,9 @@ runs last.
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import socket
 import tempfile
 import threading
@@ -43,6 +45,7 @@ from test_distributed import (
     assert_gone,
     call,
     client,
+    db,
     err,
     generate,
     get,
@@ -55,6 +58,7 @@ from test_distributed import (
 from a2v_cli.errors import ExitCode
 from a2v_cli.server.s3_blobs import PRESIGN_S
 from a2v_cli.server.security import UrlSigner
+from a2v_cli.server.tenants import tenant_key
 
 ASTRONAUT = ROOT / "examples" / "astronaut.png"
 
@@ -260,6 +264,59 @@ def test_a_missing_or_unreachable_bucket_stops_serve_and_worker_with_one_line(
     r = run_cli("serve", *base, "--storage", "s3://key:hunter2-secret@bucket/x", env=env, timeout=120)
     assert r.code == ExitCode.USAGE and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "hunter2" not in r.stderr and "AWS_ACCESS_KEY_ID" in r.stderr, r.stderr
+
+
+def test_a_token_from_tokens_add_works_on_an_s3_front_end_and_its_avatar_is_a_row_and_a_bundle(
+        tmp_path: Path, redis_server: RedisServer, database: str, s3_server: S3Server) -> None:
+    """Tokens in PostgreSQL with files in a bucket: an S3 front end with an empty tokens table and none given
+    refuses to start, saying how to add one; a token added with `a2v serve tokens add` then works on it (given
+    to nothing but the CLI), and an avatar made through it is a row in PostgreSQL and a bundle in the bucket
+    (its manifest naming its files), which a worker renders."""
+    dep = Deployment(tmp_path / "deployment", redis_server.fresh_url(), database, {}, s3=s3_server)
+    home = tmp_path / "home"
+    refused = run_cli("serve", "--port", "0", *dep.settings(), env={**dep.env(home), "A2V_SERVER_TOKENS": ""},
+                      timeout=120)
+    assert refused.code == ExitCode.USAGE, (refused.code, refused.stderr)
+    last = refused.stderr.strip().splitlines()[-1]  # after the start-up log (the schema it just migrated)
+    assert last.startswith("error:") and "no tokens" in last and "a2v serve tokens add" in last, refused.stderr
+    assert "Traceback" not in refused.stderr
+
+    added = run_cli("serve", "tokens", "add", "carol", env={"A2V_DATABASE": dep.database, "A2V_HOME": str(home)})
+    assert added.code == 0, added.stderr
+    token = added.stdout.strip()
+    try:
+        fe, w = dep.front_end("fe"), dep.worker("w")
+        start_all(fe, w)
+        assert "A2V_SERVER_TOKENS" not in fe.env
+        cli = {"A2V_SERVER": fe.url, "A2V_TOKEN": token, "A2V_HOME": str(home)}
+        made = run_cli("avatars", "add", "--image", str(ASTRONAUT), "--id", "astro", "--size", "256", "--json",
+                       env=cli)
+        assert made.code == 0, made.stderr + dep.logs()
+        assert made.json()["avatar_id"] == "astro" and made.json()["pose_ids"] == ["astro-photo"], made.stdout
+
+        assert db(dep, "SELECT owner, avatar_id, pose_ids FROM avatars") == [("carol", "astro", ["astro-photo"])]
+        prefix = f"results/avatars/{tenant_key('carol')}/"
+        keys = s3_server.keys(dep.bucket, prefix)
+        manifest = json.loads(s3_server.client().get_object(Bucket=dep.bucket, Key=prefix + "astro.json")["Body"]
+                              .read())
+        bundle = f"{prefix}astro/{manifest['generation']}/"
+        assert "avatar.json" in manifest["files"], manifest
+        assert sorted(keys) == sorted([prefix + "astro.json", *(bundle + f for f in manifest["files"])]), keys
+
+        (tmp_path / "short.wav").write_bytes(speech(SHORT_S))
+        out = tmp_path / "astro.mp4"
+        r = run_cli("generate", "--pose", "astro-photo", "--audio", str(tmp_path / "short.wav"), "-o", str(out),
+                    "--json", env=cli)
+        assert r.code == 0, r.stderr + dep.logs()
+        assert re.search(rf"rendering {r.json()['video_id']}", w.log(10**6)), w.log()
+        frames = decode_frames(out)
+        assert frames.shape[:3] == (math.ceil(SHORT_S * FPS), 256, 256), frames.shape
+        assert frames.std() > 5  # a picture, not a blank frame
+        listed = run_cli("avatars", "list", "--json", env=cli)
+        assert listed.code == 0 and "astro" in [a["avatar_id"] for a in listed.json()], listed.stdout
+    finally:
+        dep.close()
+    assert all(token not in p.log(10**7) for p in dep.procs)
 
 
 def test_readyz_follows_the_bucket(tmp_path: Path, redis_server: RedisServer, database: str,
