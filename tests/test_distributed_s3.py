@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import shutil
 import socket
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -408,6 +410,53 @@ def test_object_keys_are_made_of_checked_names_only(tmp_path: Path) -> None:
             blobs._key("avatars", hostile)
         with pytest.raises(ValueError):
             blobs.avatars_home(hostile)
+
+
+def test_a_bundle_in_the_bucket_without_its_row_is_replaced_by_the_next_create(
+        s3_server: S3Server, database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PgAvatars over a bucket: a front end killed between storing a bundle and committing its row leaves
+    objects no row names; nothing lists them, the next create of the id (on another front end) removes them
+    before storing its own, a stale local copy is never served, and a delete leaves nothing in the bucket."""
+    from photo_bundle import write_photo_bundle
+
+    from a2v_cli.server.avatar_index import read_record
+    from a2v_cli.server.pg_avatars import PgAvatars
+    from a2v_cli.server.pg_store import PgStore
+    from a2v_cli.server.s3_blobs import S3Blobs
+
+    for k, v in s3_server.env().items():
+        monkeypatch.setenv(k, v)
+    bucket = s3_server.bucket()
+    dead, alive = (S3Blobs(f"s3://{bucket}/r", tmp_path / name) for name in ("dead", "alive"))
+    tenant = tenant_key("alice")
+
+    def place(blobs: S3Blobs, n: int) -> tuple[Path, Callable[[], None]]:
+        bundle = write_photo_bundle(tmp_path / f"build{n}")
+        (bundle / "marker").write_text(str(n))
+        return bundle, lambda: os.rename(bundle, blobs.avatars_home(tenant) / "avatars" / "astro")
+
+    _, placing = place(dead, 0)  # the dead front end: placed and stored, killed before its commit
+    placing()
+    dead.avatars_changed(tenant, "astro")
+    orphan = s3_server.keys(bucket, "r/avatars/")
+    assert f"r/avatars/{tenant}/astro.json" in orphan and len(orphan) > 2, orphan
+
+    store = PgStore(database)
+    try:
+        store.migrate()
+        index = PgAvatars(store, alive)
+        assert index.list("alice") == []
+        bundle, placing = place(alive, 1)
+        index.add("alice", read_record(bundle), placing)
+        keys = s3_server.keys(bucket, "r/avatars/")
+        assert not set(keys) & set(orphan) - {f"r/avatars/{tenant}/astro.json"}, keys  # none of the orphan's files
+        assert [r.avatar_id for r in index.list("alice")] == ["astro"]
+        for blobs in (dead, alive, S3Blobs(f"s3://{bucket}/r", tmp_path / "third")):  # every copy is the new one
+            assert (blobs.avatars_home(tenant) / "avatars" / "astro" / "marker").read_text() == "1"
+        assert index.remove("alice", "astro", lambda: shutil.rmtree(alive.avatars_home(tenant) / "avatars" / "astro"))
+        assert s3_server.keys(bucket, "r/avatars/") == [] and index.list("alice") == []
+    finally:
+        store.close()
 
 
 def test_tries_that_died_leave_no_second_result_set(s3_server: S3Server, tmp_path: Path,
