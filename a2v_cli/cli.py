@@ -754,7 +754,8 @@ DatabaseOpt = Annotated[str | None, typer.Option(
     "--database", envvar="A2V_DATABASE",
     help="Distributed: postgresql://user@host:port/db (a password belongs in A2V_DATABASE or ~/.pgpass).")]
 StorageOpt = Annotated[str | None, typer.Option(
-    "--storage", envvar="A2V_STORAGE", help="Distributed: a directory every front end and worker mounts.")]
+    "--storage", envvar="A2V_STORAGE",
+    help="Distributed: a directory every front end and worker mounts, or s3://bucket/prefix (AWS_* settings).")]
 QueueOpt = Annotated[str, typer.Option("--queue", help="Distributed: the queue jobs go to / are taken from.")]
 MaxTriesOpt = Annotated[int, typer.Option(
     "--max-tries", min=1, help="A job whose render is cut short this many times fails with the reason.")]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from services import database, postgres_server, redis_server  # noqa: F401  (fixtures: tests/services.py)
+from services import database, postgres_server, redis_server, s3_server  # noqa: F401  (fixtures: tests/services.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"

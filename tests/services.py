@@ -1,9 +1,11 @@
-"""Throwaway Redis and PostgreSQL servers, and `a2v serve` / `a2v worker` processes, for the distributed
-deployment's tests and benchmark.
+"""Throwaway Redis, PostgreSQL and S3-compatible servers, and `a2v serve` / `a2v worker` processes, for the
+distributed deployment's tests and benchmark.
 
 Each server runs from its own temporary directory on a free 127.0.0.1 port and is removed afterwards.
-The binaries are Debian's (`redis-server`, PostgreSQL 15's `initdb`/`pg_ctl`/`postgres`/`psql`); where
-one is missing or will not start, the fixtures skip with the reason (`.ci/run` installs redis-server).
+The binaries are Debian's (`redis-server`, PostgreSQL 15's `initdb`/`pg_ctl`/`postgres`/`psql`); the
+object storage is moto's S3 server (`python -m moto.server`, a real HTTP endpoint in its own process,
+from the `test` extra). Where one is missing or will not start, the fixtures skip with the reason
+(`.ci/run` installs redis-server).
 PostgreSQL refuses to run as root, so as root every PostgreSQL command runs as the `postgres` user
 (`runuser -u postgres --`) on a data directory that user owns.
 """
@@ -279,6 +281,89 @@ def start_postgres(durable: bool = False) -> tuple[PostgresServer, Path]:
         raise
 
 
+# --- S3-compatible object storage ---------------------------------------------------------------------
+
+
+S3_KEYS = {"AWS_ACCESS_KEY_ID": "a2v-test-key-id", "AWS_SECRET_ACCESS_KEY": "a2v-test-secret-0123456789"}
+
+
+class S3Server:
+    """moto's S3 server on 127.0.0.1 in its own process; ``bucket()`` makes a new bucket."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.port = 0
+        self.proc: subprocess.Popen | None = None
+        self.log_path = directory / "moto.log"
+        self._buckets = itertools.count(1)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        """What a front end or worker needs to reach it: the standard AWS settings, no argv."""
+        return {"AWS_ENDPOINT_URL": self.url, "AWS_REGION": "us-east-1", **S3_KEYS}
+
+    def start(self) -> S3Server:
+        for attempt in range(3):
+            port = self.port or free_port()
+            with open(self.log_path, "ab") as log:
+                self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                             cwd=self.dir)
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=1):
+                        self.port = port
+                        return self
+                except OSError:
+                    time.sleep(0.05)
+            self.stop()
+            if self.port or attempt == 2:
+                break
+        raise ServiceUnavailable(f"moto's S3 server did not start on 127.0.0.1:{port}:\n{_tail(self.log_path)}")
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.session.Session().client("s3", endpoint_url=self.url, region_name="us-east-1",
+                                              aws_access_key_id=S3_KEYS["AWS_ACCESS_KEY_ID"],
+                                              aws_secret_access_key=S3_KEYS["AWS_SECRET_ACCESS_KEY"])
+
+    def bucket(self) -> str:
+        """A new, empty bucket's name."""
+        name = f"a2v-test-{os.getpid()}-{next(self._buckets)}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def keys(self, bucket: str, prefix: str = "") -> list[str]:
+        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(30)
+            self.proc = None
+
+
+def start_s3() -> tuple[S3Server, Path]:
+    """A running S3Server in a new temporary directory; raises ServiceUnavailable with the reason."""
+    try:
+        import boto3  # noqa: F401
+        import moto.server  # noqa: F401
+    except ImportError as e:
+        raise ServiceUnavailable(f"{e.name} is not installed (pip install '.[test]')") from None
+    directory = Path(tempfile.mkdtemp(prefix="a2v-s3-test-"))
+    try:
+        return S3Server(directory).start(), directory
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+
+
 # --- a2v processes: front ends and workers, each in its own directory --------------------------------------
 
 
@@ -420,26 +505,33 @@ class Worker(Proc):
 class Deployment:
     """The three shared settings, and the front ends and workers started against them."""
 
-    def __init__(self, root: Path, broker: str, database: str, tokens: dict[str, str], queue: str = "a2v") -> None:
+    def __init__(self, root: Path, broker: str, database: str, tokens: dict[str, str], queue: str = "a2v",
+                 s3: S3Server | None = None) -> None:
         self.root = root
         self.tokens = tokens
         self.broker = broker
         self.database = database
         self.storage = root / "storage"
         self.storage.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.s3 = s3  # the files in a bucket of it (s3://bucket/results), not in ``storage``
+        self.bucket = s3.bucket() if s3 is not None else ""
+        self.storage_url = f"s3://{self.bucket}/results" if s3 is not None else str(self.storage)
         self.queue = queue
         self.procs: list[Proc] = []
 
     def settings(self) -> list[str]:
-        return ["--broker", self.broker, "--database", self.database, "--storage", str(self.storage)]
+        return ["--broker", self.broker, "--database", self.database, "--storage", self.storage_url]
 
     def settings_env(self) -> dict[str, str]:
-        return {"A2V_BROKER": self.broker, "A2V_DATABASE": self.database, "A2V_STORAGE": str(self.storage)}
+        return {"A2V_BROKER": self.broker, "A2V_DATABASE": self.database, "A2V_STORAGE": self.storage_url}
+
+    def env(self, home: Path, tokens: dict[str, str] | None = None) -> dict[str, str]:
+        return {**child_env(home, tokens), **(self.s3.env() if self.s3 is not None else {})}
 
     def front_end(self, name: str, *extra: str, from_env: bool = False) -> FrontEnd:
         """Launched, not yet waited for (start several, then wait: they import in parallel)."""
         workdir = self.root / name
-        env = child_env(workdir / "home", self.tokens)
+        env = self.env(workdir / "home", self.tokens)
         settings = self.settings()
         if from_env:  # the same settings through A2V_BROKER / A2V_DATABASE / A2V_STORAGE
             env.update(self.settings_env())
@@ -454,13 +546,16 @@ class Deployment:
         """Launched, not yet waited for; ``cpus`` pins it (and its children) with taskset, e.g. "0"."""
         workdir = self.root / name
         w = Worker(name, workdir, ["worker", *self.settings(), "--queue", self.queue, "--concurrency",
-                                   str(concurrency), "--device", "cpu", *extra], child_env(workdir / "home"),
+                                   str(concurrency), "--device", "cpu", *extra], self.env(workdir / "home"),
                    queue=self.queue, concurrency=concurrency, prefix=["taskset", "-c", cpus] if cpus else [])
         self.procs.append(w)
         return w.launch()  # type: ignore[return-value]
 
     def outputs(self, video_id: str) -> list[str]:
-        """Every file in the shared storage whose path names the video: its one output set, nothing else."""
+        """Every file in the shared storage (or object in the bucket) whose path names the video: its one
+        output set, nothing else."""
+        if self.s3 is not None:
+            return [k for k in self.s3.keys(self.bucket) if video_id in k]
         return sorted(str(p.relative_to(self.storage)) for p in self.storage.rglob("*")
                       if p.is_file() and video_id in str(p.relative_to(self.storage)))
 
@@ -583,6 +678,13 @@ def redis_server() -> Iterator[RedisServer]:
 def postgres_server() -> Iterator[PostgresServer]:
     """One PostgreSQL cluster for the session; ``fresh_database()`` gives each test its own database."""
     with running(start_postgres, "PostgreSQL") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """One S3-compatible server (moto's) for the session; ``bucket()`` gives each deployment its own bucket."""
+    with running(start_s3, "S3-compatible server") as server:
         yield server
 
 

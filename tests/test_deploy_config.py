@@ -20,7 +20,7 @@ from conftest import ROOT, SPEECH, run_cli
 
 from a2v_cli.errors import ExitCode
 
-DISTRIBUTED_MODULES = ("celery", "kombu", "psycopg", "psycopg_pool", "redis")
+DISTRIBUTED_MODULES = ("celery", "kombu", "psycopg", "psycopg_pool", "redis", "boto3", "botocore")
 
 
 def test_the_embedded_server_imports_nothing_of_the_distributed_deployment(tmp_path: Path) -> None:
@@ -43,8 +43,10 @@ def test_settings_that_cannot_work_are_one_line_with_an_exit_code(tmp_path: Path
     cases = [
         (["serve", *full, "--database", down], ExitCode.UNAVAILABLE, "cannot connect to the database"),
         (["worker", *full, "--database", down], ExitCode.UNAVAILABLE, "cannot connect to the database"),
-        (["serve", "--broker", "redis://127.0.0.1:1/0", "--database", down, "--storage", "s3://bucket/prefix"],
+        (["serve", "--broker", "redis://127.0.0.1:1/0", "--database", down, "--storage", "gs://bucket/prefix"],
          ExitCode.USAGE, "is not supported"),
+        (["worker", *full[:2], "--database", down, "--storage", "s3://Not_A_Bucket/x"], ExitCode.USAGE,
+         "not an S3 bucket name"),
         (["worker", *full, "--database", down, "--max-tries", "0"], ExitCode.USAGE, "--max-tries"),
         (["serve", "--log-format", "xml"], ExitCode.USAGE, "--log-format"),
         (["serve", "--queue", "no spaces"], ExitCode.USAGE, "queue name"),

@@ -317,7 +317,7 @@ def avatar_index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tup
     if request.param == "folder":
         yield FolderAvatars(root), root
     else:
-        yield PgAvatars(request.getfixturevalue("pg"), root), root
+        yield PgAvatars(request.getfixturevalue("pg"), LocalBlobs(root, None)), root
 
 
 def built(tmp_path: Path, avatar_id: str, n: int = 0) -> Path:
@@ -367,7 +367,7 @@ def test_two_creates_of_one_id_at_once_give_one_avatar(pg: PgStore, tmp_path: Pa
 
         barrier.wait()
         try:
-            PgAvatars(stores[n], root).add("alice", read_record(bundles[n]), slow_place)
+            PgAvatars(stores[n], LocalBlobs(root, None)).add("alice", read_record(bundles[n]), slow_place)
         except AvatarExistsError as e:
             return f"exists: {e}"
         return "created"
@@ -389,7 +389,7 @@ def test_a_bundle_without_its_row_is_replaced_by_the_next_create(pg: PgStore, tm
     root = tmp_path / "storage"
     orphan = built(tmp_path, "astro", 0)
     place(orphan, root, "alice")()
-    index = PgAvatars(pg, root)
+    index = PgAvatars(pg, LocalBlobs(root, None))
     assert index.list("alice") == []
     fresh = built(tmp_path, "astro", 1)
     (fresh / "marker").write_text("new")
@@ -404,7 +404,7 @@ def test_a_create_during_a_delete_of_the_same_id_keeps_the_new_bundle(pg: PgStor
     root = tmp_path / "storage"
     old, new = built(tmp_path, "astro", 0), built(tmp_path, "astro", 1)
     (new / "marker").write_text("new")
-    index = PgAvatars(pg, root)
+    index = PgAvatars(pg, LocalBlobs(root, None))
     index.add("alice", read_record(old), place(old, root, "alice"))
     folder = tenant_avatars(root, "alice") / "astro"
     deleting = threading.Event()
@@ -419,7 +419,7 @@ def test_a_create_during_a_delete_of_the_same_id_keeps_the_new_bundle(pg: PgStor
         with ThreadPoolExecutor(1) as pool:
             removed = pool.submit(index.remove, "alice", "astro", slow_discard)
             assert deleting.wait(10)
-            PgAvatars(other, root).add("alice", read_record(new), place(new, root, "alice"))
+            PgAvatars(other, LocalBlobs(root, None)).add("alice", read_record(new), place(new, root, "alice"))
             assert removed.result() is not None
     finally:
         other.close()

@@ -33,7 +33,7 @@ from a2v_cli.schema import Video
 from a2v_cli.server import avatars as user_avatars
 from a2v_cli.server import models
 from a2v_cli.server.avatar_index import AvatarIndex
-from a2v_cli.server.blobs import LocalBlobs
+from a2v_cli.server.blobs import Blobs
 from a2v_cli.server.deployment import Deployment, StateStore, open_deployment
 from a2v_cli.server.fetch import FetchPolicy, human_size
 from a2v_cli.server.security import Authenticator, UrlSigner
@@ -87,7 +87,7 @@ class ServerState:
     # the deployment's parts, by the names the routes use
     @property
     def data_dir(self) -> Path:
-        """Where files live: the data dir, or the shared storage (the same layout)."""
+        """Where files live locally: the data dir, the shared directory, or a bucket's local copies."""
         return self.deployment.root
 
     @property
@@ -99,12 +99,14 @@ class ServerState:
         return self.deployment.uploads
 
     @property
-    def blobs(self) -> LocalBlobs:
+    def blobs(self) -> Blobs:
         return self.deployment.blobs
 
     @property
     def signer(self) -> UrlSigner:
-        return self.deployment.blobs.signer
+        signer = self.deployment.blobs.signer
+        assert signer is not None, "a front end's storage signs links"
+        return signer
 
     @property
     def tokens(self) -> Authenticator:

@@ -3,8 +3,9 @@
 Why a seam: the embedded server's record is its folder of bundles (a scan, as `a2v avatars list` does);
 the distributed deployment's is a table in PostgreSQL (`pg_avatars`), so every front end answers the
 same at once and two creates of one id on two front ends give one avatar. The routes talk to an
-`AvatarIndex` only and never ask which deployment runs. The bundle files themselves stay on the
-data dir / shared storage in both, for rendering and previews.
+`AvatarIndex` only and never ask which deployment runs. The bundle files themselves stay in the
+storage (`Blobs.avatars_home`: the data dir, the shared directory, or a bucket through a local copy),
+for rendering and previews.
 """
 
 from __future__ import annotations

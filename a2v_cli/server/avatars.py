@@ -36,7 +36,7 @@ from a2v_cli.errors import A2VError, InputError, NotFoundError, UnavailableError
 from a2v_cli.schema import Avatar
 from a2v_cli.server import models
 from a2v_cli.server.avatar_index import AvatarExistsError, AvatarRecord, exists_error, read_record
-from a2v_cli.server.tenants import TENANT_KEY, tenant_avatars, tenant_home, tenant_key
+from a2v_cli.server.tenants import TENANT_KEY, tenant_key
 from a2v_cli.wire import ascii_int
 
 log = logging.getLogger("a2v.server")
@@ -83,6 +83,12 @@ class _Tenants:
             self.slots.release()
 
 
+def bundles_home(state: Any, owner: str) -> Path:
+    """The tenant's folder on this host (``tenant_home``), current with the storage: where its bundles are read,
+    built and removed (a bucket's bundles are copied here first)."""
+    return Path(state.blobs.avatars_home(tenant_key(owner)))
+
+
 def own_avatars(state: Any, owner: str, base: str) -> list[dict[str, Any]]:
     """The tenant's own avatars (its `AvatarIndex`) as API objects, previews as signed links; [] without any."""
     records = state.avatars.list(owner)
@@ -99,7 +105,7 @@ def own_poses(state: Any, owner: str, avatar_id: str, base: str) -> list[dict[st
     if not mine:
         raise not_found("avatar", avatar_id, catalog.avatar_ids(include_user=False) + [r.avatar_id for r in records])
     reg = registry_mod.builtin_registry()
-    folder = tenant_avatars(state.data_dir, owner) / avatar_id
+    folder = bundles_home(state, owner) / "avatars" / avatar_id
     try:
         entry, poses = registry_mod.read_bundle(folder, set(reg.avatars) | set(reg.poses))
     except (registry_mod.BundleError, OSError) as err:
@@ -270,7 +276,7 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
         req = ingest.PhotoRequest(Path(UPLOAD_NAME), avatar_id or None, name, description, size_px, face_n,
                                   settings.device, kind)
         ingest.check_request(req, builtin)
-        home = tenant_home(state.data_dir, who)
+        home = bundles_home(state, who)
         base = state.public_base
         with tenants.hold(who):
             keys = home / "keys"
@@ -324,7 +330,7 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
 
         def discard() -> None:
             try:
-                ingest.remove(body.avatar_id, tenant_home(state.data_dir, who), set(builtin))
+                ingest.remove(body.avatar_id, bundles_home(state, who), set(builtin))
             except NotFoundError:
                 pass  # no files (a create that died before placing them): the record was all there was
 
@@ -352,7 +358,7 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
         why = state.signer.check(f"{tenant}/{avatar_id}", PREVIEW, expires, signature)
         if why:
             raise ForbiddenError(f"preview link {why}", "get a fresh link from avatar.list")
-        path = state.data_dir / "avatars" / tenant / "avatars" / avatar_id / PREVIEW
+        path = state.blobs.avatars_home(tenant) / "avatars" / avatar_id / PREVIEW
         if not path.is_file():
             raise NotFoundError(f"no preview for avatar {avatar_id!r}")
         return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})

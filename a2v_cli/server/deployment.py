@@ -1,11 +1,12 @@
 """A deployment: which job queue, state store and file storage a server uses, chosen once at start.
 
 Why: the routes must not branch on how the server is deployed. They talk to a `Deployment` and its
-`StateStore`, `UploadStore` and `LocalBlobs`; `open_deployment` picks the implementations:
+`StateStore`, `UploadStore` and `Blobs`; `open_deployment` picks the implementations:
 
 - embedded (the default): SQLite in the data dir, render workers in this process, files in the data dir;
-- distributed (``--broker --database --storage``): PostgreSQL, Celery (`a2v worker` renders), files on
-  storage every host mounts. Its module imports psycopg and Celery; it is imported only when chosen.
+- distributed (``--broker --database --storage``): PostgreSQL, Celery (`a2v worker` renders), files in
+  a directory every host mounts or an S3-compatible bucket. Its module imports psycopg and Celery (and
+  boto3 for a bucket); it is imported only when chosen.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, Protocol
 from a2v_cli import config
 from a2v_cli.schema import Video
 from a2v_cli.server.avatar_index import AvatarIndex, FolderAvatars
-from a2v_cli.server.blobs import LocalBlobs
+from a2v_cli.server.blobs import Blobs, LocalBlobs
 from a2v_cli.server.security import Authenticator, Tokens, UrlSigner, load_signing_key, load_tokens, make_private
 from a2v_cli.server.settings import ServerSettings
 from a2v_cli.server.uploads import UploadStore
@@ -77,10 +78,10 @@ class StateStore(Protocol):
 
 class Deployment(Protocol):
     kind: str  # "embedded" or "distributed"
-    root: Path  # where files live: the data dir, or the shared storage
+    root: Path  # where files live locally: the data dir, the shared directory, or a bucket's local copies
     store: StateStore
     uploads: UploadStore
-    blobs: LocalBlobs
+    blobs: Blobs
     tokens: Authenticator
     avatars: AvatarIndex  # which avatars each tenant has
 
@@ -153,7 +154,7 @@ class EmbeddedDeployment:
         root = (settings.data_dir or config.home_dir() / "server").expanduser().resolve()
         blobs, tokens = open_root(root, settings)
         store = VideoStore(root / "server.db", synchronous="FULL")
-        uploads = UploadStore(root / "server.db", blobs.uploads_dir())
+        uploads = UploadStore(root / "server.db", blobs)
         return cls(settings, root, store, uploads, blobs, tokens)
 
     def submit(self, owner: str, pose_id: str, audio_url: str, idempotency_key: str | None,

@@ -1,4 +1,5 @@
-"""The distributed deployment's front end: state in PostgreSQL, jobs through Celery, files on shared storage.
+"""The distributed deployment's front end: state in PostgreSQL, jobs through Celery, files on shared storage
+(a directory every host mounts, or an S3-compatible bucket: `open_blobs`).
 
 Why a sweeper: a job is committed to the database before it is published to the broker (so an
 accepted job is never only in a message), which leaves two gaps that the `Sweeper` closes, in every
@@ -16,18 +17,20 @@ No data-dir lock: any number of front ends may run against the same services.
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
 from a2v_cli.errors import InputError, UnavailableError
 from a2v_cli.schema import Video
 from a2v_cli.server import celery_app
-from a2v_cli.server.blobs import LocalBlobs
-from a2v_cli.server.deployment import JobLimits, open_root
+from a2v_cli.server.blobs import Blobs, LocalBlobs
+from a2v_cli.server.deployment import JobLimits
 from a2v_cli.server.periodic import Periodic
 from a2v_cli.server.pg_avatars import PgAvatars
 from a2v_cli.server.pg_store import PgStore
 from a2v_cli.server.pg_tokens import DbTokens, TokenTable
+from a2v_cli.server.security import UrlSigner, load_tokens, make_private
 from a2v_cli.server.settings import ServerSettings
 from a2v_cli.server.uploads import UploadStore
 from a2v_cli.store import Job
@@ -43,12 +46,45 @@ STAGING_LEFTOVER_S = 3600.0  # a staging folder this old is a killed worker's (c
 STAGING_SWEEP_EVERY = 30  # sweeps between looks at the staging folders
 
 
-def storage_root(storage: str) -> Path:
-    """The shared storage directory (InputError for a URL kind this version does not support)."""
+def storage_root(storage: str) -> Path | None:
+    """The shared storage directory, or None for an ``s3://`` bucket (its URL checked: InputError, exit 2)."""
+    if storage.startswith("s3://"):
+        from a2v_cli.server.s3_blobs import parse_url
+
+        parse_url(storage)
+        return None
     if "://" in storage:
-        raise InputError(f"storage {storage!r} is not supported by this version",
-                         "give a directory every front end and worker mounts")
+        raise InputError(f"storage {storage.split('://', 1)[0]}:// is not supported",
+                         "give a directory every front end and worker mounts, or s3://bucket/prefix")
     return Path(storage).expanduser().resolve()
+
+
+def open_blobs(storage: str, front_end: bool = False) -> tuple[Path, Blobs]:
+    """The storage's local root and its `Blobs` (signing no links yet). For a directory the root is that
+    directory; for a bucket it is a private folder of this process's (staging, new uploads, bundle copies),
+    removed by `close_blobs`. UnavailableError (exit 5) when the bucket does not answer."""
+    root = storage_root(storage)
+    if root is not None:
+        make_private(root)
+        return root, LocalBlobs(root, None)
+    from a2v_cli.server.s3_blobs import S3Blobs
+    from a2v_cli.server.worker import scratch_dir
+
+    local = scratch_dir("a2v-s3-")
+    make_private(local)
+    try:
+        blobs = S3Blobs(storage, local, front_end=front_end)  # a front end's calls give up sooner
+        blobs.check()
+    except BaseException:
+        shutil.rmtree(local, ignore_errors=True)
+        raise
+    return local, blobs
+
+
+def close_blobs(root: Path, blobs: Blobs) -> None:
+    """Remove a bucket's local folder (a shared directory stays, of course)."""
+    if not isinstance(blobs, LocalBlobs):
+        shutil.rmtree(root, ignore_errors=True)
 
 
 class Publisher:
@@ -80,7 +116,7 @@ class Publisher:
 class Sweeper:
     """A thread that republishes unpublished jobs and takes jobs back from dead workers (see the module doc)."""
 
-    def __init__(self, store: PgStore, publisher: Publisher, max_tries: int, blobs: LocalBlobs | None = None,
+    def __init__(self, store: PgStore, publisher: Publisher, max_tries: int, blobs: Blobs | None = None,
                  interval_s: float = SWEEP_S) -> None:
         self.store = store
         self.publisher = publisher
@@ -114,6 +150,22 @@ class Sweeper:
                 log.info("removed %d leftover staging folder(s) of stopped workers", removed)
 
 
+def _token_table(store: PgStore, settings: ServerSettings, root: Path, bucket: bool) -> TokenTable:
+    """The tokens table, with --tokens-file / A2V_SERVER_TOKENS imported. With neither and an empty table, the
+    first front end on a shared directory generates one in <storage>/tokens.json (as the embedded server
+    does); on a ``bucket`` there is no private folder every host reads to put one in, and a
+    token must never go to a log, so it refuses to start and says how to add one."""
+    table = TokenTable(store)
+    empty = table.count() == 0
+    configured = load_tokens(root, settings.tokens_file, generate=empty and not bucket)
+    table.import_tokens(configured.plain(), "--tokens-file / A2V_SERVER_TOKENS")
+    if empty and bucket and not configured.plain():
+        raise InputError("the database has no tokens yet, and a bucket has no folder to keep a generated one in",
+                         "add one first: a2v serve tokens add NAME --database URL (it prints the token once), "
+                         "or give --tokens-file / A2V_SERVER_TOKENS")
+    return table
+
+
 class DistributedDeployment:
     """A front end only: accepts and answers; `a2v worker` processes render."""
 
@@ -125,25 +177,29 @@ class DistributedDeployment:
         self.store = store
         self.blobs = blobs
         self.tokens = tokens
-        self.avatars = PgAvatars(store, root)
-        self.uploads = UploadStore(store, blobs.uploads_dir())
+        self.avatars = PgAvatars(store, blobs)
+        self.uploads = UploadStore(store, blobs)
         self.publisher = Publisher(store, settings.broker or "", settings.queue)
         self.sweeper = Sweeper(store, self.publisher, settings.max_tries, blobs)
 
     @classmethod
     def open(cls, settings: ServerSettings) -> DistributedDeployment:
-        root = storage_root(settings.storage or "")
-        store = PgStore(settings.database or "", max_connections=20)  # first: nothing is written if it is down
+        storage = settings.storage or ""
+        shared = storage_root(storage)  # a bad storage URL is a usage error before anything connects
+        # a bucket is looked at first (nothing is written if it does not answer), a directory after the database
+        bucket = open_blobs(storage, front_end=True) if shared is None else None
+        store: PgStore | None = None
         try:
+            store = PgStore(settings.database or "", max_connections=20)  # nothing is written if it is down
             store.migrate()
-            table = TokenTable(store)
-            # --tokens-file / A2V_SERVER_TOKENS are imported; with neither, the first front end of an
-            # empty table generates one in <storage>/tokens.json (as the embedded server does)
-            blobs, configured = open_root(root, settings, generate_token=table.count() == 0)
-            table.import_tokens(configured.plain(), "--tokens-file / A2V_SERVER_TOKENS")
-            tokens = DbTokens(table)
+            root, blobs = bucket or open_blobs(storage, front_end=True)
+            blobs.signer = UrlSigner(blobs.signing_key(), settings.url_lifetime_s)
+            tokens = DbTokens(_token_table(store, settings, root, bucket=shared is None))
         except BaseException:
-            store.close()
+            if store is not None:
+                store.close()
+            if bucket is not None:
+                close_blobs(*bucket)
             raise
         return cls(settings, root, store, blobs, tokens)
 
@@ -168,13 +224,14 @@ class DistributedDeployment:
         self.sweeper.stop()
         self.tokens.stop()
         self.store.close()
+        close_blobs(self.root, self.blobs)
 
     def not_ready(self) -> str | None:
         try:
             self.store.ping()
         except UnavailableError as err:
             return err.message
-        return self.publisher.problem()
+        return self.publisher.problem() or self.blobs.problem()
 
     def workers(self) -> int:
         return self.store.workers(WORKER_SEEN_S)

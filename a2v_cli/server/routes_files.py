@@ -1,7 +1,9 @@
 """The file routes (extensions): `audio.upload` and its download, signed result files, pose previews.
 
 Uploads belong to the uploading token; result files are served behind signed, expiring URLs (no token,
-so a browser or player can fetch them), with Range support and errors as envelopes.
+so a browser or player can fetch them), with Range support and errors as envelopes. Where the storage is
+a bucket, the checked link answers with a redirect (307) to a short-lived presigned URL of the object:
+the API's links keep their form, lifetime and error envelopes, and `a2v video get -o` follows them.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import logging
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
 from a2v_cli.engine import catalog
@@ -59,6 +61,11 @@ class ResultFile(FileResponse):
         await super().__call__(scope, receive, enveloped)
 
 
+def _redirect(url: str) -> RedirectResponse:
+    """To a presigned object URL: 307 keeps the method (HEAD stays HEAD); never cached past its short life."""
+    return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
+
+
 def router() -> APIRouter:
     r = APIRouter()
 
@@ -90,9 +97,12 @@ def router() -> APIRouter:
     )
     def upload_get(
         upload_id: str, who: str = Depends(owner), state: ServerState = Depends(get_state)
-    ) -> FileResponse:
+    ) -> Response:
         """Extension: download an upload again (its uploader only)."""
-        return FileResponse(state.uploads.path(upload_id, who), media_type="application/octet-stream")
+        where = state.uploads.path(upload_id, who)
+        if isinstance(where, str):
+            return _redirect(where)
+        return FileResponse(where, media_type="application/octet-stream")
 
     @r.head(f"{API}/files/{{video_id}}/{{name}}", include_in_schema=False)
     @r.get(
@@ -109,21 +119,24 @@ def router() -> APIRouter:
         tags=["Extensions"],
     )
     def video_file(
+        request: Request,
         video_id: str,
         name: str,
         expires: str = Query("", max_length=20),
         signature: str = Query("", max_length=128),
         state: ServerState = Depends(get_state),
-    ) -> FileResponse:
+    ) -> Response:
         """Extension: a result file behind a signed, expiring URL (no token needed). Supports Range."""
         if name not in FILES or not VIDEO_ID.fullmatch(video_id):
             raise NotFoundError(f"no such file: {video_id}/{name}")
         why = state.signer.check(video_id, name, expires, signature)
         if why:
             raise ForbiddenError(f"download link {why}", "get a fresh link from video.get")
-        path = state.blobs.result_file(video_id, name)
+        path = state.blobs.result_location(video_id, name, head=request.method == "HEAD")
         if path is None:
             raise NotFoundError(f"no such file: {video_id}/{name}")
+        if isinstance(path, str):
+            return _redirect(path)
         download = f"a2v-{video_id}.mp4" if name == "video.mp4" else f"a2v-{video_id}.{name}"
         return ResultFile(
             path, media_type=MEDIA_TYPES[Path(name).suffix], filename=download, content_disposition_type="inline",

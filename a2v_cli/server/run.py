@@ -83,7 +83,7 @@ def serve(settings: ServerSettings) -> None:
     server = uvicorn.Server(config)
     port = sock.getsockname()[1]
     state.public_base = settings.public_base(port)  # --port 0: the port the system chose
-    where = (f"front end, storage {state.data_dir}, queue {settings.queue}" if settings.distributed
+    where = (f"front end, storage {state.blobs.describe()}, queue {settings.queue}" if settings.distributed
              else f"data dir {state.data_dir}, {settings.workers} worker(s)")
     log.info(
         "a2v server on http://%s:%d, %s%s; links point at %s", settings.host, port, where,

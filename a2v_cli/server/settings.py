@@ -63,7 +63,7 @@ class ServerSettings:
     # the distributed deployment (all three, or none: the embedded one); see docs/deploy.md
     broker: str | None = None  # a Celery broker URL, e.g. redis://host:6379/0
     database: str | None = None  # postgresql://user@host:port/db
-    storage: str | None = None  # a directory every front end and worker mounts
+    storage: str | None = None  # a directory every front end and worker mounts, or s3://bucket/prefix
     queue: str = DEFAULT_QUEUE  # the Celery queue jobs go to (GPU and CPU workers may serve different ones)
     claim_timeout_s: float = 300.0  # a job queued longer than this without a worker shows as "unclaimed"
     max_tries: int = 3  # a job whose render was cut short this many times fails instead of looping

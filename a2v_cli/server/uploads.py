@@ -1,9 +1,9 @@
 """Audio uploaded to this server (the `audio.upload` extension), each file readable only by its uploader.
 
-Files live in ``<root>/uploads/<upload_id>`` (the data dir, or the shared storage); who uploaded what
-is a row in the deployment's database (`UploadIndex`: SQLite here, PostgreSQL in `pg_store`). A job
-refers to an upload as ``a2v-upload:<upload_id>``, so the worker reads the file straight from
-disk instead of fetching the public URL over HTTP.
+Files live in the deployment's `Blobs` as ``uploads/<upload_id>`` (the data dir, the shared directory or
+the bucket); who uploaded what is a row in the deployment's database (`UploadIndex`: SQLite here,
+PostgreSQL in `pg_store`). A job refers to an upload as ``a2v-upload:<upload_id>``, so the worker reads
+the file from the storage instead of fetching the public URL over HTTP.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from a2v_cli.errors import InputError, NotFoundError
+from a2v_cli.server.blobs import Blobs, LocalBlobs
 from a2v_cli.server.fetch import human_size
 from a2v_cli.store import now_iso
 
@@ -78,17 +79,18 @@ class SqliteUploadIndex:
 
 
 class UploadStore:
-    """Upload files in ``directory``, their owners in ``index`` (a SQLite database path is taken as one)."""
+    """Upload files in ``files`` (a directory is taken as local storage), their owners in ``index`` (a SQLite
+    database path is taken as one)."""
 
-    def __init__(self, index: UploadIndex | Path, directory: Path) -> None:
+    def __init__(self, index: UploadIndex | Path, files: Blobs | Path) -> None:
         self.index: UploadIndex = SqliteUploadIndex(index) if isinstance(index, Path) else index
-        self.dir = directory
+        self.files: Blobs = LocalBlobs(files.parent, None, uploads=files) if isinstance(files, Path) else files
+        self.dir = self.files.uploads_dir()  # where a new upload is written and checked first
         self.dir.mkdir(parents=True, exist_ok=True)
 
     def save(self, stream: BinaryIO, owner: str, max_bytes: int) -> str:
         """Copy ``stream`` into a new upload (at most ``max_bytes``); returns its id."""
         upload_id = "upl_" + uuid.uuid4().hex[:24]
-        dest = self.dir / upload_id
         tmp = self.dir / f".{upload_id}.part"
         size = 0
         try:
@@ -103,15 +105,17 @@ class UploadStore:
             from a2v_cli.server.media import check_audio_file
 
             check_audio_file(tmp, "the uploaded file")
-            os.replace(tmp, dest)
+            self.files.put_upload(upload_id, tmp)
         finally:
             tmp.unlink(missing_ok=True)
         self.index.add_upload(upload_id, owner, size)
         return upload_id
 
-    def path(self, upload_id: str, owner: str) -> Path:
-        """The file of ``upload_id`` if ``owner`` uploaded it; NotFoundError otherwise (same answer either way)."""
-        if (UPLOAD_ID.fullmatch(upload_id) and self.index.owns_upload(upload_id, owner)
-                and (self.dir / upload_id).is_file()):
-            return self.dir / upload_id
+    def path(self, upload_id: str, owner: str) -> Path | str:
+        """Where the file of ``upload_id`` is (a local path, or a short-lived URL) if ``owner`` uploaded it;
+        NotFoundError otherwise (same answer either way)."""
+        if UPLOAD_ID.fullmatch(upload_id) and self.index.owns_upload(upload_id, owner):
+            where = self.files.upload_location(upload_id)
+            if where is not None:
+                return where
         raise NotFoundError(f"unknown upload {upload_id!r}", "upload the file again with audio.upload")

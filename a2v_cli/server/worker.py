@@ -4,7 +4,8 @@ Each task carries a video id. The worker claims the job's row (`PgStore.claim`: 
 try counted), fetches the audio (an upload from the shared storage, or the audio_url under the front
 end's limits), renders in a long-lived child process exactly as the embedded server does
 (`render_worker.RenderProcess`: scrubbed environment, lower priority, dies with us) into a staging
-folder on the shared storage, and publishes it by renaming it while still holding the claim.
+folder (on the shared directory, or on local disk and then uploaded to the bucket), and publishes it
+(a rename, or the bucket's manifest object) while still holding the claim.
 
 Failures: bad input fails the job at once (a retry would fail the same way); anything else (the
 render process died, storage full) gives the job back for another try until ``--max-tries``, then fails
@@ -36,7 +37,7 @@ from a2v_cli.errors import A2VError, InputError
 from a2v_cli.server.settings import DEFAULT_QUEUE, check_common, check_distributed
 
 if TYPE_CHECKING:
-    from a2v_cli.server.blobs import LocalBlobs
+    from a2v_cli.server.blobs import Blobs
     from a2v_cli.server.distributed import Publisher
     from a2v_cli.server.pg_store import ClaimedJob, Liveness, PgStore
     from a2v_cli.server.render_worker import RenderProcess, RenderSpec
@@ -71,13 +72,13 @@ class WorkerSettings:
 class JobRenderer:
     """Runs claimed jobs on a fixed set of render processes; shared by the Celery pool's threads."""
 
-    def __init__(self, store: PgStore, live: Liveness, blobs: LocalBlobs, publisher: Publisher,
+    def __init__(self, store: PgStore, live: Liveness, blobs: Blobs, publisher: Publisher,
                  settings: WorkerSettings, name: str) -> None:
         from a2v_cli.server.render_worker import RenderProcess
 
         self.store = store
         self.live = live
-        self.blobs = blobs  # on the shared storage
+        self.blobs = blobs  # the shared directory, or the bucket
         self.publisher = publisher
         self.settings = settings
         self.name = name
@@ -166,13 +167,14 @@ class JobRenderer:
                  extra={"job_id": vid})
         try:
             self.blobs.discard_staging(vid)  # what an earlier try's worker left when it died
-            with self.blobs.staged(vid) as staged:  # the render writes straight to the shared storage
+            with self.blobs.staged(vid) as staged:  # the render writes straight into it
                 spec = self._spec(claimed, work, staged)
                 proc = self.procs.get()
                 try:
                     outcome = proc.run(spec, lambda d: self.store.started(vid, claim_id, d), self.abort.is_set)
                 finally:
                     self.procs.put(proc)
+                self.blobs.prepare(vid, staged)  # uploaded (to a bucket) before the transaction that publishes
                 result = {"video_url": f"videos/{vid}/video.mp4", "mask_video_url": f"videos/{vid}/mask.mp4",
                           "frame_count": outcome.frame_count}
                 if outcome.alpha_path:
@@ -208,16 +210,17 @@ class JobRenderer:
         """The render of the job: its audio fetched into ``work`` (or its upload), its files into ``out``."""
         from a2v_cli.server.fetch import Deadline, FetchPolicy, fetch
         from a2v_cli.server.render_worker import RenderSpec
-        from a2v_cli.server.tenants import tenant_avatars
+        from a2v_cli.server.tenants import tenant_key
         from a2v_cli.server.uploads import UPLOAD_SCHEME
 
         job, limits = claimed.job, claimed.limits
         work.mkdir(parents=True, mode=0o700)
         if job.audio_url.startswith(UPLOAD_SCHEME):
             upload_id = job.audio_url[len(UPLOAD_SCHEME):]
-            source = self.blobs.upload_file(upload_id)
-            if not self.store.owns_upload(upload_id, job.owner) or not source.is_file():
+            found = self.blobs.fetch_upload(upload_id, work) if self.store.owns_upload(upload_id, job.owner) else None
+            if found is None:
                 raise InputError("the uploaded file is gone", "upload it again")
+            source = found
             name = "the uploaded file"
         else:
             policy = FetchPolicy(max_bytes=limits.max_bytes, allow_private=limits.allow_private,
@@ -232,22 +235,22 @@ class JobRenderer:
             video_id=job.video_id, pose_id=job.pose_id, out_dir=str(out), work_dir=str(work / "render"),
             max_audio_seconds=limits.max_audio_seconds, source_path=str(source), source_name=name,
             device=self.settings.device, alpha_format=job.alpha_format,
-            avatars_dir=str(tenant_avatars(self.blobs.root, job.owner)),
+            avatars_dir=str(self.blobs.avatars_home(tenant_key(job.owner)) / "avatars"),
         )
 
 
 SCRATCH_PREFIX = "a2v-worker-"
 
 
-def scratch_dir() -> Path:
-    """A new private scratch folder on this host's disk; the ones of workers that died here (their pid gone)
-    are removed first, so a ``kill -9`` leaves nothing behind for long."""
+def scratch_dir(prefix: str = SCRATCH_PREFIX) -> Path:
+    """A new private scratch folder on this host's disk; the ones of processes that died here (their pid
+    gone) are removed first, so a ``kill -9`` leaves nothing behind for long."""
     base = Path(tempfile.gettempdir())
-    for old in base.glob(f"{SCRATCH_PREFIX}*-*"):
-        pid = old.name[len(SCRATCH_PREFIX):].split("-", 1)[0]
+    for old in base.glob(f"{prefix}*-*"):
+        pid = old.name[len(prefix):].split("-", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
-    return Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-"))
 
 
 def _alive(pid: int) -> bool:
@@ -297,22 +300,22 @@ def run_worker(settings: WorkerSettings) -> int:
 
     from a2v_cli.engine.lipsync import check_device
     from a2v_cli.server import celery_app
-    from a2v_cli.server.blobs import LocalBlobs
-    from a2v_cli.server.distributed import Publisher, Sweeper, storage_root
+    from a2v_cli.server.distributed import Publisher, Sweeper, close_blobs, open_blobs
     from a2v_cli.server.pg_store import Liveness, PgStore
-    from a2v_cli.server.security import make_private
 
     _configure_logging(settings.log_format)
     check_device(settings.device)  # before taking any job: a worker that cannot render must not take jobs
     # Celery's multi-line warning when run as root (containers often are) is noise here: the worker needs
     # no privileges, and docs/deploy.md runs it as a plain user where it can
     warnings.filterwarnings("ignore", message="You're running the worker with superuser privileges")
-    root = storage_root(settings.storage or "")
-    make_private(root)
-    store = PgStore(settings.database or "", max_connections=settings.concurrency + 3)
-    store.migrate()
+    root, blobs = open_blobs(settings.storage or "")  # a bucket that does not answer: exit 5 here
+    try:
+        store = PgStore(settings.database or "", max_connections=settings.concurrency + 3)
+        store.migrate()
+    except BaseException:
+        close_blobs(root, blobs)
+        raise
     live = Liveness(settings.database or "")
-    blobs = LocalBlobs(root, None)
     publisher = Publisher(store, settings.broker or "", settings.queue)
     name = f"a2v@{socket.gethostname()}:{os.getpid()}"
     renderer = JobRenderer(store, live, blobs, publisher, settings, name)
@@ -356,5 +359,6 @@ def run_worker(settings: WorkerSettings) -> int:
         renderer.close()
         live.close()
         store.close()
+        close_blobs(root, blobs)
     log.info("a2v worker stopped")
     return code
