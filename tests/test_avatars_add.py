@@ -190,6 +190,29 @@ def test_strong_profile_is_refused(tmp_path: Path) -> None:
     assert_bad_input(add(path), "turned too far to the side")
 
 
+@pytest.mark.parametrize(
+    "turn, mirror, words",
+    [(90, False, "lying sideways"), (270, False, "lying sideways"), (180, False, "upside down"),
+     (180, True, "upside down"), (-45, False, "tilted")],
+    ids=["sideways", "sideways-other-way", "upside-down", "flipped-vertically", "tilted-45"],
+)
+def test_a_face_that_is_not_upright_is_refused(tmp_path: Path, turn: int, mirror: bool, words: str) -> None:
+    """A phone photo that lost its orientation tag: the mouth warp opens the lips along the picture's vertical,
+    so a sideways face used to become an avatar (exit 0) whose mouth stretched across the face instead of
+    opening, and an upside-down one was fitted the wrong way round (or called a profile)."""
+    img = astronaut()
+    img = img.transpose(Image.FLIP_TOP_BOTTOM) if mirror else img.rotate(turn, expand=True, fillcolor=(128, 128, 128))
+    path = tmp_path / "turned.png"
+    img.save(path)
+    assert_bad_input(add(path), words, "upright")
+
+
+def test_a_slightly_tilted_face_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "tilt.png"
+    astronaut().rotate(20, expand=True, fillcolor=(128, 128, 128)).save(path)
+    assert add(path, "--json").code == 0
+
+
 def test_16_bit_grey_png(tmp_path: Path) -> None:
     grey = np.asarray(astronaut().convert("L")).astype(np.uint16) * 257
     path = tmp_path / "grey16.png"
@@ -439,6 +462,21 @@ def test_bad_clips(tmp_path: Path) -> None:
     assert_bad_input(run_cli("avatars", "add", "--video", str(cat_clip)), "no face found in the first frame of cat.mp4")
     assert_bad_input(run_cli("avatars", "add"), "either --image PHOTO or --video CLIP")
     assert_bad_input(run_cli("avatars", "add", "--image", str(ASTRONAUT), "--video", str(long_clip)), "either")
+
+
+def test_a_clip_whose_rotation_lays_the_face_sideways(tmp_path: Path) -> None:
+    """The clip's rotation tag is honoured (as players do), so an upright recording tagged 90 degrees shows a
+    sideways face: refused like a sideways photo, not made into an avatar that cannot open its mouth."""
+    import subprocess
+
+    from tests.conftest import ffmpeg
+
+    frames, _ = panning(30)
+    plain = write_clip(tmp_path / "plain.mp4", frames)
+    tagged = tmp_path / "tagged.mp4"
+    subprocess.run([ffmpeg(), "-v", "error", "-display_rotation", "90", "-i", str(plain), "-c", "copy", str(tagged)],
+                   check=True)
+    assert_bad_input(run_cli("avatars", "add", "--video", str(tagged), "--size", "256"), "lying sideways")
 
 
 def test_interrupting_a_clip_leaves_nothing(tmp_path: Path) -> None:
