@@ -149,6 +149,26 @@ def _complete_video(incomplete: str) -> list[str]:
         return []
 
 
+def _video_output(raw: str) -> Path:
+    """`-o` as typed (`Path` would turn `new/` into a file `new`): a2v_cli.files.output_arg."""
+    from a2v_cli.files import output_arg
+
+    return output_arg(raw)
+
+
+def _mask_output(raw: str) -> Path:
+    from a2v_cli.files import output_arg
+
+    return output_arg(raw, "--mask-output", "out.mask.mp4")
+
+
+def _text_output(raw: str) -> Path:
+    """`cues -o`: `-` is stdout, as in every Unix tool."""
+    from a2v_cli.files import output_arg
+
+    return output_arg(raw, example="cues.tsv", stdout_ok=True)
+
+
 VideoIdArg = Annotated[
     str,
     typer.Argument(help="A video id from `a2v generate` or `a2v video list`.", autocompletion=_complete_video),
@@ -324,10 +344,14 @@ def generate(
     ],
     audio: Annotated[str, typer.Option("--audio", "-a", help="Speech: a file, an http(s) URL, or - for stdin.")],
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Video file (MP4). Default: <audio name>-<pose>.mp4 here.")
+        Path | None,
+        typer.Option("--output", "-o", parser=_video_output, metavar="<path>",
+                     help="Video file (MP4). Default: <audio name>-<pose>.mp4 here."),
     ] = None,
     mask_output: Annotated[
-        Path | None, typer.Option("--mask-output", help="Alpha-mask video. Default: <output>.mask.mp4.")
+        Path | None,
+        typer.Option("--mask-output", parser=_mask_output, metavar="<path>",
+                     help="Alpha-mask video. Default: <output>.mask.mp4."),
     ] = None,
     alpha_format: Annotated[
         AlphaFormat | None,
@@ -606,7 +630,11 @@ def parse_duration(text: str) -> float:
 def cues(
     audio: Annotated[str, typer.Argument(help="Speech: a file, an http(s) URL, or - for stdin.")],
     fmt: Annotated[CueFormat, typer.Option("--format", help="Rhubarb Lip Sync's TSV or JSON layout.")] = CueFormat.tsv,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file instead of stdout.")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", parser=_text_output, metavar="<path>",
+                     help="Write to a file instead of stdout (- is stdout)."),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output file.")] = False,
     extended: Annotated[
         str,
@@ -630,6 +658,8 @@ def cues(
 
     _check_audio_arg(audio)
     extended = cue_mod.check_extended(extended)
+    if output is not None and str(output) == "-":
+        output = None
     if output is not None:
         ext = ".json" if fmt is CueFormat.json or json_ else ".tsv"
         check_outputs([("the output", output)], [("the audio", input_file(audio))], force, example=f"cues{ext}")

@@ -198,6 +198,22 @@ def test_remote_directory_output_behaves_as_local(server: str, isolated: Path) -
     assert local.code == r.code and json.loads(local.stderr)["error"] == err["error"]
 
 
+def test_remote_refuses_misleading_output_names_before_upload(server: str, isolated: Path) -> None:
+    """`-o x.webm`, `-o -` and `-o new/` used to upload, render, exit 0 and write an MP4 named .webm, a file
+    named `-`, a file named `new`: the same check as local mode now refuses them first."""
+    from test_outputs import MISLEADING_NAMES
+
+    before, stored = video_ids(server), uploads()
+    for args, words in MISLEADING_NAMES:
+        r = remote(server, "generate", "-p", "ava-front", "-a", str(SPEECH), *args)
+        local = run_cli("generate", "-p", "ava-front", "-a", str(SPEECH), *args, "--local")
+        assert r.code == local.code == ExitCode.USAGE, (args, r.stderr)
+        assert r.stderr.strip().splitlines()[-1] == local.stderr.strip(), args
+        assert all(w in r.stderr for w in words), r.stderr
+    assert list(isolated.iterdir()) == []
+    assert video_ids(server) == before and uploads() == stored
+
+
 def test_remote_download_never_replaces_existing_files(server: str, isolated: Path) -> None:
     r = remote(server, "generate", "-p", "ava-front", "-a", str(SPEECH), "--wait", "--json")
     assert r.code == 0, r.stderr

@@ -69,12 +69,14 @@ def plan_outputs(audio: str, pose_id: str, options: GenerateOptions, video_id: s
     No output may be the audio, the model or another output (resolved paths, device and inode),
     with or without --force; existing files need --force.
     """
-    from a2v_cli.files import check_directory_target, check_outputs, input_file
+    from a2v_cli.files import check_directory_target, check_mp4_name, check_outputs, input_file
 
     if options.output is not None:
         check_directory_target(options.output)
+        check_mp4_name(options.output)
     if options.mask_output is not None:
         check_directory_target(options.mask_output, "--mask-output", "out.mask.mp4")
+        check_mp4_name(options.mask_output, "--mask-output")
     video = (options.output or default_video_path(audio, pose_id, video_id, cwd)).absolute()
     mask = (options.mask_output or mask_path_for(video)).absolute()
     alpha = alpha_path_for(video, options.alpha_format) if options.alpha_format else None
