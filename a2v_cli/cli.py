@@ -447,11 +447,12 @@ def _spool_stdin(audio: str, options: GenerateOptions) -> str:
     """Keep stdin in a temp file so an upload can be retried."""
     if audio != "-":
         return audio
-    import shutil
     import tempfile
 
+    from a2v_cli.engine.audio import copy_stream
+
     spool = tempfile.TemporaryFile()
-    shutil.copyfileobj(sys.stdin.buffer, spool)
+    copy_stream(sys.stdin.buffer, spool, "stdin")
     spool.seek(0)
     options.stdin = spool
     return audio

@@ -214,6 +214,16 @@ def test_remote_refuses_misleading_output_names_before_upload(server: str, isola
     assert video_ids(server) == before and uploads() == stored
 
 
+def test_remote_audio_from_a_pipe(server: str, isolated: Path) -> None:
+    """`--audio <(cmd)` remotely: was exit 1 "unexpected UnsupportedOperation: File or stream is not seekable"."""
+    from test_newuser import feed_fifo
+
+    feed_fifo(isolated / "speech.pipe", SPEECH.read_bytes())
+    r = remote(server, "generate", "-p", "ava-front", "-a", "speech.pipe", "-o", "piped.mp4", "--json")
+    assert r.code == 0, r.stderr
+    assert r.json()["frame_count"] == math.ceil(wav_duration(SPEECH) * 25) == len(decode_frames(isolated / "piped.mp4"))
+
+
 def test_remote_download_never_replaces_existing_files(server: str, isolated: Path) -> None:
     r = remote(server, "generate", "-p", "ava-front", "-a", str(SPEECH), "--wait", "--json")
     assert r.code == 0, r.stderr

@@ -9,7 +9,6 @@ track of a video) through the bundled ffmpeg.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from a2v_cli.errors import InputError, UnavailableError
 DOWNLOAD_MAX_BYTES = 200 * 1024 * 1024
 DOWNLOAD_TIMEOUT_S = 30.0
 BLOCK = 1 << 16
+STREAM_MAX_BYTES = 4 * 1024**3  # stdin or a pipe: over an hour of 48 kHz 6-channel PCM; /dev/zero never ends
 
 
 @dataclass(frozen=True)
@@ -56,14 +56,44 @@ def fetch(source: str, workdir: Path, stdin: BinaryIO | None = None) -> Path:
     """Return a local path for ``source``: a file path, ``-`` for stdin, or an http(s) URL."""
     if source == "-":
         dest = workdir / "stdin-audio"
-        stream = stdin if stdin is not None else sys.stdin.buffer
         with open(dest, "wb") as out:
-            shutil.copyfileobj(stream, out, BLOCK)
+            copy_stream(stdin if stdin is not None else sys.stdin.buffer, out, "stdin")
         return dest
     lowered = source.lower()
     if lowered.startswith(("http://", "https://")):
         return _download(source, workdir)
-    return fetch_local(source)
+    path = fetch_local(source)
+    if is_stream(path):
+        dest = workdir / "piped-audio"
+        with open(path, "rb") as stream, open(dest, "wb") as out:
+            copy_stream(stream, out, source)
+        return dest
+    return path
+
+
+def is_stream(path: Path) -> bool:
+    """A pipe (`--audio <(sox ...)`, a FIFO) or a device: read once, to its end, like stdin; no size to check."""
+    import stat
+
+    try:
+        return not stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return False
+
+
+def copy_stream(stream: BinaryIO, out: BinaryIO, what: str) -> int:
+    """Copy ``stream`` (stdin, a pipe) to ``out``, a regular file that can then be probed, seeked and retried.
+
+    Capped at STREAM_MAX_BYTES: a stream that never ends (`< /dev/zero`) must not fill the disk.
+    """
+    size = 0
+    while chunk := stream.read(BLOCK):
+        size += len(chunk)
+        if size > STREAM_MAX_BYTES:
+            raise InputError(f"{what} goes on past {STREAM_MAX_BYTES // 1024**3} GiB without ending",
+                             "give a recording that ends (or a file)")
+        out.write(chunk)
+    return size
 
 
 def fetch_local(source: str) -> Path:
@@ -122,7 +152,8 @@ def shown_name(source: str) -> str:
         from urllib.parse import unquote, urlsplit
 
         return Path(unquote(urlsplit(source).path)).name or source
-    return Path(source).name or source
+    path = Path(source)
+    return source if path.name and is_stream(path) else path.name or source  # `63` would say nothing of /dev/fd/63
 
 
 def decode(path: Path, workdir: Path, max_seconds: float, name: str | None = None) -> PreparedAudio:
