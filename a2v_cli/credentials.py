@@ -30,10 +30,17 @@ def config_path() -> Path:
     return config_dir() / "config.json"
 
 
+API_PREFIX = "/v1/a2v"  # the spec's path prefix, which the client adds itself
+
+
 def normalize_server(url: str) -> str:
+    """The server's base URL. A URL copied with the API's own prefix (`.../v1/a2v`, as the spec and the
+    OpenAPI document show it) names the same server: without this it became `.../v1/a2v/v1/a2v/...`."""
     url = url.strip().rstrip("/")
     if not url.lower().startswith(("http://", "https://")):
         raise InputError(f"server {url!r} is not an http(s) URL", "e.g. --server http://127.0.0.1:8000")
+    if url.lower().endswith(API_PREFIX):
+        url = url[: -len(API_PREFIX)].rstrip("/")
     return url
 
 

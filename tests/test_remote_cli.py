@@ -224,6 +224,16 @@ def test_remote_audio_from_a_pipe(server: str, isolated: Path) -> None:
     assert r.json()["frame_count"] == math.ceil(wav_duration(SPEECH) * 25) == len(decode_frames(isolated / "piped.mp4"))
 
 
+def test_server_url_with_the_api_prefix(server: str) -> None:
+    """`--server http://host:port/v1/a2v` (the URL as the spec shows it) was exit 4, `avatar.list: no such
+    endpoint: /v1/a2v/v1/a2v/avatar.list`; it names the same server."""
+    r = run_cli("avatars", "list", "--json", "--server", f"{server}/v1/a2v/", env={"A2V_TOKEN": TOKEN_A})
+    assert r.code == 0, r.stderr
+    assert r.json() == remote(server, "avatars", "list", "--json").json()
+    env = {"A2V_SERVER": f"{server}/v1/a2v", "A2V_TOKEN": TOKEN_A}
+    assert run_cli("video", "list", "--json", env=env).code == 0
+
+
 def test_remote_download_never_replaces_existing_files(server: str, isolated: Path) -> None:
     r = remote(server, "generate", "-p", "ava-front", "-a", str(SPEECH), "--wait", "--json")
     assert r.code == 0, r.stderr
