@@ -262,6 +262,19 @@ def test_png_alpha_is_the_matte(tmp_path: Path) -> None:
     assert matte[256, 256] == 255 and matte[5, 5] == 0 and matte[5, -5] == 0
 
 
+@pytest.mark.parametrize("alpha", ["clear", "faint", "hole-over-face"])
+def test_png_alpha_that_hides_the_face_is_refused(tmp_path: Path, alpha: str) -> None:
+    """The photo's alpha becomes the mask: a PNG saved fully transparent (or faint, or with a hole over the face)
+    used to make an avatar whose mask hid the person (mask all black), with exit 0."""
+    rgb = np.asarray(astronaut())
+    a = np.full(rgb.shape[:2], {"clear": 0, "faint": 10, "hole-over-face": 255}[alpha], np.uint8)
+    if alpha == "hole-over-face":
+        a[150:350, 150:350] = 0
+    path = tmp_path / "cutout.png"
+    Image.fromarray(np.dstack([rgb, a])).save(path)
+    assert_bad_input(add(path), "cutout.png is transparent", "opaque")
+
+
 def test_webp_and_exif_orientation(tmp_path: Path) -> None:
     upright = astronaut().crop((0, 0, 512, 400))
     webp = tmp_path / "photo.webp"

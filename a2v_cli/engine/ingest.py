@@ -40,6 +40,7 @@ FACE_Y = 0.42  # face centre (between eyes and mouth) from the crop's top, as a 
 MAX_SHIFT = 0.08  # how far the face may move off its place (share of the crop) to stay inside the photo
 MAX_PAD = 0.30  # the crop may reach this far (share of its side) past the photo's edge; filled by edge extension
 MIN_YAW_RATIO = 0.25  # near over far nose-to-cheek distance: below it (~35-40 degrees of turn) it is a profile
+MAX_CLEAR_FACE = 0.02  # share of face-mesh points the photo's own alpha may leave transparent
 MAX_ROLL_DEG = 40.0  # eye line against the horizontal: the mouth warp opens the lips along the picture's vertical
 EDGE_GAIN = 1.8  # matte contrast around 0.5 after the guided filter
 RIGHT_CHEEK, LEFT_CHEEK = 234, 454
@@ -343,6 +344,17 @@ def _check_frontal(landmarks: np.ndarray, what: str, rgb: np.ndarray, device: st
                          "use a photo where the person faces the camera")
 
 
+def _check_face_opaque(alpha: np.ndarray, landmarks: np.ndarray, what: str) -> None:
+    """The photo's alpha becomes the matte, so it must keep the face: a PNG saved fully transparent (or with a
+    hole over the face) used to make an avatar whose mask hides the person, with exit 0."""
+    h, w = alpha.shape[:2]
+    xs = np.clip(np.round(landmarks[:, 0]).astype(int), 0, w - 1)
+    ys = np.clip(np.round(landmarks[:, 1]).astype(int), 0, h - 1)
+    if (alpha[ys, xs] < 128).mean() > MAX_CLEAR_FACE:
+        raise InputError(f"the face in {what} is transparent in its alpha channel, which a2v uses as the cut-out",
+                         "save the photo with the person opaque, or without transparency")
+
+
 def _check_whole(landmarks: np.ndarray, width: int, height: int, what: str) -> None:
     """The face itself must be in the picture: a cheek or the chin past the edge cannot be animated."""
     x, y = landmarks[:, 0], landmarks[:, 1]
@@ -407,6 +419,8 @@ def add_photo(
     _check_frontal(landmarks, what, photo.rgb, req.device)
     h, w = photo.rgb.shape[:2]
     _check_whole(landmarks, w, h, what)
+    if photo.alpha is not None:
+        _check_face_opaque(photo.alpha, landmarks, what)
     framing = frame_face(landmarks, w, h)
     _check_framing(framing, what)
     size = req.size
