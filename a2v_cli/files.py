@@ -13,7 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from a2v_cli.errors import InputError
@@ -101,9 +101,10 @@ def output_arg(raw: str, option: str = "-o", example: str = "out.mp4", stdout_ok
             return Path(raw)
         raise InputError(f"{option} - (stdout) cannot hold a video: an MP4 needs a file",
                          f"give a file name, e.g. {option} {example}")
-    if raw.endswith(("/", os.sep)) or (os.altsep and raw.endswith(os.altsep)):
-        raise InputError(f"output {raw} names a directory (it ends with /)",
-                         f"give a file name, e.g. {option} {raw}{example}")
+    unified = raw.replace(os.altsep or os.sep, os.sep)
+    if unified.endswith((os.sep, f"{os.sep}.", f"{os.sep}..")):  # `.` and `..` alone: check_directory_target
+        raise InputError(f"output {raw} names a directory (it ends with {raw[len(raw.rstrip('/.')):]})",
+                         f"give a file name, e.g. {option} {raw.rstrip('/')}/{example}")
     return Path(raw)
 
 
@@ -154,9 +155,11 @@ def check_writable(path: Path, force: bool, option: str = "-o", example: str = "
 
 
 def check_outputs(
-    outputs: Sequence[Named], inputs: Sequence[Named | tuple[str, None]], force: bool, example: str = "out.mp4"
+    outputs: Sequence[Named], inputs: Sequence[Named | tuple[str, None]], force: bool, example: str = "out.mp4",
+    names: Callable[[], None] | None = None,
 ) -> None:
-    """The one path-safety check: no output is an input or another output (even with --force), then writable.
+    """The one path-safety check: no output is an input or another output (even with --force), then ``names``
+    (the caller's check of what the names say, e.g. check_mp4_name), then writable.
 
     Refusals are exit 2 with one line naming both files; nothing has been uploaded or rendered yet.
     """
@@ -186,6 +189,8 @@ def check_outputs(
                 raise InputError(
                     f"{what} {path} and {what_other} {other} are the same file", "give each output its own name"
                 )
+    if names is not None:
+        names()
     for _, path in outputs:
         check_writable(path, force, example=example)
 

@@ -100,8 +100,9 @@ MISLEADING_NAMES = [
     (["-o", "-"], ["-o -", "stdout"]),
     (["-o", "v.mp4", "--mask-output", "-"], ["--mask-output -", "stdout"]),
     (["-o", "new/"], ["new/", "directory", "-o new/out.mp4"]),
+    (["-o", "new/."], ["new/.", "directory"]),
 ]
-MISLEADING_IDS = ["webm", "mkv-capitals", "mask-gif", "stdout", "mask-stdout", "missing-dir-slash"]
+MISLEADING_IDS = ["webm", "mkv-capitals", "mask-gif", "stdout", "mask-stdout", "missing-dir-slash", "missing-dir-dot"]
 
 
 @pytest.mark.parametrize("args, words", MISLEADING_NAMES, ids=MISLEADING_IDS)
