@@ -726,6 +726,7 @@ def auth_login(
     token = token.strip()
     if not token:
         raise InputError("no token given", "pipe it in, e.g. `a2v auth login --server URL < token.txt`")
+    credentials.check_token(token, "stdin")
     if verify:
         from a2v_cli.backend.remote import RemoteBackend
         from a2v_cli.client import A2VClient

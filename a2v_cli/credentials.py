@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from a2v_cli.errors import InputError
+from a2v_cli.errors import AuthError, InputError
 
 
 def config_dir() -> Path:
@@ -81,18 +81,32 @@ class Remote:
     token_source: str | None  # "A2V_TOKEN", "config"
 
 
+def _env(name: str) -> str:
+    """A setting from the environment, without the spaces and newline `$(cat file)` or a CRLF file leave."""
+    return os.environ.get(name, "").strip()
+
+
+def check_token(token: str, source: str) -> str:
+    """A bearer token is printable ASCII without spaces (RFC 6750); anything else would fail in the HTTP layer
+    as an 'unreachable server' (exit 5) instead of the bad token it is (exit 3)."""
+    if not all("!" <= c <= "~" for c in token):
+        raise AuthError(f"the token from {source} has a character a token cannot have (a space, a control or a "
+                        "non-ASCII character)", "check A2V_TOKEN or run `a2v auth login` again")
+    return token
+
+
 def resolve(server_flag: str | None = None) -> Remote:
     config = load_config()
     if server_flag:
         server, source = normalize_server(server_flag), "--server"
-    elif os.environ.get("A2V_SERVER"):
-        server, source = normalize_server(os.environ["A2V_SERVER"]), "A2V_SERVER"
+    elif _env("A2V_SERVER"):
+        server, source = normalize_server(_env("A2V_SERVER")), "A2V_SERVER"
     elif config.get("server"):
         server, source = normalize_server(str(config["server"])), "config"
     else:
         return Remote(None, None, None, None)
-    if os.environ.get("A2V_TOKEN"):
-        return Remote(server, source, os.environ["A2V_TOKEN"], "A2V_TOKEN")
+    if _env("A2V_TOKEN"):
+        return Remote(server, source, check_token(_env("A2V_TOKEN"), "A2V_TOKEN"), "A2V_TOKEN")
     stored = (config.get("tokens") or {}).get(server)
     return Remote(server, source, stored, "config" if stored else None)
 

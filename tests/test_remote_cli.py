@@ -234,6 +234,19 @@ def test_server_url_with_the_api_prefix(server: str) -> None:
     assert run_cli("video", "list", "--json", env=env).code == 0
 
 
+def test_token_and_server_with_stray_whitespace(server: str) -> None:
+    """A token read from a CRLF file keeps its `\\r\\n`: that was exit 5, `cannot reach the server:
+    LocalProtocolError`. Surrounding whitespace is dropped; a token with a space inside is exit 3, not 5."""
+    r = run_cli("avatars", "list", "--json", env={"A2V_SERVER": f" {server}\r\n", "A2V_TOKEN": f"{TOKEN_A}\r\n"})
+    assert r.code == 0, r.stderr
+    assert r.json() == remote(server, "avatars", "list", "--json").json()
+    bad = remote(server, "avatars", "list", token="tok alice")
+    assert bad.code == ExitCode.AUTH, bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].startswith("error: the token from A2V_TOKEN has a character")
+    login = run_cli("auth", "login", "--server", server, input=b"tok\x01x\n", env={"A2V_CONFIG_DIR": "cfg"})
+    assert login.code == ExitCode.AUTH and "from stdin" in login.stderr, login.stderr
+
+
 def test_remote_download_never_replaces_existing_files(server: str, isolated: Path) -> None:
     r = remote(server, "generate", "-p", "ava-front", "-a", str(SPEECH), "--wait", "--json")
     assert r.code == 0, r.stderr
