@@ -247,6 +247,20 @@ def test_token_and_server_with_stray_whitespace(server: str) -> None:
     assert login.code == ExitCode.AUTH and "from stdin" in login.stderr, login.stderr
 
 
+def test_audio_over_the_servers_upload_cap_names_the_file_and_the_way_out(server: str, isolated: Path) -> None:
+    """Was `audio.upload: the request body is larger than the limit of 51 MB`: no file, no way forward."""
+    big = isolated / "long take.wav"
+    with open(big, "wb") as f:
+        f.write(b"RIFF\xff\xff\xff\xffWAVE")
+        f.truncate(52 * 2**20)
+    before = uploads()
+    r = remote(server, "generate", "-p", "ava-front", "-a", "long take.wav", "-o", "big.mp4")
+    assert r.code == ExitCode.USAGE, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert "long take.wav is too large for this server" in line and "--local" in line, line
+    assert uploads() == before and not (isolated / "big.mp4").exists()
+
+
 def test_remote_download_never_replaces_existing_files(server: str, isolated: Path) -> None:
     r = remote(server, "generate", "-p", "ava-front", "-a", str(SPEECH), "--wait", "--json")
     assert r.code == 0, r.stderr

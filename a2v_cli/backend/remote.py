@@ -149,6 +149,9 @@ class RemoteBackend:
                 ) from None
             except A2VError as err:
                 err.message = _name_the_file(err.message, shown)
+                if getattr(err, "status_code", None) == 413:  # the server's cap, not the user's file, is the news
+                    err.message = f"{shown} is too large for this server ({err.message})"
+                    err.hint = "compress it (FLAC, MP3 or Opus), or render it on this machine with --local"
                 err.args = (err.message,)
                 raise
         if not isinstance(data.get("audio_url"), str):
