@@ -630,7 +630,10 @@ def parse_duration(text: str) -> float:
 @app.command()
 def cues(
     audio: Annotated[str, typer.Argument(help="Speech: a file, an http(s) URL, or - for stdin.")],
-    fmt: Annotated[CueFormat, typer.Option("--format", help="Rhubarb Lip Sync's TSV or JSON layout.")] = CueFormat.tsv,
+    fmt: Annotated[
+        CueFormat | None,
+        typer.Option("--format", help="Rhubarb Lip Sync's TSV or JSON layout (default: -o's extension, else tsv)."),
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", parser=_text_output, metavar="<path>",
@@ -661,13 +664,14 @@ def cues(
     extended = cue_mod.check_extended(extended)
     if output is not None and str(output) == "-":
         output = None
+    fmt = _cue_format(fmt, json_, output)
     if output is not None:
-        ext = ".json" if fmt is CueFormat.json or json_ else ".tsv"
+        ext = f".{fmt.value}"
         check_outputs([("the output", output)], [("the audio", input_file(audio))], force, example=f"cues{ext}")
     with tempfile.TemporaryDirectory(prefix="a2v-") as tmp:
         prepared = decode(fetch(audio, Path(tmp)), Path(tmp), config.max_audio_seconds(), shown_name(audio))
         found = cue_mod.mouth_cues(prepared, device.value, extended)
-    if fmt is CueFormat.json or json_:
+    if fmt is CueFormat.json:
         text = cue_mod.to_json(found, cue_mod.sound_name(audio), prepared.duration)
     else:
         text = cue_mod.to_tsv(found, extended)
@@ -675,6 +679,23 @@ def cues(
         sys.stdout.write(text)
         return
     write_text_new(output, text, force)
+
+
+def _cue_format(fmt: CueFormat | None, json_: bool, output: Path | None) -> CueFormat:
+    """The layout: --format, or --json, or what `-o`'s extension says; a contradiction is exit 2.
+
+    Why: `cues talk.wav -o talk.json` used to write TSV into a .json file (exit 0), which a JSON reader rejects.
+    """
+    from a2v_cli.errors import InputError
+
+    said = {".json": CueFormat.json, ".tsv": CueFormat.tsv}.get(output.suffix.lower()) if output else None
+    asked = CueFormat.json if json_ else fmt
+    if json_ and fmt is CueFormat.tsv:
+        raise InputError("--json and --format tsv contradict each other", "give one of them")
+    if asked is not None and said is not None and asked is not said:
+        raise InputError(f"-o {output.name} says {said.value.upper()} but the cues would be {asked.value.upper()}",
+                         f"name it {output.stem}.{asked.value}, or drop {'--json' if json_ else '--format'}")
+    return asked or said or CueFormat.tsv
 
 
 @models_app.command("list")
