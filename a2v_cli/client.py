@@ -192,23 +192,24 @@ class A2VClient:
         if not isinstance(body, dict) or "code" not in body:
             raise not_a2v_server(self.base_url, resp.status_code)
         if body.get("code") != 0:
-            raise status_error(
-                resp.status_code, _int(body.get("code")), _message(body, path), resp.headers.get("X-Request-Id")
-            )
+            code = _int(body.get("code"))
+            message, hint = _message(body, path, resp.status_code)
+            raise status_error(resp.status_code, code, message, resp.headers.get("X-Request-Id"), hint)
         return body
 
     def _status_error(self, resp: httpx.Response, path: str) -> APIStatusError:
-        code, message = None, f"{path}: HTTP {resp.status_code}"
+        code, message, hint = None, f"{path}: HTTP {resp.status_code}", None
         body = None
         try:
             body = resp.json()
             if isinstance(body, dict):
-                code, message = _int(body.get("code")), _message(body, path, message)
+                code = _int(body.get("code"))
+                message, hint = _message(body, path, resp.status_code, message)
         except ValueError:
             pass
         if _foreign(resp.status_code, body) and path != "download":
             return not_a2v_server(self.base_url, resp.status_code)
-        return status_error(resp.status_code, code, message, resp.headers.get("X-Request-Id"))
+        return status_error(resp.status_code, code, message, resp.headers.get("X-Request-Id"), hint)
 
     def download(
         self, url: str, dest: Path, progress: Callable[[int, int | None], None] | None = None, force: bool = False
@@ -349,9 +350,21 @@ def _shape(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _message(body: dict[str, Any], path: str, default: str | None = None) -> str:
-    msg = body.get("message")
-    return f"{path}: {msg}" if isinstance(msg, str) and msg else (default or f"{path}: error code {body.get('code')}")
+USER_INPUT_STATUSES = (400, 404, 409, 413, 415, 422)  # the server's answer is about what the user gave
+
+
+def _message(body: dict[str, Any], path: str, status: int, default: str | None = None) -> tuple[str, str | None]:
+    """The error as local mode says it: the server's message and its hint apart (an A2V server puts the hint
+    in `hint` and at the end of `message`, for clients that know only the spec's fields). About the user's own
+    input (bad file, unknown id) the message stands alone, as in local mode; otherwise it names the operation."""
+    msg, hint = body.get("message"), body.get("hint")
+    hint = hint if isinstance(hint, str) and hint else None
+    if not isinstance(msg, str) or not msg:
+        return default or f"{path}: error code {body.get('code')}", hint
+    if hint and msg.endswith(f"; {hint}"):
+        msg = msg[: -len(hint) - 2]
+    key = status if status >= 400 else (_int(body.get("code")) or 0) // 100  # HTTP 200 with an error code
+    return (msg if key in USER_INPUT_STATUSES else f"{path}: {msg}"), hint
 
 
 def new_idempotency_key() -> str:

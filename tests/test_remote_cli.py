@@ -261,6 +261,19 @@ def test_audio_over_the_servers_upload_cap_names_the_file_and_the_way_out(server
     assert uploads() == before and not (isolated / "big.mp4").exists()
 
 
+def test_remote_errors_read_as_local_ones(server: str, isolated: Path) -> None:
+    """A bad photo remotely was `{"error": "avatar.create: notes.png is not an image...; use a JPEG...", "hint":
+    null}`; it is now the local error, message and hint apart (the envelope's `hint` extension)."""
+    (isolated / "notes.png").write_text("not an image\n" * 50)
+    r = remote(server, "avatars", "add", "--image", "notes.png", "--json")
+    local = run_cli("avatars", "add", "--image", "notes.png", "--json", "--local")
+    assert r.code == local.code == ExitCode.USAGE, r.stderr
+    got, want = json.loads(r.stderr.strip().splitlines()[-1]), json.loads(local.stderr)
+    assert want["hint"] and {k: got[k] for k in ("error", "hint")} == {k: want[k] for k in ("error", "hint")}
+    text = remote(server, "avatars", "add", "--image", "notes.png").stderr.strip().splitlines()[-1]
+    assert text == run_cli("avatars", "add", "--image", "notes.png", "--local").stderr.strip()
+
+
 def test_remote_download_never_replaces_existing_files(server: str, isolated: Path) -> None:
     r = remote(server, "generate", "-p", "ava-front", "-a", str(SPEECH), "--wait", "--json")
     assert r.code == 0, r.stderr

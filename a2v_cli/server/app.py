@@ -142,7 +142,9 @@ def envelope(data: Any, status: int = 200, code: int = 0, message: str = "succes
 
 
 def error_response(err: A2VError) -> Response:
-    resp = envelope(None, status=err.http_status, code=err.api_code, message=str(err))
+    # `message` keeps the hint at its end (the spec's clients show only it); `hint` lets a2v show it apart
+    extra = {"hint": err.hint} if err.hint else {}
+    resp = envelope(None, status=err.http_status, code=err.api_code, message=str(err), **extra)
     if isinstance(err, AuthError):
         resp.headers["WWW-Authenticate"] = 'Bearer realm="a2v"'
     return resp
