@@ -263,13 +263,7 @@ def test_startup_sweep_never_touches_files_a2v_did_not_make(tmp_path: Path) -> N
         path.write_bytes(body)
     leftover = data / "work" / "vid_00000000000000000003"  # what a2v itself left: still swept
     leftover.mkdir()
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "A2V_SERVER_TOKENS": "a:" + TOKENS["alice"],
-           "A2V_HOME": str(tmp_path / "home")}
-    log = tmp_path / "serve.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "a2v_cli", "serve", "--port", str(port), "--workers", "1",
-                                 "--data-dir", str(data)], stdout=out, stderr=subprocess.STDOUT, env=env)
+    proc, _, log = cli_serve(tmp_path, data, workers=1)
     try:
         deadline = time.monotonic() + 60
         while "startup complete" not in log.read_text(errors="replace"):
@@ -303,14 +297,20 @@ def test_range_errors_are_envelopes_and_if_range_is_honoured(finished: dict) -> 
         assert other.status_code == 200 and other.content == full.content
 
 
-def test_cli_serve_accepts_workers_0(tmp_path: Path) -> None:
+def cli_serve(tmp_path: Path, data: Path, workers: int) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """`a2v serve` through the real CLI on a free port, its output in ``tmp_path/serve.log``."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "A2V_SERVER_TOKENS": "a:" + TOKENS["alice"],
            "A2V_HOME": str(tmp_path / "home")}
     log = tmp_path / "serve.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "a2v_cli", "serve", "--port", str(port), "--workers", "0",
-                                 "--data-dir", str(tmp_path / "data")], stdout=out, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen([sys.executable, "-m", "a2v_cli", "serve", "--port", str(port), "--workers",
+                                 str(workers), "--data-dir", str(data)], stdout=out, stderr=subprocess.STDOUT, env=env)
+    return proc, port, log
+
+
+def test_cli_serve_accepts_workers_0(tmp_path: Path) -> None:
+    proc, port, log = cli_serve(tmp_path, tmp_path / "data", workers=0)
     try:
         deadline = time.monotonic() + 60
         with client() as c:

@@ -47,3 +47,16 @@ def test_audio_from_a_pipe(isolated: Path) -> None:
     bad = run_cli("cues", "noise.pipe")
     assert bad.code == ExitCode.USAGE
     one_error_line(bad.stderr, "noise.pipe is not an audio file")
+
+
+def test_models_list_needs_no_usable_home(isolated: Path) -> None:
+    """Listing models only reads `$A2V_HOME/models`: an unusable A2V_HOME was exit 2 (README: only commands that
+    keep history need it); now the built-in model is listed, and a render still names A2V_HOME."""
+    (isolated / "home-file").write_text("not a folder\n")
+    env = {"A2V_HOME": str(isolated / "home-file")}
+    r = run_cli("models", "list", "--json", env=env)
+    assert r.code == 0, r.stderr
+    assert [m["name"] for m in r.json()] == ["builtin"]
+    g = run_cli("generate", "-p", "ava-front", "-a", str(SPEECH), "-o", "x.mp4", env=env)
+    assert g.code == ExitCode.USAGE
+    one_error_line(g.stderr, "A2V_HOME")
