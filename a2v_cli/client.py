@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import json as jsonlib
+import os
 import random
 import re
 import time
@@ -31,6 +32,7 @@ from a2v_cli.errors import (
     APIError,
     APIStatusError,
     APITimeoutError,
+    InputError,
     not_a2v_server,
     status_error,
 )
@@ -226,6 +228,14 @@ class A2VClient:
         """
         part = dest.with_name(f".{dest.name}.part")
         meta = dest.with_name(f".{dest.name}.part.json")
+        lock = _lock_part(part, dest)
+        try:
+            return self._download(url, dest, part, meta, lock, progress, force)
+        finally:
+            _unlock_part(lock, part)
+
+    def _download(self, url: str, dest: Path, part: Path, meta: Path, lock: int,
+                  progress: Callable[[int, int | None], None] | None, force: bool) -> Path:
         where = _url_path(url)
         attempt = 0
         while True:
@@ -236,7 +246,8 @@ class A2VClient:
             try:
                 with self._deadline(), self._http.stream("GET", url, headers=headers, follow_redirects=True) as resp:
                     if resp.status_code == 416 and have:  # our offset is past the end: another file
-                        _discard(part, meta)
+                        os.ftruncate(lock, 0)  # the locked file itself: a new one at `part` would not be ours
+                        meta.unlink(missing_ok=True)
                         continue  # start over (without Range, so this cannot repeat)
                     if resp.status_code >= 400:
                         resp.read()
@@ -329,6 +340,41 @@ def _write_meta(meta: Path, where: str, etag: str | None, total: int | None) -> 
         meta.write_text(jsonlib.dumps({"url": where, "etag": etag, "total": total}), encoding="utf-8")
     else:
         meta.unlink(missing_ok=True)
+
+
+def _lock_part(part: Path, dest: Path) -> int:
+    """Open ``part`` (creating it) and hold an exclusive lock on it for the whole download.
+
+    Why: every download of ``dest`` uses the same part file (so a broken one can resume). Two at once (two
+    `generate -o same.mp4`, two `video download` into one folder) would write into one file, and the
+    first to finish would place a mixture of both videos, with exit 0. The second now stops at once.
+    """
+    fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks (documented)
+        return fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise InputError(f"another a2v is downloading {dest} right now",
+                         "wait for it to finish, or choose another output name") from None
+    return fd
+
+
+def _unlock_part(fd: int, part: Path) -> None:
+    """Release the lock; an empty part that is still ours (nothing arrived) goes, so a failure leaves nothing."""
+    try:
+        mine = os.fstat(fd)
+        if mine.st_size == 0:
+            there = os.stat(part)
+            if (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino):
+                part.unlink()
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _discard(part: Path, meta: Path) -> None:

@@ -274,6 +274,32 @@ def test_remote_errors_read_as_local_ones(server: str, isolated: Path) -> None:
     assert text == run_cli("avatars", "add", "--image", "notes.png", "--local").stderr.strip()
 
 
+def test_two_downloads_into_one_file_never_mix(server: str, isolated: Path) -> None:
+    """Every download of a file goes through one `.NAME.part` (so a broken one can resume): two at once (two
+    `generate -o same.mp4`, two `video download`s into one folder) wrote into the same part, and the first to
+    finish placed a mixture of both, exit 0. Here the test holds the part as a running a2v download does."""
+    import fcntl
+
+    r = remote(server, "generate", "-p", "ava-front", "-a", str(SPEECH), "--wait", "--json")
+    assert r.code == 0, r.stderr
+    vid = r.json()["video_id"]
+    part = isolated / f".{vid}.mp4.part"
+    with open(part, "wb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write(b"the first half of the other download")
+        held.flush()
+        busy = remote(server, "video", "download", vid, "-o", ".")
+        assert busy.code == ExitCode.USAGE, busy.stderr
+        assert "another a2v is downloading" in busy.stderr.strip().splitlines()[-1]
+        assert part.read_bytes() == b"the first half of the other download"
+        assert not list(isolated.glob("*.mp4"))
+    part.unlink()
+    done = remote(server, "video", "download", vid, "-o", ".")
+    assert done.code == 0, done.stderr
+    assert len(decode_frames(isolated / f"{vid}.mp4")) == r.json()["frame_count"]
+    assert sorted(p.name for p in isolated.iterdir()) == [f"{vid}.mask.mp4", f"{vid}.mp4"]  # no part left
+
+
 def test_remote_download_never_replaces_existing_files(server: str, isolated: Path) -> None:
     r = remote(server, "generate", "-p", "ava-front", "-a", str(SPEECH), "--wait", "--json")
     assert r.code == 0, r.stderr
