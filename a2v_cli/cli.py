@@ -426,6 +426,7 @@ def generate(
         audio_arg = _spool_stdin(audio, options)
         video = backend.generate(pose, audio_arg, options)
         out.info(f"Started {video.video_id} ({video.status})")
+        _MODE["started"] = video.video_id  # Ctrl-C from here on stops only the waiting, not the server's render
         if wait or targets:
             video = _wait(out, backend, video, 1800.0 if timeout is None else timeout, json_)
         if targets:
@@ -918,9 +919,12 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 def _stopped(json_errors: bool) -> NoReturn:
+    started = _MODE.get("started")
+    hint = (f"the server keeps rendering {started}: `a2v video get {started} --wait`, then "
+            f"`a2v video download {started}`" if started else None)
     if _SIGNALLED["term"]:
-        _fail("terminated", ExitCode.TERMINATED, json_errors)
-    _fail("interrupted", ExitCode.INTERRUPTED, json_errors)
+        _fail("terminated", ExitCode.TERMINATED, json_errors, hint)
+    _fail("interrupted", ExitCode.INTERRUPTED, json_errors, hint)
 
 
 def main(argv: list[str] | None = None) -> None:

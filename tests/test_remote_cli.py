@@ -300,6 +300,34 @@ def test_two_downloads_into_one_file_never_mix(server: str, isolated: Path) -> N
     assert sorted(p.name for p in isolated.iterdir()) == [f"{vid}.mask.mp4", f"{vid}.mp4"]  # no part left
 
 
+def test_ctrl_c_while_waiting_says_the_server_keeps_rendering(server: str, isolated: Path) -> None:
+    """Ctrl-C after the job started stops the waiting, not the server's render: the line says so and how to
+    get the video (it said only `interrupted`)."""
+    import signal
+
+    from conftest import long_speech
+
+    before = set(video_ids(server))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "a2v_cli", "generate", "-p", "ava-front", "-a", str(long_speech(isolated)), "-o",
+         "long.mp4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "A2V_SERVER": server, "A2V_TOKEN": TOKEN_A},
+    )
+    deadline = time.monotonic() + 60
+    while not set(video_ids(server)) - before:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    time.sleep(0.5)  # past the "Started" line
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    (vid,) = set(video_ids(server)) - before
+    assert proc.returncode == ExitCode.INTERRUPTED, err
+    line = err.decode().strip().splitlines()[-1]
+    assert line.startswith("error: interrupted") and f"keeps rendering {vid}" in line, line
+    assert remote(server, "video", "get", vid, "--wait", "--json").json()["status"] == "finished"
+    assert not list(isolated.glob("*.mp4")) and not list(isolated.glob(".*.part"))
+
+
 def test_remote_download_never_replaces_existing_files(server: str, isolated: Path) -> None:
     r = remote(server, "generate", "-p", "ava-front", "-a", str(SPEECH), "--wait", "--json")
     assert r.code == 0, r.stderr
