@@ -7,7 +7,7 @@ import os
 import threading
 from pathlib import Path
 
-from conftest import SPEECH, decode_frames, one_error_line, run_cli, wav_duration
+from conftest import SPEECH, decode_audio, decode_frames, one_error_line, run_cli, wav_duration
 
 from a2v_cli.errors import ExitCode
 
@@ -60,3 +60,36 @@ def test_models_list_needs_no_usable_home(isolated: Path) -> None:
     g = run_cli("generate", "-p", "ava-front", "-a", str(SPEECH), "-o", "x.mp4", env=env)
     assert g.code == ExitCode.USAGE
     one_error_line(g.stderr, "A2V_HOME")
+
+
+def many_channels(path: Path, channels: int) -> Path:
+    """The speech fixture on ``channels`` channels (a multitrack recorder's WAV), each at half level."""
+    import numpy as np
+    import soundfile as sf
+
+    speech, rate = sf.read(SPEECH, dtype="float32")
+    sf.write(path, np.tile(speech[:, None] * 0.5, (1, channels)), rate, subtype="PCM_16")
+    return path
+
+
+def test_audio_with_more_channels_than_aac_takes(isolated: Path) -> None:
+    """A 32-channel WAV rendered to the end, then failed in the muxer: exit 1 with ffmpeg's own line
+    (`Nothing was written into output file...`). The soundtrack is now the channels' mix."""
+    import numpy as np
+
+    many_channels(isolated / "desk.wav", 32)
+    r = run_cli("generate", "-p", "ava-front", "-a", "desk.wav", "-o", "desk.mp4", "--json")
+    assert r.code == 0, r.stderr
+    assert r.json()["frame_count"] == math.ceil(wav_duration(SPEECH) * 25) == len(decode_frames(isolated / "desk.mp4"))
+    got, want = decode_audio(isolated / "desk.mp4"), decode_audio(SPEECH) * 0.5
+    n = min(len(got), len(want))
+    assert abs(len(got) - len(want)) < 0.05 * 16000
+    assert np.corrcoef(got[:n], want[:n])[0, 1] > 0.95  # the speech itself, not silence or noise
+    # a header that claims 200 channels over mono data: bad input before the render, not exit 1 after it
+    lying = bytearray(SPEECH.read_bytes())
+    lying[22:24] = (200).to_bytes(2, "little")
+    (isolated / "lying.wav").write_bytes(bytes(lying))
+    bad = run_cli("generate", "-p", "ava-front", "-a", "lying.wav", "-o", "lying.mp4")
+    assert bad.code == ExitCode.USAGE
+    one_error_line(bad.stderr, "lying.wav has 200 channels")
+    assert [v["status"] for v in run_cli("video", "list", "--json").json()] == ["finished"]

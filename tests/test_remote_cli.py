@@ -328,6 +328,15 @@ def test_ctrl_c_while_waiting_says_the_server_keeps_rendering(server: str, isola
     assert not list(isolated.glob("*.mp4")) and not list(isolated.glob(".*.part"))
 
 
+def test_remote_audio_with_more_channels_than_aac_takes(server: str, isolated: Path) -> None:
+    from test_newuser import many_channels
+
+    many_channels(isolated / "desk.wav", 16)
+    r = remote(server, "generate", "-p", "ava-front", "-a", "desk.wav", "-o", "desk.mp4", "--json")
+    assert r.code == 0, r.stderr
+    assert r.json()["frame_count"] == math.ceil(wav_duration(SPEECH) * 25) == len(decode_frames(isolated / "desk.mp4"))
+
+
 def test_remote_download_never_replaces_existing_files(server: str, isolated: Path) -> None:
     r = remote(server, "generate", "-p", "ava-front", "-a", str(SPEECH), "--wait", "--json")
     assert r.code == 0, r.stderr

@@ -26,6 +26,7 @@ from a2v_cli.errors import InputError, UnavailableError
 DOWNLOAD_MAX_BYTES = 200 * 1024 * 1024
 DOWNLOAD_TIMEOUT_S = 30.0
 BLOCK = 1 << 16
+MAX_MUX_CHANNELS = 8  # AAC in MP4 takes up to 7.1; a recording with more is mixed down for the soundtrack
 STREAM_MAX_BYTES = 4 * 1024**3  # stdin or a pipe: over an hour of 48 kHz 6-channel PCM; /dev/zero never ends
 
 
@@ -183,7 +184,7 @@ def decode(path: Path, workdir: Path, max_seconds: float, name: str | None = Non
     if n == 0:
         raise InputError(f"{name} holds no audio samples (zero length)", "give a recording with sound in it")
     return PreparedAudio(
-        mux_path=path,
+        mux_path=path if channels <= MAX_MUX_CHANNELS else _downmix(path, workdir, channels, name),
         pcm_path=pcm_path,
         num_samples=n,
         duration=n / SAMPLE_RATE,
@@ -191,6 +192,21 @@ def decode(path: Path, workdir: Path, max_seconds: float, name: str | None = Non
         source_rate=rate,
         source_channels=channels,
     )
+
+
+def _downmix(path: Path, workdir: Path, channels: int, name: str) -> Path:
+    """The soundtrack of a recording with more channels than an MP4's AAC takes (a multitrack recorder's 16 or
+    32, ambisonics): the mean of all channels, losslessly (FLAC). Without it the render ran to the end and
+    then failed in the muxer (exit 1, ffmpeg's own words)."""
+    mix = "+".join(f"{1 / channels:.8f}*c{i}" for i in range(channels))
+    dest = workdir / "soundtrack.flac"
+    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-i", str(path), "-map", "0:a:0",
+           "-af", f"pan=mono|c0={mix}", "-c:a", "flac", str(dest)]
+    done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, check=False)
+    if done.returncode != 0 or not dest.is_file() or dest.stat().st_size == 0:
+        raise InputError(f"{name} has {channels} channels and its audio cannot be mixed down for the soundtrack "
+                         "(a damaged or mislabelled file?)", "give a mono or stereo recording")
+    return dest
 
 
 @contextmanager
