@@ -353,6 +353,12 @@ def test_corrupt_truncated_and_non_images(tmp_path: Path) -> None:
     assert_bad_input(add(bmp), "BMP", "JPEG, PNG or WebP")
 
 
+def test_a_clip_given_as_image_points_to_video(tmp_path: Path) -> None:
+    """`--image clip.mp4` said only "not an image a2v can read; use a JPEG, PNG or WebP photo"."""
+    clip = write_clip(tmp_path / "me.mp4", [np.asarray(astronaut())] * 5)
+    assert_bad_input(add(clip), "me.mp4 is a video", "--video me.mp4")
+
+
 def test_unwritable_home(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
