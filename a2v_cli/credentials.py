@@ -52,13 +52,23 @@ def load_config() -> dict[str, Any]:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as err:
         raise InputError(f"cannot read {path}: {err}", "fix or delete the file") from None
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict) or not isinstance(data.get("tokens", {}), dict):
+        # not a2v's: rewriting it would replace whatever it holds
+        raise InputError(f"{path} is not an a2v config (a JSON object with a `tokens` object)",
+                         "move it away, or point A2V_CONFIG_DIR elsewhere")
+    return data
 
 
 def save_config(data: dict[str, Any]) -> Path:
-    """Write the config atomically with mode 0600 (it may hold tokens), in a 0700 directory."""
+    """Write the config atomically with mode 0600 (it may hold tokens), in a 0700 directory.
+
+    A config.json that is a symlink (a dotfiles manager's) is written where it points: replacing the link
+    with a file would cut it from the user's dotfiles.
+    """
     path = config_path()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.is_symlink():
+        path = path.resolve()
     fd, tmp = tempfile.mkstemp(prefix=".config.", dir=path.parent)
     try:
         os.fchmod(fd, 0o600)
