@@ -41,7 +41,8 @@ MAX_SHIFT = 0.08  # how far the face may move off its place (share of the crop) 
 MAX_PAD = 0.30  # the crop may reach this far (share of its side) past the photo's edge; filled by edge extension
 MIN_YAW_RATIO = 0.25  # near over far nose-to-cheek distance: below it (~35-40 degrees of turn) it is a profile
 MAX_CLEAR_FACE = 0.02  # share of face-mesh points the photo's own alpha may leave transparent
-MAX_ROLL_DEG = 40.0  # eye line against the horizontal: the mouth warp opens the lips along the picture's vertical
+MAX_ROLL_DEG = 60.0  # the face's own axis against the picture's: past it the face lies on its side (a photo that
+# lost its orientation tag), and the head-and-shoulders framing, which puts the body below the face, is wrong
 EDGE_GAIN = 1.8  # matte contrast around 0.5 after the guided filter
 RIGHT_CHEEK, LEFT_CHEEK = 234, 454
 NOSE_TIP = 1
