@@ -149,6 +149,26 @@ def _complete_video(incomplete: str) -> list[str]:
         return []
 
 
+def _video_output(raw: str) -> Path:
+    """`-o` as typed (`Path` would turn `new/` into a file `new`): a2v_cli.files.output_arg."""
+    from a2v_cli.files import output_arg
+
+    return output_arg(raw)
+
+
+def _mask_output(raw: str) -> Path:
+    from a2v_cli.files import output_arg
+
+    return output_arg(raw, "--mask-output", "out.mask.mp4")
+
+
+def _text_output(raw: str) -> Path:
+    """`cues -o`: `-` is stdout, as in every Unix tool."""
+    from a2v_cli.files import output_arg
+
+    return output_arg(raw, example="cues.tsv", stdout_ok=True)
+
+
 VideoIdArg = Annotated[
     str,
     typer.Argument(help="A video id from `a2v generate` or `a2v video list`.", autocompletion=_complete_video),
@@ -324,10 +344,14 @@ def generate(
     ],
     audio: Annotated[str, typer.Option("--audio", "-a", help="Speech: a file, an http(s) URL, or - for stdin.")],
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Video file (MP4). Default: <audio name>-<pose>.mp4 here.")
+        Path | None,
+        typer.Option("--output", "-o", parser=_video_output, metavar="<path>",
+                     help="Video file (MP4). Default: <audio name>-<pose>.mp4 here."),
     ] = None,
     mask_output: Annotated[
-        Path | None, typer.Option("--mask-output", help="Alpha-mask video. Default: <output>.mask.mp4.")
+        Path | None,
+        typer.Option("--mask-output", parser=_mask_output, metavar="<path>",
+                     help="Alpha-mask video. Default: <output>.mask.mp4."),
     ] = None,
     alpha_format: Annotated[
         AlphaFormat | None,
@@ -402,6 +426,7 @@ def generate(
         audio_arg = _spool_stdin(audio, options)
         video = backend.generate(pose, audio_arg, options)
         out.info(f"Started {video.video_id} ({video.status})")
+        _MODE["started"] = video.video_id  # Ctrl-C from here on stops only the waiting, not the server's render
         if wait or targets:
             video = _wait(out, backend, video, 1800.0 if timeout is None else timeout, json_)
         if targets:
@@ -423,11 +448,12 @@ def _spool_stdin(audio: str, options: GenerateOptions) -> str:
     """Keep stdin in a temp file so an upload can be retried."""
     if audio != "-":
         return audio
-    import shutil
     import tempfile
 
+    from a2v_cli.engine.audio import copy_stream
+
     spool = tempfile.TemporaryFile()
-    shutil.copyfileobj(sys.stdin.buffer, spool)
+    copy_stream(sys.stdin.buffer, spool, "stdin")
     spool.seek(0)
     options.stdin = spool
     return audio
@@ -605,8 +631,15 @@ def parse_duration(text: str) -> float:
 @app.command()
 def cues(
     audio: Annotated[str, typer.Argument(help="Speech: a file, an http(s) URL, or - for stdin.")],
-    fmt: Annotated[CueFormat, typer.Option("--format", help="Rhubarb Lip Sync's TSV or JSON layout.")] = CueFormat.tsv,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file instead of stdout.")] = None,
+    fmt: Annotated[
+        CueFormat | None,
+        typer.Option("--format", help="Rhubarb Lip Sync's TSV or JSON layout (default: -o's extension, else tsv)."),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", parser=_text_output, metavar="<path>",
+                     help="Write to a file instead of stdout (- is stdout)."),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output file.")] = False,
     extended: Annotated[
         str,
@@ -630,13 +663,16 @@ def cues(
 
     _check_audio_arg(audio)
     extended = cue_mod.check_extended(extended)
+    if output is not None and str(output) == "-":
+        output = None
+    fmt = _cue_format(fmt, json_, output)
     if output is not None:
-        ext = ".json" if fmt is CueFormat.json or json_ else ".tsv"
+        ext = f".{fmt.value}"
         check_outputs([("the output", output)], [("the audio", input_file(audio))], force, example=f"cues{ext}")
     with tempfile.TemporaryDirectory(prefix="a2v-") as tmp:
         prepared = decode(fetch(audio, Path(tmp)), Path(tmp), config.max_audio_seconds(), shown_name(audio))
         found = cue_mod.mouth_cues(prepared, device.value, extended)
-    if fmt is CueFormat.json or json_:
+    if fmt is CueFormat.json:
         text = cue_mod.to_json(found, cue_mod.sound_name(audio), prepared.duration)
     else:
         text = cue_mod.to_tsv(found, extended)
@@ -644,6 +680,23 @@ def cues(
         sys.stdout.write(text)
         return
     write_text_new(output, text, force)
+
+
+def _cue_format(fmt: CueFormat | None, json_: bool, output: Path | None) -> CueFormat:
+    """The layout: --format, or --json, or what `-o`'s extension says; a contradiction is exit 2.
+
+    Why: `cues talk.wav -o talk.json` used to write TSV into a .json file (exit 0), which a JSON reader rejects.
+    """
+    from a2v_cli.errors import InputError
+
+    said = {".json": CueFormat.json, ".tsv": CueFormat.tsv}.get(output.suffix.lower()) if output else None
+    asked = CueFormat.json if json_ else fmt
+    if json_ and fmt is CueFormat.tsv:
+        raise InputError("--json and --format tsv contradict each other", "give one of them")
+    if asked is not None and said is not None and asked is not said:
+        raise InputError(f"-o {output.name} says {said.value.upper()} but the cues would be {asked.value.upper()}",
+                         f"name it {output.stem}.{asked.value}, or drop {'--json' if json_ else '--format'}")
+    return asked or said or CueFormat.tsv
 
 
 @models_app.command("list")
@@ -695,6 +748,7 @@ def auth_login(
     token = token.strip()
     if not token:
         raise InputError("no token given", "pipe it in, e.g. `a2v auth login --server URL < token.txt`")
+    credentials.check_token(token, "stdin")
     if verify:
         from a2v_cli.backend.remote import RemoteBackend
         from a2v_cli.client import A2VClient
@@ -886,9 +940,12 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 def _stopped(json_errors: bool) -> NoReturn:
+    started = _MODE.get("started")
+    hint = (f"the server keeps rendering {started}: `a2v video get {started} --wait`, then "
+            f"`a2v video download {started}`" if started else None)
     if _SIGNALLED["term"]:
-        _fail("terminated", ExitCode.TERMINATED, json_errors)
-    _fail("interrupted", ExitCode.INTERRUPTED, json_errors)
+        _fail("terminated", ExitCode.TERMINATED, json_errors, hint)
+    _fail("interrupted", ExitCode.INTERRUPTED, json_errors, hint)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import json as jsonlib
+import os
 import random
 import re
 import time
@@ -31,6 +32,7 @@ from a2v_cli.errors import (
     APIError,
     APIStatusError,
     APITimeoutError,
+    InputError,
     not_a2v_server,
     status_error,
 )
@@ -192,23 +194,24 @@ class A2VClient:
         if not isinstance(body, dict) or "code" not in body:
             raise not_a2v_server(self.base_url, resp.status_code)
         if body.get("code") != 0:
-            raise status_error(
-                resp.status_code, _int(body.get("code")), _message(body, path), resp.headers.get("X-Request-Id")
-            )
+            code = _int(body.get("code"))
+            message, hint = _message(body, path, resp.status_code)
+            raise status_error(resp.status_code, code, message, resp.headers.get("X-Request-Id"), hint)
         return body
 
     def _status_error(self, resp: httpx.Response, path: str) -> APIStatusError:
-        code, message = None, f"{path}: HTTP {resp.status_code}"
+        code, message, hint = None, f"{path}: HTTP {resp.status_code}", None
         body = None
         try:
             body = resp.json()
             if isinstance(body, dict):
-                code, message = _int(body.get("code")), _message(body, path, message)
+                code = _int(body.get("code"))
+                message, hint = _message(body, path, resp.status_code, message)
         except ValueError:
             pass
         if _foreign(resp.status_code, body) and path != "download":
             return not_a2v_server(self.base_url, resp.status_code)
-        return status_error(resp.status_code, code, message, resp.headers.get("X-Request-Id"))
+        return status_error(resp.status_code, code, message, resp.headers.get("X-Request-Id"), hint)
 
     def download(
         self, url: str, dest: Path, progress: Callable[[int, int | None], None] | None = None, force: bool = False
@@ -225,6 +228,14 @@ class A2VClient:
         """
         part = dest.with_name(f".{dest.name}.part")
         meta = dest.with_name(f".{dest.name}.part.json")
+        lock = _lock_part(part, dest)
+        try:
+            return self._download(url, dest, part, meta, lock, progress, force)
+        finally:
+            _unlock_part(lock, part)
+
+    def _download(self, url: str, dest: Path, part: Path, meta: Path, lock: int,
+                  progress: Callable[[int, int | None], None] | None, force: bool) -> Path:
         where = _url_path(url)
         attempt = 0
         while True:
@@ -235,7 +246,8 @@ class A2VClient:
             try:
                 with self._deadline(), self._http.stream("GET", url, headers=headers, follow_redirects=True) as resp:
                     if resp.status_code == 416 and have:  # our offset is past the end: another file
-                        _discard(part, meta)
+                        os.ftruncate(lock, 0)  # the locked file itself: a new one at `part` would not be ours
+                        meta.unlink(missing_ok=True)
                         continue  # start over (without Range, so this cannot repeat)
                     if resp.status_code >= 400:
                         resp.read()
@@ -330,6 +342,41 @@ def _write_meta(meta: Path, where: str, etag: str | None, total: int | None) -> 
         meta.unlink(missing_ok=True)
 
 
+def _lock_part(part: Path, dest: Path) -> int:
+    """Open ``part`` (creating it) and hold an exclusive lock on it for the whole download.
+
+    Why: every download of ``dest`` uses the same part file (so a broken one can resume). Two at once (two
+    `generate -o same.mp4`, two `video download` into one folder) would write into one file, and the
+    first to finish would place a mixture of both videos, with exit 0. The second now stops at once.
+    """
+    fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks (documented)
+        return fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise InputError(f"another a2v is downloading {dest} right now",
+                         "wait for it to finish, or choose another output name") from None
+    return fd
+
+
+def _unlock_part(fd: int, part: Path) -> None:
+    """Release the lock; an empty part that is still ours (nothing arrived) goes, so a failure leaves nothing."""
+    try:
+        mine = os.fstat(fd)
+        if mine.st_size == 0:
+            there = os.stat(part)
+            if (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino):
+                part.unlink()
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def _discard(part: Path, meta: Path) -> None:
     part.unlink(missing_ok=True)
     meta.unlink(missing_ok=True)
@@ -349,9 +396,21 @@ def _shape(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _message(body: dict[str, Any], path: str, default: str | None = None) -> str:
-    msg = body.get("message")
-    return f"{path}: {msg}" if isinstance(msg, str) and msg else (default or f"{path}: error code {body.get('code')}")
+USER_INPUT_STATUSES = (400, 404, 409, 413, 415, 422)  # the server's answer is about what the user gave
+
+
+def _message(body: dict[str, Any], path: str, status: int, default: str | None = None) -> tuple[str, str | None]:
+    """The error as local mode says it: the server's message and its hint apart (an A2V server puts the hint
+    in `hint` and at the end of `message`, for clients that know only the spec's fields). About the user's own
+    input (bad file, unknown id) the message stands alone, as in local mode; otherwise it names the operation."""
+    msg, hint = body.get("message"), body.get("hint")
+    hint = hint if isinstance(hint, str) and hint else None
+    if not isinstance(msg, str) or not msg:
+        return default or f"{path}: error code {body.get('code')}", hint
+    if hint and msg.endswith(f"; {hint}"):
+        msg = msg[: -len(hint) - 2]
+    key = status if status >= 400 else (_int(body.get("code")) or 0) // 100  # HTTP 200 with an error code
+    return (msg if key in USER_INPUT_STATUSES else f"{path}: {msg}"), hint
 
 
 def new_idempotency_key() -> str:

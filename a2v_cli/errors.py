@@ -158,7 +158,8 @@ class APIServerError(APIStatusError, UnavailableError):
     pass
 
 
-def status_error(status: int, api_code: int | None, message: str, request_id: str | None = None) -> APIStatusError:
+def status_error(status: int, api_code: int | None, message: str, request_id: str | None = None,
+                 hint: str | None = None) -> APIStatusError:
     """The APIStatusError subclass for an HTTP status (or, on HTTP 200, the envelope code)."""
     key = status if status >= 400 else (api_code or 0) // 100
     if key in (401, 403):
@@ -171,7 +172,7 @@ def status_error(status: int, api_code: int | None, message: str, request_id: st
         cls = APIServerError
     else:
         cls = APIStatusError
-    hint = {
+    hint = hint or {
         APIAuthError: "check A2V_TOKEN or run `a2v auth login`",
         APIServerError: "the server is unavailable; try again later",
     }.get(cls)

@@ -13,7 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from a2v_cli.errors import InputError
@@ -86,6 +86,49 @@ def check_input(path: Path, max_bytes: int, limit: str, fix_not_file: str, fix_t
         raise InputError(f"{path.name} is {size / 1e6:.0f} MB; {limit} is {max_bytes // 2**20} MiB", fix_too_big)
 
 
+def output_arg(raw: str, option: str = "-o", example: str = "out.mp4", stdout_ok: bool = False) -> Path:
+    """An output option's own text as a path, refusing what ``Path`` would silently change (exit 2).
+
+    Why: ``Path("new/")`` is ``Path("new")``, so ``-o new/`` would write a *file* named ``new``; and ``-o -``
+    means stdout to every Unix user, where a video cannot go (its index is written last), so it must not
+    become a file named ``-`` either. Commands whose output can be a stream pass ``stdout_ok`` and get
+    ``Path("-")``.
+    """
+    if not raw.strip():
+        raise InputError(f"{option} is empty", f"give a file name, e.g. {option} {example}")
+    if raw == "-":
+        if stdout_ok:
+            return Path(raw)
+        raise InputError(f"{option} - (stdout) cannot hold a video: an MP4 needs a file",
+                         f"give a file name, e.g. {option} {example}")
+    unified = raw.replace(os.altsep or os.sep, os.sep)
+    if unified.endswith((os.sep, f"{os.sep}.", f"{os.sep}..")):  # `.` and `..` alone: check_directory_target
+        raise InputError(f"output {raw} names a directory (it ends with {raw[len(raw.rstrip('/.')):]})",
+                         f"give a file name, e.g. {option} {raw.rstrip('/')}/{example}")
+    return Path(raw)
+
+
+MP4_SUFFIXES = (".mp4", ".m4v", ".mov")  # what players accept for an MP4 (ISO BMFF) file
+
+
+def check_mp4_name(path: Path, option: str = "-o") -> None:
+    """A name whose extension says another format (``.webm``, ``.mkv``, ``.gif``, ``.wav``...) is refused.
+
+    Why: the file is always MP4; written under such a name it is a wrong result that players, browsers and
+    editors (which go by the extension) reject or misread. No extension, or one no registry knows, is kept.
+    """
+    import mimetypes
+
+    suffix = path.suffix.lower()
+    if not suffix or suffix in MP4_SUFFIXES or mimetypes.guess_type(f"x{suffix}")[0] is None:
+        return
+    alpha = " (for a WebM with real alpha add --alpha-format webm)" if suffix == ".webm" else ""
+    raise InputError(
+        f"{option} {path.name}: a2v writes MP4 (H.264) video, not the {suffix} its name says",
+        f"name it {path.stem}.mp4{alpha}",
+    )
+
+
 def check_directory_target(path: Path, option: str = "-o", example: str = "out.mp4") -> None:
     """An output that is an existing directory: exit 2 before anything derives other names from it."""
     if path.is_dir() or str(path) in ("", ".", ".."):
@@ -112,9 +155,11 @@ def check_writable(path: Path, force: bool, option: str = "-o", example: str = "
 
 
 def check_outputs(
-    outputs: Sequence[Named], inputs: Sequence[Named | tuple[str, None]], force: bool, example: str = "out.mp4"
+    outputs: Sequence[Named], inputs: Sequence[Named | tuple[str, None]], force: bool, example: str = "out.mp4",
+    names: Callable[[], None] | None = None,
 ) -> None:
-    """The one path-safety check: no output is an input or another output (even with --force), then writable.
+    """The one path-safety check: no output is an input or another output (even with --force), then ``names``
+    (the caller's check of what the names say, e.g. check_mp4_name), then writable.
 
     Refusals are exit 2 with one line naming both files; nothing has been uploaded or rendered yet.
     """
@@ -144,6 +189,8 @@ def check_outputs(
                 raise InputError(
                     f"{what} {path} and {what_other} {other} are the same file", "give each output its own name"
                 )
+    if names is not None:
+        names()
     for _, path in outputs:
         check_writable(path, force, example=example)
 

@@ -7,6 +7,7 @@ disk before the client hears about it and survives a crash.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 import uuid
@@ -74,6 +75,9 @@ def iso_before(seconds: float) -> str:
     except OverflowError:  # before the year 1: older than anything stored
         return "0000"
     return then.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+VIDEO_ID = re.compile(r"vid_[0-9a-f]{20}")  # what new_video_id makes: nothing else is a video's id (or folder)
 
 
 def new_video_id() -> str:

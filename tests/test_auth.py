@@ -83,3 +83,22 @@ def test_after_login_commands_say_they_went_remote(config_dir: Path) -> None:
     assert json.loads(err[0])["mode"] == "remote" and json.loads(err[0])["server"] == "http://127.0.0.1:9"
     out = run_cli("auth", "logout", "--json")
     assert out.code == 0 and out.json() == {"server": "http://127.0.0.1:9", "logged_out": True}
+
+
+def test_login_keeps_a_symlinked_config_and_refuses_one_that_is_not_a2vs(config_dir: Path, tmp_path: Path) -> None:
+    """`auth login` replaced a symlinked config.json (a dotfiles manager's) with a plain file, and wrote over a
+    config.json that held something else (a JSON list) as if it were empty."""
+    dotfiles = tmp_path / "dotfiles"
+    dotfiles.mkdir()
+    (dotfiles / "a2v.json").write_text("{}")
+    config_dir.mkdir()
+    (config_dir / "config.json").symlink_to(dotfiles / "a2v.json")
+    r = run_cli("auth", "login", "--server", "http://a.test", "--no-verify", input=b"tok-123\n")
+    assert r.code == 0, r.stderr
+    assert (config_dir / "config.json").is_symlink()
+    assert json.loads((dotfiles / "a2v.json").read_text())["tokens"] == {"http://a.test": "tok-123"}
+    (config_dir / "config.json").unlink()
+    (config_dir / "config.json").write_text('["my", "list"]')
+    bad = run_cli("auth", "login", "--server", "http://a.test", "--no-verify", input=b"tok-123\n")
+    assert bad.code == ExitCode.USAGE and "is not an a2v config" in bad.stderr, bad.stderr
+    assert (config_dir / "config.json").read_text() == '["my", "list"]'

@@ -190,6 +190,29 @@ def test_strong_profile_is_refused(tmp_path: Path) -> None:
     assert_bad_input(add(path), "turned too far to the side")
 
 
+@pytest.mark.parametrize(
+    "turn, mirror, words",
+    [(90, False, "lying sideways"), (270, False, "lying sideways"), (180, False, "upside down"),
+     (180, True, "upside down"), (-65, False, "animates an upright face")],
+    ids=["sideways", "sideways-other-way", "upside-down", "flipped-vertically", "tilted-65"],
+)
+def test_a_face_that_is_not_upright_is_refused(tmp_path: Path, turn: int, mirror: bool, words: str) -> None:
+    """A phone photo that lost its orientation tag became an avatar (exit 0) lying on its side, framed as if
+    upright (body below the face), and an upside-down face was fitted the wrong way round by the face mesh
+    (landmarks on the wrong features) or called a profile."""
+    img = astronaut()
+    img = img.transpose(Image.FLIP_TOP_BOTTOM) if mirror else img.rotate(turn, expand=True, fillcolor=(128, 128, 128))
+    path = tmp_path / "turned.png"
+    img.save(path)
+    assert_bad_input(add(path), words, "upright")
+
+
+def test_a_tilted_face_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "tilt.png"
+    astronaut().rotate(45, expand=True, fillcolor=(128, 128, 128)).save(path)
+    assert add(path, "--json").code == 0
+
+
 def test_16_bit_grey_png(tmp_path: Path) -> None:
     grey = np.asarray(astronaut().convert("L")).astype(np.uint16) * 257
     path = tmp_path / "grey16.png"
@@ -237,6 +260,19 @@ def test_png_alpha_is_the_matte(tmp_path: Path) -> None:
     values, counts = np.unique(matte, return_counts=True)
     assert counts[(values > 10) & (values < 245)].sum() < 0.05 * matte.size  # a hard-edged ellipse, as given
     assert matte[256, 256] == 255 and matte[5, 5] == 0 and matte[5, -5] == 0
+
+
+@pytest.mark.parametrize("alpha", ["clear", "faint", "hole-over-face"])
+def test_png_alpha_that_hides_the_face_is_refused(tmp_path: Path, alpha: str) -> None:
+    """The photo's alpha becomes the mask: a PNG saved fully transparent (or faint, or with a hole over the face)
+    used to make an avatar whose mask hid the person (mask all black), with exit 0."""
+    rgb = np.asarray(astronaut())
+    a = np.full(rgb.shape[:2], {"clear": 0, "faint": 10, "hole-over-face": 255}[alpha], np.uint8)
+    if alpha == "hole-over-face":
+        a[150:350, 150:350] = 0
+    path = tmp_path / "cutout.png"
+    Image.fromarray(np.dstack([rgb, a])).save(path)
+    assert_bad_input(add(path), "cutout.png is transparent", "opaque")
 
 
 def test_webp_and_exif_orientation(tmp_path: Path) -> None:
@@ -315,6 +351,12 @@ def test_corrupt_truncated_and_non_images(tmp_path: Path) -> None:
     bmp = tmp_path / "photo.bmp"
     astronaut().save(bmp)
     assert_bad_input(add(bmp), "BMP", "JPEG, PNG or WebP")
+
+
+def test_a_clip_given_as_image_points_to_video(tmp_path: Path) -> None:
+    """`--image clip.mp4` said only "not an image a2v can read; use a JPEG, PNG or WebP photo"."""
+    clip = write_clip(tmp_path / "me.mp4", [np.asarray(astronaut())] * 5)
+    assert_bad_input(add(clip), "me.mp4 is a video", "--video me.mp4")
 
 
 def test_unwritable_home(tmp_path: Path) -> None:
@@ -439,6 +481,21 @@ def test_bad_clips(tmp_path: Path) -> None:
     assert_bad_input(run_cli("avatars", "add", "--video", str(cat_clip)), "no face found in the first frame of cat.mp4")
     assert_bad_input(run_cli("avatars", "add"), "either --image PHOTO or --video CLIP")
     assert_bad_input(run_cli("avatars", "add", "--image", str(ASTRONAUT), "--video", str(long_clip)), "either")
+
+
+def test_a_clip_whose_rotation_lays_the_face_sideways(tmp_path: Path) -> None:
+    """The clip's rotation tag is honoured (as players do), so an upright recording tagged 90 degrees shows a
+    sideways face: refused like a sideways photo, not made into an avatar that cannot open its mouth."""
+    import subprocess
+
+    from tests.conftest import ffmpeg
+
+    frames, _ = panning(30)
+    plain = write_clip(tmp_path / "plain.mp4", frames)
+    tagged = tmp_path / "tagged.mp4"
+    subprocess.run([ffmpeg(), "-v", "error", "-display_rotation", "90", "-i", str(plain), "-c", "copy", str(tagged)],
+                   check=True)
+    assert_bad_input(run_cli("avatars", "add", "--video", str(tagged), "--size", "256"), "lying sideways")
 
 
 def test_interrupting_a_clip_leaves_nothing(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,3 +111,16 @@ def test_unknown_extended_shape_is_a_usage_error(tmp_path) -> None:  # type: ign
     r = run_cli("cues", str(FVL), "--extended-shapes", "GHQ", "-o", str(out))
     assert r.code == 2 and not out.exists()
     assert len(r.stderr.strip().splitlines()) == 1 and "GHQ" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_output_extension_picks_or_contradicts_the_format(isolated: Path) -> None:
+    """`cues talk.wav -o talk.json` used to write TSV into a .json file, exit 0; now the extension picks JSON,
+    and an extension that contradicts --format / --json is exit 2 before anything is decoded."""
+    r = run_cli("cues", str(SPEECH_PAUSE), "-o", "c.json")
+    assert r.code == 0, r.stderr
+    assert json.loads((isolated / "c.json").read_text())["mouthCues"]
+    for args in (["--format", "json", "-o", "c.tsv"], ["--json", "-o", "c.TSV"], ["--format", "tsv", "-o", "c2.json"]):
+        bad = run_cli("cues", str(SPEECH_PAUSE), *args)
+        assert bad.code == 2, bad.stderr
+        assert "says" in bad.stderr.strip().splitlines()[-1], bad.stderr
+    assert sorted(p.name for p in isolated.iterdir()) == ["c.json"]

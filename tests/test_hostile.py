@@ -252,6 +252,31 @@ def test_failed_jobs_leave_no_files_and_startup_sweeps(tmp_path: Path) -> None:
         s.stop()
 
 
+def test_startup_sweep_never_touches_files_a2v_did_not_make(tmp_path: Path) -> None:
+    """`a2v serve --data-dir DIR` where DIR already has the user's own `videos/` and `work/` folders (common
+    names): the startup sweep used to delete everything in them that was not a finished job's folder."""
+    data = tmp_path / "project"
+    mine = {data / "videos" / "holiday.mp4": b"precious video", data / "videos" / "trip" / "day1.mp4": b"day 1",
+            data / "work" / "thesis.txt": b"precious text", data / "work" / "vid_notes" / "a.txt": b"notes"}
+    for path, body in mine.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(body)
+    leftover = data / "work" / "vid_00000000000000000003"  # what a2v itself left: still swept
+    leftover.mkdir()
+    proc, _, log = cli_serve(tmp_path, data, workers=1)
+    try:
+        deadline = time.monotonic() + 60
+        while "startup complete" not in log.read_text(errors="replace"):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    for path, body in mine.items():
+        assert path.read_bytes() == body, path
+    assert not leftover.exists()
+
+
 # --- 8. range errors, ETag / If-Range, --workers 0, malformed envelopes -------------------------------
 
 
@@ -272,14 +297,20 @@ def test_range_errors_are_envelopes_and_if_range_is_honoured(finished: dict) -> 
         assert other.status_code == 200 and other.content == full.content
 
 
-def test_cli_serve_accepts_workers_0(tmp_path: Path) -> None:
+def cli_serve(tmp_path: Path, data: Path, workers: int) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """`a2v serve` through the real CLI on a free port, its output in ``tmp_path/serve.log``."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "A2V_SERVER_TOKENS": "a:" + TOKENS["alice"],
            "A2V_HOME": str(tmp_path / "home")}
     log = tmp_path / "serve.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "a2v_cli", "serve", "--port", str(port), "--workers", "0",
-                                 "--data-dir", str(tmp_path / "data")], stdout=out, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen([sys.executable, "-m", "a2v_cli", "serve", "--port", str(port), "--workers",
+                                 str(workers), "--data-dir", str(data)], stdout=out, stderr=subprocess.STDOUT, env=env)
+    return proc, port, log
+
+
+def test_cli_serve_accepts_workers_0(tmp_path: Path) -> None:
+    proc, port, log = cli_serve(tmp_path, tmp_path / "data", workers=0)
     try:
         deadline = time.monotonic() + 60
         with client() as c:

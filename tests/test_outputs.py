@@ -93,6 +93,46 @@ def test_directory_output_is_refused_before_names_are_derived(talk: Path) -> Non
         one_error_line(r.stderr, "is a directory")
 
 
+MISLEADING_NAMES = [
+    (["-o", "out.webm"], ["out.webm", "MP4", "out.mp4", "--alpha-format webm"]),
+    (["-o", "clip.MKV"], ["clip.MKV", "MP4"]),
+    (["-o", "v.mp4", "--mask-output", "mask.gif"], ["--mask-output", "mask.gif", "mask.mp4"]),
+    (["-o", "-"], ["-o -", "stdout"]),
+    (["-o", "v.mp4", "--mask-output", "-"], ["--mask-output -", "stdout"]),
+    (["-o", "new/"], ["new/", "directory", "-o new/out.mp4"]),
+    (["-o", "new/."], ["new/.", "directory"]),
+]
+MISLEADING_IDS = ["webm", "mkv-capitals", "mask-gif", "stdout", "mask-stdout", "missing-dir-slash", "missing-dir-dot"]
+
+
+@pytest.mark.parametrize("args, words", MISLEADING_NAMES, ids=MISLEADING_IDS)
+def test_an_output_name_that_would_mislead_is_refused(talk: Path, args: list[str], words: list[str]) -> None:
+    """Each of these used to exit 0: an MP4 named .webm/.mkv/.gif (players go by the extension), a file named
+    `-` for `-o -`, a file named `new` for `-o new/`. Now exit 2 before anything renders."""
+    r = run_cli("generate", "-p", POSE, "-a", "talk.wav", *args)
+    assert r.code == ExitCode.USAGE, r.stderr
+    one_error_line(r.stderr, *words)
+    assert sorted(p.name for p in talk.parent.iterdir()) == ["talk.wav"]
+    assert run_cli("video", "list", "--json").json() == []  # refused before the render
+
+
+def test_mp4_names_in_any_case_and_no_extension_are_written(talk: Path) -> None:
+    r = run_cli("generate", "-p", POSE, "-a", "talk.wav", "-o", "Take 1.MOV", "--mask-output", "matte")
+    assert r.code == 0, r.stderr
+    assert len(decode_frames(talk.parent / "Take 1.MOV")) == len(decode_frames(talk.parent / "matte")) > 0
+
+
+def test_cues_output_dash_is_stdout(talk: Path) -> None:
+    r = run_cli("cues", "talk.wav", "-o", "-")
+    assert r.code == 0, r.stderr
+    assert r.stdout == run_cli("cues", "talk.wav").stdout and r.stdout.count("\t") > 5
+    assert not (talk.parent / "-").exists()
+    bad = run_cli("cues", "talk.wav", "-o", "new/")
+    assert bad.code == ExitCode.USAGE
+    one_error_line(bad.stderr, "new/", "directory")
+    assert not (talk.parent / "new").exists()
+
+
 def test_output_that_appears_during_the_render_is_kept(isolated: Path) -> None:
     """The check before the render is not enough: the final placement itself must be exclusive."""
     proc = start_long_render(isolated, POSE, "race.mp4")

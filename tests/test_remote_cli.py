@@ -198,6 +198,145 @@ def test_remote_directory_output_behaves_as_local(server: str, isolated: Path) -
     assert local.code == r.code and json.loads(local.stderr)["error"] == err["error"]
 
 
+def test_remote_refuses_misleading_output_names_before_upload(server: str, isolated: Path) -> None:
+    """`-o x.webm`, `-o -` and `-o new/` used to upload, render, exit 0 and write an MP4 named .webm, a file
+    named `-`, a file named `new`: the same check as local mode now refuses them first."""
+    from test_outputs import MISLEADING_NAMES
+
+    before, stored = video_ids(server), uploads()
+    for args, words in MISLEADING_NAMES:
+        r = remote(server, "generate", "-p", "ava-front", "-a", str(SPEECH), *args)
+        local = run_cli("generate", "-p", "ava-front", "-a", str(SPEECH), *args, "--local")
+        assert r.code == local.code == ExitCode.USAGE, (args, r.stderr)
+        assert r.stderr.strip().splitlines()[-1] == local.stderr.strip(), args
+        assert all(w in r.stderr for w in words), r.stderr
+    assert list(isolated.iterdir()) == []
+    assert video_ids(server) == before and uploads() == stored
+
+
+def test_remote_audio_from_a_pipe(server: str, isolated: Path) -> None:
+    """`--audio <(cmd)` remotely: was exit 1 "unexpected UnsupportedOperation: File or stream is not seekable"."""
+    from test_newuser import feed_fifo
+
+    feed_fifo(isolated / "speech.pipe", SPEECH.read_bytes())
+    r = remote(server, "generate", "-p", "ava-front", "-a", "speech.pipe", "-o", "piped.mp4", "--json")
+    assert r.code == 0, r.stderr
+    assert r.json()["frame_count"] == math.ceil(wav_duration(SPEECH) * 25) == len(decode_frames(isolated / "piped.mp4"))
+
+
+def test_server_url_with_the_api_prefix(server: str) -> None:
+    """`--server http://host:port/v1/a2v` (the URL as the spec shows it) was exit 4, `avatar.list: no such
+    endpoint: /v1/a2v/v1/a2v/avatar.list`; it names the same server."""
+    r = run_cli("avatars", "list", "--json", "--server", f"{server}/v1/a2v/", env={"A2V_TOKEN": TOKEN_A})
+    assert r.code == 0, r.stderr
+    assert r.json() == remote(server, "avatars", "list", "--json").json()
+    env = {"A2V_SERVER": f"{server}/v1/a2v", "A2V_TOKEN": TOKEN_A}
+    assert run_cli("video", "list", "--json", env=env).code == 0
+
+
+def test_token_and_server_with_stray_whitespace(server: str) -> None:
+    """A token read from a CRLF file keeps its `\\r\\n`: that was exit 5, `cannot reach the server:
+    LocalProtocolError`. Surrounding whitespace is dropped; a token with a space inside is exit 3, not 5."""
+    r = run_cli("avatars", "list", "--json", env={"A2V_SERVER": f" {server}\r\n", "A2V_TOKEN": f"{TOKEN_A}\r\n"})
+    assert r.code == 0, r.stderr
+    assert r.json() == remote(server, "avatars", "list", "--json").json()
+    bad = remote(server, "avatars", "list", token="tok alice")
+    assert bad.code == ExitCode.AUTH, bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].startswith("error: the token from A2V_TOKEN has a character")
+    login = run_cli("auth", "login", "--server", server, input=b"tok\x01x\n", env={"A2V_CONFIG_DIR": "cfg"})
+    assert login.code == ExitCode.AUTH and "from stdin" in login.stderr, login.stderr
+
+
+def test_audio_over_the_servers_upload_cap_names_the_file_and_the_way_out(server: str, isolated: Path) -> None:
+    """Was `audio.upload: the request body is larger than the limit of 51 MB`: no file, no way forward."""
+    big = isolated / "long take.wav"
+    with open(big, "wb") as f:
+        f.write(b"RIFF\xff\xff\xff\xffWAVE")
+        f.truncate(52 * 2**20)
+    before = uploads()
+    r = remote(server, "generate", "-p", "ava-front", "-a", "long take.wav", "-o", "big.mp4")
+    assert r.code == ExitCode.USAGE, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert "long take.wav is too large for this server" in line and "--local" in line, line
+    assert uploads() == before and not (isolated / "big.mp4").exists()
+
+
+def test_remote_errors_read_as_local_ones(server: str, isolated: Path) -> None:
+    """A bad photo remotely was `{"error": "avatar.create: notes.png is not an image...; use a JPEG...", "hint":
+    null}`; it is now the local error, message and hint apart (the envelope's `hint` extension)."""
+    (isolated / "notes.png").write_text("not an image\n" * 50)
+    r = remote(server, "avatars", "add", "--image", "notes.png", "--json")
+    local = run_cli("avatars", "add", "--image", "notes.png", "--json", "--local")
+    assert r.code == local.code == ExitCode.USAGE, r.stderr
+    got, want = json.loads(r.stderr.strip().splitlines()[-1]), json.loads(local.stderr)
+    assert want["hint"] and {k: got[k] for k in ("error", "hint")} == {k: want[k] for k in ("error", "hint")}
+    text = remote(server, "avatars", "add", "--image", "notes.png").stderr.strip().splitlines()[-1]
+    assert text == run_cli("avatars", "add", "--image", "notes.png", "--local").stderr.strip()
+
+
+def test_two_downloads_into_one_file_never_mix(server: str, isolated: Path) -> None:
+    """Every download of a file goes through one `.NAME.part` (so a broken one can resume): two at once (two
+    `generate -o same.mp4`, two `video download`s into one folder) wrote into the same part, and the first to
+    finish placed a mixture of both, exit 0. Here the test holds the part as a running a2v download does."""
+    import fcntl
+
+    r = remote(server, "generate", "-p", "ava-front", "-a", str(SPEECH), "--wait", "--json")
+    assert r.code == 0, r.stderr
+    vid = r.json()["video_id"]
+    part = isolated / f".{vid}.mp4.part"
+    with open(part, "wb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write(b"the first half of the other download")
+        held.flush()
+        busy = remote(server, "video", "download", vid, "-o", ".")
+        assert busy.code == ExitCode.USAGE, busy.stderr
+        assert "another a2v is downloading" in busy.stderr.strip().splitlines()[-1]
+        assert part.read_bytes() == b"the first half of the other download"
+        assert not list(isolated.glob("*.mp4"))
+    part.unlink()
+    done = remote(server, "video", "download", vid, "-o", ".")
+    assert done.code == 0, done.stderr
+    assert len(decode_frames(isolated / f"{vid}.mp4")) == r.json()["frame_count"]
+    assert sorted(p.name for p in isolated.iterdir()) == [f"{vid}.mask.mp4", f"{vid}.mp4"]  # no part left
+
+
+def test_ctrl_c_while_waiting_says_the_server_keeps_rendering(server: str, isolated: Path) -> None:
+    """Ctrl-C after the job started stops the waiting, not the server's render: the line says so and how to
+    get the video (it said only `interrupted`)."""
+    import signal
+
+    from conftest import long_speech
+
+    before = set(video_ids(server))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "a2v_cli", "generate", "-p", "ava-front", "-a", str(long_speech(isolated)), "-o",
+         "long.mp4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "A2V_SERVER": server, "A2V_TOKEN": TOKEN_A},
+    )
+    deadline = time.monotonic() + 60
+    while not set(video_ids(server)) - before:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    time.sleep(0.5)  # past the "Started" line
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    (vid,) = set(video_ids(server)) - before
+    assert proc.returncode == ExitCode.INTERRUPTED, err
+    line = err.decode().strip().splitlines()[-1]
+    assert line.startswith("error: interrupted") and f"keeps rendering {vid}" in line, line
+    assert remote(server, "video", "get", vid, "--wait", "--json").json()["status"] == "finished"
+    assert not list(isolated.glob("*.mp4")) and not list(isolated.glob(".*.part"))
+
+
+def test_remote_audio_with_more_channels_than_aac_takes(server: str, isolated: Path) -> None:
+    from test_newuser import many_channels
+
+    many_channels(isolated / "desk.wav", 16)
+    r = remote(server, "generate", "-p", "ava-front", "-a", "desk.wav", "-o", "desk.mp4", "--json")
+    assert r.code == 0, r.stderr
+    assert r.json()["frame_count"] == math.ceil(wav_duration(SPEECH) * 25) == len(decode_frames(isolated / "desk.mp4"))
+
+
 def test_remote_download_never_replaces_existing_files(server: str, isolated: Path) -> None:
     r = remote(server, "generate", "-p", "ava-front", "-a", str(SPEECH), "--wait", "--json")
     assert r.code == 0, r.stderr

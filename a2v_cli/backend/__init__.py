@@ -67,9 +67,10 @@ def plan_outputs(audio: str, pose_id: str, options: GenerateOptions, video_id: s
     """Name and check every file a `generate` writes: the one check both modes run before any upload or render.
 
     No output may be the audio, the model or another output (resolved paths, device and inode),
-    with or without --force; existing files need --force.
+    with or without --force; a name whose extension says another format than MP4 is refused; existing
+    files need --force.
     """
-    from a2v_cli.files import check_directory_target, check_outputs, input_file
+    from a2v_cli.files import check_directory_target, check_mp4_name, check_outputs, input_file
 
     if options.output is not None:
         check_directory_target(options.output)
@@ -80,7 +81,12 @@ def plan_outputs(audio: str, pose_id: str, options: GenerateOptions, video_id: s
     alpha = alpha_path_for(video, options.alpha_format) if options.alpha_format else None
     outputs = Outputs(video, mask, alpha)
     inputs = [("the audio", input_file(audio)), ("the model", input_file(options.model))]
-    check_outputs(outputs.named(), inputs, options.force)
+
+    def names() -> None:  # after the same-file checks: `-o talk.wav` for talk.wav is about the input first
+        check_mp4_name(video)
+        check_mp4_name(mask, "--mask-output")
+
+    check_outputs(outputs.named(), inputs, options.force, names=names)
     return outputs
 
 

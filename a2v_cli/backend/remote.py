@@ -120,7 +120,7 @@ class RemoteBackend:
         """Send a local file (or stdin) through the server's `audio.upload` extension."""
         import sys
 
-        from a2v_cli.engine.audio import fetch_local
+        from a2v_cli.engine.audio import copy_stream, fetch_local, is_stream
 
         with contextlib.ExitStack() as stack:
             if audio == "-":
@@ -128,6 +128,13 @@ class RemoteBackend:
             else:
                 path = fetch_local(audio)
                 name, handle = path.name, stack.enter_context(open(path, "rb"))
+                if is_stream(path):  # a pipe cannot be rewound for a retry, nor measured: keep it in a temp file
+                    import tempfile
+
+                    spool = stack.enter_context(tempfile.TemporaryFile())
+                    copy_stream(handle, spool, audio)
+                    spool.seek(0)
+                    handle = spool
             shown = "the audio from stdin" if audio == "-" else audio
             self._shown = shown
             try:
@@ -142,6 +149,9 @@ class RemoteBackend:
                 ) from None
             except A2VError as err:
                 err.message = _name_the_file(err.message, shown)
+                if getattr(err, "status_code", None) == 413:  # the server's cap, not the user's file, is the news
+                    err.message = f"{shown} is too large for this server ({err.message})"
+                    err.hint = "compress it (FLAC, MP3 or Opus), or render it on this machine with --local"
                 err.args = (err.message,)
                 raise
         if not isinstance(data.get("audio_url"), str):

@@ -9,7 +9,6 @@ track of a video) through the bundled ffmpeg.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,8 @@ from a2v_cli.errors import InputError, UnavailableError
 DOWNLOAD_MAX_BYTES = 200 * 1024 * 1024
 DOWNLOAD_TIMEOUT_S = 30.0
 BLOCK = 1 << 16
+MAX_MUX_CHANNELS = 8  # AAC in MP4 takes up to 7.1; a recording with more is mixed down for the soundtrack
+STREAM_MAX_BYTES = 4 * 1024**3  # stdin or a pipe: over an hour of 48 kHz 6-channel PCM; /dev/zero never ends
 
 
 @dataclass(frozen=True)
@@ -56,14 +57,44 @@ def fetch(source: str, workdir: Path, stdin: BinaryIO | None = None) -> Path:
     """Return a local path for ``source``: a file path, ``-`` for stdin, or an http(s) URL."""
     if source == "-":
         dest = workdir / "stdin-audio"
-        stream = stdin if stdin is not None else sys.stdin.buffer
         with open(dest, "wb") as out:
-            shutil.copyfileobj(stream, out, BLOCK)
+            copy_stream(stdin if stdin is not None else sys.stdin.buffer, out, "stdin")
         return dest
     lowered = source.lower()
     if lowered.startswith(("http://", "https://")):
         return _download(source, workdir)
-    return fetch_local(source)
+    path = fetch_local(source)
+    if is_stream(path):
+        dest = workdir / "piped-audio"
+        with open(path, "rb") as stream, open(dest, "wb") as out:
+            copy_stream(stream, out, source)
+        return dest
+    return path
+
+
+def is_stream(path: Path) -> bool:
+    """A pipe (`--audio <(sox ...)`, a FIFO) or a device: read once, to its end, like stdin; no size to check."""
+    import stat
+
+    try:
+        return not stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return False
+
+
+def copy_stream(stream: BinaryIO, out: BinaryIO, what: str) -> int:
+    """Copy ``stream`` (stdin, a pipe) to ``out``, a regular file that can then be probed, seeked and retried.
+
+    Capped at STREAM_MAX_BYTES: a stream that never ends (`< /dev/zero`) must not fill the disk.
+    """
+    size = 0
+    while chunk := stream.read(BLOCK):
+        size += len(chunk)
+        if size > STREAM_MAX_BYTES:
+            raise InputError(f"{what} goes on past {STREAM_MAX_BYTES // 1024**3} GiB without ending",
+                             "give a recording that ends (or a file)")
+        out.write(chunk)
+    return size
 
 
 def fetch_local(source: str) -> Path:
@@ -122,7 +153,8 @@ def shown_name(source: str) -> str:
         from urllib.parse import unquote, urlsplit
 
         return Path(unquote(urlsplit(source).path)).name or source
-    return Path(source).name or source
+    path = Path(source)
+    return source if path.name and is_stream(path) else path.name or source  # `63` would say nothing of /dev/fd/63
 
 
 def decode(path: Path, workdir: Path, max_seconds: float, name: str | None = None) -> PreparedAudio:
@@ -152,7 +184,7 @@ def decode(path: Path, workdir: Path, max_seconds: float, name: str | None = Non
     if n == 0:
         raise InputError(f"{name} holds no audio samples (zero length)", "give a recording with sound in it")
     return PreparedAudio(
-        mux_path=path,
+        mux_path=path if channels <= MAX_MUX_CHANNELS else _downmix(path, workdir, channels, name),
         pcm_path=pcm_path,
         num_samples=n,
         duration=n / SAMPLE_RATE,
@@ -160,6 +192,21 @@ def decode(path: Path, workdir: Path, max_seconds: float, name: str | None = Non
         source_rate=rate,
         source_channels=channels,
     )
+
+
+def _downmix(path: Path, workdir: Path, channels: int, name: str) -> Path:
+    """The soundtrack of a recording with more channels than an MP4's AAC takes (a multitrack recorder's 16 or
+    32, ambisonics): the mean of all channels, losslessly (FLAC). Without it the render ran to the end and
+    then failed in the muxer (exit 1, ffmpeg's own words)."""
+    mix = "+".join(f"{1 / channels:.8f}*c{i}" for i in range(channels))
+    dest = workdir / "soundtrack.flac"
+    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-i", str(path), "-map", "0:a:0",
+           "-af", f"pan=mono|c0={mix}", "-c:a", "flac", str(dest)]
+    done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, check=False)
+    if done.returncode != 0 or not dest.is_file() or dest.stat().st_size == 0:
+        raise InputError(f"{name} has {channels} channels and its audio cannot be mixed down for the soundtrack "
+                         "(a damaged or mislabelled file?)", "give a mono or stereo recording")
+    return dest
 
 
 @contextmanager

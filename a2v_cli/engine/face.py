@@ -316,15 +316,33 @@ def _sample(rgb: np.ndarray, rect: _Rect, out: int) -> np.ndarray:
     return upper * (1 - fy) + lower * fy
 
 
-def _mesh(rgb: np.ndarray, rect: _Rect, device: str) -> tuple[np.ndarray, float]:
+def _run_mesh(rgb: np.ndarray, rect: _Rect, device: str) -> tuple[np.ndarray, float]:
+    """The mesh's raw landmarks (crop px) and its face-presence logit for one crop."""
     crop = _sample(rgb, rect, MESH_SIZE)[None] / 255.0
     sess = _session(MESH_FILE, device).session
     raw, presence = sess.run(None, {sess.get_inputs()[0].name: crop.astype(np.float32)})
+    return raw, float(np.clip(presence.reshape(-1)[0], -100, 100))
+
+
+def _mesh(rgb: np.ndarray, rect: _Rect, device: str) -> tuple[np.ndarray, float]:
+    raw, logit = _run_mesh(rgb, rect, device)
     pts = raw.reshape(468, 3).astype(np.float64) / MESH_SIZE
     xs, ys = rect.to_image(pts[:, 0], pts[:, 1])
     z = pts[:, 2] * rect.size
-    prob = 1.0 / (1.0 + math.exp(-float(np.clip(presence.reshape(-1)[0], -100, 100))))
+    prob = 1.0 / (1.0 + math.exp(-logit))
     return np.stack([xs, ys, z], axis=1).astype(np.float32), prob
+
+
+def upside_down(rgb: np.ndarray, landmarks: np.ndarray, device: str = "auto") -> bool:
+    """True when the face is upside down in the picture.
+
+    Why: the detector's eye keypoints assume an upright face, so on an upside-down one the mesh is fitted the
+    wrong way round and its landmarks look upright. The mesh's presence logit tells them apart: ~27 for the
+    crop turned the right way, ~6 for the same crop turned half a turn (a probability would be ~1 for both).
+    """
+    rect = _landmark_rect(landmarks)
+    turned = _Rect(rect.cx, rect.cy, rect.size, rect.angle + math.pi)
+    return _run_mesh(rgb, turned, device)[1] > _run_mesh(rgb, rect, device)[1]
 
 
 def face_landmarks(rgb: np.ndarray, face: Face, device: str = "auto") -> np.ndarray:

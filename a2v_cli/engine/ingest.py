@@ -40,6 +40,9 @@ FACE_Y = 0.42  # face centre (between eyes and mouth) from the crop's top, as a 
 MAX_SHIFT = 0.08  # how far the face may move off its place (share of the crop) to stay inside the photo
 MAX_PAD = 0.30  # the crop may reach this far (share of its side) past the photo's edge; filled by edge extension
 MIN_YAW_RATIO = 0.25  # near over far nose-to-cheek distance: below it (~35-40 degrees of turn) it is a profile
+MAX_CLEAR_FACE = 0.02  # share of face-mesh points the photo's own alpha may leave transparent
+MAX_ROLL_DEG = 60.0  # the face's own axis against the picture's: past it the face lies on its side (a photo that
+# lost its orientation tag), and the head-and-shoulders framing, which puts the body below the face, is wrong
 EDGE_GAIN = 1.8  # matte contrast around 0.5 after the guided filter
 RIGHT_CHEEK, LEFT_CHEEK = 234, 454
 NOSE_TIP = 1
@@ -317,10 +320,40 @@ def _pick_face(rgb: np.ndarray, req: PhotoRequest, what: str, scale: float, warn
     return face
 
 
-def _check_frontal(landmarks: np.ndarray, what: str) -> None:
+def roll_degrees(landmarks: np.ndarray) -> float:
+    """How far the face's own down (between the eyes, 33 and 263, to the inner-lip midpoints, 13 and 14) is
+    turned from the picture's down, in -180..180: 0 upright, about +-90 lying sideways, about 180 upside down
+    (also a mirrored one, where the eye line alone would still look level)."""
+    eyes = (landmarks[33, :2] + landmarks[263, :2]) / 2
+    mouth = (landmarks[13, :2] + landmarks[14, :2]) / 2
+    dx, dy = mouth - eyes
+    return float(np.degrees(np.arctan2(-dx, dy)))
+
+
+def _check_frontal(landmarks: np.ndarray, what: str, rgb: np.ndarray, device: str) -> None:
+    """Upright first (an upside-down face would read as a profile), then facing the camera."""
+    from a2v_cli.engine.face import upside_down
+
+    turn = 180.0 if upside_down(rgb, landmarks, device) else abs(roll_degrees(landmarks))
+    if turn > MAX_ROLL_DEG:
+        how = "upside down" if turn > 135 else "lying sideways" if turn > 70 else f"tilted {turn:.0f} degrees"
+        fix = (f"straighten the picture so the eyes are level (within {MAX_ROLL_DEG:.0f} degrees)" if turn <= 70
+               else "rotate the picture so the face is upright (a phone photo may have lost its orientation tag)")
+        raise InputError(f"the face in {what} is {how}; a2v animates an upright face", fix)
     if yaw_ratio(landmarks) < MIN_YAW_RATIO:
         raise InputError(f"the face in {what} is turned too far to the side (a profile)",
                          "use a photo where the person faces the camera")
+
+
+def _check_face_opaque(alpha: np.ndarray, landmarks: np.ndarray, what: str) -> None:
+    """The photo's alpha becomes the matte, so it must keep the face: a PNG saved fully transparent (or with a
+    hole over the face) used to make an avatar whose mask hides the person, with exit 0."""
+    h, w = alpha.shape[:2]
+    xs = np.clip(np.round(landmarks[:, 0]).astype(int), 0, w - 1)
+    ys = np.clip(np.round(landmarks[:, 1]).astype(int), 0, h - 1)
+    if (alpha[ys, xs] < 128).mean() > MAX_CLEAR_FACE:
+        raise InputError(f"the face in {what} is transparent in its alpha channel, which a2v uses as the cut-out",
+                         "save the photo with the person opaque, or without transparency")
 
 
 def _check_whole(landmarks: np.ndarray, width: int, height: int, what: str) -> None:
@@ -384,9 +417,11 @@ def add_photo(
     scale = max(photo.width, photo.height) / max(photo.rgb.shape[:2])  # working copy -> original px
     face = _pick_face(photo.rgb, req, what, scale, warn)
     landmarks = face_landmarks(photo.rgb, face, req.device)
-    _check_frontal(landmarks, what)
+    _check_frontal(landmarks, what, photo.rgb, req.device)
     h, w = photo.rgb.shape[:2]
     _check_whole(landmarks, w, h, what)
+    if photo.alpha is not None:
+        _check_face_opaque(photo.alpha, landmarks, what)
     framing = frame_face(landmarks, w, h)
     _check_framing(framing, what)
     size = req.size
@@ -444,7 +479,7 @@ def add_video(
     first = next(iter(clip.read_frames(req.image, w1, h1)))
     face = _pick_face(first, req, f"the first frame of {what}", info.width / w1, warn)
     start = face_landmarks(first, face, req.device)
-    _check_frontal(start, what)
+    _check_frontal(start, what, first, req.device)
     _check_whole(start, w1, h1, what)
     coarse = track_landmarks(clip.read_frames(req.image, w1, h1), req.device, start=start)
     framing1 = frame_face(coarse.mean(axis=0), w1, h1)

@@ -243,10 +243,11 @@ BUILTIN = "builtin"
 
 
 def user_models_dir() -> Path:
-    """The folder users drop Wav2Lip-style ONNX files into: `$A2V_HOME/models`."""
+    """The folder users drop Wav2Lip-style ONNX files into: `$A2V_HOME/models` (only read: listing models
+    needs no writable home, and an unusable one just has no user models)."""
     from a2v_cli import config
 
-    return config.home_dir() / "models"
+    return config.home_path() / "models"
 
 
 def available_models() -> dict[str, Path | None]:

@@ -54,6 +54,9 @@ def load_photo(path: Path) -> Photo:
         if head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS:
             raise InputError(f"{path.name} is a HEIC/HEIF photo, which a2v cannot read",
                              "export it as JPEG (iPhone: Settings > Camera > Formats > Most Compatible)") from None
+        mp4_video = head[4:8] == b"ftyp" and head[8:12] not in (b"M4A ", b"M4B ", b"M4P ")
+        if mp4_video or head[:4] == b"\x1aE\xdf\xa3" or (head[:4] == b"RIFF" and head[8:12] == b"AVI "):
+            raise InputError(f"{path.name} is a video, not a photo", f"for a clip use --video {path.name}") from None
         raise InputError(f"{path.name} is not an image a2v can read", "use a JPEG, PNG or WebP photo") from None
     except Image.DecompressionBombError:
         raise _too_big(path.name, None) from None

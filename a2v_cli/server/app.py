@@ -39,7 +39,7 @@ from a2v_cli.server.fetch import FetchPolicy, human_size
 from a2v_cli.server.security import Authenticator, UrlSigner
 from a2v_cli.server.settings import ServerSettings
 from a2v_cli.server.uploads import PayloadTooLargeError, UploadStore
-from a2v_cli.store import iso_before
+from a2v_cli.store import VIDEO_ID, iso_before  # noqa: F401  (VIDEO_ID: imported from here by the routes)
 from a2v_cli.wire import ascii_int
 
 log = logging.getLogger("a2v.server")
@@ -49,7 +49,6 @@ AUDIO_UPLOAD = f"{API}/audio.upload"  # multipart (server/routes_files.py)
 AVATAR_CREATE = f"{API}/avatar.create"  # multipart, like audio.upload (server/avatars.py)
 JSON_BODY_LIMIT = 64 * 1024  # video.generate's body is two short strings
 MULTIPART_SLACK = 1024 * 1024  # multipart headers and boundaries on top of the file itself
-VIDEO_ID = re.compile(r"vid_[0-9a-f]{20}")
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 FILES = {  # file name -> Video field
     "video.mp4": "video_url", "mask.mp4": "mask_video_url", "alpha.webm": "alpha_video_url",
@@ -150,7 +149,9 @@ def envelope(data: Any, status: int = 200, code: int = 0, message: str = "succes
 
 
 def error_response(err: A2VError) -> Response:
-    resp = envelope(None, status=err.http_status, code=err.api_code, message=str(err))
+    # `message` keeps the hint at its end (the spec's clients show only it); `hint` lets a2v show it apart
+    extra = {"hint": err.hint} if err.hint else {}
+    resp = envelope(None, status=err.http_status, code=err.api_code, message=str(err), **extra)
     if isinstance(err, AuthError):
         resp.headers["WWW-Authenticate"] = 'Bearer realm="a2v"'
     return resp

@@ -29,7 +29,7 @@ from a2v_cli.server.fetch import Abandoned, Deadline, FetchPolicy, fetch
 from a2v_cli.server.render_worker import RenderProcess, RenderSpec
 from a2v_cli.server.tenants import tenant_avatars
 from a2v_cli.server.uploads import UPLOAD_SCHEME, UploadStore
-from a2v_cli.store import Job, VideoStore
+from a2v_cli.store import VIDEO_ID, Job, VideoStore
 
 log = logging.getLogger("a2v.server")
 
@@ -183,16 +183,23 @@ class JobRunner:
 
     def sweep(self, finished: set[str]) -> int:
         """At startup, before any worker runs: drop every scratch dir, every unfinished job's output and
-        half-written (``.*.part``) files a crash left behind. Returns how many things went."""
+        half-written (``.*.part``) files a crash left behind. Returns how many things went.
+
+        Only what a2v made is touched (names of video ids): a data dir given with --data-dir may be a folder
+        whose own ``videos/`` or ``work/`` holds the user's files.
+        """
         removed = 0
         work = self.data_dir / "work"
         if work.is_dir():
             for entry in work.iterdir():
-                _remove(entry)
-                removed += 1
+                if VIDEO_ID.fullmatch(entry.name):
+                    _remove(entry)
+                    removed += 1
         videos = self.data_dir / "videos"
         if videos.is_dir():
             for entry in videos.iterdir():
+                if not VIDEO_ID.fullmatch(entry.name):
+                    continue
                 if entry.name not in finished or not entry.is_dir():
                     _remove(entry)
                     removed += 1

@@ -86,6 +86,9 @@ class ServerSettings:
         check_distributed({"broker": self.broker, "database": self.database, "storage": self.storage})
         if self.data_dir is not None:
             self.data_dir = Path(self.data_dir)
+        for option, folder in (("--data-dir", self.data_dir), ("--storage", self.storage)):
+            if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
+                raise InputError(f"{option} {folder} is not a directory", "give a directory (a new one is created)")
         if self.tokens_file is not None:
             self.tokens_file = Path(self.tokens_file)
 
