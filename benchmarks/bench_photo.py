@@ -1,4 +1,4 @@
-"""Photo-pose benchmark: `python benchmarks/bench_photo.py [--quick] [--clips N] [--device cpu|cuda|auto]`.
+"""Photo-pose benchmark: `python benchmarks/bench_photo.py [--quick] [--clips N] [--image PHOTO] [--device D]`.
 
 The subject is the shipped public-domain portrait (``examples/astronaut.png``), made into a bundle in a
 temporary ``A2V_HOME`` by ``tests/photo_bundle.py`` (the bundled face models: detector, mesh, segmentation).
