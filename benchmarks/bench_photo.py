@@ -1,4 +1,4 @@
-"""Photo-pose benchmark: `python -m benchmarks.bench_photo [--quick] [--clips N] [--device cpu|cuda|auto]`.
+"""Photo-pose benchmark: `python -m benchmarks.bench_photo [--quick] [--clips N] [--image PHOTO] [--device D]`.
 
 The subject is the shipped public-domain portrait (``examples/astronaut.png``), made into a bundle in a
 temporary ``A2V_HOME`` by ``tests/photo_bundle.py`` (the bundled face models: detector, mesh, segmentation).
@@ -13,6 +13,9 @@ temporary ``A2V_HOME`` by ``tests/photo_bundle.py`` (the bundled face models: de
    own pixel measure) on the same clips.
 2. Fidelity: one clip rendered with ``--still``; PSNR of every frame against the photo outside the warped
    regions (mouth and jaw, eyes), over the whole rest of the frame and over the person (matte > 0.5).
+
+``--image PHOTO`` measures another portrait instead (a held-out face, not shipped): the bundle is made by
+``a2v avatars add --image`` as a user would, and the same clips, renders and measures are used.
 
 A second photo row scores the same renders with bench_lipsync's own pixel measure (the dark interior's area in a
 box around the mouth), like for like with the cartoon row.
@@ -36,7 +39,6 @@ from benchmarks import bench_lipsync as bl
 from benchmarks import lipsync_clips as lc
 
 ROOT = Path(__file__).resolve().parents[1]
-
 
 POSE = "astro-photo"
 OUT = ROOT / "benchmarks" / "out" / "photo.json"
@@ -66,13 +68,13 @@ def mesh_opening(frames: np.ndarray, device: str) -> np.ndarray:
     return out
 
 
-def render(wav: Path, work: Path, still: bool, device: str) -> tuple[Path, float, float]:
+def render(wav: Path, work: Path, still: bool, device: str, pose: str = POSE) -> tuple[Path, float, float]:
     from a2v_cli.engine.audio import decode
     from a2v_cli.engine.render import RenderJob, render
 
     t0 = time.perf_counter()
     prepared = decode(wav, work, 1e9)
-    result = render(RenderJob(POSE, prepared, work / "v.mp4", work / "m.mp4", device=device, still=still))
+    result = render(RenderJob(pose, prepared, work / "v.mp4", work / "m.mp4", device=device, still=still))
     return result.video_path, time.perf_counter() - t0, prepared.duration
 
 
@@ -92,11 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     ap.add_argument("--no-cartoon", action="store_true", help="skip the ava-front comparison row")
+    ap.add_argument("--image", type=Path, default=None,
+                    help="measure this portrait instead (made into a bundle by `a2v avatars add --image`)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     import soundfile as sf
 
-    from tests.photo_bundle import astronaut, write_photo_bundle
+    from tests.photo_bundle import write_photo_bundle
 
     n = args.clips if args.clips is not None else (6 if args.quick else 24)
     clips = lc.make_clips("heldout", n, args.seed, (2, 2) if args.quick else (2, 3))
@@ -106,10 +110,19 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="a2v-photo-bench-") as tmp:
         home = Path(tmp) / "home"
         os.environ["A2V_HOME"] = str(home)
-        write_photo_bundle(home)
+        pose = POSE
+        if args.image is None:
+            write_photo_bundle(home)
+        else:
+            import subprocess
+
+            subprocess.run([sys.executable, "-m", "a2v_cli", "avatars", "add", "--image", str(args.image),
+                            "--id", "heldout"], check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+            pose = "heldout-photo"
         from a2v_cli.engine.frames import open_source
 
-        geo = open_source(POSE, 25, still=True, device="cpu").geometry  # type: ignore[attr-defined]
+        src = open_source(pose, 25, still=True, device="cpu")
+        geo = src.geometry  # type: ignore[attr-defined]
         cx, cy, hw = round(geo.cx), round(geo.cy), round(geo.half_width)
         box = (slice(cy - 10, cy + round(geo.max_open) + 8), slice(cx - hw - 8, cx + hw + 8))
         measured, scores, render_s, lumas = [], [], 0.0, []
@@ -118,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             work.mkdir()
             wav = work / "speech.wav"
             sf.write(str(wav), clip.audio, clip.sample_rate, subtype="PCM_16")
-            video, secs, _ = render(wav, work, False, args.device)
+            video, secs, _ = render(wav, work, False, args.device, pose)
             render_s += secs
             frames = decode_all(video)
             lumas.append(bl.luminance(frames[:, box[0], box[1]]))
@@ -126,22 +139,19 @@ def main(argv: list[str] | None = None) -> int:
             measured.append(m)
             scores.append(bl.score_clip(clip.name, clip.voice, m, truth, len(frames), bl.audio_track_seconds(video)))
             print(f"  {k + 1}/{len(clips)} {clip.name}: {clip.duration:.1f} s, render {secs:.1f} s", file=sys.stderr)
-        photo = bl.pool(f"builtin on {POSE} (face mesh)", scores, measured, truths)
+        photo = bl.pool(f"builtin on {pose} (face mesh)", scores, measured, truths)
         # the cartoon benchmark's own measure (dark interior area in a box around the mouth), for a like-for-like row
         areas, _ = bl.measure_mouth(lumas)
         pixel_scores = [bl.score_clip(c.name, c.voice, a, t)
                         for c, a, t in zip(clips, areas, truths, strict=True)]  # fmt: skip
         rows = [bl.evaluate_baseline(clips, truths)[0], photo,
-                bl.pool(f"builtin on {POSE} (pixels)", pixel_scores, areas, truths)]
+                bl.pool(f"builtin on {pose} (pixels)", pixel_scores, areas, truths)]
         if not args.no_cartoon:
             rows.append(bl.evaluate_model("builtin", clips, truths, "ava-front", args.device, None, log=False)[0])
             rows[-1].model = "builtin on ava-front (pixels)"
 
         # fidelity with --still on the first clip
-        rgb, matte, _ = astronaut()
-        from a2v_cli.engine.frames import open_source
-
-        src = open_source(POSE, 25, still=True, device="cpu")
+        rgb, matte = src.pose.image, src.pose.matte  # type: ignore[attr-defined]
         keep = np.ones(rgb.shape[:2], bool)
         for region in (src.mouth, src.eyes):
             h, w = region.grid.shape[1:3]
@@ -151,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         work.mkdir()
         wav = work / "speech.wav"
         sf.write(str(wav), clips[0].audio, clips[0].sample_rate, subtype="PCM_16")
-        video, _, _ = render(wav, work, True, args.device)
+        video, _, _ = render(wav, work, True, args.device, pose)
         frames = decode_all(video)
         rest = [psnr(f[keep], rgb[keep]) for f in frames]
         body = [psnr(f[person], rgb[person]) for f in frames]
@@ -166,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         writer.close()
         ceiling_frames = decode_all(writer.commit())
         ceiling = psnr(ceiling_frames[5][person], rgb[person])
-    print(f"\n## Photo-pose lip sync: held-out ({len(clips)} clips, {total:.0f} s), pose {POSE}\n")
+    what = f"{pose} ({args.image.name})" if args.image is not None else pose
+    print(f"\n## Photo-pose lip sync: held-out ({len(clips)} clips, {total:.0f} s), pose {what}\n")
     print(bl.fmt_table(rows))
     print(f"\nphoto render: {render_s:.1f} s for {total:.1f} s of speech"
           f" ({total / render_s:.1f}x realtime incl. setup)")
@@ -175,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
           f" over the person: min {min(body):.2f} dB, mean {np.mean(body):.2f} dB (luma: min {min(body_y):.2f} dB);"
           f" the photo itself through the same encoder: {ceiling:.2f} dB over the person")
     report = {
-        "pose": POSE, "clips": len(clips), "seconds": round(total, 1), "seed": args.seed,
+        "pose": what, "clips": len(clips), "seconds": round(total, 1), "seed": args.seed,
         "rows": [{**bl.summary(r), "model": r.model, "frames_exact": r.frames_exact, "max_av_ms": r.max_av_ms,
                   "lag_curve": r.lag_curve} for r in rows],
         "still_psnr_db": {"rest_min": round(min(rest), 2), "rest_mean": round(float(np.mean(rest)), 2),

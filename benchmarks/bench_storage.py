@@ -1,6 +1,6 @@
 """The distributed deployment on a shared directory against the same on S3-compatible object storage.
 
-    python benchmarks/bench_storage.py [--jobs 20] [--seconds 0.4] [--requests 100]
+    python -m benchmarks.bench_storage [--jobs 20] [--seconds 0.4] [--requests 100]
 
 Starts throwaway Redis, PostgreSQL and moto's S3 server from tests/services.py, then for each storage
 (``--storage DIR``, then ``--storage s3://bucket/results``) one front end and one worker on 127.0.0.1:

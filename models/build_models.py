@@ -616,10 +616,12 @@ def build_mouth(params: dict[str, float] | None = None, windowed: bool = False) 
 
 WARP_PARAMS: dict[str, float] = {
     "open_top": 0.34,  # share of the opening above the lip line, as the cartoon mouth (the jaw drops)
-    "teeth": 0.3,  # upper teeth band height / opening height
+    # upper teeth band height / opening height: at 0.3 a landmark model put the inner upper lip inside a thin teeth
+    # band and read mid openings as a plateau; a taller band reads as teeth under the lip (bench_photo, 2 faces)
+    "teeth": 0.5,
     "tongue": 0.28,  # tongue hint height / opening height
     "edge": 1.5,  # px over which the inner mouth's edges blend (antialiased, slightly soft)
-    "cavity_depth": 0.6,  # how much darker the back of the cavity is than its rim
+    "cavity_depth": 0.8,  # how much darker the back of the cavity is than its rim (a clear dark opening)
     "cavity_corner": 0.6,  # cavity brightness at the mouth's corners (shadowed) relative to the middle
     "lower_teeth": 0.12,  # lower teeth hint height / opening height, less lower_from px
     "lower_from": 3.0,

@@ -187,6 +187,23 @@ def test_an_open_mouth_reads_as_open_whatever_its_shape() -> None:
     assert opened[1:].min() > 0.85 * opened[0], ratio
 
 
+def test_the_face_mesh_reads_the_opening_in_proportion_to_open() -> None:
+    """Lip sync is scored by correlating a landmark model's reading of the opening with the spoken openness: the
+    reading must grow in proportion to `open`. With a thin teeth band and a pale cavity rim the face mesh put the
+    inner upper lip inside the teeth on mid openings and read open 0.6-0.9 as a plateau (r 0.98 over the sweep)."""
+    from a2v_cli.engine import face
+
+    write_photo_bundle(_home())
+    src = _source(still=True)
+    o = np.r_[0.0, np.linspace(0.1, 1.0, 10)].astype(np.float32)
+    rgb = src.compose(range(len(o)), np.stack([o, 0 * o, 0 * o, 0 * o], axis=1))[0].copy()
+    box = face.detect_faces(rgb[0], "cpu")[0]
+    marks = [face.face_landmarks(f, box, "cpu") for f in rgb]
+    ratio = np.array([np.linalg.norm(m[13, :2] - m[14, :2]) / np.linalg.norm(m[61, :2] - m[291, :2]) for m in marks])
+    assert np.corrcoef(o[1:], ratio[1:])[0, 1] >= 0.99, ratio
+    assert ratio[-1] - ratio[0] > 0.2, ratio  # wide open reads wide
+
+
 def test_still_is_refused_in_remote_mode() -> None:
     r = run_cli("generate", "--pose", "ava-front", "--audio", str(SPEECH), "--still", "--server", "http://127.0.0.1:9",
                 env={"A2V_TOKEN": "t0ken-for-the-test"})

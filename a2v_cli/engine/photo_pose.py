@@ -35,6 +35,10 @@ MAX_OPEN = 0.8  # opening at open = 1, in mouth half widths (the cartoon mouths'
 OPEN_TOP = 0.34  # share of the opening above the lip line (as the warp graph draws the inner mouth)
 SPREAD_WIDTH = 0.12  # the spread field widens the mouth by about this much: the opening grows with it
 PRESS_CLOSE = 0.05  # press takes this much `open` away: closes a barely open mouth, hardly changes an open one
+# the shapes fade out as the mouth opens, spread and round as (1 - open)^3, press as (1 - open)^4: on an open mouth they
+# move the inner-lip contour, noise in what a landmark model reads as the opening
+SHAPE_FADE = 3.0
+CAVITY_RIM = 0.6  # the cavity rim's brightness relative to the lips' colour in shadow
 CACHE_ENTRIES = 96
 TOOTH_EDGES = (0.0, 0.21, 0.37, 0.52, 0.65, 0.77)  # |x - centre| / half width where upper teeth meet
 # H.264 quality for photo and video poses: at the drawn poses' CRF 20 a photo's own detail loses more than the
@@ -321,8 +325,10 @@ def face_palette(image: np.ndarray, marks: np.ndarray) -> np.ndarray:
     lip = sample((0, 37, 267, 17, 84, 314, 40, 270))  # outer lips, away from the parting
     skin = sample((50, 280, 101, 330, 205, 425))  # cheeks
     light = float(np.clip(skin.mean() / 0.6, 0.45, 1.0))  # a dim photo gets dim teeth
-    # the cavity's rim (the graph darkens it towards the back): the lips' own colour in shadow, a little redder
+    # the cavity's rim (the graph darkens it towards the back): the lips' own colour in deep shadow, a little redder,
+    # so the lips' inner contour stands out against it on any face (a paler rim read as lip on a landmark model)
     cavity = lip * np.array([0.62, 0.4, 0.4], dtype=np.float32) + np.array([0.04, 0.0, 0.0], dtype=np.float32)
+    cavity = cavity * CAVITY_RIM
     teeth = (np.array([0.93, 0.91, 0.86], dtype=np.float32) * 0.8 + skin * 0.2) * light
     tongue = lip * np.array([0.85, 0.6, 0.6], dtype=np.float32) + np.array([0.08, 0.01, 0.01], dtype=np.float32)
     return np.clip(np.stack([cavity, teeth, tongue]), 0.0, 1.0).astype(np.float32)
@@ -392,12 +398,12 @@ def mouth_weights(articulation: np.ndarray | None, max_open: float, n: int) -> t
     # What a viewer (and a landmark model) reads is the opening over the mouth width: it must follow `open` alone.
     # The shape fields confound it on an open mouth (press thins the lips, round fills them: the inner-lip contour
     # moves, so a rounded or pressed open mouth read 0.7x as open as drawn), so the shapes act on a closing mouth
-    # and fade out as it opens, and press closes a mouth that is barely open (p/b/m) instead of scaling every
-    # opening (bench_photo, face mesh r on the astronaut 0.823 -> 0.837; MODEL_CARD.md).
-    closing = 1.0 - o
+    # and fade out as it opens (SHAPE_FADE), and press closes a mouth that is barely open (p/b/m) instead of scaling
+    # every opening (bench_photo, face mesh r on the astronaut 0.823 -> 0.837; MODEL_CARD.md).
+    closing = (1.0 - o) ** SHAPE_FADE
     spread = s * closing
     opening = np.maximum((o - PRESS_CLOSE * p) * max_open * (1.0 + SPREAD_WIDTH * spread) - 0.5, 0.0)
-    weights = np.stack([np.ones(n, np.float32), opening, spread, r * closing, p * closing * closing], axis=1)
+    weights = np.stack([np.ones(n, np.float32), opening, spread, r * closing, p * closing * (1.0 - o)], axis=1)
     return weights.astype(np.float32), opening.astype(np.float32)
 
 
