@@ -154,6 +154,8 @@ def error_response(err: A2VError) -> Response:
     resp = envelope(None, status=err.http_status, code=err.api_code, message=str(err), **extra)
     if isinstance(err, AuthError):
         resp.headers["WWW-Authenticate"] = 'Bearer realm="a2v"'
+    if getattr(err, "retry_after_s", None):  # e.g. an avatar.create still building for this Idempotency-Key
+        resp.headers["Retry-After"] = str(err.retry_after_s)  # type: ignore[attr-defined]
     return resp
 
 
