@@ -529,6 +529,38 @@ def test_a_bundle_in_the_bucket_without_its_row_is_replaced_by_the_next_create(
         store.close()
 
 
+def test_a_create_lists_the_tenants_bundles_in_the_bucket_once(
+        s3_server: S3Server, database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """avatar.create brings the tenant's folder up to date with the bucket (one listing) before it builds;
+    `PgAvatars.add` listed the bucket a second time only to find the folder's path."""
+    from photo_bundle import write_photo_bundle
+
+    from a2v_cli.server.avatar_index import read_record
+    from a2v_cli.server.pg_avatars import PgAvatars
+    from a2v_cli.server.pg_store import PgStore
+    from a2v_cli.server.s3_blobs import S3Blobs
+
+    for k, v in s3_server.env().items():
+        monkeypatch.setenv(k, v)
+    bucket = s3_server.bucket()
+    blobs = S3Blobs(f"s3://{bucket}/r", tmp_path / "fe")
+    tenant = tenant_key("alice")
+    listed: list[str] = []
+    blobs.s3.meta.events.register("provide-client-params.s3.ListObjectsV2",
+                                  lambda params, **_: listed.append(params.get("Prefix", "")))
+    store = PgStore(database)
+    try:
+        store.migrate()
+        home = blobs.avatars_home(tenant)  # as avatar.create does before the build
+        bundle = write_photo_bundle(tmp_path / "build")
+        PgAvatars(store, blobs).add("alice", read_record(bundle),
+                                    lambda: rename_new(bundle, home / "avatars" / "astro"))
+    finally:
+        store.close()
+    assert listed.count(f"r/avatars/{tenant}/") == 1, listed
+    assert f"r/avatars/{tenant}/astro.json" in s3_server.keys(bucket, "r/avatars/")
+
+
 def test_tries_that_died_leave_no_second_result_set(s3_server: S3Server, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """What a killed try left (its files, or even its manifest) is removed by the job's next holder, and a

@@ -8,6 +8,7 @@ presumed dead that cannot publish, tries bounded by --max-tries, and the sweeper
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
@@ -15,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import psycopg
 import pytest
@@ -514,6 +516,29 @@ def test_tokens_are_stored_as_hashes_imported_once_and_revoked(database: str, pg
     assert table.find(token_hash(tokens["alice"])) is None and table.find(token_hash(tokens["bob"])) == "bob"
     table.add("alice", "a-new-token-for-alice-0123456")  # a new token under the same name
     assert table.find(token_hash("a-new-token-for-alice-0123456")) == "alice"
+
+
+def test_adding_and_revoking_a_token_answer_its_row_without_reading_the_table_again(pg: PgStore) -> None:
+    """`a2v serve tokens add` read every row of the table again to print the new one's created_at; the
+    insert (and the revoke's update) return the row now, in one statement each."""
+    table = TokenTable(pg)
+    for n in range(50):
+        table.add(f"t{n}", f"token-{n}-0123456789abcdef")
+    statements: list[str] = []
+
+    class Recording:  # the store, its statements recorded
+        @contextlib.contextmanager
+        def transaction(self) -> Iterator[object]:
+            with pg.transaction() as conn:
+                yield SimpleNamespace(execute=lambda q, *a: (statements.append(str(q)), conn.execute(q, *a))[1])
+
+    recorded = TokenTable(Recording())  # type: ignore[arg-type]
+    added = recorded.add("carol", "carol-secret-token-0123456789")
+    revoked = recorded.revoke("carol")
+    assert [q.split()[0] for q in statements] == ["INSERT", "UPDATE"], statements
+    listed = next(r for r in table.rows() if r["name"] == "carol")
+    assert added == {**listed, "revoked_at": None} and added["created_at"].endswith("Z"), (added, listed)
+    assert revoked == listed and revoked["revoked_at"], (revoked, listed)
 
 
 def test_a_front_ends_token_cache_sees_new_tokens_at_once_and_revokes_within_its_refresh(pg: PgStore) -> None:
