@@ -154,7 +154,7 @@ def _avatar_object(state: Any, owner: str, avatar_id: str, base: str) -> dict[st
 
 def _copy_upload(upload: UploadFile, dest: Path, max_bytes: int) -> None:
     """The upload into ``dest`` (0600), at most ``max_bytes`` (the body limit already held it to about that)."""
-    from a2v_cli.server.uploads import PayloadTooLargeError, human_size
+    from a2v_cli.server.uploads import too_large
 
     size = 0
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -162,7 +162,7 @@ def _copy_upload(upload: UploadFile, dest: Path, max_bytes: int) -> None:
         while chunk := upload.file.read(1 << 16):
             size += len(chunk)
             if size > max_bytes:
-                raise PayloadTooLargeError(f"the uploaded file is larger than the limit of {human_size(max_bytes)}")
+                raise too_large(max_bytes)
             out.write(chunk)
     if size == 0:
         raise InputError(f"{UPLOAD_NAME} is empty", "send a JPEG, PNG or WebP photo, or a short clip")
