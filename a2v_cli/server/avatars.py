@@ -7,7 +7,8 @@ tenant has is the deployment's `AvatarIndex` (the folder itself, or rows in Post
 avatars join the built-ins in its own `avatar.list`, `avatar-pose.list` and `video.generate`, never in
 another token's; another tenant's avatar or pose answers 40400 exactly like an unknown one. The build runs
 in a child process (`avatar_ingest`) under a whole-operation deadline; nothing half-built is left after a
-failure.
+failure. An id made from the file name never fails (one taken meanwhile becomes the next free one), and
+an Idempotency-Key is the index's, so any front end answers a retry.
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ class BusyError(UnavailableError):
 
 
 class _Tenants:
-    """One lock per tenant: its creates and deletes run one at a time (ids, staging, idempotency keys).
+    """One lock per tenant on this front end: its creates and deletes run one at a time (staging, ids); the
+    `AvatarIndex` decides between front ends, and holds the idempotency keys.
 
     Nothing waits for a lock or a build slot: a waiting request would hold one of the server's threads,
     and a tenant sending many could starve everyone else's requests."""
