@@ -333,7 +333,6 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
         req = ingest.PhotoRequest(Path(UPLOAD_NAME), avatar_id or None, name, description, size_px, face_n,
                                   settings.device, kind)
         ingest.check_request(req, builtin)
-
         base = state.public_base
         claim = KeyClaim(idempotency_key, uuid.uuid4().hex) if idempotency_key else None
         if claim is not None:  # before the tenant's lock: a retry while the first one builds hears just that
