@@ -347,7 +347,10 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
                 new_id, answer = _build_and_add(state, tenants, who, req, upload, client_name, claim, started)
         except BaseException:
             if claim is not None:
-                state.avatars.release_key(who, claim)
+                try:
+                    state.avatars.release_key(who, claim)
+                except Exception as err:  # the request's own error is the answer; the claim lapses with its lease
+                    log.warning("could not release an idempotency key of %s: %s", who, err)
             raise
         log.info("created avatar %s for %s", new_id, who)
         made = _avatar_object(state, who, new_id, base)
