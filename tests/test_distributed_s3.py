@@ -18,7 +18,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,8 +44,10 @@ from test_distributed import (
     TOKENS,
     assert_decodes,
     assert_gone,
+    at_once,
     call,
     client,
+    create_from,
     db,
     err,
     generate,
@@ -221,24 +222,6 @@ def test_avatars_are_bundles_in_the_bucket_and_a_recreated_id_is_never_stale(s3c
         assert ok(call(delete_on, "POST", "/avatar.delete", json={"avatar_id": "astro"}))["avatar_id"] == "astro"  # type: ignore[call-overload,index]
         assert not s3c.s3.keys(s3c.dep.bucket, "results/avatars/"), s3c.s3.keys(s3c.dep.bucket, "results/avatars/")
         err(call(fe2, "POST", "/video.generate", json={"pose_id": "astro-photo", "audio_url": audio_url}), 404, 40400)
-
-
-def at_once(*requests: Callable[[], httpx.Response]) -> list[httpx.Response]:
-    barrier = threading.Barrier(len(requests))
-
-    def send(request: Callable[[], httpx.Response]) -> httpx.Response:
-        barrier.wait()
-        return request()
-
-    with ThreadPoolExecutor(len(requests)) as pool:
-        return list(pool.map(send, requests))
-
-
-def create_from(fe: FrontEnd, file_name: str, key: str | None = None, **form: str) -> Callable[[], httpx.Response]:
-    body = ASTRONAUT.read_bytes()
-    headers = {"Idempotency-Key": key} if key else {}
-    return lambda: call(fe, "POST", "/avatar.create", "bob", files={"image": (file_name, body, "image/png")},
-                        data={"size": "256", **form}, headers=headers, timeout=120)
 
 
 def bob_avatars(c: S3Cluster) -> list[str]:
