@@ -179,7 +179,8 @@ class A2VClient:
                     return self._envelope(resp, path)
                 error = self._status_error(resp, path)
                 cause, retry_after = error, resp.headers.get("Retry-After")
-                if resp.status_code not in RETRY_STATUSES:
+                # a 409 with Retry-After: the first request with this Idempotency-Key is still at work
+                if resp.status_code not in RETRY_STATUSES and not (resp.status_code == 409 and retry_after):
                     raise error
             if not retryable or attempt >= self.max_retries:
                 raise error from cause

@@ -62,8 +62,7 @@ def add(
     check_name(name)
     table = _table(ctx, database)
     token = secrets.token_urlsafe(32)
-    table.add(name, token)
-    row = next(r for r in reversed(table.rows()) if r["name"] == name)
+    row = table.add(name, token)
     out = _output(json_)
     if json_:
         out.json({"name": name, "token": token, "created_at": row["created_at"]})

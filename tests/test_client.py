@@ -124,6 +124,33 @@ def test_generate_retried_with_the_same_idempotency_key() -> None:
     assert data["video_id"] == "vid_1" and keys == ["key-1", "key-1"]
 
 
+def test_a_409_with_retry_after_is_retried_with_the_same_key_and_one_without_is_not() -> None:
+    """avatar.create answers 409 + Retry-After while the first request with its Idempotency-Key still builds
+    (e.g. after a dropped connection): the retry gets the avatar. A plain 409 (the id exists) is final."""
+    keys = []
+
+    def busy_then_done(req: httpx.Request) -> httpx.Response:
+        keys.append(req.headers.get("Idempotency-Key"))
+        if len(keys) < 3:
+            return httpx.Response(409, headers={"Retry-After": "5"},
+                                  json={"code": 40900, "data": None, "message": "still being created"})
+        return ok({"avatar_id": "me"})
+
+    c, slept = make(busy_then_done)
+    assert c.request("POST", "avatar.create", data={"size": "256"}, idempotency_key="k")["avatar_id"] == "me"
+    assert keys == ["k"] * 3 and slept == [5, 5]
+
+    def exists(req: httpx.Request) -> httpx.Response:
+        keys.append("again")
+        return httpx.Response(409, json={"code": 40900, "data": None, "message": "avatar 'me' already exists"})
+
+    keys.clear()
+    c, slept = make(exists)
+    with pytest.raises(APIBadRequestError, match="already exists"):
+        c.request("POST", "avatar.create", data={"size": "256"}, idempotency_key="k")
+    assert keys == ["again"] and slept == []
+
+
 @pytest.mark.parametrize(
     ("status", "code", "cls", "exit_code"),
     [

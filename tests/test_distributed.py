@@ -346,6 +346,39 @@ def test_one_avatar_id_created_through_both_front_ends_at_once_is_one_avatar(clu
     assert db(dep, "SELECT 1 FROM avatars") == [] and not (home / "avatars" / "twin").exists()
 
 
+def at_once(*requests: Callable[[], httpx.Response]) -> list[httpx.Response]:
+    barrier = threading.Barrier(len(requests))
+
+    def send(request: Callable[[], httpx.Response]) -> httpx.Response:
+        barrier.wait()
+        return request()
+
+    with ThreadPoolExecutor(len(requests)) as pool:
+        return list(pool.map(send, requests))
+
+
+def create_from(fe: FrontEnd, file_name: str, key: str | None = None, **form: str) -> Callable[[], httpx.Response]:
+    body = ASTRONAUT.read_bytes()
+    headers = {"Idempotency-Key": key} if key else {}
+    return lambda: call(fe, "POST", "/avatar.create", "bob", files={"image": (file_name, body, "image/png")},
+                        data={"size": "256", **form}, headers=headers, timeout=120)
+
+
+def test_generated_ids_on_both_front_ends_of_a_shared_directory_never_fail(cluster: Cluster) -> None:
+    """Two files named me.jpg, created for one tenant on two front ends at once without an id: one was 40900
+    for an id the caller never asked for; now they are `me` and `me-2`, two complete bundles, nothing else."""
+    answers = at_once(create_from(cluster.fe1, "me.jpg"), create_from(cluster.fe2, "me.jpg"))
+    assert [r.status_code for r in answers] == [200, 200], [r.text for r in answers]
+    assert sorted(ok(r)["avatar_id"] for r in answers) == ["me", "me-2"]  # type: ignore[call-overload,index]
+    home = tenant_avatars(cluster.dep.storage, "bob").parent
+    assert sorted(p.name for p in (home / "avatars").iterdir()) == ["me", "me-2"]
+    assert [p.name for p in home.iterdir() if p.name.startswith(".")] == []  # no build folder left
+    for avatar_id in ("me", "me-2"):
+        poses = ok(call(cluster.fe1, "GET", "/avatar-pose.list", "bob", params={"avatar_id": avatar_id}))
+        assert [p["pose_id"] for p in poses] == [f"{avatar_id}-photo"], poses  # type: ignore[index,union-attr]
+        ok(call(cluster.fe2, "POST", "/avatar.delete", "bob", json={"avatar_id": avatar_id}))
+
+
 def test_tokens_added_and_revoked_through_the_cli_hold_on_every_front_end(cluster: Cluster) -> None:
     dep, fes = cluster.dep, (cluster.fe1, cluster.fe2)
     env = {"A2V_DATABASE": dep.database}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
 import socket
@@ -45,8 +44,10 @@ from test_distributed import (
     TOKENS,
     assert_decodes,
     assert_gone,
+    at_once,
     call,
     client,
+    create_from,
     db,
     err,
     generate,
@@ -57,6 +58,7 @@ from test_distributed import (
     wait_for,
 )
 
+from a2v_cli.engine.ingest import rename_new
 from a2v_cli.errors import ExitCode
 from a2v_cli.server.s3_blobs import PRESIGN_S
 from a2v_cli.server.security import UrlSigner
@@ -220,6 +222,57 @@ def test_avatars_are_bundles_in_the_bucket_and_a_recreated_id_is_never_stale(s3c
         assert ok(call(delete_on, "POST", "/avatar.delete", json={"avatar_id": "astro"}))["avatar_id"] == "astro"  # type: ignore[call-overload,index]
         assert not s3c.s3.keys(s3c.dep.bucket, "results/avatars/"), s3c.s3.keys(s3c.dep.bucket, "results/avatars/")
         err(call(fe2, "POST", "/video.generate", json={"pose_id": "astro-photo", "audio_url": audio_url}), 404, 40400)
+
+
+def bob_avatars(c: S3Cluster) -> list[str]:
+    return [r[0] for r in db(c.dep, "SELECT avatar_id FROM avatars WHERE owner = 'bob' ORDER BY avatar_id")]
+
+
+def test_one_idempotency_key_on_both_front_ends_makes_one_avatar(s3c: S3Cluster) -> None:
+    """The key was a file on the front end's own disk: with a bucket, a retry on the other front end built a
+    second avatar. Now the first request builds, the same key meanwhile (either front end) is 40900 "still
+    being created" with Retry-After, any front end answers the first avatar afterwards, and once that
+    avatar is deleted the key makes a new one."""
+    fe1, fe2 = s3c.fe1, s3c.fe2
+    answers = at_once(create_from(fe1, "me.jpg", "key-1"), create_from(fe2, "me.jpg", "key-1"))
+    assert sorted(r.status_code for r in answers) == [200, 409], [r.text for r in answers]
+    busy = next(r for r in answers if r.status_code == 409)
+    assert "still being created" in err(busy, 409, 40900) and busy.headers["Retry-After"] == "5", busy.text
+    made = ok(next(r for r in answers if r.status_code == 200))
+    assert made["avatar_id"] == "me", made  # type: ignore[call-overload,index]
+    for fe in (fe1, fe2):
+        again = ok(create_from(fe, "me.jpg", "key-1")())
+        assert again["avatar_id"] == "me" and again["pose_ids"] == made["pose_ids"], again  # type: ignore[call-overload,index]
+    assert bob_avatars(s3c) == ["me"]
+    keys = s3c.s3.keys(s3c.dep.bucket, "results/avatars/")
+    assert [k.rsplit("/", 1)[1] for k in keys if k.count("/") == 3] == ["me.json"], keys  # one bundle stored
+    assert len({k.split("/")[4] for k in keys if k.count("/") > 3}) == 1, keys  # of one generation
+    ok(call(fe2, "POST", "/avatar.delete", "bob", json={"avatar_id": "me"}))
+    anew = ok(create_from(fe1, "me.jpg", "key-1")())
+    assert anew["avatar_id"] == "me" and bob_avatars(s3c) == ["me"], anew  # type: ignore[call-overload,index]
+    ok(call(fe1, "POST", "/avatar.delete", "bob", json={"avatar_id": "me"}))
+    assert db(s3c.dep, "SELECT 1 FROM avatar_keys WHERE owner = 'bob'") == []  # the key went with its avatar
+
+
+def test_generated_ids_on_both_front_ends_at_once_never_fail(s3c: S3Cluster) -> None:
+    """Two files both named me.jpg, created for one tenant on two front ends at once without an id: one was
+    40900 for an id the caller never asked for. Now both are made, as `me` and `me-2`; an id given
+    explicitly on both at once is still one avatar and one 40900."""
+    fe1, fe2 = s3c.fe1, s3c.fe2
+    answers = at_once(create_from(fe1, "me.jpg"), create_from(fe2, "me.jpg"))
+    assert [r.status_code for r in answers] == [200, 200], [r.text for r in answers]
+    made = sorted((a["avatar_id"], a["pose_ids"][0]) for a in map(ok, answers))  # type: ignore[call-overload,index]
+    assert made == [("me", "me-photo"), ("me-2", "me-2-photo")], made
+    assert bob_avatars(s3c) == ["me", "me-2"]
+    for fe in (fe1, fe2):  # each bundle is complete under its id: its poses are readable on either front end
+        for avatar_id, pose_id in made:
+            poses = ok(call(fe, "GET", "/avatar-pose.list", "bob", params={"avatar_id": avatar_id}))
+            assert [p["pose_id"] for p in poses] == [pose_id], poses  # type: ignore[index,union-attr]
+    explicit = at_once(create_from(fe1, "a.jpg", avatar_id="mine"), create_from(fe2, "b.jpg", avatar_id="mine"))
+    assert sorted(r.status_code for r in explicit) == [200, 409], [r.text for r in explicit]
+    for avatar_id in ("me", "me-2", "mine"):
+        ok(call(fe1, "POST", "/avatar.delete", "bob", json={"avatar_id": avatar_id}))
+    assert bob_avatars(s3c) == [] and not s3c.s3.keys(s3c.dep.bucket, "results/avatars/")
 
 
 def test_a_worker_killed_mid_render_leaves_one_result_set(s3c: S3Cluster) -> None:
@@ -430,10 +483,10 @@ def test_a_bundle_in_the_bucket_without_its_row_is_replaced_by_the_next_create(
     dead, alive = (S3Blobs(f"s3://{bucket}/r", tmp_path / name) for name in ("dead", "alive"))
     tenant = tenant_key("alice")
 
-    def place(blobs: S3Blobs, n: int) -> tuple[Path, Callable[[], None]]:
+    def place(blobs: S3Blobs, n: int) -> tuple[Path, Callable[[], bool]]:
         bundle = write_photo_bundle(tmp_path / f"build{n}")
         (bundle / "marker").write_text(str(n))
-        return bundle, lambda: os.rename(bundle, blobs.avatars_home(tenant) / "avatars" / "astro")
+        return bundle, lambda: rename_new(bundle, blobs.avatars_home(tenant) / "avatars" / "astro")
 
     _, placing = place(dead, 0)  # the dead front end: placed and stored, killed before its commit
     placing()
@@ -457,6 +510,38 @@ def test_a_bundle_in_the_bucket_without_its_row_is_replaced_by_the_next_create(
         assert s3_server.keys(bucket, "r/avatars/") == [] and index.list("alice") == []
     finally:
         store.close()
+
+
+def test_a_create_lists_the_tenants_bundles_in_the_bucket_once(
+        s3_server: S3Server, database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """avatar.create brings the tenant's folder up to date with the bucket (one listing) before it builds;
+    `PgAvatars.add` listed the bucket a second time only to find the folder's path."""
+    from photo_bundle import write_photo_bundle
+
+    from a2v_cli.server.avatar_index import read_record
+    from a2v_cli.server.pg_avatars import PgAvatars
+    from a2v_cli.server.pg_store import PgStore
+    from a2v_cli.server.s3_blobs import S3Blobs
+
+    for k, v in s3_server.env().items():
+        monkeypatch.setenv(k, v)
+    bucket = s3_server.bucket()
+    blobs = S3Blobs(f"s3://{bucket}/r", tmp_path / "fe")
+    tenant = tenant_key("alice")
+    listed: list[str] = []
+    blobs.s3.meta.events.register("provide-client-params.s3.ListObjectsV2",
+                                  lambda params, **_: listed.append(params.get("Prefix", "")))
+    store = PgStore(database)
+    try:
+        store.migrate()
+        home = blobs.avatars_home(tenant)  # as avatar.create does before the build
+        bundle = write_photo_bundle(tmp_path / "build")
+        PgAvatars(store, blobs).add("alice", read_record(bundle),
+                                    lambda: rename_new(bundle, home / "avatars" / "astro"))
+    finally:
+        store.close()
+    assert listed.count(f"r/avatars/{tenant}/") == 1, listed
+    assert f"r/avatars/{tenant}/astro.json" in s3_server.keys(bucket, "r/avatars/")
 
 
 def test_tries_that_died_leave_no_second_result_set(s3_server: S3Server, tmp_path: Path,

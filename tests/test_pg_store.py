@@ -8,6 +8,7 @@ presumed dead that cannot publish, tries bounded by --max-tries, and the sweeper
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
@@ -15,12 +16,21 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import psycopg
 import pytest
 
+from a2v_cli.engine.ingest import rename_new
 from a2v_cli.errors import InputError, NotFoundError
-from a2v_cli.server.avatar_index import AvatarExistsError, AvatarRecord, FolderAvatars, read_record
+from a2v_cli.server.avatar_index import (
+    AvatarExistsError,
+    AvatarRecord,
+    FolderAvatars,
+    KeyBusyError,
+    KeyClaim,
+    read_record,
+)
 from a2v_cli.server.blobs import LocalBlobs
 from a2v_cli.server.deployment import JobLimits
 from a2v_cli.server.pg_avatars import PgAvatars
@@ -327,9 +337,9 @@ def built(tmp_path: Path, avatar_id: str, n: int = 0) -> Path:
     return write_photo_bundle(tmp_path / f"build-{avatar_id}-{n}", avatar_id)
 
 
-def place(bundle: Path, root: Path, owner: str) -> Callable[[], None]:
+def place(bundle: Path, root: Path, owner: str) -> Callable[[], bool]:
     dest = tenant_avatars(root, owner) / bundle.name
-    return lambda: (dest.parent.mkdir(parents=True, exist_ok=True), os.rename(bundle, dest))  # type: ignore[func-returns-value]
+    return lambda: (dest.parent.mkdir(parents=True, exist_ok=True), rename_new(bundle, dest))[1]
 
 
 def test_the_avatar_index_contract_is_the_same_in_both_deployments(avatar_index: tuple, tmp_path: Path) -> None:
@@ -353,6 +363,58 @@ def test_the_avatar_index_contract_is_the_same_in_both_deployments(avatar_index:
     assert index.remove("alice", "astro", lambda: discarded.append("astro")) == record and discarded == ["astro"]
 
 
+def test_idempotency_keys_follow_the_same_contract_in_both_deployments(avatar_index: tuple, tmp_path: Path) -> None:
+    """A key is held while its create builds (another request with it hears "still being created"), answers
+    the avatar it made from then on, is free again after a failed create, and makes a new avatar once the
+    one it made was deleted."""
+    index, root = avatar_index
+    first, retry = KeyClaim("k1", "first"), KeyClaim("k1", "retry")
+    assert index.claim_key("alice", first, 60) is None
+    with pytest.raises(KeyBusyError, match="still being created"):
+        index.claim_key("alice", retry, 60)
+    assert index.claim_key("bob", KeyClaim("k1", "bob's"), 60) is None  # keys are per tenant
+    bundle = built(tmp_path, "astro")
+    index.add("alice", read_record(bundle), place(bundle, root, "alice"), first)
+    assert index.claim_key("alice", retry, 60) == "astro"
+    failed = KeyClaim("k2", "failed")  # a create that failed lets its key go: the retry builds afresh
+    assert index.claim_key("alice", failed, 60) is None
+    index.release_key("alice", failed)
+    assert index.claim_key("alice", KeyClaim("k2", "again"), 60) is None
+    assert index.remove("alice", "astro", lambda: shutil.rmtree(tenant_avatars(root, "alice") / "astro"))
+    remade = built(tmp_path, "astro", 1)  # the same id made again by another create: not the key's avatar
+    index.add("alice", read_record(remade), place(remade, root, "alice"), KeyClaim("k3", "other"))
+    assert index.claim_key("alice", KeyClaim("k1", "after"), 60) is None
+
+
+def test_a_key_held_by_a_front_end_that_died_is_taken_over_after_its_lease(pg: PgStore) -> None:
+    index = PgAvatars(pg, LocalBlobs(Path("/nonexistent"), None))
+    assert index.claim_key("alice", KeyClaim("k", "dead"), 0.2) is None
+    with pytest.raises(KeyBusyError):
+        index.claim_key("alice", KeyClaim("k", "early"), 60)
+    time.sleep(0.3)
+    assert index.claim_key("alice", KeyClaim("k", "late"), 60) is None
+    assert sql(pg.url, "SELECT claim_id, avatar_id FROM avatar_keys") == [("late", None)]
+
+
+def test_one_key_claimed_on_two_front_ends_at_once_is_held_once(pg: PgStore) -> None:
+    stores = [pg, PgStore(pg.url)]
+    barrier = threading.Barrier(2)
+
+    def claim(n: int) -> str:
+        barrier.wait()
+        try:
+            return str(PgAvatars(stores[n], LocalBlobs(Path("/nonexistent"), None)).claim_key(
+                "alice", KeyClaim("same", f"fe{n}"), 60))
+        except KeyBusyError:
+            return "busy"
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            assert sorted(pool.map(claim, range(2))) == ["None", "busy"]
+    finally:
+        stores[1].close()
+
+
 def test_two_creates_of_one_id_at_once_give_one_avatar(pg: PgStore, tmp_path: Path) -> None:
     """Two front ends (two stores) record the same id at the same moment: one avatar, one 'exists', one folder."""
     root = tmp_path / "storage"
@@ -361,9 +423,9 @@ def test_two_creates_of_one_id_at_once_give_one_avatar(pg: PgStore, tmp_path: Pa
     barrier = threading.Barrier(2)
 
     def create(n: int) -> str:
-        def slow_place() -> None:  # the rename takes a while: the other create must wait for its outcome
+        def slow_place() -> bool:  # the rename takes a while: the other create must wait for its outcome
             time.sleep(0.5)
-            place(bundles[n], root, "alice")()
+            return place(bundles[n], root, "alice")()
 
         barrier.wait()
         try:
@@ -454,6 +516,29 @@ def test_tokens_are_stored_as_hashes_imported_once_and_revoked(database: str, pg
     assert table.find(token_hash(tokens["alice"])) is None and table.find(token_hash(tokens["bob"])) == "bob"
     table.add("alice", "a-new-token-for-alice-0123456")  # a new token under the same name
     assert table.find(token_hash("a-new-token-for-alice-0123456")) == "alice"
+
+
+def test_adding_and_revoking_a_token_answer_its_row_without_reading_the_table_again(pg: PgStore) -> None:
+    """`a2v serve tokens add` read every row of the table again to print the new one's created_at; the
+    insert (and the revoke's update) return the row now, in one statement each."""
+    table = TokenTable(pg)
+    for n in range(50):
+        table.add(f"t{n}", f"token-{n}-0123456789abcdef")
+    statements: list[str] = []
+
+    class Recording:  # the store, its statements recorded
+        @contextlib.contextmanager
+        def transaction(self) -> Iterator[object]:
+            with pg.transaction() as conn:
+                yield SimpleNamespace(execute=lambda q, *a: (statements.append(str(q)), conn.execute(q, *a))[1])
+
+    recorded = TokenTable(Recording())  # type: ignore[arg-type]
+    added = recorded.add("carol", "carol-secret-token-0123456789")
+    revoked = recorded.revoke("carol")
+    assert [q.split()[0] for q in statements] == ["INSERT", "UPDATE"], statements
+    listed = next(r for r in table.rows() if r["name"] == "carol")
+    assert added == {**listed, "revoked_at": None} and added["created_at"].endswith("Z"), (added, listed)
+    assert revoked == listed and revoked["revoked_at"], (revoked, listed)
 
 
 def test_a_front_ends_token_cache_sees_new_tokens_at_once_and_revokes_within_its_refresh(pg: PgStore) -> None:

@@ -257,8 +257,22 @@ def test_audio_over_the_servers_upload_cap_names_the_file_and_the_way_out(server
     r = remote(server, "generate", "-p", "ava-front", "-a", "long take.wav", "-o", "big.mp4")
     assert r.code == ExitCode.USAGE, r.stderr
     line = r.stderr.strip().splitlines()[-1]
-    assert "long take.wav is too large for this server" in line and "--local" in line, line
+    # the cap in the unit of the docs and the default (50 MiB), not the body's cap with its framing ("51 MB")
+    assert "long take.wav is larger than this server's limit of 50 MiB" in line and "--local" in line, line
     assert uploads() == before and not (isolated / "big.mp4").exists()
+
+
+def test_a_photo_over_the_servers_upload_cap_says_the_cap_in_the_docs_unit(server: str, isolated: Path) -> None:
+    """avatar.create's 413 was `avatar.create: the request body is larger than the limit of 51 MB`."""
+    big = isolated / "me.png"
+    with open(big, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n")
+        f.truncate(52 * 2**20)
+    r = remote(server, "avatars", "add", "--image", "me.png")
+    assert r.code == ExitCode.USAGE, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: me.png is larger than this server's limit of 50 MiB") and "--local" in line, line
+    assert "MB" not in line.replace("MiB", ""), line
 
 
 def test_remote_errors_read_as_local_ones(server: str, isolated: Path) -> None:

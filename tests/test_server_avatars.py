@@ -8,6 +8,7 @@ import math
 import stat
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -119,6 +120,27 @@ def test_another_token_never_sees_or_touches_it(srv: Server, astro: dict) -> Non
         bob_key = tenant_home(Path("/"), "bob").name
         forged = str(url).replace(url.path.split("/")[-2], bob_key)
         assert c.get(forged).status_code == 403
+
+
+def test_a_repeat_of_an_idempotency_key_while_it_builds_says_retry(srv: Server) -> None:
+    """It was 40900 "another avatar.create ... is still running", which a client retrying a dropped request
+    cannot tell from a refusal. Now: "still being created" with Retry-After, then the avatar itself."""
+    key = {"Idempotency-Key": "carol-1"}
+    incoming = tenant_home(srv.data_dir.resolve(), "carol")
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(create, srv, "carol", headers=key)
+        deadline = time.monotonic() + 60
+        while not (incoming.is_dir() and any(p.name.startswith(".incoming.") for p in incoming.iterdir())):
+            assert time.monotonic() < deadline and not first.done(), first.result().text if first.done() else ""
+            time.sleep(0.01)
+        busy = create(srv, "carol", headers=key)
+        made = ok(first.result())
+    assert "still being created" in err(busy, 409, 40900) and busy.headers["Retry-After"] == "5", busy.text
+    assert made["avatar_id"] == "astronaut", made  # from the file name
+    again = ok(create(srv, "carol", headers=key))
+    assert {**again, "preview_image_url": None} == {**made, "preview_image_url": None}, (again, made)  # type: ignore[dict-item]
+    assert ok(call(srv, "POST", "/avatar.delete", "carol", json={"avatar_id": "astronaut"}))
+    assert leftovers(srv, "carol") == []
 
 
 def test_bad_inputs_are_envelopes_and_leave_nothing(srv: Server, astro: dict, tmp_path: Path) -> None:

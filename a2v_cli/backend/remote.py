@@ -53,8 +53,8 @@ class RemoteBackend:
                                      "add --local to make the avatar on this machine") from None
                 raise
             except A2VError as err:
-                err.message = _name_the_file(err.message, shown)
-                err.args = (err.message,)
+                _upload_error(err, shown, "use a smaller photo or a shorter clip, or add it on this machine with "
+                              "--local")
                 raise
         for line in body.get("warnings") or []:
             if isinstance(line, str):
@@ -148,11 +148,7 @@ class RemoteBackend:
                     "give --audio an http(s) URL the server can download",
                 ) from None
             except A2VError as err:
-                err.message = _name_the_file(err.message, shown)
-                if getattr(err, "status_code", None) == 413:  # the server's cap, not the user's file, is the news
-                    err.message = f"{shown} is too large for this server ({err.message})"
-                    err.hint = "compress it (FLAC, MP3 or Opus), or render it on this machine with --local"
-                err.args = (err.message,)
+                _upload_error(err, shown, "compress it (FLAC, MP3 or Opus), or render it on this machine with --local")
                 raise
         if not isinstance(data.get("audio_url"), str):
             raise APIStatusError("audio.upload: the server's answer has no audio_url")
@@ -170,6 +166,17 @@ class RemoteBackend:
         return dict(self.client.request("POST", "video.prune", expect=dict,
                                         json={"older_than_seconds": older_than_s},
                                         idempotency_key=new_idempotency_key()))
+
+
+def _upload_error(err: A2VError, shown: str, too_large_hint: str) -> None:
+    """The server's error about an upload, naming the user's own file; over the server's cap (413), with what
+    to do about it (the server's message states the cap in the unit of its docs)."""
+    err.message = _name_the_file(err.message, shown)
+    if getattr(err, "status_code", None) == 413:
+        if shown not in err.message:  # a server that says "request body", not "the uploaded file"
+            err.message = f"{shown} is too large for this server ({err.message})"
+        err.hint = too_large_hint
+    err.args = (err.message,)
 
 
 def _name_the_file(message: str, shown: str) -> str:

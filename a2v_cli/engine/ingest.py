@@ -9,6 +9,7 @@ files 0600 (a face is personal data).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -16,7 +17,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -104,10 +105,14 @@ def _slug(stem: str) -> str:
     return slug[:32].rstrip("-_") or "avatar"
 
 
-def free_id(stem: str, avatars: Path, builtin: set[str]) -> str:
+def free_id(stem: str, avatars: Path, builtin: set[str], taken: Collection[str] = ()) -> str:
+    """The first of ``stem``'s slug, slug-2, slug-3... that is not built in, in ``taken`` or in ``avatars``.
+
+    Only a proposal: another add may take it before this one publishes. The publishing rename (`_publish`)
+    or a server's index insert decides, and a generated id that lost moves on to the next free one."""
     base = _slug(stem)
     candidate, n = base, 1
-    while candidate in builtin or (avatars / candidate).exists():
+    while candidate in builtin or candidate in taken or (avatars / candidate).exists():
         n += 1
         suffix = f"-{n}"
         candidate = base[: 32 - len(suffix)] + suffix
@@ -389,8 +394,12 @@ def _geometry(points: np.ndarray, box: list[float]) -> dict[str, Any]:
     }
 
 
+def _default_name(avatar_id: str) -> str:
+    return avatar_id.replace("-", " ").replace("_", " ").title()
+
+
 def _manifest(req: PhotoRequest, avatar_id: str, source: dict[str, Any], pose: dict[str, Any]) -> dict[str, Any]:
-    name = req.name or avatar_id.replace("-", " ").replace("_", " ").title()
+    name = req.name or _default_name(avatar_id)
     description = req.description or f"From {source['file']}"
     kind = pose["kind"]
     return {
@@ -453,7 +462,7 @@ def add_photo(
             np.save(handle, points[None].astype(np.float32))
         _save_png(np.dstack([image, matte8]), stage / "preview.png")
 
-    _publish(home, avatars, avatar_id, manifest, write)
+    _publish(home, avatars, avatar_id, manifest, write, _next_id(req, avatars, builtin))
     return manifest
 
 
@@ -544,7 +553,7 @@ def add_video(
                 **_geometry(track[0], list(box_first[:, :2].reshape(-1)))}
         result.update(_manifest(req, avatar_id, source, pose))
 
-    _publish(home, avatars, avatar_id, result, write)
+    _publish(home, avatars, avatar_id, result, write, _next_id(req, avatars, builtin))
     return result
 
 
@@ -578,8 +587,59 @@ def _staging(home: Path) -> Path:
     return path
 
 
+def _next_id(req: PhotoRequest, avatars: Path, builtin: set[str]) -> Callable[[], str] | None:
+    """How a generated id moves on when another add took it meanwhile; None for an id the user gave (--id)."""
+    return None if req.avatar_id else lambda: free_id(req.image.stem, avatars, builtin)
+
+
+def _write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    with _open_private(folder / "avatar.json") as handle:
+        handle.write((json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode())
+
+
+def rename_new(src: Path, dest: Path) -> bool:
+    """Rename the folder ``src`` to ``dest`` unless ``dest`` is taken (a bundle there): False then, nothing moved.
+
+    The rename is the point of truth between adds running at once: a check before it would be stale."""
+    try:
+        os.rename(src, dest)
+    except OSError as err:
+        if err.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR):
+            return False
+        raise
+    return True
+
+
+def rename_bundle(folder: Path, avatar_id: str) -> dict[str, Any]:
+    """Give the complete, unpublished bundle in ``folder`` the id ``avatar_id``: its manifest, its pose ids and
+    their folders (a name made from the old id follows it); returns the new manifest. For a generated id that
+    another add published first."""
+    manifest = json.loads((folder / "avatar.json").read_text(encoding="utf-8"))
+    old = manifest["avatar_id"]
+    renamed = manifest.get("name") == _default_name(old)
+    if renamed:
+        manifest["name"] = _default_name(avatar_id)
+    for pose in manifest["poses"]:
+        old_pose = pose["pose_id"]
+        new_pose = avatar_id + old_pose[len(old):]
+        if (folder / old_pose).is_dir():
+            os.rename(folder / old_pose, folder / new_pose)
+        for key, value in pose.items():
+            if isinstance(value, str) and value.startswith(f"{old_pose}/"):
+                pose[key] = new_pose + value[len(old_pose):]
+        pose["pose_id"] = new_pose
+        if renamed and pose.get("name") == f"{_default_name(old)} ({pose.get('kind')})":
+            pose["name"] = f"{manifest['name']} ({pose.get('kind')})"
+    manifest["avatar_id"] = avatar_id
+    (folder / "avatar.json").unlink()
+    _write_manifest(folder, manifest)
+    return manifest
+
+
 def _publish(home: Path, avatars: Path, avatar_id: str, manifest: dict[str, Any],
-             write: Callable[[Path], None]) -> None:
+             write: Callable[[Path], None], next_id: Callable[[], str] | None = None) -> None:
+    """Write the bundle in staging, then rename it into ``avatars/<id>``; with ``next_id`` (a generated id) an id
+    taken meanwhile becomes the next free one (``manifest`` is updated), else it is "already exists"."""
     staging = _staging(home)
     try:
         stage = Path(tempfile.mkdtemp(prefix=f"{avatar_id}.", dir=staging))
@@ -588,12 +648,13 @@ def _publish(home: Path, avatars: Path, avatar_id: str, manifest: dict[str, Any]
                          "set A2V_HOME to a writable directory") from None
     try:
         write(stage)
-        with _open_private(stage / "avatar.json") as handle:
-            handle.write((json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode())
-        dest = avatars / avatar_id
-        if dest.exists():
-            raise InputError(f"avatar {avatar_id!r} already exists", "choose another --id")
-        os.rename(stage, dest)
+        _write_manifest(stage, manifest)
+        while not rename_new(stage, avatars / avatar_id):
+            if next_id is None:
+                raise InputError(f"avatar {avatar_id!r} already exists", "choose another --id")
+            avatar_id = next_id()
+            manifest.clear()
+            manifest.update(rename_bundle(stage, avatar_id))
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise

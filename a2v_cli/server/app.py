@@ -38,7 +38,7 @@ from a2v_cli.server.deployment import Deployment, StateStore, open_deployment
 from a2v_cli.server.fetch import FetchPolicy, human_size
 from a2v_cli.server.security import Authenticator, UrlSigner
 from a2v_cli.server.settings import ServerSettings
-from a2v_cli.server.uploads import PayloadTooLargeError, UploadStore
+from a2v_cli.server.uploads import PayloadTooLargeError, UploadStore, too_large
 from a2v_cli.store import VIDEO_ID, iso_before  # noqa: F401  (VIDEO_ID: imported from here by the routes)
 from a2v_cli.wire import ascii_int
 
@@ -154,6 +154,8 @@ def error_response(err: A2VError) -> Response:
     resp = envelope(None, status=err.http_status, code=err.api_code, message=str(err), **extra)
     if isinstance(err, AuthError):
         resp.headers["WWW-Authenticate"] = 'Bearer realm="a2v"'
+    if getattr(err, "retry_after_s", None):  # e.g. an avatar.create still building for this Idempotency-Key
+        resp.headers["Retry-After"] = str(err.retry_after_s)  # type: ignore[attr-defined]
     return resp
 
 
@@ -203,8 +205,8 @@ BODY_PROGRESS_BYTES = 1 << 16
 
 
 class BodyLimit:
-    """Refuse request bodies over a per-path cap with the 41300 envelope, whether declared or streamed,
-    and bodies that take too long with the 40800 envelope.
+    """Refuse request bodies over a per-path cap (``limit_for``: the cap and the error that states it) with
+    the 41300 envelope, whether declared or streamed, and bodies that take too long with the 40800 envelope.
 
     The cap is enforced on the bytes actually received (a client may lie in Content-Length or send
     chunked), before anything is parsed or spooled to disk beyond the cap. The body must arrive within
@@ -212,7 +214,8 @@ class BodyLimit:
     a client that drips bytes is cut off.
     """
 
-    def __init__(self, app: ASGIApp, limit_for: Callable[[str], int], timeout_s: float = 30.0) -> None:
+    def __init__(self, app: ASGIApp, limit_for: Callable[[str], tuple[int, PayloadTooLargeError]],
+                 timeout_s: float = 30.0) -> None:
         self.app = app
         self.limit_for = limit_for
         self.timeout_s = timeout_s
@@ -221,8 +224,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.limit_for(scope["path"])
-        too_big = PayloadTooLargeError(f"the request body is larger than the limit of {human_size(limit)}")
+        limit, too_big = self.limit_for(scope["path"])
         declared = ascii_int(dict(scope["headers"]).get(b"content-length"))
         if declared is not None and declared > limit:
             await error_response(too_big)(scope, receive, send)
@@ -304,8 +306,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
     _install_error_handlers(app)
     app.add_middleware(
         BodyLimit,
-        limit_for=lambda path: settings.max_upload_bytes + MULTIPART_SLACK if path in (AUDIO_UPLOAD, AVATAR_CREATE)
-        else JSON_BODY_LIMIT,
+        limit_for=lambda path: (settings.max_upload_bytes + MULTIPART_SLACK, too_large(settings.max_upload_bytes))
+        if path in (AUDIO_UPLOAD, AVATAR_CREATE) else (JSON_BODY_LIMIT, PayloadTooLargeError(
+            f"the request body is larger than the limit of {human_size(JSON_BODY_LIMIT)}")),
         timeout_s=settings.body_timeout_s,
     )
     from a2v_cli.server import manage, ops, routes_catalog, routes_files, routes_videos

@@ -7,13 +7,13 @@ tenant has is the deployment's `AvatarIndex` (the folder itself, or rows in Post
 avatars join the built-ins in its own `avatar.list`, `avatar-pose.list` and `video.generate`, never in
 another token's; another tenant's avatar or pose answers 40400 exactly like an unknown one. The build runs
 in a child process (`avatar_ingest`) under a whole-operation deadline; nothing half-built is left after a
-failure.
+failure. An id made from the file name never fails (one taken meanwhile becomes the next free one), and
+an Idempotency-Key is the index's, so any front end answers a retry.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,14 @@ from a2v_cli.engine import catalog, ingest
 from a2v_cli.errors import A2VError, InputError, NotFoundError, UnavailableError, not_found
 from a2v_cli.schema import Avatar
 from a2v_cli.server import models
-from a2v_cli.server.avatar_index import AvatarExistsError, AvatarRecord, exists_error, read_record
+from a2v_cli.server.avatar_index import (
+    AvatarExistsError,
+    AvatarRecord,
+    KeyClaim,
+    exists_error,
+    key_busy_error,
+    read_record,
+)
 from a2v_cli.server.tenants import TENANT_KEY, tenant_key
 from a2v_cli.wire import ascii_int
 
@@ -43,6 +51,7 @@ log = logging.getLogger("a2v.server")
 
 UPLOAD_NAME = "the uploaded file"  # how the child's messages name it; the client puts the user's file name back
 PREVIEW = "preview.png"
+KEY_LEASE_MARGIN_S = 30.0  # a create holds its Idempotency-Key for its deadline and this: past it, its holder died
 BUILD_SLOTS = 2  # avatar builds at once, all tenants: each holds a server thread and a child for seconds
 
 
@@ -51,7 +60,8 @@ class BusyError(UnavailableError):
 
 
 class _Tenants:
-    """One lock per tenant: its creates and deletes run one at a time (ids, staging, idempotency keys).
+    """One lock per tenant on this front end: its creates and deletes run one at a time (staging, ids); the
+    `AvatarIndex` decides between front ends, and holds the idempotency keys.
 
     Nothing waits for a lock or a build slot: a waiting request would hold one of the server's threads,
     and a tenant sending many could starve everyone else's requests."""
@@ -146,7 +156,7 @@ def _avatar_object(state: Any, owner: str, avatar_id: str, base: str) -> dict[st
 
 def _copy_upload(upload: UploadFile, dest: Path, max_bytes: int) -> None:
     """The upload into ``dest`` (0600), at most ``max_bytes`` (the body limit already held it to about that)."""
-    from a2v_cli.server.uploads import PayloadTooLargeError, human_size
+    from a2v_cli.server.uploads import too_large
 
     size = 0
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -154,7 +164,7 @@ def _copy_upload(upload: UploadFile, dest: Path, max_bytes: int) -> None:
         while chunk := upload.file.read(1 << 16):
             size += len(chunk)
             if size > max_bytes:
-                raise PayloadTooLargeError(f"the uploaded file is larger than the limit of {human_size(max_bytes)}")
+                raise too_large(max_bytes)
             out.write(chunk)
     if size == 0:
         raise InputError(f"{UPLOAD_NAME} is empty", "send a JPEG, PNG or WebP photo, or a short clip")
@@ -211,6 +221,46 @@ def _kill_group(proc: subprocess.Popen[str]) -> None:
     proc.communicate()
 
 
+def _build_and_add(state: Any, tenants: _Tenants, who: str, req: ingest.PhotoRequest, upload: UploadFile,
+                   client_name: str, claim: KeyClaim | None, started: float) -> tuple[str, dict[str, Any]]:
+    """Build the avatar in a folder of this request's own (front ends on other hosts may build for this tenant
+    too), then record it and rename it into place through the deployment's `AvatarIndex`. A generated id
+    that another create took meanwhile moves on to the next free one: only an id the caller gave can be
+    "already exists"."""
+    builtin = set(catalog.avatar_ids(include_user=False))
+    home = bundles_home(state, who)
+    avatars = ingest.avatars_dir(home)
+    taken = {r.avatar_id for r in state.avatars.list(who)}
+    if req.avatar_id is not None and req.avatar_id in taken:
+        raise exists_error(req.avatar_id)
+    stem = Path(client_name or "avatar").stem
+    new_id = req.avatar_id or ingest.free_id(stem, avatars, builtin, taken)
+    incoming = Path(tempfile.mkdtemp(prefix=".incoming.", dir=home))
+    try:
+        path = incoming / UPLOAD_NAME
+        _copy_upload(upload, path, state.settings.max_upload_bytes)
+        with tenants.build_slot():
+            spec = {"path": str(path), "kind": req.kind, "avatar_id": new_id, "name": req.name,
+                    "description": req.description, "size": req.size, "face": req.face, "device": req.device,
+                    "home": str(incoming), "builtin": sorted(builtin)}
+            answer = _run_child(spec, started, deadline_s(state.settings, req.kind))
+        built = incoming / "avatars" / new_id
+        while True:
+            try:
+                state.avatars.add(who, read_record(built),
+                                  lambda src=built, dest=avatars / new_id: ingest.rename_new(src, dest), claim)
+                return new_id, answer
+            except AvatarExistsError:
+                if req.avatar_id is not None:
+                    raise
+            taken = {r.avatar_id for r in state.avatars.list(who)}
+            new_id = ingest.free_id(stem, avatars, builtin, taken)
+            ingest.rename_bundle(built, new_id)
+            built = built.rename(built.with_name(new_id))
+    finally:
+        shutil.rmtree(incoming, ignore_errors=True)
+
+
 def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], errors: dict[int, Any]) -> None:
     """Add the routes to ``app``; ``owner`` is the app's bearer-token dependency."""
     from a2v_cli.server.app import API, IDEMPOTENCY_KEY, ForbiddenError, envelope
@@ -224,7 +274,9 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
         response_model=models.AvatarResponse,
         responses={
             **errors,
-            409: {"model": models.ErrorResponse, "description": "The caller already has this avatar id (40900)."},
+            409: {"model": models.ErrorResponse, "description": "The caller already has this avatar id, or the "
+                  "first request with this Idempotency-Key is still building (40900, with Retry-After: retry "
+                  "with the same key)."},
             413: {"model": models.ErrorResponse, "description": "Over --max-upload-bytes (41300)."},
             503: {"model": models.ErrorResponse, "description": "Every build slot is busy: retry (50300)."},
         },
@@ -243,7 +295,8 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
         who: str = Depends(owner),
         idempotency_key: str | None = Header(
             None, alias="Idempotency-Key", max_length=255,
-            description="The same key from the same token returns the avatar the first request made.",
+            description="The same key from the same token, on any front end, returns the avatar the first "
+            "request made (40900 with Retry-After while that one still builds; a new one once it was deleted).",
         ),
     ) -> Response:
         """Extension: make an avatar of the caller's from a photo or a short clip (as `a2v avatars add`).
@@ -253,6 +306,10 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
         1-10 s; the whole build at most 60 s (photo) or 300 s (clip). A built-in id or bad input
         answers 40000; an id the caller already has, or another create or delete of the caller's still
         running, 40900 (never overwritten); two builds already running on the server, 50300 (retry).
+        Without `avatar_id` the id comes from the file name and is never "already exists": one taken
+        meanwhile becomes the next free one (`me`, `me-2`...). A retry with the same Idempotency-Key
+        answers the first request's avatar; while that request still builds it is 40900 with a
+        `Retry-After` header (retry with the same key), and after the avatar was deleted it makes a new one.
         """
         started = time.monotonic()
         if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
@@ -276,40 +333,25 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
         req = ingest.PhotoRequest(Path(UPLOAD_NAME), avatar_id or None, name, description, size_px, face_n,
                                   settings.device, kind)
         ingest.check_request(req, builtin)
-        home = bundles_home(state, who)
         base = state.public_base
-        with tenants.hold(who):
-            keys = home / "keys"
-            key_file = keys / hashlib.sha256(idempotency_key.encode()).hexdigest() if idempotency_key else None
-            if key_file is not None and key_file.is_file():
-                done = _avatar_object(state, who, key_file.read_text().strip(), base)
-                if done is not None:
-                    return envelope(done)
-            avatars = ingest.avatars_dir(home)
-            if req.avatar_id is not None and any(r.avatar_id == req.avatar_id for r in state.avatars.list(who)):
-                raise exists_error(req.avatar_id)
-            new_id = req.avatar_id or ingest.free_id(Path(client_name or "avatar").stem, avatars, builtin)
-            # built in a folder of this request's own (front ends on other hosts may build for this tenant
-            # too), then recorded and renamed into place by the deployment's AvatarIndex
-            incoming = Path(tempfile.mkdtemp(prefix=".incoming.", dir=home))
-            try:
-                path = incoming / UPLOAD_NAME
-                _copy_upload(upload, path, settings.max_upload_bytes)
-                spec = {"path": str(path), "kind": kind, "avatar_id": new_id, "name": name,
-                        "description": description, "size": size_px, "face": face_n, "device": settings.device,
-                        "home": str(incoming), "builtin": sorted(builtin)}
-                with tenants.build_slot():
-                    answer = _run_child(spec, started, deadline_s(settings, kind))
-                built = incoming / "avatars" / new_id
-                state.avatars.add(who, read_record(built), lambda: os.rename(built, avatars / new_id))
-            finally:
-                shutil.rmtree(incoming, ignore_errors=True)
-            if key_file is not None:
-                keys.mkdir(mode=0o700, exist_ok=True)
-                from a2v_cli.server.security import write_private_file
-
-                key_file.unlink(missing_ok=True)  # a key whose avatar was removed since
-                write_private_file(key_file, new_id.encode())
+        claim = KeyClaim(idempotency_key, uuid.uuid4().hex) if idempotency_key else None
+        if claim is not None:  # before the tenant's lock: a retry while the first one builds hears just that
+            done = state.avatars.claim_key(who, claim, deadline_s(settings, kind) + KEY_LEASE_MARGIN_S)
+            if done is not None:
+                made = _avatar_object(state, who, done, base)
+                if made is None:  # deleted this very moment: the retry will build afresh
+                    raise key_busy_error()
+                return envelope(made)
+        try:
+            with tenants.hold(who):
+                new_id, answer = _build_and_add(state, tenants, who, req, upload, client_name, claim, started)
+        except BaseException:
+            if claim is not None:
+                try:
+                    state.avatars.release_key(who, claim)
+                except Exception as err:  # the request's own error is the answer; the claim lapses with its lease
+                    log.warning("could not release an idempotency key of %s: %s", who, err)
+            raise
         log.info("created avatar %s for %s", new_id, who)
         made = _avatar_object(state, who, new_id, base)
         if made is None:  # recorded, then deleted at once by another request

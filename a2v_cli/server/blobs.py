@@ -89,6 +89,10 @@ class Blobs(Protocol):
         """The local folder of the tenant's bundles (``avatars/<tenant>/``), current with the storage."""
         ...
 
+    def avatars_local(self, tenant: str) -> Path:
+        """The same folder as it is, without asking the storage (for a caller that just brought it up to date)."""
+        ...
+
     def avatars_changed(self, tenant: str, avatar_id: str) -> None:
         """The tenant's bundle ``avatar_id`` was built or removed in the local folder: make the storage match."""
         ...
@@ -227,6 +231,9 @@ class LocalBlobs:
     # --- tenants' avatar bundles -------------------------------------------------------------------
 
     def avatars_home(self, tenant: str) -> Path:
+        return self.avatars_local(tenant)
+
+    def avatars_local(self, tenant: str) -> Path:
         return self.root / "avatars" / tenant
 
     def avatars_changed(self, tenant: str, avatar_id: str) -> None:

@@ -84,8 +84,8 @@ class FetchPolicy:
 
 
 def human_size(n: int) -> str:
-    """50 MB, 1.5 KB or 1000000 bytes: exact, so a limit reads as configured."""
-    for unit, size in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
+    """50 MiB, 1.5 KiB or 1000000 bytes: exact, so a limit reads as configured, in the docs' binary units."""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if n >= size and (n * 10) % size == 0:
             return f"{n / size:g} {unit}"
     return f"{n} bytes"

@@ -9,6 +9,10 @@ reader sees a row whose bundle is not complete in the storage. A front end kille
 the commit leaves a bundle with no row: invisible, and removed (from the folder and the bucket) by the
 next create of that id, which holds the row then. A delete removes the row and the files (and the
 bucket's copy) in one transaction, so a create of the id waits for both.
+
+Idempotency keys are rows of `avatar_keys` (migration 0003): claimed when a create starts, set to the
+avatar in the transaction that commits it, deleted with the avatar (a foreign key), so any front end
+answers a retry: the avatar, "still being created" while the claim holds, or a new build.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import os
 import shutil
 from collections.abc import Callable
 
-from a2v_cli.server.avatar_index import AvatarRecord, exists_error, place_or_exists
+from a2v_cli.server.avatar_index import AvatarRecord, KeyClaim, exists_error, key_busy_error, place_or_exists
 from a2v_cli.server.blobs import Blobs
 from a2v_cli.server.pg_store import PgStore
 from a2v_cli.server.tenants import tenant_key
@@ -40,7 +44,38 @@ class PgAvatars:
                                 (owner,)).fetchall()
         return [_record(r) for r in rows]
 
-    def add(self, owner: str, record: AvatarRecord, place: Callable[[], None]) -> None:
+    def claim_key(self, owner: str, claim: KeyClaim, lease_s: float) -> str | None:
+        for _ in range(3):  # a row deleted between the insert and the read (its avatar went): once more
+            with self.store.transaction() as conn:
+                if conn.execute(
+                    "INSERT INTO avatar_keys (owner, idempotency_key, claim_id, claimed_until) "
+                    "VALUES (%s, %s, %s, now() + make_interval(secs => %s)) ON CONFLICT DO NOTHING RETURNING 1",
+                    (owner, claim.key, claim.claim_id, lease_s),
+                ).fetchone():
+                    return None
+                row = conn.execute(
+                    "SELECT avatar_id, claim_id, claimed_until > now() FROM avatar_keys "
+                    "WHERE owner = %s AND idempotency_key = %s FOR UPDATE", (owner, claim.key),
+                ).fetchone()
+                if row is None:
+                    continue
+                avatar_id, holder, live = row
+                if avatar_id is not None:
+                    return str(avatar_id)
+                if live and holder != claim.claim_id:
+                    raise key_busy_error()
+                conn.execute(  # its holder died (or failed without letting go): this request takes it over
+                    "UPDATE avatar_keys SET claim_id = %s, claimed_until = now() + make_interval(secs => %s) "
+                    "WHERE owner = %s AND idempotency_key = %s", (claim.claim_id, lease_s, owner, claim.key))
+                return None
+        raise key_busy_error()
+
+    def release_key(self, owner: str, claim: KeyClaim) -> None:
+        with self.store.transaction() as conn:
+            conn.execute("DELETE FROM avatar_keys WHERE owner = %s AND idempotency_key = %s AND claim_id = %s "
+                         "AND avatar_id IS NULL", (owner, claim.key, claim.claim_id))
+
+    def add(self, owner: str, record: AvatarRecord, place: Callable[[], bool], claim: KeyClaim | None = None) -> None:
         tenant = tenant_key(owner)
         with self.store.transaction() as conn:
             inserted = conn.execute(
@@ -52,7 +87,7 @@ class PgAvatars:
                 raise exists_error(record.avatar_id)
             # no row, yet a bundle: a front end died between storing it and the commit; it goes (the local
             # folder, then whatever of it the storage holds) before this one is placed and stored
-            dest = self.blobs.avatars_home(tenant) / "avatars" / record.avatar_id
+            dest = self.blobs.avatars_local(tenant) / "avatars" / record.avatar_id  # the caller brought it up to date
             if dest.exists():
                 trash = dest.with_name(f".orphan.{record.avatar_id}.{os.getpid()}")
                 os.rename(dest, trash)
@@ -60,6 +95,10 @@ class PgAvatars:
             self.blobs.avatars_changed(tenant, record.avatar_id)
             place_or_exists(place, record.avatar_id)  # raising rolls the row back
             self.blobs.avatars_changed(tenant, record.avatar_id)  # stored before the row is visible
+            if claim is not None:
+                conn.execute("UPDATE avatar_keys SET avatar_id = %s, claim_id = NULL, claimed_until = NULL "
+                             "WHERE owner = %s AND idempotency_key = %s AND claim_id = %s",
+                             (record.avatar_id, owner, claim.key, claim.claim_id))
 
     def remove(self, owner: str, avatar_id: str, discard: Callable[[], None]) -> AvatarRecord | None:
         with self.store.transaction() as conn:

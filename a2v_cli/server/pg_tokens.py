@@ -36,20 +36,31 @@ def check_name(name: str) -> str:
     return name
 
 
+_ISO = "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'"
+_ROW = f"name, to_char(created_at AT TIME ZONE 'UTC', {_ISO}), to_char(revoked_at AT TIME ZONE 'UTC', {_ISO})"
+
+
+def _row(row: tuple) -> dict[str, Any]:
+    """A token's row as `a2v serve tokens list` shows it (times ISO, UTC); never a token or its hash."""
+    return {"name": row[0], "created_at": row[1], "revoked_at": row[2]}
+
+
 class TokenTable:
     """The tokens table's statements (the operator's commands and the front ends' cache use these)."""
 
     def __init__(self, store: PgStore) -> None:
         self.store = store
 
-    def add(self, name: str, token: str) -> None:
-        """Store ``token`` under ``name``; InputError when ``name`` has an active token already."""
+    def add(self, name: str, token: str) -> dict[str, Any]:
+        """Store ``token`` under ``name`` and return its row (as `rows` shows it); InputError when ``name`` has an
+        active token already."""
         with self.store.transaction() as conn:
             row = conn.execute("INSERT INTO tokens (name, token_hash) VALUES (%s, %s) ON CONFLICT DO NOTHING "
-                               "RETURNING id", (name, token_hash(token))).fetchone()
+                               f"RETURNING {_ROW}", (name, token_hash(token))).fetchone()
         if row is None:
             raise InputError(f"token name {name!r} already has a token",
                              f"revoke it first (a2v serve tokens revoke {name}), or choose another name")
+        return _row(row)
 
     def import_tokens(self, tokens: dict[str, str], source: str) -> list[str]:
         """Add the tokens of a file or the environment that the table lacks; the names added.
@@ -81,11 +92,8 @@ class TokenTable:
     def rows(self) -> list[dict[str, Any]]:
         """Every token's name, created and revoked times (ISO, UTC), oldest first; never a token or hash."""
         with self.store.transaction() as conn:
-            rows = conn.execute(
-                "SELECT name, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
-                "to_char(revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM tokens ORDER BY id"
-            ).fetchall()
-        return [{"name": n, "created_at": c, "revoked_at": r} for n, c, r in rows]
+            rows = conn.execute(f"SELECT {_ROW} FROM tokens ORDER BY id").fetchall()
+        return [_row(r) for r in rows]
 
     def count(self) -> int:
         with self.store.transaction() as conn:
@@ -95,12 +103,12 @@ class TokenTable:
         """Revoke the active token of ``name``; NotFoundError when it has none."""
         with self.store.transaction() as conn:
             row = conn.execute("UPDATE tokens SET revoked_at = now() WHERE name = %s AND revoked_at IS NULL "
-                               "RETURNING name", (name,)).fetchone()
+                               f"RETURNING {_ROW}", (name,)).fetchone()
         if row is None:
             active = sorted({r["name"] for r in self.rows() if r["revoked_at"] is None})
             raise NotFoundError(f"no active token named {name!r}",
                                 f"active tokens: {', '.join(active)}" if active else "there are no active tokens")
-        return next(r for r in reversed(self.rows()) if r["name"] == name)
+        return _row(row)
 
     def active(self) -> dict[str, bytes]:
         """name -> token hash of every token not revoked."""

@@ -68,10 +68,16 @@ def serve(settings: ServerSettings) -> None:
         from a2v_cli.engine.lipsync import check_device
 
         check_device(settings.device)
-    app = create_app(settings)
-    state = app.state.a2v
-    state.lock()  # a second server on the same data dir fails here, with a clear message
+    # the port first: a server that cannot listen must not have made a data dir, tokens or a key (nor
+    # migrated a database) on its way to failing
     sock = bind(settings.host, settings.port)
+    try:
+        app = create_app(settings)
+        state = app.state.a2v
+        state.lock()  # a second server on the same data dir fails here, with a clear message
+    except BaseException:
+        sock.close()
+        raise
     config = uvicorn.Config(
         app,
         log_config=cfg,

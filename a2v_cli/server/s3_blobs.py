@@ -372,10 +372,13 @@ class S3Blobs:
                     found[avatar_id] = manifest
         return found
 
+    def avatars_local(self, tenant: str) -> Path:
+        self._key("avatars", tenant)  # a checked name (ValueError otherwise) before a path is made of it
+        return self.local / "avatars" / tenant
+
     def avatars_home(self, tenant: str) -> Path:
         """The local copy of the tenant's bundles, brought up to date with the bucket (one listing)."""
-        self._key("avatars", tenant)  # a checked name (ValueError otherwise) before a path is made of it
-        home = self.local / "avatars" / tenant
+        home = self.avatars_local(tenant)
         with self._avatar_lock(tenant):
             try:
                 remote = self._bundles(tenant)

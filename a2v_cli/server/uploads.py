@@ -33,6 +33,12 @@ CREATE TABLE IF NOT EXISTS uploads (
 """
 
 
+def too_large(max_bytes: int) -> PayloadTooLargeError:
+    """An upload (audio.upload, avatar.create) over --max-upload-bytes, in one wording and the docs' unit: the
+    file's own limit, whether the body's cap (the limit plus multipart framing) or the copy found it."""
+    return PayloadTooLargeError(f"the uploaded file is larger than this server's limit of {human_size(max_bytes)}")
+
+
 class PayloadTooLargeError(InputError):
     """A request body or upload over the server's size cap."""
 
@@ -98,7 +104,7 @@ class UploadStore:
                 while chunk := stream.read(1 << 16):
                     size += len(chunk)
                     if size > max_bytes:
-                        raise PayloadTooLargeError(f"the upload is larger than the limit of {human_size(max_bytes)}")
+                        raise too_large(max_bytes)
                     out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())
