@@ -164,6 +164,31 @@ def test_several_faces_use_the_largest_or_the_one_asked_for(tmp_path: Path) -> N
     assert np.abs(small[:, ::-1] - ref).mean() < np.abs(small - ref).mean()
 
 
+def test_a_face_found_at_two_scales_is_one_face(tmp_path: Path) -> None:
+    """In a group photo the whole-image pass (faces there are too small for the short-range detector) scored a loose
+    box around one face and its hair at 0.6: a third "face", and by area the largest, so its misfitted mesh drove
+    the avatar (the mouth drawn on the chin, 40 px off on a 140 px face)."""
+    from a2v_cli.engine import face
+
+    canvas = Image.new("RGB", (1280, 886), (102, 152, 87))
+    for scale, turn, corner in ((1.247, 22.7, (529, -72)), (1.269, 4.8, (474, 457))):
+        canvas.paste(astronaut().rotate(turn, fillcolor=(0, 0, 0)).resize((round(512 * scale),) * 2, Image.LANCZOS),
+                     corner)
+    path = tmp_path / "group.png"
+    canvas.save(path)
+    result = add(path, "--id", "group")
+    assert result.code == 0, result.stderr
+    assert "has 2 faces; using the largest" in result.stderr, result.stderr
+    _, image, _, landmarks = bundle("group")
+    # the bundle's mesh is where the face mesh, refitted on the pose image itself, settles
+    marks = landmarks[0]
+    for _ in range(3):
+        refit, _ = face._mesh(image, face._landmark_rect(marks), "cpu")
+        marks = refit
+    width = float(np.linalg.norm(landmarks[0, 454, :2] - landmarks[0, 234, :2]))
+    assert np.abs(refit[:, :2] - landmarks[0, :, :2]).max() < 0.05 * width
+
+
 def test_face_too_small(tmp_path: Path) -> None:
     path = tmp_path / "small.png"
     astronaut().resize((256, 256), Image.LANCZOS).save(path)
@@ -177,6 +202,23 @@ def test_face_far_off_the_frame_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "edge2.png"
     astronaut().crop((190, 0, 512, 512)).save(path)  # just one cheek cut
     assert_bad_input(add(path), "cut off by the edge")
+
+
+def test_a_close_up_is_framed_inside_the_photo(tmp_path: Path) -> None:
+    """A head that fills the photo (a selfie at arm's length) was framed as head and shoulders anyway: a quarter of
+    the pose, under the chin and beside the head, was the photo's edge pixels smeared into streaks, and the mask
+    kept the streaks under the chin as if they were the body. Now the framing tightens to stay inside the photo."""
+    path = tmp_path / "closeup.jpg"
+    astronaut().crop((155, 40, 295, 190)).resize((420, 450), Image.LANCZOS).save(path, quality=95)
+    assert add(path, "--id", "close").code == 0
+    manifest, image, _, _ = bundle("close")
+    pose = manifest["poses"][0]
+    assert pose["face_width"] / pose["width"] > 0.5  # tighter than head and shoulders (0.34)
+    # made-up rows are the edge row smeared down (no vertical detail); the photo has detail in every row
+    rows = np.abs(np.diff(image.astype(np.float32), axis=0)).mean(axis=(1, 2))
+    assert rows[-64:].min() > 0.5, rows[-64:].round(2)
+    cols = np.abs(np.diff(image.astype(np.float32), axis=1)).mean(axis=(0, 2))
+    assert min(cols[:32].min(), cols[-32:].min()) > 0.5
 
 
 def test_strong_profile_is_refused(tmp_path: Path) -> None:

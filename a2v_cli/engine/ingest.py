@@ -38,6 +38,11 @@ FACE_SHARE = 0.34  # face width (cheek to cheek, mesh points 234-454) over crop 
 FACE_SHARE_MAX = 0.45  # how far the framing may tighten to stay inside the photo (a close-up selfie)
 FACE_Y = 0.42  # face centre (between eyes and mouth) from the crop's top, as a share of its height
 MAX_SHIFT = 0.08  # how far the face may move off its place (share of the crop) to stay inside the photo
+# a close-up whose head fills the photo (a selfie at arm's length, a passport-style crop) cannot be framed to the
+# shoulders: the framing tightens further and the face may sit lower, up to this share and shift, before it
+# reaches past the photo's edge (what lies there is made up: streaks of the edge's pixels under the chin)
+CLOSE_SHARE_MAX = 0.70
+CLOSE_MAX_SHIFT = 0.30
 MAX_PAD = 0.30  # the crop may reach this far (share of its side) past the photo's edge; filled by edge extension
 MIN_YAW_RATIO = 0.25  # near over far nose-to-cheek distance: below it (~35-40 degrees of turn) it is a profile
 MAX_CLEAR_FACE = 0.02  # share of face-mesh points the photo's own alpha may leave transparent
@@ -154,16 +159,21 @@ class Framing:
 
 def frame_face(landmarks: np.ndarray, width: int, height: int) -> Framing:
     """Head-and-shoulders square: face ~34% of its width, centred, a bit above the middle; inside the photo
-    if a slightly tighter framing or a small shift allows, else the smallest overhang."""
+    if a slightly tighter framing or a small shift allows, then if a close-up's framing (the face up to 70% of
+    the width, off its place by up to 30%) does, else the smallest overhang."""
     face_w = float(np.linalg.norm(landmarks[LEFT_CHEEK, :2] - landmarks[RIGHT_CHEEK, :2]))
     eyes = (landmarks[33, :2] + landmarks[263, :2]) / 2
     mouth = landmarks[list(MOUTH_POINTS), :2].mean(0)
     cx, cy = float((eyes[0] + mouth[0]) / 2), float((eyes[1] + mouth[1]) / 2)
     best: Framing | None = None
-    for share in np.linspace(FACE_SHARE, FACE_SHARE_MAX, 12):
+    close = np.linspace(0.0, 1.0, 13)[1:]
+    steps = [(share, MAX_SHIFT) for share in np.linspace(FACE_SHARE, FACE_SHARE_MAX, 12)]
+    steps += [(FACE_SHARE_MAX + t * (CLOSE_SHARE_MAX - FACE_SHARE_MAX), MAX_SHIFT + t * (CLOSE_MAX_SHIFT - MAX_SHIFT))
+              for t in close]
+    for share, shift in steps:
         side = face_w / share
         x0, y0 = cx - side / 2, cy - FACE_Y * side
-        span = MAX_SHIFT * side
+        span = shift * side
         # shift toward the inside, at most `span`
         x0 = _fit(x0, side, width, span)
         y0 = _fit(y0, side, height, span)
