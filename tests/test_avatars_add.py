@@ -232,6 +232,22 @@ def test_strong_profile_is_refused(tmp_path: Path) -> None:
     assert_bad_input(add(path), "turned too far to the side")
 
 
+def test_a_refused_largest_face_points_to_the_others(tmp_path: Path) -> None:
+    """In a group photo the largest face is often someone turned away: the refusal said only 'use a photo where
+    the person faces the camera', after a second stderr line about the faces, though --face 2 was the fix."""
+    img = np.asarray(astronaut().resize((768, 768), Image.LANCZOS))
+    xs = np.arange(img.shape[1], dtype=float)
+    centre = 336.0
+    src = np.where(xs < centre, centre - (centre - xs) * 2.5, centre + (xs - centre) / 2.5)
+    canvas = Image.new("RGB", (768 + 512, 768), (200, 200, 200))
+    canvas.paste(Image.fromarray(img[:, np.clip(src, 0, img.shape[1] - 1).astype(int)]), (512, 0))  # turned
+    canvas.paste(astronaut(), (0, 128))
+    path = tmp_path / "group.png"
+    canvas.save(path)
+    assert_bad_input(add(path), "turned too far to the side", "or pick another of the 2 faces with --face 2")
+    assert add(path, "--face", "2", "--id", "front").code == 0
+
+
 @pytest.mark.parametrize(
     "turn, mirror, words",
     [(90, False, "lying sideways"), (270, False, "lying sideways"), (180, False, "upside down"),
@@ -285,6 +301,28 @@ def test_grayscale_and_cmyk_jpegs(tmp_path: Path, mode: str) -> None:
         assert np.abs(image[..., 0] - grey).mean() < 6
     else:
         assert np.abs(image.astype(float) - ref).mean() < 12  # the colours survive CMYK
+
+
+def test_the_matte_drops_islands_away_from_the_person(tmp_path: Path) -> None:
+    """Background the segmenter half takes for a person (here a small copy of the astronaut's suit in the
+    backdrop; in real photos a neighbour's arm, a face on a poster) stayed in the mask as a ghostly patch beside
+    the person. Only what connects to the face or leaves through the bottom edge is the person."""
+    img = astronaut()
+    img.paste(astronaut().resize((110, 110), Image.LANCZOS), (330, 100))
+    path = tmp_path / "island.png"
+    img.save(path)
+    assert add(ASTRONAUT, "--id", "clean").code == 0
+    assert add(path, "--id", "island").code == 0
+    _, clean_image, clean_matte, marks = bundle("clean")
+    _, image, matte, _ = bundle("island")
+    pasted = np.abs(image.astype(int) - clean_image.astype(int)).max(axis=2) > 40  # same face: same framing
+    assert pasted.sum() > 1000
+    assert matte[pasted].mean() < 0.05 * 255, matte[pasted].mean()
+    # the person is untouched: the face mesh's points and the body where the clean photo's matte is solid
+    xs, ys = marks[0, :, 0].astype(int), marks[0, :, 1].astype(int)
+    assert (matte[ys, xs].astype(int) >= clean_matte[ys, xs].astype(int) - 8).all()
+    solid = clean_matte > 250
+    assert (matte[solid] > 240).mean() > 0.99
 
 
 def test_png_alpha_is_the_matte(tmp_path: Path) -> None:

@@ -285,6 +285,49 @@ def refine_matte(matte: np.ndarray, rgb: np.ndarray, radius: int = 4, eps: float
     return np.clip((refined - 0.5) * EDGE_GAIN + 0.5, 0.0, 1.0)
 
 
+ISLAND_BLOCK = 4  # px per cell of the grid on which the matte's islands are found
+ISLAND_REACH = 1 / 40  # share of the pose's side: how far from the person the matte's soft edge is kept
+
+
+def person_only(matte: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The matte without its islands: what is connected neither to the face nor to the bottom edge (where the body
+    leaves the frame) is background the segmenter half took for a person (a neighbour's hand, a lamp, a face in a
+    poster), and so is faint haze away from the person. Found on a coarse grid, so that a hair's width gap does not
+    cut the person in two and the search stays a few ms."""
+    b = ISLAND_BLOCK
+    h, w = matte.shape
+    gh, gw = -(-h // b), -(-w // b)
+    cells = np.zeros((gh * b, gw * b), np.float32)
+    cells[:h, :w] = matte
+    solid = cells.reshape(gh, b, gw, b).max(axis=(1, 3)) > 0.5
+    seed = np.zeros_like(solid)
+    xs = np.clip((points[:, 0] / b).astype(int), 0, gw - 1)
+    ys = np.clip((points[:, 1] / b).astype(int), 0, gh - 1)
+    seed[ys, xs] = True
+    seed[-1] = True
+    reach = seed & solid
+    while True:
+        grown = _grow(reach) & solid
+        if (grown == reach).all():
+            break
+        reach = grown
+    for _ in range(max(1, round(ISLAND_REACH * max(h, w) / b))):
+        reach = _grow(reach)
+    keep = np.repeat(np.repeat(reach, b, axis=0), b, axis=1)[:h, :w].astype(np.float32)
+    return matte * _box_blur(keep, max(1, b // 2))
+
+
+def _grow(cells: np.ndarray) -> np.ndarray:
+    """One step of 8-connected dilation."""
+    out = cells.copy()
+    out[1:] |= cells[:-1]
+    out[:-1] |= cells[1:]
+    row = out.copy()
+    out[:, 1:] |= row[:, :-1]
+    out[:, :-1] |= row[:, 1:]
+    return out
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # add / remove
 # ----------------------------------------------------------------------------------------------------------------------
@@ -305,8 +348,9 @@ def _start(req: PhotoRequest, home: Path, builtin: set[str]) -> Path:
     return avatars
 
 
-def _pick_face(rgb: np.ndarray, req: PhotoRequest, what: str, scale: float, warn: Callable[[str], None]) -> Any:
-    """The face to use (largest, or --face N), checked for size; ``scale`` maps ``rgb`` px to the source's."""
+def _pick_face(rgb: np.ndarray, req: PhotoRequest, what: str, scale: float) -> tuple[Any, int]:
+    """The face to use (largest, or --face N), checked for size, and how many faces there are; ``scale`` maps
+    ``rgb`` px to the source's."""
     from a2v_cli.engine.face import detect_faces
 
     faces = detect_faces(rgb, req.device)
@@ -320,14 +364,28 @@ def _pick_face(rgb: np.ndarray, req: PhotoRequest, what: str, scale: float, warn
         face = faces[req.face - 1]
     else:
         face = faces[0]
-        if len(faces) > 1:
-            others = "--face 2" if len(faces) == 2 else f"--face 2 to --face {len(faces)}"
-            warn(f"{what} has {len(faces)} faces; using the largest (pick another with {others})")
     minimum = min_face_px(req.size)
     if face.width * scale < minimum:
         raise InputError(f"the face in {what} is {face.width * scale:.0f} px wide; at least {minimum} px is needed",
                          "use a closer or higher-resolution photo")
-    return face
+    return face, len(faces)
+
+
+def _other_faces(count: int) -> str:
+    return "--face 2" if count == 2 else f"--face 2 to --face {count}"
+
+
+def _note_faces(what: str, req: PhotoRequest, count: int, warn: Callable[[str], None]) -> None:
+    if req.face is None and count > 1:
+        warn(f"{what} has {count} faces; using the largest (pick another with {_other_faces(count)})")
+
+
+def _or_another_face(err: InputError, req: PhotoRequest, count: int) -> InputError:
+    """A refusal of the largest face of several (a profile, cut off...) says, in its one line, that the others can
+    be picked: in a group photo the person the user wants is often not the largest face."""
+    if req.face is not None or count < 2:
+        return err
+    return InputError(err.message, f"{err.hint}, or pick another of the {count} faces with {_other_faces(count)}")
 
 
 def roll_degrees(landmarks: np.ndarray) -> float:
@@ -425,22 +483,26 @@ def add_photo(
     what = req.image.name
     photo = load_photo(req.image)
     scale = max(photo.width, photo.height) / max(photo.rgb.shape[:2])  # working copy -> original px
-    face = _pick_face(photo.rgb, req, what, scale, warn)
+    face, count = _pick_face(photo.rgb, req, what, scale)
     landmarks = face_landmarks(photo.rgb, face, req.device)
-    _check_frontal(landmarks, what, photo.rgb, req.device)
     h, w = photo.rgb.shape[:2]
-    _check_whole(landmarks, w, h, what)
-    if photo.alpha is not None:
-        _check_face_opaque(photo.alpha, landmarks, what)
-    framing = frame_face(landmarks, w, h)
-    _check_framing(framing, what)
+    try:
+        _check_frontal(landmarks, what, photo.rgb, req.device)
+        _check_whole(landmarks, w, h, what)
+        if photo.alpha is not None:
+            _check_face_opaque(photo.alpha, landmarks, what)
+        framing = frame_face(landmarks, w, h)
+        _check_framing(framing, what)
+    except InputError as err:
+        raise _or_another_face(err, req, count) from None
+    _note_faces(what, req, count, warn)
     size = req.size
     image = crop(photo.rgb, framing, size)
     points = _to_pose(landmarks, framing, size)
     if photo.alpha is not None:
         matte = crop(photo.alpha, framing, size).astype(np.float32) / 255.0
     else:
-        matte = refine_matte(segment_person(image, req.device), image)
+        matte = person_only(refine_matte(segment_person(image, req.device), image), points)
     if framing.pad > 0:
         matte = matte * edge_fade(framing, w, h, size)
     matte8 = np.clip(matte * 255 + 0.5, 0, 255).astype(np.uint8)
@@ -487,7 +549,8 @@ def add_video(
     k1 = min(1.0, VIDEO_WORK_SIDE / max(info.width, info.height))
     w1, h1 = _even(info.width * k1), _even(info.height * k1)
     first = next(iter(clip.read_frames(req.image, w1, h1)))
-    face = _pick_face(first, req, f"the first frame of {what}", info.width / w1, warn)
+    face, count = _pick_face(first, req, f"the first frame of {what}", info.width / w1)
+    _note_faces(f"the first frame of {what}", req, count, warn)
     start = face_landmarks(first, face, req.device)
     _check_frontal(start, what, first, req.device)
     _check_whole(start, w1, h1, what)
