@@ -32,6 +32,10 @@ MESH_SIZE = 192
 SEGMENT_SIZE = 256
 MIN_SCORE = 0.5  # MediaPipe's min_score_thresh for the short-range detector
 NMS_IOU = 0.3  # MediaPipe's min_suppression_threshold (weighted NMS)
+# a box that holds this share of a better-scored box's area is the same face found at another scale: the whole-image
+# pass, where a face is too small for the short-range model, can score a loose box around a face and its hair just
+# above the threshold; by area it was "the largest face", its mesh misplaced (the mouth on the chin)
+SAME_FACE_SHARE = 0.5
 MESH_SCALE = 1.5  # face box -> mesh crop (RectTransformationCalculator scale_x/scale_y, square_long)
 MIN_PRESENCE = 0.5  # the mesh's face-presence probability below which a tracked face counts as lost
 VERIFY_PRESENCE = 0.9  # ... and the one a new detection needs (real faces: > 0.99; a cat's fur: 0.74)
@@ -117,15 +121,21 @@ def _letterbox(rgb: np.ndarray, size: int) -> tuple[np.ndarray, float, float, fl
     return out, scale, px, py
 
 
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+def _intersection(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     x0 = np.maximum(box[0], boxes[:, 0])
     y0 = np.maximum(box[1], boxes[:, 1])
     x1 = np.minimum(box[2], boxes[:, 2])
     y1 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-9)
+    return np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+
+
+def _areas(boxes: np.ndarray) -> np.ndarray:
+    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    inter = _intersection(box, boxes)
+    return inter / np.maximum(_areas(box) + _areas(boxes) - inter, 1e-9)
 
 
 def _weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray) -> list[tuple]:
@@ -144,6 +154,19 @@ def _weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray) 
         merged.append((box, kps.reshape(-1, 2), float(scores[first])))
         remaining = remaining[overlap <= NMS_IOU]
     return merged
+
+
+def _distinct(merged: list[tuple]) -> list[tuple]:
+    """Drop a detection that mostly covers (or lies within) a better-scored one: one face, two scales."""
+    kept: list[tuple] = []
+    for cand in sorted(merged, key=lambda m: -m[2]):
+        if kept:
+            others = np.stack([k[0] for k in kept])
+            smaller = np.maximum(np.minimum(_areas(cand[0]), _areas(others)), 1e-9)
+            if (_intersection(cand[0], others) / smaller).max() > SAME_FACE_SHARE:
+                continue
+        kept.append(cand)
+    return kept
 
 
 def _detect_window(rgb: np.ndarray, x0: int, y0: int, side_x: int, side_y: int, device: str) -> list[tuple]:
@@ -223,7 +246,7 @@ def detect_faces(rgb: np.ndarray, device: str = "auto", verify: bool = True) -> 
         boxes = np.stack([f[0] for f in found])
         kps = np.stack([f[1] for f in found])
         scores = np.asarray([f[2] for f in found])
-        for box, kp, score in _weighted_nms(boxes, kps, scores):
+        for box, kp, score in _distinct(_weighted_nms(boxes, kps, scores)):
             b = np.clip(box, [0, 0, 0, 0], [width, height, width, height])
             if b[2] - b[0] < 2 or b[3] - b[1] < 2:
                 continue

@@ -39,6 +39,11 @@ FACE_SHARE = 0.34  # face width (cheek to cheek, mesh points 234-454) over crop 
 FACE_SHARE_MAX = 0.45  # how far the framing may tighten to stay inside the photo (a close-up selfie)
 FACE_Y = 0.42  # face centre (between eyes and mouth) from the crop's top, as a share of its height
 MAX_SHIFT = 0.08  # how far the face may move off its place (share of the crop) to stay inside the photo
+# a close-up whose head fills the photo (a selfie at arm's length, a passport-style crop) cannot be framed to the
+# shoulders: the framing tightens further and the face may sit lower, up to this share and shift, before it
+# reaches past the photo's edge (what lies there is made up: streaks of the edge's pixels under the chin)
+CLOSE_SHARE_MAX = 0.70
+CLOSE_MAX_SHIFT = 0.30
 MAX_PAD = 0.30  # the crop may reach this far (share of its side) past the photo's edge; filled by edge extension
 MIN_YAW_RATIO = 0.25  # near over far nose-to-cheek distance: below it (~35-40 degrees of turn) it is a profile
 MAX_CLEAR_FACE = 0.02  # share of face-mesh points the photo's own alpha may leave transparent
@@ -159,16 +164,21 @@ class Framing:
 
 def frame_face(landmarks: np.ndarray, width: int, height: int) -> Framing:
     """Head-and-shoulders square: face ~34% of its width, centred, a bit above the middle; inside the photo
-    if a slightly tighter framing or a small shift allows, else the smallest overhang."""
+    if a slightly tighter framing or a small shift allows, then if a close-up's framing (the face up to 70% of
+    the width, off its place by up to 30%) does, else the smallest overhang."""
     face_w = float(np.linalg.norm(landmarks[LEFT_CHEEK, :2] - landmarks[RIGHT_CHEEK, :2]))
     eyes = (landmarks[33, :2] + landmarks[263, :2]) / 2
     mouth = landmarks[list(MOUTH_POINTS), :2].mean(0)
     cx, cy = float((eyes[0] + mouth[0]) / 2), float((eyes[1] + mouth[1]) / 2)
     best: Framing | None = None
-    for share in np.linspace(FACE_SHARE, FACE_SHARE_MAX, 12):
+    close = np.linspace(0.0, 1.0, 13)[1:]
+    steps = [(share, MAX_SHIFT) for share in np.linspace(FACE_SHARE, FACE_SHARE_MAX, 12)]
+    steps += [(FACE_SHARE_MAX + t * (CLOSE_SHARE_MAX - FACE_SHARE_MAX), MAX_SHIFT + t * (CLOSE_MAX_SHIFT - MAX_SHIFT))
+              for t in close]
+    for share, shift in steps:
         side = face_w / share
         x0, y0 = cx - side / 2, cy - FACE_Y * side
-        span = MAX_SHIFT * side
+        span = shift * side
         # shift toward the inside, at most `span`
         x0 = _fit(x0, side, width, span)
         y0 = _fit(y0, side, height, span)
@@ -280,6 +290,49 @@ def refine_matte(matte: np.ndarray, rgb: np.ndarray, radius: int = 4, eps: float
     return np.clip((refined - 0.5) * EDGE_GAIN + 0.5, 0.0, 1.0)
 
 
+ISLAND_BLOCK = 4  # px per cell of the grid on which the matte's islands are found
+ISLAND_REACH = 1 / 40  # share of the pose's side: how far from the person the matte's soft edge is kept
+
+
+def person_only(matte: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The matte without its islands: what is connected neither to the face nor to the bottom edge (where the body
+    leaves the frame) is background the segmenter half took for a person (a neighbour's hand, a lamp, a face in a
+    poster), and so is faint haze away from the person. Found on a coarse grid, so that a hair's width gap does not
+    cut the person in two and the search stays a few ms."""
+    b = ISLAND_BLOCK
+    h, w = matte.shape
+    gh, gw = -(-h // b), -(-w // b)
+    cells = np.zeros((gh * b, gw * b), np.float32)
+    cells[:h, :w] = matte
+    solid = cells.reshape(gh, b, gw, b).max(axis=(1, 3)) > 0.5
+    seed = np.zeros_like(solid)
+    xs = np.clip((points[:, 0] / b).astype(int), 0, gw - 1)
+    ys = np.clip((points[:, 1] / b).astype(int), 0, gh - 1)
+    seed[ys, xs] = True
+    seed[-1] = True
+    reach = seed & solid
+    while True:
+        grown = _grow(reach) & solid
+        if (grown == reach).all():
+            break
+        reach = grown
+    for _ in range(max(1, round(ISLAND_REACH * max(h, w) / b))):
+        reach = _grow(reach)
+    keep = np.repeat(np.repeat(reach, b, axis=0), b, axis=1)[:h, :w].astype(np.float32)
+    return matte * _box_blur(keep, max(1, b // 2))
+
+
+def _grow(cells: np.ndarray) -> np.ndarray:
+    """One step of 8-connected dilation."""
+    out = cells.copy()
+    out[1:] |= cells[:-1]
+    out[:-1] |= cells[1:]
+    row = out.copy()
+    out[:, 1:] |= row[:, :-1]
+    out[:, :-1] |= row[:, 1:]
+    return out
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # add / remove
 # ----------------------------------------------------------------------------------------------------------------------
@@ -300,8 +353,9 @@ def _start(req: PhotoRequest, home: Path, builtin: set[str]) -> Path:
     return avatars
 
 
-def _pick_face(rgb: np.ndarray, req: PhotoRequest, what: str, scale: float, warn: Callable[[str], None]) -> Any:
-    """The face to use (largest, or --face N), checked for size; ``scale`` maps ``rgb`` px to the source's."""
+def _pick_face(rgb: np.ndarray, req: PhotoRequest, what: str, scale: float) -> tuple[Any, int]:
+    """The face to use (largest, or --face N), checked for size, and how many faces there are; ``scale`` maps
+    ``rgb`` px to the source's."""
     from a2v_cli.engine.face import detect_faces
 
     faces = detect_faces(rgb, req.device)
@@ -315,14 +369,28 @@ def _pick_face(rgb: np.ndarray, req: PhotoRequest, what: str, scale: float, warn
         face = faces[req.face - 1]
     else:
         face = faces[0]
-        if len(faces) > 1:
-            others = "--face 2" if len(faces) == 2 else f"--face 2 to --face {len(faces)}"
-            warn(f"{what} has {len(faces)} faces; using the largest (pick another with {others})")
     minimum = min_face_px(req.size)
     if face.width * scale < minimum:
         raise InputError(f"the face in {what} is {face.width * scale:.0f} px wide; at least {minimum} px is needed",
                          "use a closer or higher-resolution photo")
-    return face
+    return face, len(faces)
+
+
+def _other_faces(count: int) -> str:
+    return "--face 2" if count == 2 else f"--face 2 to --face {count}"
+
+
+def _note_faces(what: str, req: PhotoRequest, count: int, warn: Callable[[str], None]) -> None:
+    if req.face is None and count > 1:
+        warn(f"{what} has {count} faces; using the largest (pick another with {_other_faces(count)})")
+
+
+def _or_another_face(err: InputError, req: PhotoRequest, count: int) -> InputError:
+    """A refusal of the largest face of several (a profile, cut off...) says, in its one line, that the others can
+    be picked: in a group photo the person the user wants is often not the largest face."""
+    if req.face is not None or count < 2:
+        return err
+    return InputError(err.message, f"{err.hint}, or pick another of the {count} faces with {_other_faces(count)}")
 
 
 def roll_degrees(landmarks: np.ndarray) -> float:
@@ -424,22 +492,26 @@ def add_photo(
     what = req.image.name
     photo = load_photo(req.image)
     scale = max(photo.width, photo.height) / max(photo.rgb.shape[:2])  # working copy -> original px
-    face = _pick_face(photo.rgb, req, what, scale, warn)
+    face, count = _pick_face(photo.rgb, req, what, scale)
     landmarks = face_landmarks(photo.rgb, face, req.device)
-    _check_frontal(landmarks, what, photo.rgb, req.device)
     h, w = photo.rgb.shape[:2]
-    _check_whole(landmarks, w, h, what)
-    if photo.alpha is not None:
-        _check_face_opaque(photo.alpha, landmarks, what)
-    framing = frame_face(landmarks, w, h)
-    _check_framing(framing, what)
+    try:
+        _check_frontal(landmarks, what, photo.rgb, req.device)
+        _check_whole(landmarks, w, h, what)
+        if photo.alpha is not None:
+            _check_face_opaque(photo.alpha, landmarks, what)
+        framing = frame_face(landmarks, w, h)
+        _check_framing(framing, what)
+    except InputError as err:
+        raise _or_another_face(err, req, count) from None
+    _note_faces(what, req, count, warn)
     size = req.size
     image = crop(photo.rgb, framing, size)
     points = _to_pose(landmarks, framing, size)
     if photo.alpha is not None:
         matte = crop(photo.alpha, framing, size).astype(np.float32) / 255.0
     else:
-        matte = refine_matte(segment_person(image, req.device), image)
+        matte = person_only(refine_matte(segment_person(image, req.device), image), points)
     if framing.pad > 0:
         matte = matte * edge_fade(framing, w, h, size)
     matte8 = np.clip(matte * 255 + 0.5, 0, 255).astype(np.uint8)
@@ -486,7 +558,8 @@ def add_video(
     k1 = min(1.0, VIDEO_WORK_SIDE / max(info.width, info.height))
     w1, h1 = _even(info.width * k1), _even(info.height * k1)
     first = next(iter(clip.read_frames(req.image, w1, h1)))
-    face = _pick_face(first, req, f"the first frame of {what}", info.width / w1, warn)
+    face, count = _pick_face(first, req, f"the first frame of {what}", info.width / w1)
+    _note_faces(f"the first frame of {what}", req, count, warn)
     start = face_landmarks(first, face, req.device)
     _check_frontal(start, what, first, req.device)
     _check_whole(start, w1, h1, what)
