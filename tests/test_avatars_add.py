@@ -466,6 +466,43 @@ def test_a_clip_where_the_face_is_lost(tmp_path: Path) -> None:
     assert_bad_input(result, "face is lost in frame 21")
 
 
+def test_a_face_lost_between_the_framing_samples_is_named_exactly(tmp_path: Path) -> None:
+    """The framing pass reads only every 5th frame; the face lost in frames 22-23 alone (between its samples 20
+    and 25) is still refused, and the message names the first frame without it."""
+    frames, _ = panning(30)
+    cat = np.asarray(Image.open(CAT).convert("RGB").resize((480, 360)))
+    path = write_clip(tmp_path / "gap.mp4", frames[:21] + [cat] * 2 + frames[23:])
+    assert_bad_input(run_cli("avatars", "add", "--video", str(path), "--size", "256"), "face is lost in frame 22")
+
+
+def test_a_clip_framed_past_its_edge(tmp_path: Path) -> None:
+    """A tight clip (the head near the top, little room at the sides): the head-and-shoulders square reaches past
+    the picture, so the frames are cut and edge-extended in-process (not by ffmpeg's crop) and the matte fades
+    out past the top and sides; the landmarks still sit on the face."""
+    img = np.asarray(astronaut())
+    frames = [np.ascontiguousarray(img[50 + d : 320 + d, 140:320]) for d in (0, 1, 2, 1) * 8]
+    path = write_clip(tmp_path / "tight.mp4", frames)
+    result = run_cli("avatars", "add", "--video", str(path), "--size", "256", "--json")
+    assert result.code == 0, result.stderr
+    folder = home() / "avatars" / "tight"
+    pose = json.loads((folder / "avatar.json").read_text())["poses"][0]
+    video = decode_raw(folder / pose["frames"], 256, "rgb24")
+    matte = decode_raw(folder / pose["matte"], 256, "gray")[..., 0]
+    track = np.load(folder / pose["landmarks"])
+    assert video.shape == (32, 256, 256, 3) and matte.shape == (32, 256, 256) and track.shape == (32, 468, 3)
+    assert 0.3 < pose["face_width"] / 256 < 0.47  # the framing tightened as far as it may
+    for i in (0, 16, 31):
+        face = track[i, [1, 33, 263, 61, 291]].round().astype(int)
+        assert matte[i, face[:, 1], face[:, 0]].min() > 200
+        # the face mesh lands on the face: the nose tip is brighter than the dark eye corners around it
+        assert video[i, face[0, 1], face[0, 0]].mean() > 60
+    # the square reaches ~14 px past the picture's left and right edges (the clip is 180 px wide): on the left,
+    # where the shoulder fills the picture's own columns, the matte fades out past the edge
+    body = matte[:, 100:].astype(float)
+    assert body[..., 16:18].mean() > 150
+    assert body[..., :2].mean() < 0.6 * body[..., 16:18].mean()
+
+
 def test_bad_clips(tmp_path: Path) -> None:
     grey = [np.full((64, 64, 3), 128, np.uint8)] * 276
     long_clip = write_clip(tmp_path / "long.mp4", grey)
