@@ -637,12 +637,15 @@ FIELD_BUDGET = 256 * 2**20  # bytes of per-clip-frame mouth fields a video sourc
 @dataclass(frozen=True)
 class _Fields:
     """One clip frame's mouth fields: what ``mouth_region`` gives, less the grid (the region's own pixel
-    coordinates, the same for every frame of a size) and the image (cut from the frame when it is warped)."""
+    coordinates, the same for every frame of a size) and the image (cut from the frame when it is warped), and
+    without the MARGIN ring (a photo's head sway needs it; a clip frame is pasted where it is): only the inside
+    is computed, and its pixels do not depend on the ring's."""
 
-    y0: int
+    y0: int  # the region's corner, ring included: the image the warp samples is cut from here
     x0: int
-    basis: np.ndarray  # (K, h, w, 2) float32
-    maps: np.ndarray  # (5, h, w) float32
+    shape: tuple[int, int]  # the region's size, ring included
+    basis: np.ndarray  # (K, h - 2 MARGIN, w - 2 MARGIN, 2) float32
+    maps: np.ndarray  # (5, h - 2 MARGIN, w - 2 MARGIN) float32
     geometry: MouthGeometry
 
 
@@ -696,23 +699,27 @@ class VideoSource:
             return hit
         marks = self.pose.landmarks[idx]
         region = mouth_region(marks, (self.height, self.width))
-        hit = _Fields(region.y0, region.x0, region.basis, region.maps, MouthGeometry.of(marks))
+        m = MARGIN
+        inside = (slice(None), slice(m, -m), slice(m, -m))
+        hit = _Fields(region.y0, region.x0, region.grid.shape[1:3], np.ascontiguousarray(region.basis[inside]),
+                      np.ascontiguousarray(region.maps[inside]), MouthGeometry.of(marks))
         if self._fields is None:
             self._fields = Lru(max(8, FIELD_BUDGET // (hit.basis.nbytes + hit.maps.nbytes)))
         return self._fields.put(idx, hit)
 
     def _warp(self, idx: int, fields: _Fields, q: np.ndarray) -> np.ndarray:
-        """Clip frame ``idx``'s mouth region, warped for one rounded articulation ``q`` (open px, spread, round,
-        press): (h, w, 4) uint8. The fields never sample outside their region (they fade to 0 at its edge), so
-        a crop of the frame is all the warp reads."""
-        _, h, w = fields.maps.shape
+        """The inside of clip frame ``idx``'s mouth region (less the MARGIN ring), warped for one rounded
+        articulation ``q`` (open px, spread, round, press): (h, w, 4) uint8. The fields never sample outside their
+        region (they fade to 0 at its edge), so a crop of the frame is all the warp reads."""
+        h, w = fields.shape
         ys, xs = slice(fields.y0, fields.y0 + h), slice(fields.x0, fields.x0 + w)
         rgba = np.concatenate([self.pose.frames[idx, ys, xs], self.pose.mattes[idx, ys, xs, None]], axis=2)
         image = np.ascontiguousarray(rgba.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
         grid = self._grids.get((h, w))
-        if grid is None:
-            grid = self._grids[h, w] = np.stack(np.meshgrid(np.arange(w, dtype=np.float32),
-                                                            np.arange(h, dtype=np.float32)), axis=-1)[None]
+        if grid is None:  # the inside's pixels, in the crop's coordinates
+            m = MARGIN
+            grid = self._grids[h, w] = np.stack(np.meshgrid(np.arange(m, w - m, dtype=np.float32),
+                                                            np.arange(m, h - m, dtype=np.float32)), axis=-1)[None]
         out = self.loaded.session.run(None, {
             "image": image, "grid": grid, "basis": fields.basis, "weights": np.array([[1.0, *q]], np.float32),
             "offset": np.zeros((1, 2), np.float32), "maps": fields.maps, "opening": q[None, :1],
@@ -742,9 +749,9 @@ class VideoSource:
             if patch is None:
                 patch = self._patches.put(key, self._warp(idx, fields, np.array(key[1:], np.float32) / WARP_STEPS))
             h, wd = patch.shape[:2]
-            ys, xs = slice(fields.y0 + m, fields.y0 + h - m), slice(fields.x0 + m, fields.x0 + wd - m)
-            rgb[i, ys, xs] = patch[m:-m, m:-m, :3]
-            mask[i, ys, xs] = patch[m:-m, m:-m, 3]
+            ys, xs = slice(fields.y0 + m, fields.y0 + m + h), slice(fields.x0 + m, fields.x0 + m + wd)
+            rgb[i, ys, xs] = patch[..., :3]
+            mask[i, ys, xs] = patch[..., 3]
         straight = None
         if straight_all is not None:
             straight = straight_all[:n]
