@@ -17,6 +17,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -594,15 +595,15 @@ def add_video(
     # pass 1, small and sparse: the face in the first frame, then where the head goes, for one framing
     k1 = min(1.0, VIDEO_WORK_SIDE / max(info.width, info.height))
     w1, h1 = _even(info.width * k1), _even(info.height * k1)
-    samples = clip.read_frames(req.image, w1, h1, step=FRAMING_STEP)
-    first = next(samples)
-    face = _pick_face(first, req, f"the first frame of {what}", info.width / w1, warn)
-    start = face_landmarks(first, face, req.device)
-    _check_frontal(start, what, first, req.device)
-    _check_whole(start, w1, h1, what)
-    follow = Tracker(req.device, start)
-    # a sample where the face is lost is left out here: pass 2 sees every frame and names the one where it is lost
-    path = [start, *(p for p in map(follow, samples) if p is not None)]
+    with closing(clip.read_frames(req.image, w1, h1, step=FRAMING_STEP)) as samples:  # ffmpeg ends with it
+        first = next(samples)
+        face = _pick_face(first, req, f"the first frame of {what}", info.width / w1, warn)
+        start = face_landmarks(first, face, req.device)
+        _check_frontal(start, what, first, req.device)
+        _check_whole(start, w1, h1, what)
+        follow = Tracker(req.device, start)
+        # a sample where the face is lost is left out: pass 2 sees every frame and names the one where it is lost
+        path = [start, *(p for p in map(follow, samples) if p is not None)]
     framing1 = frame_face(np.mean(path, axis=0), w1, h1)
     _check_framing(framing1, what)
     size = req.size
@@ -664,14 +665,15 @@ def add_video(
         pool = ThreadPoolExecutor(1, thread_name_prefix="a2v-matte")
         try:
             try:
-                for index, image in enumerate(frames()):
-                    raw = track(image)
-                    if raw is None:
-                        raise face_lost(index)
-                    points.append(smooth(raw))
-                    pending.append(pool.submit(finish, index, image))
-                    while pending and (len(pending) > AHEAD or pending[0].done()):
-                        pending.popleft().result()  # the matting thread's error, if any, surfaces here
+                with closing(frames()) as stream:
+                    for index, image in enumerate(stream):
+                        raw = track(image)
+                        if raw is None:
+                            raise face_lost(index)
+                        points.append(smooth(raw))
+                        pending.append(pool.submit(finish, index, image))
+                        while pending and (len(pending) > AHEAD or pending[0].done()):
+                            pending.popleft().result()  # the matting thread's error, if any, surfaces here
                 while pending:
                     pending.popleft().result()
             finally:
