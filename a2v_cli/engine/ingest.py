@@ -21,11 +21,14 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from a2v_cli.errors import InputError, not_found
+
+if TYPE_CHECKING:
+    from a2v_cli.engine.clip import ClipInfo
 
 FORMAT = 1
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -489,7 +492,7 @@ class ClipFraming:
         return out
 
 
-def clip_framing(framing: Framing, scale: tuple[float, float], info: Any, size: int) -> ClipFraming:
+def clip_framing(framing: Framing, scale: tuple[float, float], info: ClipInfo, size: int) -> ClipFraming:
     """The pass-1 framing (in frames scaled by ``scale`` from the source) in source px, as whole, even px where
     the square lies inside the picture (an offset of at most one source px: the framing is a choice, the
     landmarks are tracked on what is cut)."""
