@@ -458,6 +458,30 @@ def test_add_a_video_clip(tmp_path: Path) -> None:
     assert not (home() / ".avatars-staging").exists()
 
 
+def test_clip_frames_are_lossless_utvideo_and_old_ffv1_bundles_still_load(tmp_path: Path) -> None:
+    """A video pose's frames are UtVideo (a quarter of FFV1's encoding CPU, a fifth of its decoding, which every
+    render pays for the whole clip); a bundle made before, with FFV1 frames, loads to the same pixels."""
+    import subprocess
+
+    from a2v_cli.engine import catalog
+    from a2v_cli.engine.photo_pose import load_video_pose
+    from tests.conftest import ffmpeg
+
+    path = write_clip(tmp_path / "me.mp4", panning(30)[0])
+    assert run_cli("avatars", "add", "--video", str(path), "--size", "256").code == 0
+    frames = home() / "avatars" / "me" / "me-video" / "frames.mkv"
+    probe = subprocess.run([ffmpeg(), "-hide_banner", "-i", str(frames)], capture_output=True, text=True).stderr
+    assert "Video: utvideo" in probe, probe
+    new = load_video_pose(catalog.pose_entry("me-video"))
+    assert new.frames.shape == (30, 256, 256, 3)
+    old = tmp_path / "old.mkv"  # the frames as the ingest wrote them before
+    subprocess.run([ffmpeg(), "-v", "error", "-i", str(frames), "-c:v", "ffv1", "-level", "3", "-g", "1", "-pix_fmt",
+                    "bgr0", str(old)], check=True)
+    os.replace(old, frames)
+    again = load_video_pose(catalog.pose_entry("me-video"))
+    assert np.array_equal(again.frames, new.frames) and np.array_equal(again.mattes, new.mattes)
+
+
 def test_a_clip_where_the_face_is_lost(tmp_path: Path) -> None:
     frames, _ = panning(30)
     cat = np.asarray(Image.open(CAT).convert("RGB").resize((480, 360)))
