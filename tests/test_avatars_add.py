@@ -538,12 +538,73 @@ def test_add_a_video_clip(tmp_path: Path) -> None:
     assert not (home() / ".avatars-staging").exists()
 
 
+def test_clip_frames_are_lossless_utvideo_and_old_ffv1_bundles_still_load(tmp_path: Path) -> None:
+    """A video pose's frames are UtVideo (a quarter of FFV1's encoding CPU, a fifth of its decoding, which every
+    render pays for the whole clip); a bundle made before, with FFV1 frames, loads to the same pixels."""
+    import subprocess
+
+    from a2v_cli.engine import catalog
+    from a2v_cli.engine.photo_pose import load_video_pose
+    from tests.conftest import ffmpeg
+
+    path = write_clip(tmp_path / "me.mp4", panning(30)[0])
+    assert run_cli("avatars", "add", "--video", str(path), "--size", "256").code == 0
+    frames = home() / "avatars" / "me" / "me-video" / "frames.mkv"
+    probe = subprocess.run([ffmpeg(), "-hide_banner", "-i", str(frames)], capture_output=True, text=True).stderr
+    assert "Video: utvideo" in probe, probe
+    new = load_video_pose(catalog.pose_entry("me-video"))
+    assert new.frames.shape == (30, 256, 256, 3)
+    old = tmp_path / "old.mkv"  # the frames as the ingest wrote them before
+    subprocess.run([ffmpeg(), "-v", "error", "-i", str(frames), "-c:v", "ffv1", "-level", "3", "-g", "1", "-pix_fmt",
+                    "bgr0", str(old)], check=True)
+    os.replace(old, frames)
+    again = load_video_pose(catalog.pose_entry("me-video"))
+    assert np.array_equal(again.frames, new.frames) and np.array_equal(again.mattes, new.mattes)
+
+
 def test_a_clip_where_the_face_is_lost(tmp_path: Path) -> None:
     frames, _ = panning(30)
     cat = np.asarray(Image.open(CAT).convert("RGB").resize((480, 360)))
     path = write_clip(tmp_path / "lost.mp4", frames[:20] + [cat] * 10)
     result = run_cli("avatars", "add", "--video", str(path), "--size", "256")
     assert_bad_input(result, "face is lost in frame 21")
+
+
+def test_a_face_lost_between_the_framing_samples_is_named_exactly(tmp_path: Path) -> None:
+    """The framing pass reads only every 5th frame; the face lost in frames 22-23 alone (between its samples 20
+    and 25) is still refused, and the message names the first frame without it."""
+    frames, _ = panning(30)
+    cat = np.asarray(Image.open(CAT).convert("RGB").resize((480, 360)))
+    path = write_clip(tmp_path / "gap.mp4", frames[:21] + [cat] * 2 + frames[23:])
+    assert_bad_input(run_cli("avatars", "add", "--video", str(path), "--size", "256"), "face is lost in frame 22")
+
+
+def test_a_clip_framed_past_its_edge(tmp_path: Path) -> None:
+    """A tight clip (the head near the top, little room at the sides): the head-and-shoulders square reaches past
+    the picture, so the frames are cut and edge-extended in-process (not by ffmpeg's crop) and the matte fades
+    out past the top and sides; the landmarks still sit on the face."""
+    img = np.asarray(astronaut())
+    frames = [np.ascontiguousarray(img[50 + d : 320 + d, 140:320]) for d in (0, 1, 2, 1) * 8]
+    path = write_clip(tmp_path / "tight.mp4", frames)
+    result = run_cli("avatars", "add", "--video", str(path), "--size", "256", "--json")
+    assert result.code == 0, result.stderr
+    folder = home() / "avatars" / "tight"
+    pose = json.loads((folder / "avatar.json").read_text())["poses"][0]
+    video = decode_raw(folder / pose["frames"], 256, "rgb24")
+    matte = decode_raw(folder / pose["matte"], 256, "gray")[..., 0]
+    track = np.load(folder / pose["landmarks"])
+    assert video.shape == (32, 256, 256, 3) and matte.shape == (32, 256, 256) and track.shape == (32, 468, 3)
+    assert 0.3 < pose["face_width"] / 256 < 0.47  # the framing tightened as far as it may
+    for i in (0, 16, 31):
+        face = track[i, [1, 33, 263, 61, 291]].round().astype(int)
+        assert matte[i, face[:, 1], face[:, 0]].min() > 200
+        # the face mesh lands on the face: the nose tip is brighter than the dark eye corners around it
+        assert video[i, face[0, 1], face[0, 0]].mean() > 60
+    # the square reaches ~14 px past the picture's left and right edges (the clip is 180 px wide): on the left,
+    # where the shoulder fills the picture's own columns, the matte fades out past the edge
+    body = matte[:, 100:].astype(float)
+    assert body[..., 16:18].mean() > 150
+    assert body[..., :2].mean() < 0.6 * body[..., 16:18].mean()
 
 
 def test_bad_clips(tmp_path: Path) -> None:

@@ -110,6 +110,38 @@ def test_track_landmarks_follows_a_moving_face_smoothly() -> None:
         F.track_landmarks([img, img, rgb(CAT)], "cpu")
 
 
+def _sample_by_neighbours(rgb: np.ndarray, rect: F._Rect, out: int) -> np.ndarray:
+    """The mesh crop as four-neighbour bilinear interpolation in numpy (what face._sample did before it used
+    Pillow's affine transform), zero outside the picture; no shrinking (the rects below do not need it)."""
+    grid = (np.arange(out, dtype=np.float64) + 0.5) / out
+    xs, ys = rect.to_image(*np.meshgrid(grid, grid))
+    img = rgb.astype(np.float32)
+    h, w = img.shape[:2]
+    xs, ys = xs - 0.5, ys - 0.5
+    x0, y0 = np.floor(xs).astype(np.int64), np.floor(ys).astype(np.int64)
+    fx, fy = (xs - x0)[..., None], (ys - y0)[..., None]
+
+    def at(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+        inside = ((yy >= 0) & (yy < h) & (xx >= 0) & (xx < w))[..., None]
+        return img[np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)] * inside
+
+    upper = at(y0, x0) * (1 - fx) + at(y0, x0 + 1) * fx
+    lower = at(y0 + 1, x0) * (1 - fx) + at(y0 + 1, x0 + 1) * fx
+    return upper * (1 - fy) + lower * fy
+
+
+def test_the_mesh_crop_is_exact_bilinear_sampling() -> None:
+    """face._sample (Pillow's affine transform on float planes) gives the same crop as the four-neighbour
+    reference, turned, scaled, and where the crop reaches past the picture's edge (which blends towards zero)."""
+    img = rgb(ASTRONAUT)
+    rects = (F._Rect(230.0, 130.0, 180.0, 0.1), F._Rect(40.5, 30.25, 200.0, -0.5), F._Rect(480.0, 500.0, 150.0, 2.5))
+    for rect in rects:
+        got = F._sample(img, rect, F.MESH_SIZE)
+        assert got.shape == (F.MESH_SIZE, F.MESH_SIZE, 3) and got.dtype == np.float32
+        assert np.abs(got - _sample_by_neighbours(img, rect, F.MESH_SIZE)).max() < 1e-3, rect
+    assert not F._sample(img, F._Rect(5000.0, 5000.0, 100.0, 0.0), F.MESH_SIZE).any()
+
+
 def test_the_model_card_names_each_committed_file_by_its_hash() -> None:
     import hashlib
     import re

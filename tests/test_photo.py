@@ -315,6 +315,31 @@ def test_video_pose_loops_its_clip_and_talks(tmp_path: Path) -> None:
     assert darkness.max() > 0.2 and np.corrcoef(darkness, loud)[0, 1] > 0.4
 
 
+def test_a_long_clip_computes_each_frames_mouth_fields_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 4.4 s clip (110 frames, more than the old 96-frame cache) played twice forward and back builds the mouth
+    fields of each clip frame once: the old cache recomputed a quarter of them every pass (~10 ms each)."""
+    from test_avatars_add import panning, write_clip
+
+    from a2v_cli.engine import photo_pose
+    from a2v_cli.engine.frames import open_source
+
+    clip = write_clip(tmp_path / "long.mp4", panning(110)[0])
+    added = run_cli("avatars", "add", "--video", str(clip), "--id", "long", "--size", "256")
+    assert added.code == 0, added.stderr
+    built: list[int] = []
+    real = photo_pose.mouth_region
+    monkeypatch.setattr(photo_pose, "mouth_region", lambda marks, shape: built.append(1) or real(marks, shape))
+    src = open_source("long-video", 25, device="cpu")
+    cycle = 2 * (110 - 1)
+    art = np.zeros((25, 4), np.float32)
+    art[:, 0] = np.linspace(0, 1, 25)
+    for start in range(0, 2 * cycle, 25):
+        rgb, mask, _, _ = src.compose(range(start, start + 25), art)
+        assert rgb.shape == (25, 256, 256, 3) and mask.shape == (25, 256, 256)
+    assert len(built) == 110
+    assert len(src._fields) == 110
+
+
 def _luma(rgb: np.ndarray) -> np.ndarray:
     return rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
 

@@ -63,10 +63,23 @@ def probe_clip(path: Path) -> ClipInfo:
     return ClipInfo(width, height, duration)
 
 
-def read_frames(path: Path, width: int, height: int) -> Iterator[np.ndarray]:
-    """The clip's frames at 25 fps, scaled to width x height, as (H, W, 3) uint8 RGB."""
+def read_frames(path: Path, width: int, height: int, crop: tuple[int, int, int, int] | None = None,
+                step: int = 1) -> Iterator[np.ndarray]:
+    """The clip's frames at 25 fps (``step`` > 1: only every step-th of them), scaled to width x height, as
+    (H, W, 3) uint8 RGB; ``crop`` (x, y, w, h in the clip's px, as shown) first cuts that rectangle out.
+
+    ffmpeg does the cropping and scaling in its own process, beside the caller's work, and only the pixels the
+    caller keeps cross the pipe."""
+    chain = [f"fps={FPS}"]
+    if step > 1:
+        chain.append(f"framestep={step}")
+    if crop is not None:
+        x, y, w, h = crop
+        chain.append(f"crop={w}:{h}:{x}:{y}")
+    src = max(crop[2:]) if crop is not None else None
+    chain.append(f"scale={width}:{height}:flags={'lanczos' if src is not None and src < width else 'area'}")
     cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-i", str(path), "-an", "-sn",
-           "-vf", f"fps={FPS},scale={width}:{height}:flags=area", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+           "-vf", ",".join(chain), "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
     frame_bytes = width * height * 3

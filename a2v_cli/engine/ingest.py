@@ -18,14 +18,18 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable, Collection
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from a2v_cli.errors import InputError, not_found
+
+if TYPE_CHECKING:
+    from a2v_cli.engine.clip import ClipInfo
 
 FORMAT = 1
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -539,76 +543,236 @@ def add_photo(
 
 
 VIDEO_WORK_SIDE = 640  # the first pass (finding and framing the face) reads the clip at this long side
+FRAMING_STEP = 5  # ... and only every 5th frame (5 a second): the head's average place needs no more
 MATTE_MEMORY = 0.35  # share of the previous frame's matte kept in the next: no flicker at the edge
+MATTE_RADIUS = 4  # the guided filter's radius in pose px at 512 (as refine_matte's)
+AHEAD = 8  # frames the tracker may run ahead of the matting thread (memory stays flat)
+# Lossless codecs of a video pose's frames and matte. UtVideo (planar RGB, median prediction) encodes a 512 px frame in
+# a quarter of FFV1's CPU time and decodes in a fifth (every render of the pose decodes the whole clip first), for
+# ~20% more bytes; bundles made before hold FFV1 frames, which the same reader (ffmpeg) decodes. The grey matte
+# stays FFV1 (UtVideo has no grey format, and FFV1's grey is cheap).
+FRAMES_CODEC = ["-c:v", "utvideo", "-pred", "median", "-pix_fmt", "gbrp"]
+MATTE_CODEC = ["-c:v", "ffv1", "-level", "3", "-g", "1", "-pix_fmt", "gray"]
+
+
+@dataclass(frozen=True)
+class ClipFraming:
+    """How the pose's frames are cut from the clip: a square of ``side`` source px at (x0, y0), ``size`` px wide.
+
+    Inside the picture ffmpeg crops and scales it in its own process (``crop``: whole, even source px); past an
+    edge (``pad`` > 0) the frames are scaled whole and ``ingest.crop`` extends the edge, as for a photo."""
+
+    x0: float
+    y0: float
+    side: float
+    pad: float
+    size: int
+    crop: tuple[int, int, int, int] | None
+
+    def to_pose(self, points: np.ndarray) -> np.ndarray:
+        """Source px -> pose px (x, y; z scales with them)."""
+        k = self.size / self.side
+        out = np.asarray(points, dtype=np.float32).copy()
+        out[..., 0] = (out[..., 0] - self.x0) * k
+        out[..., 1] = (out[..., 1] - self.y0) * k
+        out[..., 2] *= k
+        return out
+
+
+def clip_framing(framing: Framing, scale: tuple[float, float], info: ClipInfo, size: int) -> ClipFraming:
+    """The pass-1 framing (in frames scaled by ``scale`` from the source) in source px, as whole, even px where
+    the square lies inside the picture (an offset of at most one source px: the framing is a choice, the
+    landmarks are tracked on what is cut)."""
+    kx, ky = scale
+    x0, y0, side = framing.x0 / kx, framing.y0 / ky, framing.side * (1 / kx + 1 / ky) / 2
+    if framing.pad > 0:
+        return ClipFraming(x0, y0, side, framing.pad, size, None)
+
+    def even(v: float) -> int:
+        return 2 * round(v / 2)
+
+    whole = min(max(even(side), 2), info.width - info.width % 2, info.height - info.height % 2)
+    cx = min(max(even(x0), 0), info.width - whole)
+    cy = min(max(even(y0), 0), info.height - whole)
+    cx, cy = cx - cx % 2, cy - cy % 2
+    return ClipFraming(float(cx), float(cy), float(whole), 0.0, size, (cx, cy, whole, whole))
+
+
+def _guided(guide: np.ndarray, p: np.ndarray, radius: int, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """The guided filter's smoothed coefficients (mean a, mean b): the output is ``a * guide + b``."""
+    mean_i, mean_p = _box_small(guide, radius), _box_small(p, radius)
+    a = (_box_small(guide * p, radius) - mean_i * mean_p) / (_box_small(guide * guide, radius) - mean_i * mean_i + eps)
+    b = mean_p - a * mean_i
+    return _box_small(a, radius), _box_small(b, radius)
+
+
+def _box_small(x: np.ndarray, radius: int) -> np.ndarray:
+    """``_box_blur`` of a 2-D float32 array for a small radius: 2 x 2r shifted adds cost less than two running sums
+    (and round less)."""
+    k = 2 * radius + 1
+    c = np.pad(x, radius, mode="edge")
+    h, w = x.shape
+    rows = c[:h].copy()
+    for i in range(1, k):
+        rows += c[i : i + h]
+    out = rows[:, :w].copy()
+    for j in range(1, k):
+        out += rows[:, j : j + w]
+    out *= np.float32(1 / (k * k))
+    return out
+
+
+class VideoMatte:
+    """The matte of each pose frame, in clip order: the segmenter at its own 256x256, refined by the fast guided
+    filter (He & Sun 2015: the coefficients at 256, upsampled, applied to the full frame), so the edge still
+    follows the frame's own hair and shoulders at a quarter of the cost; faded past the clip's edge and mixed
+    with the previous frame's (MATTE_MEMORY)."""
+
+    def __init__(self, size: int, fade: np.ndarray | float, device: str) -> None:
+        from a2v_cli.engine.face import SEGMENT_SIZE
+
+        self.size, self.fade, self.device = size, fade, device
+        self.low = SEGMENT_SIZE
+        self.radius = max(1, round(MATTE_RADIUS * SEGMENT_SIZE / size))
+        self.previous: np.ndarray | None = None
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        from PIL import Image
+
+        from a2v_cli.engine.face import segment_native
+
+        small = np.asarray(Image.fromarray(image).resize((self.low, self.low), Image.BILINEAR))
+        p = np.clip(segment_native(small, self.device), 0.0, 1.0)
+        mean_a, mean_b = _guided(_grey(small), p, self.radius, 2e-3)
+
+        def up(x: np.ndarray) -> np.ndarray:
+            return np.asarray(Image.fromarray(x.astype(np.float32), mode="F").resize((self.size, self.size),
+                                                                                    Image.BILINEAR))
+
+        matte = up(mean_a) * _grey(image) + up(mean_b)
+        matte = np.clip((matte - 0.5) * EDGE_GAIN + 0.5, 0.0, 1.0) * self.fade
+        if self.previous is not None:
+            matte = (1 - MATTE_MEMORY) * matte + MATTE_MEMORY * self.previous
+        self.previous = matte
+        return np.clip(matte * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _grey(rgb: np.ndarray) -> np.ndarray:
+    """The channel mean in 0..1, float32 (refine_matte's guide), without a float64 temporary."""
+    total = rgb[..., 0].astype(np.float32)
+    total += rgb[..., 1]
+    total += rgb[..., 2]
+    total *= np.float32(1 / 765)
+    return total
 
 
 def add_video(
     req: PhotoRequest, home: Path, builtin: set[str], warn: Callable[[str], None] = lambda _m: None
 ) -> dict[str, Any]:
     """Build a video pose from a short clip: one fixed head-and-shoulders framing for the whole clip, its frames
-    and per-frame matte as lossless FFV1, and the face mesh tracked and smoothed over every frame."""
+    and per-frame matte losslessly (FRAMES_CODEC, MATTE_CODEC), and the face mesh tracked and smoothed over
+    every frame.
+
+    Two passes over the clip: a small, sparse one finds the face and the head's average place (the framing),
+    then one at the pose's size tracks the mesh from frame to frame (the detector only where the face is lost)
+    while a second thread mattes the frames and feeds the encoders, and ffmpeg decodes, crops and scales the clip
+    in its own process."""
     from a2v_cli.engine import clip
-    from a2v_cli.engine.encode import FfmpegWriter, OutputSpec
-    from a2v_cli.engine.face import face_landmarks, segment_person, track_landmarks
+    from a2v_cli.engine.face import Smoother, Tracker, face_landmarks, face_lost
 
     avatars = _start(req, home, builtin)
     what = req.image.name
     info = clip.probe_clip(req.image)
-    # pass 1, small: the face in the first frame, then the head's path through the clip, for one framing
+    # pass 1, small and sparse: the face in the first frame, then where the head goes, for one framing
     k1 = min(1.0, VIDEO_WORK_SIDE / max(info.width, info.height))
     w1, h1 = _even(info.width * k1), _even(info.height * k1)
-    first = next(iter(clip.read_frames(req.image, w1, h1)))
-    face, count = _pick_face(first, req, f"the first frame of {what}", info.width / w1)
-    _note_faces(f"the first frame of {what}", req, count, warn)
-    start = face_landmarks(first, face, req.device)
-    _check_frontal(start, what, first, req.device)
-    _check_whole(start, w1, h1, what)
-    coarse = track_landmarks(clip.read_frames(req.image, w1, h1), req.device, start=start)
-    framing1 = frame_face(coarse.mean(axis=0), w1, h1)
+    with closing(clip.read_frames(req.image, w1, h1, step=FRAMING_STEP)) as samples:  # ffmpeg ends with it
+        first = next(samples)
+        face, count = _pick_face(first, req, f"the first frame of {what}", info.width / w1)
+        _note_faces(f"the first frame of {what}", req, count, warn)
+        start = face_landmarks(first, face, req.device)
+        _check_frontal(start, what, first, req.device)
+        _check_whole(start, w1, h1, what)
+        follow = Tracker(req.device, start)
+        # a sample where the face is lost is left out: pass 2 sees every frame and names the one where it is lost
+        path = [start, *(p for p in map(follow, samples) if p is not None)]
+    framing1 = frame_face(np.mean(path, axis=0), w1, h1)
     _check_framing(framing1, what)
-    # the same framing in the pass-2 frames, which are scaled so that the crop is exactly `size` wide
     size = req.size
-    k2 = size / (framing1.side / k1)
-    w2, h2 = _even(info.width * k2), _even(info.height * k2)
-    sx, sy = w2 / info.width / k1, h2 / info.height / k1
-    framing = Framing(framing1.x0 * sx, framing1.y0 * sy, framing1.side * sx, framing1.pad)
+    scale = (w1 / info.width, h1 / info.height)
+    cut = clip_framing(framing1, scale, info, size)
+
+    def to_pose(points: np.ndarray) -> np.ndarray:  # pass-1 px -> pose px
+        src = np.asarray(points, dtype=np.float32).copy()
+        src[..., 0] /= scale[0]
+        src[..., 1] /= scale[1]
+        return cut.to_pose(src)
+
+    if cut.crop is not None:
+        fade: np.ndarray | float = 1.0
+
+        def frames() -> Any:
+            return clip.read_frames(req.image, size, size, crop=cut.crop)
+    else:  # past the picture's edge: whole frames at the pose's scale, cut and edge-extended here
+        k2 = size / cut.side
+        w2, h2 = _even(info.width * k2), _even(info.height * k2)
+        sx, sy = w2 / info.width, h2 / info.height
+        framing = Framing(cut.x0 * sx, cut.y0 * sy, cut.side * (sx + sy) / 2, cut.pad)
+        fade = edge_fade(framing, w2, h2, size)
+
+        def frames() -> Any:
+            return (crop(frame, framing, size) for frame in clip.read_frames(req.image, w2, h2))
+
     avatar_id = req.avatar_id or free_id(req.image.stem, avatars, builtin)
     pose_id = f"{avatar_id}-video"
-    box_first = _to_pose(np.asarray([[face.box[0] * sx, face.box[1] * sy, 0], [face.box[2] * sx, face.box[3] * sy, 0]]),
-                         framing, size)
+    box_first = to_pose(np.asarray([[face.box[0], face.box[1], 0], [face.box[2], face.box[3], 0]]))
+    start_pose = to_pose(start)
     result: dict[str, Any] = {}
 
     def write(stage: Path) -> None:
+        from collections import deque
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        from a2v_cli.engine.encode import FfmpegWriter, OutputSpec
+
         pose_dir = stage / pose_id
         _mkdir_private(pose_dir)
-        lossless = ["-c:v", "ffv1", "-level", "3", "-g", "1"]
-        frames_out = FfmpegWriter(OutputSpec(pose_dir / "frames.mkv", "rgb24", [*lossless, "-pix_fmt", "bgr0"],
-                                             False, fmt="matroska"), size, size, clip.FPS, None)
-        matte_out = FfmpegWriter(OutputSpec(pose_dir / "matte.mkv", "gray", [*lossless, "-pix_fmt", "gray"],
-                                            False, fmt="matroska"), size, size, clip.FPS, None)
-        state: dict[str, Any] = {"previous": None, "count": 0}
-        fade = edge_fade(framing, w2, h2, size) if framing.pad > 0 else 1.0
+        frames_out = FfmpegWriter(OutputSpec(pose_dir / "frames.mkv", "rgb24", FRAMES_CODEC, False, fmt="matroska"),
+                                  size, size, clip.FPS, None)
+        matte_out = FfmpegWriter(OutputSpec(pose_dir / "matte.mkv", "gray", MATTE_CODEC, False, fmt="matroska"),
+                                 size, size, clip.FPS, None)
+        matte = VideoMatte(size, fade, req.device)
 
-        def frames() -> Any:
-            for frame in clip.read_frames(req.image, w2, h2):
-                image = crop(frame, framing, size)
-                matte = refine_matte(segment_person(image, req.device), image) * fade
-                if state["previous"] is not None:
-                    matte = (1 - MATTE_MEMORY) * matte + MATTE_MEMORY * state["previous"]
-                state["previous"] = matte
-                matte8 = np.clip(matte * 255 + 0.5, 0, 255).astype(np.uint8)
-                frames_out.write(image[None])
-                matte_out.write(matte8[None])
-                if state["count"] == 0:
-                    _save_png(np.dstack([image, matte8]), stage / "preview.png")
-                state["count"] += 1
-                yield image
+        def finish(index: int, image: np.ndarray) -> None:  # on the matting thread, one frame after the other
+            matte8 = matte(image)
+            frames_out.write(image[None])
+            matte_out.write(matte8[None])
+            if index == 0:
+                _save_png(np.dstack([image, matte8]), stage / "preview.png")
 
+        track, smooth = Tracker(req.device, start_pose), Smoother(clip.FPS)
+        points: list[np.ndarray] = []
+        pending: deque[Future[None]] = deque()
+        pool = ThreadPoolExecutor(1, thread_name_prefix="a2v-matte")
         try:
-            scaled = coarse[0].copy()
-            scaled[:, 0] *= sx
-            scaled[:, 1] *= sy
-            track = track_landmarks(frames(), req.device, start=_to_pose(scaled, framing, size))
+            try:
+                with closing(frames()) as stream:
+                    for index, image in enumerate(stream):
+                        raw = track(image)
+                        if raw is None:
+                            raise face_lost(index)
+                        points.append(smooth(raw))
+                        pending.append(pool.submit(finish, index, image))
+                        while pending and (len(pending) > AHEAD or pending[0].done()):
+                            pending.popleft().result()  # the matting thread's error, if any, surfaces here
+                while pending:
+                    pending.popleft().result()
+            finally:
+                for future in pending:
+                    future.cancel()
+                pool.shutdown(wait=True)
+            if not points:
+                raise InputError("the clip has no frames", "use a clip ffmpeg can decode")
             for writer in (frames_out, matte_out):
                 writer.close()
                 os.chmod(writer.commit(), 0o600)
@@ -616,14 +780,15 @@ def add_video(
             frames_out.abort()
             matte_out.abort()
             raise
+        track_px = np.stack(points)
         with _open_private(pose_dir / "landmarks.npy") as handle:
-            np.save(handle, track.astype(np.float32))
+            np.save(handle, track_px.astype(np.float32))
         source = {"kind": "video", "file": req.image.name, "sha256": _sha256(req.image),
                   "width": info.width, "height": info.height}
         pose = {"pose_id": pose_id, "kind": "video", "width": size, "height": size, "fps": clip.FPS,
-                "frame_count": int(track.shape[0]), "frames": f"{pose_id}/frames.mkv",
+                "frame_count": int(track_px.shape[0]), "frames": f"{pose_id}/frames.mkv",
                 "matte": f"{pose_id}/matte.mkv", "landmarks": f"{pose_id}/landmarks.npy",
-                **_geometry(track[0], list(box_first[:, :2].reshape(-1)))}
+                **_geometry(track_px[0], list(box_first[:, :2].reshape(-1)))}
         result.update(_manifest(req, avatar_id, source, pose))
 
     _publish(home, avatars, avatar_id, result, write, _next_id(req, avatars, builtin))

@@ -630,11 +630,30 @@ def ping_pong(frame: int, count: int) -> int:
     return k if k < count else 2 * count - 2 - k
 
 
+FIELD_BUDGET = 256 * 2**20  # bytes of per-clip-frame mouth fields a video source keeps: all frames of a 5 s clip at
+# 512 px (~1.6 MB each), so the ping-pong loop computes each frame's fields once, not once a pass
+
+
+@dataclass(frozen=True)
+class _Fields:
+    """One clip frame's mouth fields: what ``mouth_region`` gives, less the grid (the region's own pixel
+    coordinates, the same for every frame of a size) and the image (cut from the frame when it is warped), and
+    without the MARGIN ring (a photo's head sway needs it; a clip frame is pasted where it is): only the inside
+    is computed, and its pixels do not depend on the ring's."""
+
+    y0: int  # the region's corner, ring included: the image the warp samples is cut from here
+    x0: int
+    shape: tuple[int, int]  # the region's size, ring included
+    basis: np.ndarray  # (K, h - 2 MARGIN, w - 2 MARGIN, 2) float32
+    maps: np.ndarray  # (5, h - 2 MARGIN, w - 2 MARGIN) float32
+    geometry: MouthGeometry
+
+
 class VideoSource:
     """The frame source of a video pose: the clip's frames played forward and back, the mouth driven on each.
 
-    Each clip frame gets its own mouth fields from its own landmarks (cached, at most ``CACHE_ENTRIES`` frames);
-    the clip brings its own head motion and blinks, so nothing is added; ``still`` holds the first frame.
+    Each clip frame gets its own mouth fields from its own landmarks, computed once (``FIELD_BUDGET``); the clip
+    brings its own head motion and blinks, so nothing is added; ``still`` holds the first frame.
     """
 
     kind = "video"
@@ -656,7 +675,8 @@ class VideoSource:
         self.geometry = MouthGeometry.of(pose.landmarks[0])
         self.palette = face_palette(pose.frames[0], pose.landmarks[0])
         self.loaded = load_session(str(model_dir() / WARP_FILE), device)
-        self._regions: Lru[int, tuple[Region, MouthGeometry, np.ndarray]] = Lru(CACHE_ENTRIES)
+        self._fields: Lru[int, _Fields] | None = None
+        self._grids: dict[tuple[int, int], np.ndarray] = {}
         self._patches: Lru[tuple[int, ...], np.ndarray] = Lru(WARP_ENTRIES // 2)  # larger than a photo's
         self._out = _OutputRing(ring, self.height, self.width, straight_alpha)
 
@@ -672,22 +692,40 @@ class VideoSource:
         d = np.asarray(mouths, dtype=np.float32) - np.array([self.geometry.cx, self.geometry.cy], np.float32)
         return np.stack([x0 + d[:, 0], y0 + d[:, 1], x1 + d[:, 0], y1 + d[:, 1]], axis=1).astype(np.float32)
 
-    def _region(self, idx: int) -> tuple[Region, MouthGeometry, np.ndarray]:
-        """The mouth fields of clip frame ``idx`` and the (1,4,h,w) image crop the warp reads (cached)."""
-        hit = self._regions.get(idx)
+    def fields(self, idx: int) -> _Fields:
+        """The mouth fields of clip frame ``idx`` (computed once while the budget holds them all)."""
+        hit = None if self._fields is None else self._fields.get(idx)
         if hit is not None:
             return hit
         marks = self.pose.landmarks[idx]
         region = mouth_region(marks, (self.height, self.width))
-        h, w = region.grid.shape[1:3]
-        # the fields never sample outside their region (they fade to 0 at its edge), so a crop of it is all the
-        # warp needs: its grid is moved to the crop's origin
-        rgba = np.concatenate([self.pose.frames[idx], self.pose.mattes[idx][..., None]], axis=2)
-        crop = rgba[region.y0 : region.y0 + h, region.x0 : region.x0 + w]
-        image = np.ascontiguousarray((crop.astype(np.float32) / 255.0).transpose(2, 0, 1)[None])
-        local = Region(region.y0, region.x0, region.grid - np.array([region.x0, region.y0], np.float32),
-                       region.basis, region.maps)
-        return self._regions.put(idx, (local, MouthGeometry.of(marks), image))
+        m = MARGIN
+        inside = (slice(None), slice(m, -m), slice(m, -m))
+        hit = _Fields(region.y0, region.x0, region.grid.shape[1:3], np.ascontiguousarray(region.basis[inside]),
+                      np.ascontiguousarray(region.maps[inside]), MouthGeometry.of(marks))
+        if self._fields is None:
+            self._fields = Lru(max(8, FIELD_BUDGET // (hit.basis.nbytes + hit.maps.nbytes)))
+        return self._fields.put(idx, hit)
+
+    def _warp(self, idx: int, fields: _Fields, q: np.ndarray) -> np.ndarray:
+        """The inside of clip frame ``idx``'s mouth region (less the MARGIN ring), warped for one rounded
+        articulation ``q`` (open px, spread, round, press): (h, w, 4) uint8. The fields never sample outside their
+        region (they fade to 0 at its edge), so a crop of the frame is all the warp reads."""
+        h, w = fields.shape
+        ys, xs = slice(fields.y0, fields.y0 + h), slice(fields.x0, fields.x0 + w)
+        rgba = np.concatenate([self.pose.frames[idx, ys, xs], self.pose.mattes[idx, ys, xs, None]], axis=2)
+        image = np.ascontiguousarray(rgba.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
+        grid = self._grids.get((h, w))
+        if grid is None:  # the inside's pixels, in the crop's coordinates
+            m = MARGIN
+            grid = self._grids[h, w] = np.stack(np.meshgrid(np.arange(m, w - m, dtype=np.float32),
+                                                            np.arange(m, h - m, dtype=np.float32)), axis=-1)[None]
+        out = self.loaded.session.run(None, {
+            "image": image, "grid": grid, "basis": fields.basis, "weights": np.array([[1.0, *q]], np.float32),
+            "offset": np.zeros((1, 2), np.float32), "maps": fields.maps, "opening": q[None, :1],
+            "palette": self.palette,
+        })[0]  # fmt: skip
+        return np.clip(out[0].transpose(1, 2, 0) * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
     def compose(self, frames: range, articulation: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:  # fmt: skip
@@ -696,31 +734,24 @@ class VideoSource:
         rgb, mask = rgb_all[:n], mask_all[:n]
         weights, opening = mouth_weights(articulation, self.geometry.max_open, n)
         mouths = np.empty((n, 2), dtype=np.float32)
-        zero = np.zeros((1, 2), np.float32)
+        m = MARGIN
         for i, f in enumerate(frames):
             idx = self.clip_frame(f)
             rgb[i] = self.pose.frames[idx]
             mask[i] = self.pose.mattes[idx]
-            region, geo, image = self._region(idx)
+            fields = self.fields(idx)
+            geo = fields.geometry
             mouths[i] = (geo.cx, geo.cy)
             scaled = max(opening[i] * geo.max_open / self.geometry.max_open, 0.0)
             # as a photo pose's: warped once per clip frame and rounded articulation (a pause, a held vowel)
             key = (idx, *np.rint(np.array([scaled, *weights[i, 2:]], np.float32) * WARP_STEPS).astype(int).tolist())
             patch = self._patches.get(key)
             if patch is None:
-                q = np.array(key[1:], dtype=np.float32) / WARP_STEPS
-                out = self.loaded.session.run(None, {
-                    "image": image, "grid": region.grid, "basis": region.basis,
-                    "weights": np.array([[1.0, *q]], np.float32), "offset": zero, "maps": region.maps,
-                    "opening": q[None, :1], "palette": self.palette,
-                })[0]  # fmt: skip
-                patch = self._patches.put(key, np.clip(out[0].transpose(1, 2, 0) * 255.0 + 0.5, 0, 255
-                                                       ).astype(np.uint8))  # fmt: skip
-            m = MARGIN
+                patch = self._patches.put(key, self._warp(idx, fields, np.array(key[1:], np.float32) / WARP_STEPS))
             h, wd = patch.shape[:2]
-            ys, xs = slice(region.y0 + m, region.y0 + h - m), slice(region.x0 + m, region.x0 + wd - m)
-            rgb[i, ys, xs] = patch[m:-m, m:-m, :3]
-            mask[i, ys, xs] = patch[m:-m, m:-m, 3]
+            ys, xs = slice(fields.y0 + m, fields.y0 + m + h), slice(fields.x0 + m, fields.x0 + m + wd)
+            rgb[i, ys, xs] = patch[..., :3]
+            mask[i, ys, xs] = patch[..., 3]
         straight = None
         if straight_all is not None:
             straight = straight_all[:n]
