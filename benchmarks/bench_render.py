@@ -85,9 +85,11 @@ def make_home() -> Path:
 def decode_raw(path: Path, width: int, height: int, pix_fmt: str) -> np.ndarray:
     from a2v_cli.engine.audio import ffmpeg_exe
 
-    channels = 3 if pix_fmt == "rgb24" else 1
     raw = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", pix_fmt,
                           "pipe:1"], capture_output=True, check=True).stdout  # fmt: skip
+    if pix_fmt == "yuv420p":  # as a2v hands a photo pose's frames over (yuv.py)
+        return np.frombuffer(raw, np.uint8).reshape(-1, height * width * 3 // 2)
+    channels = 3 if pix_fmt == "rgb24" else 1
     arr = np.frombuffer(raw, np.uint8).reshape(-1, height, width, channels)
     return arr[..., 0] if channels == 1 else arr
 
@@ -99,11 +101,12 @@ def x264_floor(pose: str, video: Path, mask: Path, mux: Path, work: Path) -> flo
     from a2v_cli.engine.photo_pose import PhotoSource, VideoSource
 
     entry = catalog.pose_entry(pose)
-    rgb = decode_raw(video, entry.width, entry.height, "rgb24")
+    pix_fmt = "yuv420p" if entry.kind == "photo" else "rgb24"  # a photo pose's frames come converted (render.py)
+    rgb = decode_raw(video, entry.width, entry.height, pix_fmt)
     gray = decode_raw(mask, entry.width, entry.height, "gray")
     meta = {"title": "floor", "a2v_pose": pose}
-    specs = [(h264_video(meta, {"photo": PhotoSource.crf, "video": VideoSource.crf}.get(entry.kind)), work / "fv.mp4"),
-             (h264_mask(meta), work / "fm.mp4")]
+    crf = {"photo": PhotoSource.crf, "video": VideoSource.crf}.get(entry.kind)
+    specs = [(h264_video(meta, crf, pix_fmt=pix_fmt), work / "fv.mp4"), (h264_mask(meta), work / "fm.mp4")]
     t0 = time.perf_counter()
     writers = []
     for spec, path in specs:

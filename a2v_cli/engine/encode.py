@@ -100,16 +100,21 @@ PRORES_ARGS = [
 PHOTO_X264_PARAMS = "mbtree=0:me=dia:partitions=none"
 
 
-def h264_video(metadata: dict[str, str], crf: int | None = None, nvenc: bool = False) -> OutputSpec:
-    """``crf``: another quality than VIDEO_ARGS' (photo poses: the photo's detail must survive the encoder)."""
-    args = [*colour_filter("yuv420p"), *(NVENC_VIDEO if nvenc else VIDEO_CODEC), *COLOUR_TAGS]
+def h264_video(metadata: dict[str, str], crf: int | None = None, nvenc: bool = False, pix_fmt: str = "rgb24"
+               ) -> OutputSpec:  # fmt: skip
+    """``crf``: another quality than VIDEO_ARGS' (photo poses: the photo's detail must survive the encoder).
+
+    ``pix_fmt`` yuv420p: the frames come converted already (yuv.py: BT.709, limited range), and are only tagged.
+    """
+    convert = ["-vf", COLOUR_PARAMS] if pix_fmt == "yuv420p" else colour_filter("yuv420p")
+    args = [*convert, *(NVENC_VIDEO if nvenc else VIDEO_CODEC), *COLOUR_TAGS]
     if crf is not None:
         args[args.index("-cq" if nvenc else "-crf") + 1] = str(crf)
         if not nvenc:
             args[args.index("-x264-params") + 1] = PHOTO_X264_PARAMS
     return OutputSpec(
         path=Path(),
-        pix_fmt="rgb24",
+        pix_fmt=pix_fmt,
         codec_args=[*args, *_metadata_args(metadata), *MP4_FLAGS],
         with_audio=True,
         audio_args=AAC_ARGS,
