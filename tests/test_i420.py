@@ -100,3 +100,24 @@ def test_photo_render_reads_the_same_through_both_encoder_inputs() -> None:
     for path in ("i420.mp4", "rgb.mp4"):
         info = probe(Path(path))
         assert info.pix_fmt == "yuv420p" and "bt709" in info.text and info.audio_codec == "aac", info.text
+
+
+def test_a_photo_pose_whose_png_is_not_what_its_manifest_says_is_one_clear_line() -> None:
+    """The bundle's PNGs are read in-process (no ffmpeg child): a wrong size or another format is refused before a
+    pixel is decoded, as damage, with no traceback and no output."""
+    from photo_bundle import write_png
+    from PIL import Image
+
+    from a2v_cli.errors import ExitCode
+
+    folder = write_photo_bundle(Path(os.environ["A2V_HOME"])) / "astro-photo"
+    rgb, matte, _ = astronaut()
+    for name, bad in (("matte.png", lambda p: write_png(matte[:256], p)),
+                      ("image.png", lambda p: Image.fromarray(rgb).save(p, format="JPEG"))):  # fmt: skip
+        good = (folder / name).read_bytes()
+        bad(folder / name)
+        r = run_cli("generate", "--pose", "astro-photo", "--audio", str(SPEECH), "-o", "x.mp4")
+        assert r.code == ExitCode.USAGE, r.stderr
+        assert "damaged" in r.stderr and name in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) <= 2 and not Path("x.mp4").exists()
+        (folder / name).write_bytes(good)
