@@ -596,11 +596,12 @@ class PhotoSource:
         hit = self._i420.get(key)
         if hit is not None:
             return hit
-        rgb, matte = self._shifted(state.dx, state.dy)
-        frame = yuv.to_i420(rgb)
-        if state.blink > 0:
-            matte = matte.copy()
+        if state.blink > 0:  # the open-eyed frame at this offset, with the lids pasted
+            frame, matte = (a.copy() for a in self._still_i420(IdleState(state.dx, state.dy, 0.0)))
             self._paste_i420(frame[None], matte[None], self.eyes, [self._eye_patch(state.blink)], [state])
+        else:
+            rgb, matte = self._shifted(state.dx, state.dy)
+            frame = yuv.to_i420(rgb)
         return self._i420.put(key, (frame, matte))
 
     def _paste_i420(self, frames: np.ndarray, mask: np.ndarray, region: Region, patches: list[np.ndarray],
