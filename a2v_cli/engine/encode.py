@@ -183,8 +183,9 @@ PIPE_BYTES = 1 << 20  # Linux's default ceiling for an unprivileged process (/pr
 
 
 def _widen_pipe(stream: object) -> None:
-    """A 1 MiB pipe to ffmpeg instead of 64 KiB: a 512 px batch is 20 MB, and each 64 KiB was a wake-up of both
-    the writer and ffmpeg. Best effort: elsewhere (or past a lower ceiling) the pipe stays as it is."""
+    """A 1 MiB pipe to ffmpeg instead of 64 KiB: a 512 px batch is 20 MB, handed over in 16x fewer wake-ups of the
+    writer and of ffmpeg (1500 frames through a bare ffmpeg: 0.2-0.3 s less CPU on the two sides together, within
+    the shared machine's noise). Best effort: elsewhere (or past a lower ceiling) the pipe stays as it is."""
     try:
         import fcntl
     except ImportError:  # Windows
