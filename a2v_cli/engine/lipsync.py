@@ -45,6 +45,7 @@ class LipSyncModel(Protocol):
     """What the renderer needs from a lip-sync model."""
 
     name: str
+    # optional: ``paints``, False where ``paint`` leaves the frames alone (they are then not even handed over)
 
     @property
     def provider(self) -> str: ...
@@ -157,6 +158,11 @@ class BuiltinModel:
     @property
     def provider(self) -> str:
         return self.articulator.loaded.provider
+
+    @property
+    def paints(self) -> bool:
+        """Whether ``paint`` changes the frames (a drawn pose's mouth); else the renderer may skip it."""
+        return self.mouth is not None
 
     def window_starts(self, frames: np.ndarray, fps: float) -> np.ndarray:
         return centered_window_starts(frames, fps)

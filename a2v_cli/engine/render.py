@@ -119,7 +119,10 @@ def _render(
         "a2v_version": __version__,
         "a2v_pose": job.pose_id,
     }
-    specs = [(h264_video(meta, getattr(comp, "crf", None), nvenc), job.video_path),
+    # a photo pose converts its own frames for the encoder (cached, see yuv.py) where nothing else draws on them
+    i420 = job.alpha_path is None and getattr(comp, "i420", False) and not getattr(model, "paints", True)
+    video = h264_video(meta, getattr(comp, "crf", None), nvenc, "yuv420p" if i420 else "rgb24")
+    specs = [(video, job.video_path),
              (h264_mask(meta, nvenc), job.mask_path)]
     if job.alpha_path is not None:
         specs.append((alpha_video(job.alpha_format or "webm", meta), job.alpha_path))
@@ -142,9 +145,13 @@ def _render(
             articulate = getattr(model, "articulate", None) if comp.draws_mouth else None
             articulation = articulate(mel) if articulate is not None else None  # the source moves its own mouth
             t2 = time.perf_counter()
-            rgb, mask, straight, mouths = comp.compose(frames, articulation)
+            if i420:
+                rgb, mask, straight, mouths = comp.compose_i420(frames, articulation)  # type: ignore[attr-defined]
+            else:
+                rgb, mask, straight, mouths = comp.compose(frames, articulation)
             t3 = time.perf_counter()
-            model.paint(mel, mouths, [rgb] if straight is None else [rgb, straight])
+            if not i420:
+                model.paint(mel, mouths, [rgb] if straight is None else [rgb, straight])
             t4 = time.perf_counter()
             writers[0].write(rgb)
             writers[1].write(mask)

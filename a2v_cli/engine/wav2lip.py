@@ -98,6 +98,8 @@ def feather_mask(size: int) -> np.ndarray:
 class Wav2LipModel:
     """Runs a user's Wav2Lip-style ONNX export on the pose's face crop."""
 
+    paints = True  # every frame's face crop is replaced
+
     def __init__(self, path: Path, pose: PoseArt | object, device: str = "auto") -> None:
         """``pose``: a drawn pose's layers, or any pose's frame source (which gives the face boxes)."""
         self.path = path
