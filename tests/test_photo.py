@@ -204,6 +204,24 @@ def test_the_face_mesh_reads_the_opening_in_proportion_to_open() -> None:
     assert ratio[-1] - ratio[0] > 0.2, ratio  # wide open reads wide
 
 
+def test_a_mouth_that_starts_to_open_reads_as_parted() -> None:
+    """Consonants open the mouth a little (open ~0.1): drawn as a 1-2 px parting, the face mesh read it as the closed
+    seam on the astronaut (0.004 above closed, against 0.22 for wide open), so the first tenth of `open` showed
+    nothing (issue 13's lip-sync figure). The onset lift makes it a visible parting; silence and p/b/m stay shut."""
+    from a2v_cli.engine import face
+
+    write_photo_bundle(_home())
+    src = _source(still=True)
+    o = np.array([0.0, 0.12, 1.0], np.float32)
+    rgb = src.compose(range(len(o)), np.stack([o, 0 * o, 0 * o, 0 * o], axis=1))[0].copy()
+    box = face.detect_faces(rgb[0], "cpu")[0]
+    marks = [face.face_landmarks(f, box, "cpu") for f in rgb]
+    ratio = np.array([np.linalg.norm(m[13, :2] - m[14, :2]) / np.linalg.norm(m[61, :2] - m[291, :2]) for m in marks])
+    assert ratio[1] - ratio[0] > 0.12 * (ratio[2] - ratio[0]), ratio
+    _, opening = src.articulation_weights(np.array([[0.015, 0, 0, 0], [0.04, 0, 0, 1]], np.float32), 2)
+    assert opening.max() == 0.0  # below the onset (pauses, pressed lips) the lips stay together
+
+
 def test_still_is_refused_in_remote_mode() -> None:
     r = run_cli("generate", "--pose", "ava-front", "--audio", str(SPEECH), "--still", "--server", "http://127.0.0.1:9",
                 env={"A2V_TOKEN": "t0ken-for-the-test"})

@@ -38,6 +38,11 @@ PRESS_CLOSE = 0.05  # press takes this much `open` away: closes a barely open mo
 # the shapes fade out as the mouth opens, spread and round as (1 - open)^3, press as (1 - open)^4: on an open mouth they
 # move the inner-lip contour, noise in what a landmark model reads as the opening
 SHAPE_FADE = 3.0
+# A mouth that starts to open parts its lips visibly at once: below about 2.5 px (astronaut) to 4 px (Grace Hopper) a
+# parting is a dark line a landmark model reads as the closed seam, so the first tenth of `open` (after the p/b/m
+# and silence range below 0.02) adds this much opening, in mouth half widths (bench_photo, face mesh r on both faces)
+ONSET_LIFT = 0.07
+ONSET = (0.02, 0.12)
 CAVITY_RIM = 0.6  # the cavity rim's brightness relative to the lips' colour in shadow
 CACHE_ENTRIES = 96
 TOOTH_EDGES = (0.0, 0.21, 0.37, 0.52, 0.65, 0.77)  # |x - centre| / half width where upper teeth meet
@@ -402,7 +407,10 @@ def mouth_weights(articulation: np.ndarray | None, max_open: float, n: int) -> t
     # every opening (bench_photo, face mesh r on the astronaut 0.823 -> 0.837; MODEL_CARD.md).
     closing = (1.0 - o) ** SHAPE_FADE
     spread = s * closing
-    opening = np.maximum((o - PRESS_CLOSE * p) * max_open * (1.0 + SPREAD_WIDTH * spread) - 0.5, 0.0)
+    # the onset lift (ONSET_LIFT): openings too thin to see are lifted to visible ones, closed stays closed
+    net = o - PRESS_CLOSE * p
+    drawn = net * max_open + ONSET_LIFT * (max_open / MAX_OPEN) * _smoothstep(net, *ONSET)
+    opening = np.maximum(drawn * (1.0 + SPREAD_WIDTH * spread) - 0.5, 0.0)
     weights = np.stack([np.ones(n, np.float32), opening, spread, r * closing, p * closing * (1.0 - o)], axis=1)
     return weights.astype(np.float32), opening.astype(np.float32)
 
