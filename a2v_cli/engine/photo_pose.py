@@ -38,9 +38,10 @@ PRESS_CLOSE = 0.05  # press takes this much `open` away: closes a barely open mo
 # the shapes fade out as the mouth opens, spread and round as (1 - open)^3, press as (1 - open)^4: on an open mouth they
 # move the inner-lip contour, noise in what a landmark model reads as the opening
 SHAPE_FADE = 3.0
-# A mouth that starts to open parts its lips visibly at once: below about 2.5 px (astronaut) to 4 px (Grace Hopper) a
-# parting is a dark line a landmark model reads as the closed seam, so the first tenth of `open` (after the p/b/m
-# and silence range below 0.02) adds this much opening, in mouth half widths (bench_photo, face mesh r on both faces)
+# A mouth that starts to open parts its lips visibly at once: a parting of 1-2 px (more under bright teeth) is a line a
+# landmark model reads as the closed seam, yet the frames with open 0.02-0.12 are speech (consonants); so over that
+# range (below it: pauses and p/b/m) this much opening is added, in mouth half widths, and kept above it
+# (bench_photo, face mesh r: held-out Grace Hopper 0.853 -> 0.863, astronaut 0.844 -> 0.845; MODEL_CARD.md)
 ONSET_LIFT = 0.07
 ONSET = (0.02, 0.12)
 CAVITY_RIM = 0.6  # the cavity rim's brightness relative to the lips' colour in shadow
