@@ -9,8 +9,9 @@ temporary ``A2V_HOME`` by ``tests/photo_bundle.py`` (the bundled face models: de
    detector on the first frame, mesh on every frame) gives the inner-lip opening over the mouth width,
    ``|p13 - p14| / |p61 - p291|``. The renderer never sees these landmarks (it only uses the photo's own), so
    this is the mesh reading the synthesized mouth. Scored with bench_lipsync's metrics (r, lag, silence closed,
-   p/b/m closed, frame count), next to the RMS baseline and the built-in cartoon (``ava-front``, bench_lipsync's
-   own pixel measure) on the same clips.
+   p/b/m closed, frame count), next to the RMS baseline and every built-in cartoon pose (``ava-front``,
+   ``ava-side``, ``leo-front``, ... each by bench_lipsync's own pixel measure) on the same clips: the issue's bar is
+   "at least as high as the built-in cartoon avatars reach", so the table names the lowest and highest of them.
 2. Fidelity: one clip rendered with ``--still``; PSNR of every frame against the photo outside the warped
    regions (mouth and jaw, eyes), over the whole rest of the frame and over the person (matte > 0.5).
 
@@ -42,6 +43,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 POSE = "astro-photo"
 OUT = ROOT / "benchmarks" / "out" / "photo.json"
+
+
+def drawn_poses() -> list[str]:
+    """The built-in cartoon poses (the registry's drawn ones), the bar the photo pose is held to."""
+    from a2v_cli.engine import avatars
+
+    return [p.pose_id for p in avatars.builtin_registry().poses.values() if p.kind == "drawn"]
 
 
 def decode_all(video: Path) -> np.ndarray:
@@ -93,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clips", type=int, default=None, help="held-out clips (default 24, --quick 6)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    ap.add_argument("--no-cartoon", action="store_true", help="skip the ava-front comparison row")
+    ap.add_argument("--no-cartoon", action="store_true", help="skip the built-in cartoon poses' comparison rows")
     ap.add_argument("--image", type=Path, default=None,
                     help="measure this portrait instead (made into a bundle by `a2v avatars add --image`)")
     ap.add_argument("--out", type=Path, default=OUT)
@@ -146,9 +154,11 @@ def main(argv: list[str] | None = None) -> int:
                         for c, a, t in zip(clips, areas, truths, strict=True)]  # fmt: skip
         rows = [bl.evaluate_baseline(clips, truths)[0], photo,
                 bl.pool(f"builtin on {pose} (pixels)", pixel_scores, areas, truths)]
-        if not args.no_cartoon:
-            rows.append(bl.evaluate_model("builtin", clips, truths, "ava-front", args.device, None, log=False)[0])
-            rows[-1].model = "builtin on ava-front (pixels)"
+        if not args.no_cartoon:  # the issue's bar: every built-in cartoon pose, each by its own pixel measure
+            for cartoon in drawn_poses():
+                rows.append(bl.evaluate_model("builtin", clips, truths, cartoon, args.device, None, log=False)[0])
+                rows[-1].model = f"builtin on {cartoon} (pixels)"
+                print(f"  {cartoon}: r {rows[-1].r:.3f}", file=sys.stderr)
 
         # fidelity with --still on the first clip
         rgb, matte = src.pose.image, src.pose.matte  # type: ignore[attr-defined]
@@ -179,6 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     what = f"{pose} ({args.image.name})" if args.image is not None else pose
     print(f"\n## Photo-pose lip sync: held-out ({len(clips)} clips, {total:.0f} s), pose {what}\n")
     print(bl.fmt_table(rows))
+    cartoons = [r for r in rows if r.model.endswith("(pixels)") and pose not in r.model]
+    if cartoons:
+        lo, hi = min(cartoons, key=lambda r: r.r), max(cartoons, key=lambda r: r.r)
+        print(f"\nbuilt-in cartoons: r {lo.r:.3f} ({lo.model.split()[2]}) to {hi.r:.3f} ({hi.model.split()[2]});"
+              f" photo face mesh r {photo.r:.3f}: {'at least' if photo.r >= hi.r else 'below'} the highest,"
+              f" {'at least' if photo.r >= lo.r else 'below'} the lowest")
     print(f"\nphoto render: {render_s:.1f} s for {total:.1f} s of speech"
           f" ({total / render_s:.1f}x realtime incl. setup)")
     print(f"\n## --still fidelity (clip {clips[0].name}, {len(frames)} frames): PSNR vs the photo outside"
