@@ -358,6 +358,9 @@ def test_a_long_clip_computes_each_frames_mouth_fields_once(tmp_path: Path, monk
     assert len(src._fields) == 110
 
 
+LIT_TEETH_P99, LIT_MOUTH_MEAN = 221.4, 123.9  # measured before issue 13's low-light fix
+
+
 def _luma(rgb: np.ndarray) -> np.ndarray:
     return rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
 
@@ -392,6 +395,44 @@ def test_open_mouth_is_shaded_and_soft_not_a_flat_sticker() -> None:
     third = len(upper) // 3
     middle, sides = upper[third:-third].mean(), np.r_[upper[2:8], upper[-8:-2]].mean()
     assert sides < 0.92 * middle, (sides, middle)
+
+
+def _open_mouth(out: str) -> tuple[np.ndarray, np.ndarray]:
+    """The most open frame of astro-photo speaking (decoded from the real CLI's video, written to ``out``) and its
+    mouth box (lip to lip, 0.7 of the corners' half width either side), as (frame, box luma)."""
+    r = run_cli("generate", "--pose", "astro-photo", "--audio", str(SPEECH), "-o", out, "--still", "--json")
+    assert r.code == 0, r.stderr
+    frames = decode_frames(Path(r.json()["video_url"].removeprefix("file://")))
+    g = _source(still=True).geometry
+    cx, hw = round(g.cx), round(g.half_width * 0.7)
+    y0, y1 = round(g.cy - 0.34 * g.max_open) - 2, round(g.cy + 0.66 * g.max_open) + 2
+    boxes = frames[:, y0:y1, cx - hw : cx + hw]
+    k = int((boxes.astype(float).mean(axis=3) < 0.35 * boxes.max()).mean(axis=(1, 2)).argmax())
+    return frames[k], _luma(boxes[k])
+
+
+def test_teeth_take_the_photos_own_light() -> None:
+    """On a dim photo the upper teeth are dim too (issue 13: they glowed bright white on a low-light portrait,
+    2.5x the cheeks' luminance), while a normally lit face's open mouth stays as it was."""
+    rgb, _, marks = astronaut()
+    write_photo_bundle(_home())
+    _, lit = _open_mouth("lit.mp4")
+    # the normally lit astronaut's open mouth, measured before the change: its teeth and its mean
+    assert abs(float(np.percentile(lit, 99)) - LIT_TEETH_P99) < 3.0, np.percentile(lit, 99)
+    assert abs(float(lit.mean()) - LIT_MOUTH_MEAN) < 2.0, lit.mean()
+    # the same face in low light (a fifth of the light, with sensor noise), same landmarks
+    noise = np.random.default_rng(13).normal(0.0, 2.0, rgb.shape)
+    dim = np.clip(rgb * 0.2 + noise + 0.5, 0, 255).astype(np.uint8)
+    from photo_bundle import write_png
+
+    write_png(dim, _home() / "avatars" / "astro" / "astro-photo" / "image.png")
+    frame, box = _open_mouth("dim.mp4")
+    cheeks = np.rint(marks[[50, 280, 101, 330, 205, 425], :2]).astype(int)
+    skin = float(np.median([_luma(frame[y - 2 : y + 3, x - 2 : x + 3]).mean() for x, y in cheeks]))
+    teeth = float(np.percentile(box, 99))
+    assert teeth < 1.8 * skin, (teeth, skin)
+    # and still a mouth: the teeth are brighter than the cavity behind them
+    assert teeth > 1.5 * float(np.percentile(box, 10)), (teeth, np.percentile(box, 10))
 
 
 def test_mouth_fields_vanish_at_the_region_edge() -> None:
