@@ -86,14 +86,13 @@ class PhotoPose:
     landmarks: np.ndarray  # (468, 3) float32, x, y in image px
 
 
-def _decode_png(path: Path, width: int, height: int, pix_fmt: str, channels: int) -> np.ndarray:
+def _decode_png(path: Path, width: int, height: int, mode: str) -> np.ndarray:
     """A bundle's PNG, checked against its manifest's size before a pixel is decoded. Pillow, not an ffmpeg child:
     starting two of those was 0.2 s of every photo render's set-up, while nothing else ran."""
     import warnings
 
     from PIL import Image
 
-    mode = {"rgb24": "RGB", "gray": "L"}[pix_fmt]
     try:
         with warnings.catch_warnings(), Image.open(path) as img:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size check below refuses it
@@ -102,14 +101,14 @@ def _decode_png(path: Path, width: int, height: int, pix_fmt: str, channels: int
             arr = np.asarray(img.convert(mode))
     except (OSError, SyntaxError, Image.DecompressionBombError) as err:  # Pillow's ways to say "damaged"
         raise ValueError(f"{path.name} cannot be read ({err})") from None
-    return np.ascontiguousarray(arr.reshape(height, width, channels)[..., 0] if channels == 1 else arr)
+    return np.ascontiguousarray(arr)  # (H, W, 3) for "RGB", (H, W) for "L"
 
 
 def load_photo_pose(entry: PoseEntry) -> PhotoPose:
     """Read a photo pose's image, matte and landmarks; InputError says which file is bad and what to do."""
     try:
-        image = _decode_png(entry.file("image"), entry.width, entry.height, "rgb24", 3)
-        matte = _decode_png(entry.file("matte"), entry.width, entry.height, "gray", 1)
+        image = _decode_png(entry.file("image"), entry.width, entry.height, "RGB")
+        matte = _decode_png(entry.file("matte"), entry.width, entry.height, "L")
         marks = np.load(entry.file("landmarks"), allow_pickle=False)
         if marks.ndim == 2:
             marks = marks[None]
