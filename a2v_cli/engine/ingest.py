@@ -133,12 +133,17 @@ def _mkdir_private(path: Path) -> None:
     os.chmod(path, 0o700)
 
 
+def _unwritable(what: str, err: OSError) -> InputError:
+    """The one error for an A2V_HOME that cannot be written: ``what: reason``, pointing at A2V_HOME."""
+    return InputError(f"{what}: {err.strerror or err}", "set A2V_HOME to a writable directory")
+
+
 def _writable_dir(path: Path, what: str) -> None:
-    """``_mkdir_private``, failing as InputError ``what: reason`` that points at A2V_HOME."""
+    """``_mkdir_private``, failing as ``_unwritable``."""
     try:
         _mkdir_private(path)
     except OSError as err:
-        raise InputError(f"{what}: {err.strerror or err}", "set A2V_HOME to a writable directory") from None
+        raise _unwritable(what, err) from None
 
 
 def _open_private(path: Path) -> Any:
@@ -882,8 +887,7 @@ def _publish(home: Path, avatars: Path, avatar_id: str, manifest: dict[str, Any]
     try:
         stage = Path(tempfile.mkdtemp(prefix=f"{avatar_id}.", dir=staging))
     except OSError as err:
-        raise InputError(f"cannot write into {staging}: {err.strerror or err}",
-                         "set A2V_HOME to a writable directory") from None
+        raise _unwritable(f"cannot write into {staging}", err) from None
     try:
         write(stage)
         _write_manifest(stage, manifest)
