@@ -152,6 +152,7 @@ class A2VClient:
             headers["Idempotency-Key"] = idempotency_key
         retryable = method == "GET" or idempotency_key is not None
         attempt = 0
+        waited = 0.0  # on answers that say when to come back (Retry-After) while the server works on it
         while True:
             try:
                 if files:
@@ -182,9 +183,20 @@ class A2VClient:
                 # a 409 with Retry-After: the first request with this Idempotency-Key is still at work
                 if resp.status_code not in RETRY_STATUSES and not (resp.status_code == 409 and retry_after):
                     raise error
-            if not retryable or attempt >= self.max_retries:
+            if not retryable:
                 raise error from cause
-            self._sleep(retry_delay(attempt, retry_after))
+            delay = retry_delay(attempt, retry_after)
+            if retry_after and work_s:
+                # busy with other work of this caller (another avatar build): it clears within the work's own
+                # deadline, so wait for it that long rather than give up after max_retries
+                if waited + delay > work_s:
+                    raise error from cause
+                waited += delay
+                self._sleep(delay)
+                continue
+            if attempt >= self.max_retries:
+                raise error from cause
+            self._sleep(delay)
             attempt += 1
 
     def _envelope(self, resp: httpx.Response, path: str) -> dict[str, Any]:

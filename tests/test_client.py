@@ -15,6 +15,7 @@ from a2v_cli.errors import (
     APIAuthError,
     APIBadRequestError,
     APIConnectionError,
+    APIError,
     APINotFoundError,
     APIServerError,
     APITimeoutError,
@@ -149,6 +150,30 @@ def test_a_409_with_retry_after_is_retried_with_the_same_key_and_one_without_is_
     with pytest.raises(APIBadRequestError, match="already exists"):
         c.request("POST", "avatar.create", data={"size": "256"}, idempotency_key="k")
     assert keys == ["again"] and slept == []
+
+
+def test_busy_answers_are_waited_out_within_the_works_deadline_not_max_retries() -> None:
+    """Another avatar build of the same token (409 or 503 with Retry-After) clears by itself: the client waits
+    for it up to the request's own work deadline (``work_s``), then gives up with the server's answer."""
+    answers = [0]
+
+    def busy_six_times(req: httpx.Request) -> httpx.Response:
+        answers[0] += 1
+        if answers[0] <= 6:
+            status, code = (409, 40900) if answers[0] % 2 else (503, 50300)
+            return httpx.Response(status, headers={"Retry-After": "3"},
+                                  json={"code": code, "data": None, "message": "still running"})
+        return ok({"avatar_id": "me"})
+
+    c, slept = make(busy_six_times)  # 3 retries by default: the old rule gave up after the fourth answer
+    assert c.request("POST", "avatar.create", data={}, idempotency_key="k", work_s=20)["avatar_id"] == "me"
+    assert slept == [3] * 6 and answers[0] == 7
+
+    answers[0] = -100  # busy for good: 3 + 3 + 3 s fit in 10 s, a fourth wait would not
+    c, slept = make(busy_six_times)
+    with pytest.raises(APIError, match="still running"):
+        c.request("POST", "avatar.create", data={}, idempotency_key="k", work_s=10)
+    assert slept == [3, 3, 3]
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -474,3 +475,20 @@ def test_remote_output_that_appears_during_the_render_is_kept(server: str, isola
     assert "appeared" in err.decode() and "race.mp4" in err.decode()
     assert (isolated / "race.mp4").read_bytes() == b"written meanwhile"
     assert not (isolated / "race.mask.mp4").exists() and not list(isolated.glob(".race*"))
+
+
+def test_concurrent_remote_adds_of_one_token_all_succeed(server: str) -> None:
+    """Four `a2v avatars add` of one token at once against `a2v serve`: three were 40900 "another avatar.create
+    ... is still running" (exit 2). The server answers it with Retry-After (one create per token at a time) and
+    the CLI waits within the build's deadline: all four made, distinct ids, as in local mode."""
+    photo = str(ROOT / "examples" / "astronaut.png")
+    with ThreadPoolExecutor(4) as pool:
+        runs = list(pool.map(lambda _: remote(server, "avatars", "add", "--image", photo, "--size", "256", "--json",
+                                              token=TOKEN_B), range(4)))
+    assert [r.code for r in runs] == [0] * 4, [r.stderr[-500:] for r in runs]
+    ids = sorted(r.json()["avatar_id"] for r in runs)  # type: ignore[index]
+    assert ids == ["astronaut", "astronaut-2", "astronaut-3", "astronaut-4"], ids
+    listed = remote(server, "avatars", "list", "--json", token=TOKEN_B)
+    assert set(ids) <= {a["avatar_id"] for a in listed.json()}, listed.stdout  # type: ignore[union-attr]
+    for avatar_id in ids:
+        assert remote(server, "avatars", "remove", avatar_id, token=TOKEN_B).code == 0

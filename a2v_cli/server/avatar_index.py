@@ -32,11 +32,15 @@ class AvatarExistsError(InputError):
     http_status = 409
 
 
-class KeyBusyError(AvatarExistsError):
-    """The first avatar.create with this Idempotency-Key is still building: retry after ``Retry-After`` seconds
-    (a waiting request would hold a server thread for as long as a build takes)."""
+class RetryLaterError(AvatarExistsError):
+    """A conflict that clears by itself: retry after ``Retry-After`` seconds (a waiting request would hold a
+    server thread for as long as a build takes). The CLI retries it, up to the build's own deadline."""
 
     retry_after_s = 5
+
+
+class KeyBusyError(RetryLaterError):
+    """The first avatar.create with this Idempotency-Key is still building."""
 
 
 def key_busy_error() -> KeyBusyError:

@@ -40,6 +40,7 @@ from a2v_cli.server.avatar_index import (
     AvatarExistsError,
     AvatarRecord,
     KeyClaim,
+    RetryLaterError,
     exists_error,
     key_busy_error,
     read_record,
@@ -55,8 +56,16 @@ KEY_LEASE_MARGIN_S = 30.0  # a create holds its Idempotency-Key for its deadline
 BUILD_SLOTS = 2  # avatar builds at once, all tenants: each holds a server thread and a child for seconds
 
 
+class TenantBusyError(RetryLaterError):
+    """Another create or delete of this tenant runs on this front end: its staging and ids are one at a time."""
+
+    retry_after_s = 3
+
+
 class BusyError(UnavailableError):
     """Every build slot is taken: try again shortly (the client retries 503 by itself)."""
+
+    retry_after_s = 3
 
 
 class _Tenants:
@@ -76,8 +85,8 @@ class _Tenants:
         with self._guard:
             lock = self._locks.setdefault(owner, threading.Lock())
         if not lock.acquire(blocking=False):
-            raise AvatarExistsError("another avatar.create or avatar.delete of this token is still running",
-                                    "try again when it has finished")
+            raise TenantBusyError("another avatar.create or avatar.delete of this token is still running",
+                                  f"try again in {TenantBusyError.retry_after_s} s")
         try:
             yield
         finally:
@@ -86,7 +95,7 @@ class _Tenants:
     @contextlib.contextmanager
     def build_slot(self) -> Iterator[None]:
         if not self.slots.acquire(blocking=False):
-            raise BusyError("the server is building other avatars", "try again in a few seconds")
+            raise BusyError("the server is building other avatars", f"try again in {BusyError.retry_after_s} s")
         try:
             yield
         finally:
@@ -274,11 +283,11 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
         response_model=models.AvatarResponse,
         responses={
             **errors,
-            409: {"model": models.ErrorResponse, "description": "The caller already has this avatar id, or the "
-                  "first request with this Idempotency-Key is still building (40900, with Retry-After: retry "
-                  "with the same key)."},
+            409: {"model": models.ErrorResponse, "description": "The caller already has this avatar id (40900), or "
+                  "the first request with this Idempotency-Key or another create of the caller's is still "
+                  "building (40900 with Retry-After: retry)."},
             413: {"model": models.ErrorResponse, "description": "Over --max-upload-bytes (41300)."},
-            503: {"model": models.ErrorResponse, "description": "Every build slot is busy: retry (50300)."},
+            503: {"model": models.ErrorResponse, "description": "Every build slot is busy (50300, Retry-After)."},
         },
         tags=["Extensions"],
     )
@@ -304,8 +313,9 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
         Only the caller sees it (avatar.list, avatar-pose.list) and can render it (video.generate).
         Limits: the body is at most --max-upload-bytes (41300); a photo at most 100 megapixels; a clip
         1-10 s; the whole build at most 60 s (photo) or 300 s (clip). A built-in id or bad input
-        answers 40000; an id the caller already has, or another create or delete of the caller's still
-        running, 40900 (never overwritten); two builds already running on the server, 50300 (retry).
+        answers 40000; an id the caller already has, 40900 (never overwritten); another create or delete of
+        the caller's still running, 40900 with Retry-After; two builds already running on the server, 50300
+        with Retry-After (the a2v CLI retries both within the build's deadline).
         Without `avatar_id` the id comes from the file name and is never "already exists": one taken
         meanwhile becomes the next free one (`me`, `me-2`...). A retry with the same Idempotency-Key
         answers the first request's avatar; while that request still builds it is 40900 with a
