@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,7 @@ CAVITY_RIM = 0.6  # the cavity rim's brightness relative to the lips' colour in 
 # portraits come out at 1.1-1.4 (held-out set), which this leaves alone; a low-light photo's teeth were 2.5x
 # (the 0.45 floor, kept for dark skin in good light, made them glow white on a dim face)
 TEETH_OVER_SKIN = 1.5
+SKIN_SATURATION = 0.12  # skin at least this saturated ((max - min) / max) is a colour photo's; below, less colour
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # BT.601 luminance of RGB
 CACHE_ENTRIES = 96
 TOOTH_EDGES = (0.0, 0.21, 0.37, 0.52, 0.65, 0.77)  # |x - centre| / half width where upper teeth meet
@@ -69,6 +71,8 @@ MOUTH_CORNERS = (61, 291)
 INNER_UPPER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
 INNER_LOWER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
 UPPER_LIP_TOP, LOWER_LIP_BOTTOM = 0, 17
+OUTER_UPPER = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291)
+OUTER_LOWER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291)
 CHIN, NOSE_BOTTOM = 152, 2
 FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148,
              176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
@@ -218,20 +222,136 @@ class Upright:
         return np.stack([self.cos * dx - self.sin * dy, self.sin * dx + self.cos * dy], axis=-1).astype(np.float32)
 
 
-def mouth_region(marks: np.ndarray, shape: tuple[int, int]) -> Region:
-    """Fields over the mouth and jaw: close the photo's lips, open (per px), spread, round, press."""
+# The photo's own lip edges (``lip_edges``): a pixel inside the lips is teeth (brighter and whiter than the lips) or
+# the cavity (darker); lips are judged against their own colour, sampled from their middle bands
+TEETH_LIGHTER, CAVITY_DARKER = 1.3, 0.6  # luminance against the lip's median (each lip its own)
+TEETH_WHITER = 0.75  # redness ((R - B) / luminance) at most this share of the lip's
+GREY_RED, GREY_TEETH_LIGHTER = 0.1, 1.6  # lips this little redder than blue: a grey photo, judged by lightness
+TEETH_SHOWN = 0.5  # share of the mouth's middle columns with teeth in the photo before its edges are looked for
+EDGE_MIN_RUN = 2  # px of interior beyond the mesh's contour before it is moved (a closed mouth's crease is less)
+LIP_KEEP = 0.3  # the edges never take more than 1 - this of a lip's thickness from the mesh's outer contour
+EDGE_BLEND = 1.0  # px more where the contour moves: the edge pixel itself is half lip, half teeth or shadow
+EDGE_SMOOTH = 0.1  # the edges are smoothed along the mouth over +-this share of its half width
+
+
+@dataclass(frozen=True)
+class LipContour:
+    """The lips' inner edges, corner to corner, in image px: (N, 2) x, y each; one point per upright column."""
+
+    upper: np.ndarray
+    lower: np.ndarray
+
+
+def lip_edges(image: np.ndarray, marks: np.ndarray) -> LipContour:
+    """The lips' inner edges in the photo itself: the mesh's inner-lip contour where the mouth is closed.
+
+    Why: on a photo whose mouth is open (someone mid-word, a smile with teeth) the face mesh puts the inner lips on
+    the teeth, a few px inside the lips, and its inner corners short of the dark corners; closing the mouth along
+    that contour left a band of the photo's teeth visible (above the drawn ones, and in silence) and the corners
+    dark. In every column between the mouth's corners the contour is moved out to where the photo stops being teeth
+    or cavity (against each lip's own colours), never into more than 1 - LIP_KEEP of a lip.
+    """
+    frame = Upright.of(marks)
+    um = frame.marks(marks)
+    up, lo = um[list(INNER_UPPER), :2], um[list(INNER_LOWER), :2]
+    top, bottom = um[list(OUTER_UPPER), :2], um[list(OUTER_LOWER), :2]
+    (left, ly), (right, ry) = um[MOUTH_CORNERS[0], :2], um[MOUTH_CORNERS[1], :2]
+    xs = np.arange(math.ceil(left), math.floor(right) + 1, dtype=np.float32)
+    # the mesh's contour, continued from its inner corners straight to the mouth's corners
+    corners = np.array([[left, ly], [right, ry]], np.float32)
+    base_up = _curve(np.concatenate([up, corners]), xs)
+    base_lo = _curve(np.concatenate([lo, corners]), xs)
+    mesh = LipContour(*(_image_points(frame, xs, y) for y in (base_up, base_lo)))
+    hw = float(right - left) / 2
+    y0 = math.floor(float(top[:, 1].min())) - 1
+    ys = np.arange(y0, math.ceil(float(bottom[:, 1].max())) + 2, dtype=np.float32)
+    gx, gy = np.meshgrid(xs, ys)
+    ix, iy = (np.rint(v).astype(np.int64) for v in _image_points(frame, gx, gy, stack=False))
+    h, w = image.shape[:2]
+    if hw < 4 or len(xs) < 8 or ix.min() < 0 or iy.min() < 0 or ix.max() >= w or iy.max() >= h:
+        return mesh
+    rgb = image[iy, ix].astype(np.float32)
+    lum = rgb @ LUMA + 1.0
+    red = (rgb[..., 0] - rgb[..., 2]) / lum
+    t_top, t_bot = _curve(top, xs), _curve(bottom, xs)
+    centre = (np.abs(xs - (left + right) / 2) < 0.7 * hw)[None, :]
+    yy = ys[:, None]
+    upper_band = (yy > t_top + 0.25 * (base_up - t_top)) & (yy < t_top + 0.6 * (base_up - t_top)) & centre
+    lower_band = (yy > base_lo + 0.4 * (t_bot - base_lo)) & (yy < base_lo + 0.75 * (t_bot - base_lo)) & centre
+    if min(upper_band.sum(), lower_band.sum()) < 10:
+        return mesh
+
+    def teeth(band: np.ndarray) -> np.ndarray:
+        """Brighter than the lip sampled in ``band`` (the two lips differ in light) and, in colour, whiter."""
+        lip_lum, lip_red = float(np.median(lum[band])), float(np.median(red[band]))
+        if lip_red < GREY_RED:  # a grey photo: lightness alone
+            return lum > GREY_TEETH_LIGHTER * lip_lum
+        return (lum > TEETH_LIGHTER * lip_lum) & (red < TEETH_WHITER * lip_red)
+
+    teeth_up, teeth_lo = teeth(upper_band), teeth(lower_band)
+    # only a photo that shows teeth is changed: a closed mouth's crease and the shadow under the lower lip are as
+    # dark as a cavity, and the mesh finds the inner lips of a closed or a toothless open mouth well
+    between = (yy > t_top) & (yy < t_bot) & (np.abs(xs - (left + right) / 2) < 0.5 * hw)[None, :]
+    columns = between.any(axis=0)
+    if ((teeth_up & teeth_lo & between).sum(axis=0)[columns] >= EDGE_MIN_RUN).mean() < TEETH_SHOWN:
+        return mesh
+    inside_up = teeth_up | (lum < CAVITY_DARKER * float(np.median(lum[upper_band])))
+    inside_lo = teeth_lo | (lum < CAVITY_DARKER * float(np.median(lum[lower_band])))
+    cols = np.arange(len(xs))
+    reach = np.arange(1, len(ys) + 1)[:, None]
+
+    k = max(2, round(EDGE_SMOOTH * hw))
+
+    def window(a: np.ndarray, reduce: Callable[..., np.ndarray]) -> np.ndarray:
+        padded_a = np.pad(a, k, mode="edge")
+        return reduce(np.stack([padded_a[i : i + len(a)] for i in range(2 * k + 1)]), axis=0)
+
+    def extent(inside: np.ndarray, start: np.ndarray, stop: np.ndarray, step: int) -> np.ndarray:
+        """Per column, how many px the interior runs on from ``start`` (row) in ``step`` direction, short of
+        ``stop``; under EDGE_MIN_RUN (a closed mouth's crease) it is 0. Smoothed along the mouth without giving any
+        back: a lone column's spike is dropped (median), then the widest of its neighbours, averaged."""
+        rows = np.rint(start - y0).astype(np.int64)[None, :] + step * reach
+        ok = (rows >= 0) & (rows < len(ys)) & ((ys[np.clip(rows, 0, len(ys) - 1)] - stop[None, :]) * step < 0)
+        run = np.cumprod(ok & inside[np.clip(rows, 0, len(ys) - 1), cols[None, :]], axis=0).sum(axis=0)
+        run = np.where(run >= EDGE_MIN_RUN, run + EDGE_BLEND, 0).astype(np.float32)
+        run = window(window(window(run, np.median), np.max), np.mean)
+        return np.minimum(run, np.abs(start - stop))
+
+    new_up = base_up - extent(inside_up, base_up, t_top + LIP_KEEP * (base_up - t_top), -1)
+    new_lo = base_lo + extent(inside_lo, base_lo, t_bot - LIP_KEEP * (t_bot - base_lo), 1)
+    return LipContour(_image_points(frame, xs, new_up), _image_points(frame, xs, new_lo))
+
+
+def _image_points(frame: Upright, x: np.ndarray, y: np.ndarray, stack: bool = True):  # type: ignore[no-untyped-def]
+    """Upright coordinates -> image ones (``Upright.points`` inverted): (N, 2), or the x and y arrays."""
+    dx, dy = x - frame.cx, y - frame.cy
+    ix, iy = frame.cx + frame.cos * dx - frame.sin * dy, frame.cy + frame.sin * dx + frame.cos * dy
+    return np.stack([ix, iy], axis=-1).astype(np.float32) if stack else (ix, iy)
+
+
+def mouth_region(marks: np.ndarray, shape: tuple[int, int], lips: LipContour | None = None) -> Region:
+    """Fields over the mouth and jaw: close the photo's lips, open (per px), spread, round, press.
+
+    ``lips``: the lips' inner edges (``lip_edges``) where they differ from the mesh's contour."""
     up_frame = Upright.of(marks)
     marks = up_frame.marks(marks)
     g = MouthGeometry.of(marks)
     hw, cx = g.half_width, g.cx
-    up = marks[list(INNER_UPPER), :2]
-    lo = marks[list(INNER_LOWER), :2]
+    if lips is None:
+        up = marks[list(INNER_UPPER), :2]
+        lo = marks[list(INNER_LOWER), :2]
+    else:
+        up, lo = (np.stack(up_frame.points(c[:, 0], c[:, 1]), axis=-1) for c in (lips.upper, lips.lower))
     corners = marks[list(MOUTH_CORNERS), :2]
     mids = np.concatenate([(up + lo) / 2, corners])
     nose_v = float(marks[NOSE_BOTTOM, 1] - g.cy)  # < 0
     chin_v = float(marks[CHIN, 1] - g.cy)  # > 0
-    upper_t = max(float(marks[INNER_UPPER[5], 1] - marks[UPPER_LIP_TOP, 1]), 2.0)
-    lower_t = max(float(marks[LOWER_LIP_BOTTOM, 1] - marks[INNER_LOWER[5], 1]), 2.0)
+    if lips is None:
+        inner_up, inner_lo = float(marks[INNER_UPPER[5], 1]), float(marks[INNER_LOWER[5], 1])
+    else:
+        inner_up, inner_lo = (float(_curve(c, np.array([cx], np.float32))[0]) for c in (up, lo))
+    upper_t = max(inner_up - float(marks[UPPER_LIP_TOP, 1]), 2.0)
+    lower_t = max(float(marks[LOWER_LIP_BOTTOM, 1]) - inner_lo, 2.0)
     nose_v = min(nose_v, -upper_t - 4.0)
     chin_v = max(chin_v, lower_t + 6.0)
     band = max(0.9 * hw, 8.0)  # below the chin the jaw's motion fades out over this (no fold: slope < 1)
@@ -348,7 +468,14 @@ def face_palette(image: np.ndarray, marks: np.ndarray) -> np.ndarray:
     teeth = (np.array([0.93, 0.91, 0.86], dtype=np.float32) * 0.8 + skin * 0.2) * light
     teeth = teeth * min(1.0, TEETH_OVER_SKIN * float(skin @ LUMA) / max(float(teeth @ LUMA), 1e-6))
     tongue = lip * np.array([0.85, 0.6, 0.6], dtype=np.float32) + np.array([0.08, 0.01, 0.01], dtype=np.float32)
-    return np.clip(np.stack([cavity, teeth, tongue]), 0.0, 1.0).astype(np.float32)
+    palette = np.stack([cavity, teeth, tongue])
+    # a black-and-white (or faded) photo gets an inner mouth as grey as its face: a red mouth on a grey face is not
+    # the person; every colour photo's skin is saturated enough to keep the palette as it is
+    colour = float(np.clip((skin.max() - skin.min()) / max(float(skin.max()), 1e-6) / SKIN_SATURATION, 0.0, 1.0))
+    if colour < 1.0:
+        grey = (palette @ LUMA)[:, None]
+        palette = grey + (palette - grey) * colour
+    return np.clip(palette, 0.0, 1.0).astype(np.float32)
 
 
 SHIFT_PAD = 4  # px of held edge around the image: the sway never exceeds it
@@ -476,7 +603,7 @@ class PhotoSource:
         self.straight_alpha = straight_alpha
         self.height, self.width = pose.image.shape[:2]
         self.geometry = MouthGeometry.of(pose.landmarks)
-        self.mouth = mouth_region(pose.landmarks, (self.height, self.width))
+        self.mouth = mouth_region(pose.landmarks, (self.height, self.width), lip_edges(pose.image, pose.landmarks))
         self.eyes = eye_region(pose.landmarks, (self.height, self.width))
         self.palette = face_palette(pose.image, pose.landmarks)
         rgba = np.concatenate([pose.image, pose.matte[..., None]], axis=2)
