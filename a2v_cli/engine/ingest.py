@@ -60,8 +60,16 @@ MOUTH_POINTS = (61, 291, 13, 14)  # mouth corners and inner-lip midpoints
 
 
 def min_face_px(size: int) -> int:
-    """Smallest detected face width (source px): below it the face is enlarged more than ~2.5x into the crop."""
+    """Smallest face width, cheek to cheek (face-mesh points 234-454, the width the framing scales by), in source
+    px: below it the face is enlarged more than ~2.7x into the crop."""
     return max(48, round(size / 8))
+
+
+def face_width(landmarks: np.ndarray) -> float:
+    """Cheek to cheek (points 234-454), in the landmarks' px: the mesh's measure of the face's size. The detector's
+    box is not one: it is 0.9-1.2x this on a frontal face, up to 1.7x on a turned one, and moves with the scale it
+    was found at."""
+    return float(np.linalg.norm(landmarks[LEFT_CHEEK, :2] - landmarks[RIGHT_CHEEK, :2]))
 
 
 @dataclass
@@ -175,7 +183,7 @@ def frame_face(landmarks: np.ndarray, width: int, height: int) -> Framing:
     """Head-and-shoulders square: face ~34% of its width, centred, a bit above the middle; inside the photo
     if a slightly tighter framing or a small shift allows, then if a close-up's framing (the face up to 70% of
     the width, off its place by up to 30%) does, else the smallest overhang."""
-    face_w = float(np.linalg.norm(landmarks[LEFT_CHEEK, :2] - landmarks[RIGHT_CHEEK, :2]))
+    face_w = face_width(landmarks)
     eyes = (landmarks[33, :2] + landmarks[263, :2]) / 2
     mouth = landmarks[list(MOUTH_POINTS), :2].mean(0)
     cx, cy = float((eyes[0] + mouth[0]) / 2), float((eyes[1] + mouth[1]) / 2)
@@ -362,10 +370,17 @@ def _start(req: PhotoRequest, home: Path, builtin: set[str]) -> Path:
     return avatars
 
 
-def _pick_face(rgb: np.ndarray, req: PhotoRequest, what: str, scale: float) -> tuple[Any, int]:
-    """The face to use (largest, or --face N), checked for size, and how many faces there are; ``scale`` maps
-    ``rgb`` px to the source's."""
-    from a2v_cli.engine.face import detect_faces
+@dataclass(frozen=True)
+class Picked:
+    face: Any  # face.Face
+    landmarks: np.ndarray  # its face mesh, in the picture's px
+    faces: list[Any]  # every face found, largest first (the picked one among them)
+
+
+def _pick(rgb: np.ndarray, req: PhotoRequest, what: str, scale: float) -> Picked:
+    """The face to use (largest, or --face N) and its face mesh, checked for size; ``scale`` maps ``rgb`` px to the
+    source's."""
+    from a2v_cli.engine.face import detect_faces, face_landmarks
 
     faces = detect_faces(rgb, req.device)
     if not faces:
@@ -378,11 +393,18 @@ def _pick_face(rgb: np.ndarray, req: PhotoRequest, what: str, scale: float) -> t
         face = faces[req.face - 1]
     else:
         face = faces[0]
-    minimum = min_face_px(req.size)
-    if face.width * scale < minimum:
-        raise InputError(f"the face in {what} is {face.width * scale:.0f} px wide; at least {minimum} px is needed",
+    landmarks = face_landmarks(rgb, face, req.device)
+    minimum, width = min_face_px(req.size), face_width(landmarks) * scale
+    if width < minimum:
+        raise InputError(f"the face in {what} is {width:.0f} px wide (cheek to cheek); at least {minimum} px is needed",
                          "use a closer or higher-resolution photo")
-    return face, len(faces)
+    return Picked(face, landmarks, faces)
+
+
+def _pick_face(rgb: np.ndarray, req: PhotoRequest, what: str, scale: float) -> tuple[Any, int]:
+    """``_pick``'s face and how many faces there are (the clip's first frame: its caller meshes the face itself)."""
+    picked = _pick(rgb, req, what, scale)
+    return picked.face, len(picked.faces)
 
 
 def _other_faces(count: int) -> str:
@@ -467,7 +489,7 @@ def _geometry(points: np.ndarray, box: list[float]) -> dict[str, Any]:
     return {
         "face_box": [round(float(v), 2) for v in box],
         "mouth_anchor": [round(float(v), 2) for v in points[list(MOUTH_POINTS), :2].mean(0)],
-        "face_width": round(float(np.linalg.norm(points[LEFT_CHEEK, :2] - points[RIGHT_CHEEK, :2])), 2),
+        "face_width": round(face_width(points), 2),
     }
 
 
@@ -494,15 +516,15 @@ def add_photo(
     req: PhotoRequest, home: Path, builtin: set[str], warn: Callable[[str], None] = lambda _m: None
 ) -> dict[str, Any]:
     """Build the bundle for one photo and move it into place; returns its avatar.json."""
-    from a2v_cli.engine.face import face_landmarks, segment_person
+    from a2v_cli.engine.face import segment_person
     from a2v_cli.engine.photo import load_photo
 
     avatars = _start(req, home, builtin)
     what = req.image.name
     photo = load_photo(req.image)
     scale = max(photo.width, photo.height) / max(photo.rgb.shape[:2])  # working copy -> original px
-    face, count = _pick_face(photo.rgb, req, what, scale)
-    landmarks = face_landmarks(photo.rgb, face, req.device)
+    picked = _pick(photo.rgb, req, what, scale)
+    face, landmarks, count = picked.face, picked.landmarks, len(picked.faces)
     h, w = photo.rgb.shape[:2]
     try:
         _check_frontal(landmarks, what, photo.rgb, req.device)
