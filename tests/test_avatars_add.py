@@ -341,6 +341,45 @@ def test_the_matte_drops_islands_away_from_the_person(tmp_path: Path) -> None:
     assert (matte[solid] > 240).mean() > 0.99
 
 
+def two_people(neighbour: bool) -> Image.Image:
+    """The astronaut in front, and (``neighbour``) a second, slightly smaller astronaut standing close behind her
+    right shoulder, cut out of the photo by the segmenter and pasted on a plain backdrop."""
+    from a2v_cli.engine import face
+
+    cut = Image.fromarray(np.clip(face.segment_person(np.asarray(astronaut()), "cpu") * 255 + 0.5, 0, 255)
+                          .astype(np.uint8))
+    canvas = Image.new("RGB", (1000, 620), (90, 110, 140))
+    if neighbour:
+        canvas.paste(astronaut().resize((461, 461), Image.LANCZOS), (350, 159), cut.resize((461, 461)))
+    canvas.paste(astronaut(), (150, 108), cut)
+    return canvas
+
+
+def test_a_neighbour_pressed_against_the_person_is_cut_out(tmp_path: Path) -> None:
+    """Two people touching are one shape to the segmenter: the neighbour's head beside the person's, connected
+    through their shoulders, stayed in the mask. The other faces found in the photo now claim what is nearer to
+    them than to the person (each in its own face widths), outside the person's own head, neck and chest."""
+    for name, neighbour in (("alone", False), ("pair", True)):
+        two_people(neighbour).save(tmp_path / f"{name}.png")
+    assert add(tmp_path / "alone.png", "--id", "alone").code == 0
+    pair = add(tmp_path / "pair.png", "--id", "pair")
+    assert pair.code == 0, pair.stderr
+    assert "has 2 faces; using the largest" in pair.stderr
+    _, alone_image, alone_matte, marks = bundle("alone")
+    _, image, matte, _ = bundle("pair")
+    neighbour = np.abs(image.astype(int) - alone_image.astype(int)).max(axis=2) > 40  # same face: same framing
+    assert neighbour.sum() > 20000
+    assert (matte[neighbour] > 128).mean() < 0.1, (matte[neighbour] > 128).mean()  # was 0.90
+    head = neighbour.copy()
+    head[round(float(marks[0, 152, 1])):] = False  # her head, above the person's chin: all of it
+    assert head.sum() > 5000 and (matte[head] > 128).mean() < 0.01, (matte[head] > 128).mean()
+    # the person is whole: her face, hair, and her body wherever the photo without the neighbour has it solid
+    xs, ys = marks[0, :, 0].astype(int), marks[0, :, 1].astype(int)
+    assert (matte[ys, xs].astype(int) >= alone_matte[ys, xs].astype(int) - 8).all()
+    solid = (alone_matte > 250) & ~neighbour
+    assert (matte[solid] > 240).mean() > 0.98, (matte[solid] > 240).mean()
+
+
 def test_png_alpha_is_the_matte(tmp_path: Path) -> None:
     img = astronaut().convert("RGBA")
     alpha = np.zeros((512, 512), np.uint8)
