@@ -350,7 +350,7 @@ def two_people(neighbour: bool) -> Image.Image:
                           .astype(np.uint8))
     canvas = Image.new("RGB", (1000, 620), (90, 110, 140))
     if neighbour:
-        canvas.paste(astronaut().resize((461, 461), Image.LANCZOS), (350, 159), cut.resize((461, 461)))
+        canvas.paste(astronaut().resize((461, 461), Image.LANCZOS), (320, 159), cut.resize((461, 461)))
     canvas.paste(astronaut(), (150, 108), cut)
     return canvas
 
@@ -376,8 +376,10 @@ def test_a_neighbour_pressed_against_the_person_is_cut_out(tmp_path: Path) -> No
     # the person is whole: her face, hair, and her body wherever the photo without the neighbour has it solid
     xs, ys = marks[0, :, 0].astype(int), marks[0, :, 1].astype(int)
     assert (matte[ys, xs].astype(int) >= alone_matte[ys, xs].astype(int) - 8).all()
+    # and her body wherever the photo without the neighbour has it solid, but for the shoulder's tip: 1.6 face widths
+    # apart their shoulders overlap, and the split goes half way (in favour of the larger face, the nearer one)
     solid = (alone_matte > 250) & ~neighbour
-    assert (matte[solid] > 240).mean() > 0.98, (matte[solid] > 240).mean()
+    assert (matte[solid] > 240).mean() > 0.965, (matte[solid] > 240).mean()  # 0.975 measured
 
 
 def test_png_alpha_is_the_matte(tmp_path: Path) -> None:
