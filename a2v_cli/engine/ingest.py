@@ -285,6 +285,38 @@ def yaw_ratio(landmarks: np.ndarray) -> float:
     return min(right, left) / max(right, left)
 
 
+# Exposure, for the person matte only. In an underexposed photo a dark suit and a dark background are the same few
+# levels, and the segmenter gives the suit up (and the ear, the hair's edge). What tells underexposure from a dark
+# scene is the highlights: the crop's 99th-percentile luminance is 0.84-1.0 in every lit held-out portrait, 0.34 in
+# the low-light one.
+LIT_HIGHLIGHTS = 0.6  # at and above it the photo is lit: its matte is the segmenter's on the photo alone
+DARK_HIGHLIGHTS = 0.4  # at and below it the brightened copies are at full strength (in between, in proportion)
+LIFT_GAMMAS = (0.8, 0.6)  # the two brightened copies at full strength (the photo's levels to this power)
+
+
+def segment_exposed(image: np.ndarray, device: str) -> tuple[np.ndarray, np.ndarray]:
+    """The segmenter's person probability for the pose image, and the guide to refine it with.
+
+    An underexposed photo is also segmented as two brightened copies, and each pixel takes the median of the three:
+    on dark copies of six portraits (six darkenings each) that kept more of the person than the photo alone
+    (IoU against the lit photo's matte 0.954 -> 0.970 on average, 0.856 -> 0.886 at worst), where one brightened
+    copy alone sometimes lost the person entirely (the segmenter read a lifted, noisy face as nothing). The pose
+    keeps the photo's own pixels: only the matte sees the copies."""
+    from a2v_cli.engine.face import segment_person
+
+    grey = image[::2, ::2].astype(np.float32) @ np.asarray([0.299, 0.587, 0.114], np.float32) / 255.0
+    strength = (LIT_HIGHLIGHTS - float(np.percentile(grey, 99))) / (LIT_HIGHLIGHTS - DARK_HIGHLIGHTS)
+    if strength <= 0:
+        return segment_person(image, device), image
+    levels = np.arange(256, dtype=np.float32) / 255.0
+    copies = [image]
+    for gamma in LIFT_GAMMAS:
+        lut = np.clip(levels ** (1.0 - min(strength, 1.0) * (1.0 - gamma)) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        copies.append(lut[image])
+    probability = np.median(np.stack([segment_person(c, device) for c in copies]), axis=0)
+    return probability, copies[1]
+
+
 def refine_matte(matte: np.ndarray, rgb: np.ndarray, radius: int = 4, eps: float = 2e-3) -> np.ndarray:
     """Guided filter (He et al. 2010) with the photo as guide: the segmenter's soft, low-resolution edge is
     pulled onto the photo's own edges (hair, shoulders) without inventing detail."""
@@ -575,7 +607,6 @@ def add_photo(
     req: PhotoRequest, home: Path, builtin: set[str], warn: Callable[[str], None] = lambda _m: None
 ) -> dict[str, Any]:
     """Build the bundle for one photo and move it into place; returns its avatar.json."""
-    from a2v_cli.engine.face import segment_person
     from a2v_cli.engine.photo import load_photo
 
     avatars = _start(req, home, builtin)
@@ -602,7 +633,7 @@ def add_photo(
         matte = crop(photo.alpha, framing, size).astype(np.float32) / 255.0
     else:
         others = [Person.of_face(f, framing, size) for f in picked.faces if f is not face]
-        matte = person_only(refine_matte(segment_person(image, req.device), image), points, others)
+        matte = person_only(refine_matte(*segment_exposed(image, req.device)), points, others)
     if framing.pad > 0:
         matte = matte * edge_fade(framing, w, h, size)
     matte8 = np.clip(matte * 255 + 0.5, 0, 255).astype(np.uint8)
