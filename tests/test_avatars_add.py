@@ -358,7 +358,8 @@ def two_people(neighbour: bool) -> Image.Image:
 def test_a_neighbour_pressed_against_the_person_is_cut_out(tmp_path: Path) -> None:
     """Two people touching are one shape to the segmenter: the neighbour's head beside the person's, connected
     through their shoulders, stayed in the mask. The other faces found in the photo now claim what is nearer to
-    them than to the person (each in its own face widths), outside the person's own head, neck and chest."""
+    them than to the person (each in its own face widths), but never the person's head, neck and chest, nor her
+    body below the chin against a smaller face (further back: behind her)."""
     for name, neighbour in (("alone", False), ("pair", True)):
         two_people(neighbour).save(tmp_path / f"{name}.png")
     assert add(tmp_path / "alone.png", "--id", "alone").code == 0
@@ -368,18 +369,15 @@ def test_a_neighbour_pressed_against_the_person_is_cut_out(tmp_path: Path) -> No
     _, alone_image, alone_matte, marks = bundle("alone")
     _, image, matte, _ = bundle("pair")
     neighbour = np.abs(image.astype(int) - alone_image.astype(int)).max(axis=2) > 40  # same face: same framing
-    assert neighbour.sum() > 20000
-    assert (matte[neighbour] > 128).mean() < 0.1, (matte[neighbour] > 128).mean()  # was 0.90
     head = neighbour.copy()
-    head[round(float(marks[0, 152, 1])):] = False  # her head, above the person's chin: all of it
-    assert head.sum() > 5000 and (matte[head] > 128).mean() < 0.01, (matte[head] > 128).mean()
-    # the person is whole: her face, hair, and her body wherever the photo without the neighbour has it solid
+    head[round(float(marks[0, 152, 1])):] = False  # the neighbour above the person's chin: her head
+    assert head.sum() > 5000 and (matte[head] > 128).mean() < 0.01, (matte[head] > 128).mean()  # was 0.98
+    assert (matte[neighbour] > 128).mean() < 0.4, (matte[neighbour] > 128).mean()  # was 0.90 (her collar stays)
+    # the person is whole: her face, hair and body wherever the photo without the neighbour has them solid
     xs, ys = marks[0, :, 0].astype(int), marks[0, :, 1].astype(int)
     assert (matte[ys, xs].astype(int) >= alone_matte[ys, xs].astype(int) - 8).all()
-    # and her body wherever the photo without the neighbour has it solid, but for the shoulder's tip: 1.6 face widths
-    # apart their shoulders overlap, and the split goes half way (in favour of the larger face, the nearer one)
     solid = (alone_matte > 250) & ~neighbour
-    assert (matte[solid] > 240).mean() > 0.965, (matte[solid] > 240).mean()  # 0.975 measured
+    assert (matte[solid] > 240).mean() > 0.99, (matte[solid] > 240).mean()
 
 
 def in_frame_of(matte: np.ndarray, marks: np.ndarray, ref_marks: np.ndarray) -> np.ndarray:
