@@ -60,8 +60,8 @@ MOUTH_POINTS = (61, 291, 13, 14)  # mouth corners and inner-lip midpoints
 
 
 def min_face_px(size: int) -> int:
-    """Smallest face width, cheek to cheek (face-mesh points 234-454, the width the framing scales by), in source
-    px: below it the face is enlarged more than ~2.7x into the crop."""
+    """Smallest face width in source px: a photo's cheek to cheek (``face_width``, the width the framing scales by;
+    below it the face is enlarged more than ~2.7x into the crop), a clip's first-frame detector box."""
     return max(48, round(size / 8))
 
 
@@ -469,17 +469,9 @@ def _start(req: PhotoRequest, home: Path, builtin: set[str]) -> Path:
     return avatars
 
 
-@dataclass(frozen=True)
-class Picked:
-    face: Any  # face.Face
-    landmarks: np.ndarray  # its face mesh, in the picture's px
-    faces: list[Any]  # every face found, largest first (the picked one among them)
-
-
-def _pick(rgb: np.ndarray, req: PhotoRequest, what: str, scale: float) -> Picked:
-    """The face to use (largest, or --face N) and its face mesh, checked for size; ``scale`` maps ``rgb`` px to the
-    source's."""
-    from a2v_cli.engine.face import detect_faces, face_landmarks
+def _choose(rgb: np.ndarray, req: PhotoRequest, what: str) -> tuple[Any, list[Any]]:
+    """The face to use (largest, or --face N) and every face found, largest first."""
+    from a2v_cli.engine.face import detect_faces
 
     faces = detect_faces(rgb, req.device)
     if not faces:
@@ -489,21 +481,44 @@ def _pick(rgb: np.ndarray, req: PhotoRequest, what: str, scale: float) -> Picked
         if req.face > len(faces):
             raise InputError(f"--face {req.face}: {what} has {len(faces)} face(s)",
                              f"use --face 1 to {len(faces)} (1 = the largest)")
-        face = faces[req.face - 1]
-    else:
-        face = faces[0]
+        return faces[req.face - 1], faces
+    return faces[0], faces
+
+
+def _too_small(what: str, width: float, minimum: int, measure: str = "") -> InputError:
+    return InputError(f"the face in {what} is {width:.0f} px wide{measure}; at least {minimum} px is needed",
+                      "use a closer or higher-resolution photo")
+
+
+@dataclass(frozen=True)
+class Picked:
+    face: Any  # face.Face
+    landmarks: np.ndarray  # its face mesh, in the picture's px
+    faces: list[Any]  # every face found, largest first (the picked one among them)
+
+
+def _pick(rgb: np.ndarray, req: PhotoRequest, what: str, scale: float) -> Picked:
+    """The photo's face (``_choose``) and its face mesh, checked for size in the mesh's terms (``face_width``);
+    ``scale`` maps ``rgb`` px to the source's."""
+    from a2v_cli.engine.face import face_landmarks
+
+    face, faces = _choose(rgb, req, what)
     landmarks = face_landmarks(rgb, face, req.device)
     minimum, width = min_face_px(req.size), face_width(landmarks) * scale
     if width < minimum:
-        raise InputError(f"the face in {what} is {width:.0f} px wide (cheek to cheek); at least {minimum} px is needed",
-                         "use a closer or higher-resolution photo")
+        raise _too_small(what, width, minimum, " (cheek to cheek)")
     return Picked(face, landmarks, faces)
 
 
 def _pick_face(rgb: np.ndarray, req: PhotoRequest, what: str, scale: float) -> tuple[Any, int]:
-    """``_pick``'s face and how many faces there are (the clip's first frame: its caller meshes the face itself)."""
-    picked = _pick(rgb, req, what, scale)
-    return picked.face, len(picked.faces)
+    """A clip's face in its first frame (``_choose``) and how many faces there are, checked for size on the
+    detector's box as before: the photo's check is the mesh's (``_pick``), the clip's is left to the video ingest
+    (its test clips' faces are 58 px cheek to cheek)."""
+    face, faces = _choose(rgb, req, what)
+    minimum = min_face_px(req.size)
+    if face.width * scale < minimum:
+        raise _too_small(what, face.width * scale, minimum)
+    return face, len(faces)
 
 
 def _other_faces(count: int) -> str:
