@@ -419,7 +419,7 @@ def person_only(matte: np.ndarray, points: np.ndarray, subject: Person | None = 
     cells = np.zeros((gh * b, gw * b), np.float32)
     cells[:h, :w] = matte
     solid = cells.reshape(gh, b, gw, b).max(axis=(1, 3)) > 0.5
-    claimed = others_claim((gh, gw), b, subject, others) if subject and others else np.zeros_like(solid)
+    claimed = others_claim((gh, gw), b, subject, others) if subject is not None and others else np.zeros_like(solid)
     solid &= ~claimed
     seed = np.zeros_like(solid)
     xs = np.clip((points[:, 0] / b).astype(int), 0, gw - 1)
