@@ -192,7 +192,23 @@ def test_a_face_found_at_two_scales_is_one_face(tmp_path: Path) -> None:
 def test_face_too_small(tmp_path: Path) -> None:
     path = tmp_path / "small.png"
     astronaut().resize((256, 256), Image.LANCZOS).save(path)
-    assert_bad_input(add(path), "px wide; at least 64 px is needed")
+    assert_bad_input(add(path), "is 46 px wide (cheek to cheek); at least 64 px is needed")
+
+
+def test_the_face_size_is_the_face_meshs_width(tmp_path: Path) -> None:
+    """The minimum was checked on the detector's box, which is 0.9-1.2x the face's cheek-to-cheek width (up to 1.7x
+    on a turned face) and moves with the scale it was found at: the astronaut at 68 % has a 67 px box around a face
+    62 px wide, and was taken although its face is below the 64 px the message names. The check and its message
+    are now in the mesh's terms, the width the framing enlarges."""
+    path = tmp_path / "small.png"
+    astronaut().resize((348, 348), Image.LANCZOS).save(path)  # cheeks 91 px at 512 -> 62 px
+    assert_bad_input(add(path), "is 62 px wide (cheek to cheek); at least 64 px is needed")
+    astronaut().resize((372, 372), Image.LANCZOS).save(path)  # -> 66 px: enough
+    result = add(path, "--json")
+    assert result.code == 0, result.stderr
+    manifest, _, _, _ = bundle(result.json()["avatar_id"])
+    # the crop enlarges the face by the framing's share over the checked width: under 2.7x at the minimum
+    assert manifest["poses"][0]["face_width"] / 66 < 2.7
 
 
 def test_face_far_off_the_frame_is_refused(tmp_path: Path) -> None:
@@ -323,6 +339,86 @@ def test_the_matte_drops_islands_away_from_the_person(tmp_path: Path) -> None:
     assert (matte[ys, xs].astype(int) >= clean_matte[ys, xs].astype(int) - 8).all()
     solid = clean_matte > 250
     assert (matte[solid] > 240).mean() > 0.99
+
+
+def two_people(neighbour: bool) -> Image.Image:
+    """The astronaut in front, and (``neighbour``) a second, slightly smaller astronaut standing close behind her
+    right shoulder, cut out of the photo by the segmenter and pasted on a plain backdrop."""
+    from a2v_cli.engine import face
+
+    cut = Image.fromarray(np.clip(face.segment_person(np.asarray(astronaut()), "cpu") * 255 + 0.5, 0, 255)
+                          .astype(np.uint8))
+    canvas = Image.new("RGB", (1000, 620), (90, 110, 140))
+    if neighbour:
+        canvas.paste(astronaut().resize((461, 461), Image.LANCZOS), (320, 159), cut.resize((461, 461)))
+    canvas.paste(astronaut(), (150, 108), cut)
+    return canvas
+
+
+def test_a_neighbour_pressed_against_the_person_is_cut_out(tmp_path: Path) -> None:
+    """Two people touching are one shape to the segmenter: the neighbour's head beside the person's, connected
+    through their shoulders, stayed in the mask. The other faces found in the photo now claim what is nearer to
+    them than to the person (each in its own face widths), but never the person's head, neck and chest, nor her
+    body below the chin against a smaller face (further back: behind her)."""
+    for name, neighbour in (("alone", False), ("pair", True)):
+        two_people(neighbour).save(tmp_path / f"{name}.png")
+    assert add(tmp_path / "alone.png", "--id", "alone").code == 0
+    pair = add(tmp_path / "pair.png", "--id", "pair")
+    assert pair.code == 0, pair.stderr
+    assert "has 2 faces; using the largest" in pair.stderr
+    _, alone_image, alone_matte, marks = bundle("alone")
+    _, image, matte, _ = bundle("pair")
+    neighbour = np.abs(image.astype(int) - alone_image.astype(int)).max(axis=2) > 40  # same face: same framing
+    head = neighbour.copy()
+    head[round(float(marks[0, 152, 1])):] = False  # the neighbour above the person's chin: her head
+    assert head.sum() > 5000 and (matte[head] > 128).mean() < 0.01, (matte[head] > 128).mean()  # was 0.98
+    assert (matte[neighbour] > 128).mean() < 0.4, (matte[neighbour] > 128).mean()  # was 0.90 (her collar stays)
+    # the person is whole: her face, hair and body wherever the photo without the neighbour has them solid
+    xs, ys = marks[0, :, 0].astype(int), marks[0, :, 1].astype(int)
+    assert (matte[ys, xs].astype(int) >= alone_matte[ys, xs].astype(int) - 8).all()
+    solid = (alone_matte > 250) & ~neighbour
+    assert (matte[solid] > 240).mean() > 0.99, (matte[solid] > 240).mean()
+
+
+def in_frame_of(matte: np.ndarray, marks: np.ndarray, ref_marks: np.ndarray) -> np.ndarray:
+    """``matte`` moved into the pose frame whose landmarks are ``ref_marks``: two photos of one face are framed from
+    their own meshes, a scale and a shift apart (least squares over the 468 points)."""
+    src, dst = marks[:, :2].astype(float), ref_marks[:, :2].astype(float)
+    for _ in range(3):  # the points the two meshes place alike (a dark photo's mesh is noisier)
+        sc, dc = src.mean(0), dst.mean(0)
+        k = float(((src - sc) * (dst - dc)).sum() / ((src - sc) ** 2).sum())
+        miss = np.linalg.norm((src - sc) * k + dc - dst, axis=1)
+        src, dst = src[miss <= np.quantile(miss, 0.7)], dst[miss <= np.quantile(miss, 0.7)]
+    # PIL maps each output pixel to its input: input = output / k + (sc - dc / k)
+    ox, oy = sc - dc / k
+    moved = Image.fromarray(matte).transform(matte.shape[::-1], Image.Transform.AFFINE,
+                                             (1 / k, 0, ox, 0, 1 / k, oy), Image.Resampling.BILINEAR)
+    return np.asarray(moved)
+
+
+def test_an_underexposed_photo_is_matted_like_a_lit_one(tmp_path: Path) -> None:
+    """In an underexposed photo the person and the background are a few levels apart in the noise, and the segmenter's
+    matte drifts off the person's outline (here a halo beside the hair, a patch by the shoulder; on a dark suit
+    before a dark backdrop, the suit faded). The segmenter now also sees two brightened copies (only the matte: the
+    pose keeps the photo's pixels) and takes the median: the matte agrees with the lit photo's again."""
+    rgb = np.asarray(astronaut()).astype(np.float32)
+    noise = np.random.default_rng(1).normal(0, 3, rgb.shape)
+    dark = np.clip(rgb * 0.06 + noise, 0, 255).astype(np.uint8)  # 4 stops under, with sensor noise
+    Image.fromarray(dark).save(tmp_path / "dark.jpg", quality=90)
+    assert add(ASTRONAUT, "--id", "lit").code == 0
+    assert add(tmp_path / "dark.jpg", "--id", "dark").code == 0
+    _, lit_image, lit, lit_marks = bundle("lit")
+    _, image, matte, marks = bundle("dark")
+    assert image.max() < 40  # the pose is the photo as it is, dark
+    moved = in_frame_of(matte, marks[0], lit_marks[0]) > 128
+    person = lit > 128
+    iou = (moved & person).sum() / (moved | person).sum()
+    assert iou > 0.945, iou  # 0.930 before, 0.955 now (0.941 -> 0.969 framed alike: the meshes differ a little)
+    # a lit photo (its highlights near white) is segmented as it is, alone
+    from a2v_cli.engine import face, ingest
+
+    probability, guide = ingest.segment_exposed(lit_image, "cpu")
+    assert guide is lit_image and np.array_equal(probability, face.segment_person(lit_image, "cpu"))
 
 
 def test_png_alpha_is_the_matte(tmp_path: Path) -> None:
