@@ -503,12 +503,14 @@ def test_a_tilted_head_opens_its_mouth_and_closes_its_eyes_along_its_own_axis() 
 LIP_RGB, TEETH_RGB, CAVITY_RGB = (175, 95, 95), (225, 220, 210), (45, 18, 18)
 
 
-def _mouth_photo(opened: bool, inset: float = 4.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _mouth_photo(opened: bool, inset: float = 4.0, chin_at_edge: bool = False
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """The astronaut at twice the scale with a painted mouth, and landmarks as the face mesh reads such a photo.
 
     ``opened``: lips a third of the way in from the outer contours, upper teeth, a dark cavity; the landmarks' inner
     lips ``inset`` px inside the teeth and the cavity (the mesh puts them on the teeth, a few px short of the lips:
     obama-like held-out portraits mid-word). Closed: the lips meet on a 1 px crease, where the landmarks say.
+    ``chin_at_edge``: three times the scale, cropped at the chin (a tight headshot).
     Returns (image, matte, landmarks, the true upper and lower inner edges per image column)."""
     from PIL import Image
 
@@ -516,11 +518,13 @@ def _mouth_photo(opened: bool, inset: float = 4.0) -> tuple[np.ndarray, np.ndarr
 
     rgb, matte, marks = astronaut()
     c = marks[list(pp.MOUTH_CORNERS), :2].mean(axis=0)
-    big = [np.asarray(Image.fromarray(a).resize((1024, 1024), Image.BICUBIC)) for a in (rgb, matte)]
-    ox, oy = int(np.clip(c[0] * 2 - 256, 0, 512)), int(np.clip(c[1] * 2 - 300, 0, 512))
+    k = 3 if chin_at_edge else 2
+    big = [np.asarray(Image.fromarray(a).resize((512 * k, 512 * k), Image.BICUBIC)) for a in (rgb, matte)]
+    ox = int(c[0] * k - 256)
+    oy = int(marks[152, 1] * k) - 509 if chin_at_edge else max(int(c[1] * k - 300), 0)
     img, mat = (a[oy : oy + 512, ox : ox + 512].copy() for a in big)
     m = marks.copy()
-    m[:, :2] = marks[:, :2] * 2 - np.array([ox, oy])
+    m[:, :2] = marks[:, :2] * k - np.array([ox, oy])
     xs = np.arange(512, dtype=np.float32)
     top, bottom = pp._curve(m[list(pp.OUTER_UPPER), :2], xs), pp._curve(m[list(pp.OUTER_LOWER), :2], xs)
     mid = (top + bottom) / 2
@@ -566,12 +570,7 @@ def test_a_photo_with_its_mouth_open_closes_in_silence() -> None:
     from a2v_cli.engine.frames import open_source
 
     img, matte, marks, _, _ = _mouth_photo(True)
-    folder = write_photo_bundle(_home(), "open")
-    from photo_bundle import write_png
-
-    write_png(img, folder / "open-photo" / "image.png")
-    write_png(matte, folder / "open-photo" / "matte.png")
-    np.save(folder / "open-photo" / "landmarks.npy", marks[None].astype(np.float32))
+    _painted_bundle("open", img, matte, marks)
     src = open_source("open-photo", 25, still=True, device="cpu")
     closed = src.compose(range(1), np.zeros((1, 4), np.float32))[0][0].astype(int)
     x0, x1 = math.ceil(marks[61, 0]) + 2, math.floor(marks[291, 0]) - 2
@@ -601,3 +600,35 @@ def test_a_black_and_white_photo_gets_a_grey_mouth() -> None:
     assert np.ptp(frame[box], axis=2).max() <= 1, np.ptp(frame[box], axis=2).max()
     luma = frame[box].mean(axis=2)
     assert luma.min() < 0.4 * np.median(luma)  # and still an open mouth: a dark cavity in it
+
+
+def _painted_bundle(avatar_id: str, img: np.ndarray, matte: np.ndarray, marks: np.ndarray) -> None:
+    from photo_bundle import write_png
+
+    folder = write_photo_bundle(_home(), avatar_id)
+    write_png(img, folder / f"{avatar_id}-photo" / "image.png")
+    write_png(matte, folder / f"{avatar_id}-photo" / "matte.png")
+    np.save(folder / f"{avatar_id}-photo" / "landmarks.npy", marks[None].astype(np.float32))
+
+
+def test_a_chin_at_the_photos_edge_is_never_smeared() -> None:
+    """A tight headshot: the chin at the photo's bottom edge. Closing its open mouth lifts the jaw, and the rows
+    under it were sampled from below the photo: the edge row repeated into vertical streaks (held-out close-up).
+    Now the fields fade out towards the edge: the bottom rows keep their own texture, and the mouth still closes."""
+    from a2v_cli.engine.frames import open_source
+
+    img, matte, marks, _, _ = _mouth_photo(True, chin_at_edge=True)
+    assert marks[152, 1] > 505  # the chin at the bottom edge
+    _painted_bundle("tight", img, matte, marks)
+    src = open_source("tight-photo", 25, still=True, device="cpu")
+    closed = src.compose(range(1), np.zeros((1, 4), np.float32))[0][0].astype(float)
+    cols = slice(round(marks[61, 0]), round(marks[291, 0]))
+    rows = slice(-14, -3)  # the bottom rows the warp redraws (the last MARGIN rows are never pasted)
+    bottom = closed[rows, cols]
+    own = np.abs(np.diff(img[rows, cols].astype(float), axis=0)).mean()
+    assert np.abs(np.diff(bottom, axis=0)).mean() > 0.5 * own, (np.abs(np.diff(bottom, axis=0)).mean(), own)
+    from a2v_cli.engine import photo_pose as pp
+
+    lips = slice(math.floor(marks[list(pp.OUTER_UPPER), 1].min()), math.ceil(marks[list(pp.OUTER_LOWER), 1].max()))
+    teeth = (np.abs(closed[lips, cols] - np.array(TEETH_RGB)).max(axis=2) < 15).sum()
+    assert teeth < 20, teeth

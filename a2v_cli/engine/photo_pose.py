@@ -388,7 +388,8 @@ def mouth_region(marks: np.ndarray, shape: tuple[int, int], lips: LipContour | N
     spread = field(-(ux - cx) * 0.12 * around, zero)
     rounded = field((ux - cx) * 0.25 * around, -v * 0.12 * lip_band)
     press = field(zero, v * 0.25 * lip_band)
-    basis = np.stack([close, opening, spread, rounded, press])
+    basis = _inside_the_image(np.stack([close, opening, spread, rounded, press]), xs, ys, shape,
+                              np.array([1.0, (MAX_OPEN + ONSET_LIFT) * hw * (1.0 + SPREAD_WIDTH), 1.0, 1.0, 1.0]))
     teeth = np.clip(1.0 - (t / 0.75) ** 4, 0.0, 1.0)
     tongue = np.clip(1.0 - (t / 0.6) ** 2, 0.0, 1.0)
     # where one upper tooth meets the next: a faint shadow line (incisors, laterals, canines, premolars), so the
@@ -399,6 +400,24 @@ def mouth_region(marks: np.ndarray, shape: tuple[int, int], lips: LipContour | N
     sep = 1.0 - gaps
     maps = np.stack([v, lens, teeth, tongue, sep]).astype(np.float32)
     return Region(y0, x0, np.stack([xs, ys], axis=-1)[None].astype(np.float32), basis, maps)
+
+
+def _inside_the_image(basis: np.ndarray, xs: np.ndarray, ys: np.ndarray, shape: tuple[int, int],
+                      most: np.ndarray) -> np.ndarray:
+    """The fields, damped where they could sample from beyond the image's edge (each at its largest weight,
+    ``most``, plus the head's sway): near the edge a pixel moves at most half its distance to it.
+
+    Why: a tight headshot's chin is near the photo's bottom edge; closing its open mouth lifts the jaw, and the rows
+    under the chin were sampled from below the photo: the edge row smeared into streaks. Elsewhere: unchanged.
+    """
+    h, w = shape
+    out = basis
+    for axis, room, sign in ((1, h - 1 - ys, 1), (1, ys, -1), (0, w - 1 - xs, 1), (0, xs, -1)):
+        reach = (np.maximum(basis[..., axis] * sign, 0.0) * most[:, None, None]).sum(axis=0) + SHIFT_PAD
+        damp = np.clip(room / (2.0 * reach), 0.0, 1.0)
+        if damp.min() < 1.0:
+            out = out * damp[None, ..., None]
+    return out.astype(np.float32)
 
 
 BLINK_LEVELS = (0.5, 1.0)  # the idle loop's blink levels: one field each
