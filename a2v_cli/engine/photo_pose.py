@@ -378,7 +378,10 @@ def mouth_region(marks: np.ndarray, shape: tuple[int, int], lips: LipContour | N
     prof_dn = lens + (jaw - lens) * _smoothstep(v, (1 - OPEN_TOP) * open_px + 2.0, chin_v + band / 2)
     zero = np.zeros_like(xs)
     field = up_frame.field
-    close = field(zero, np.where(above, -gap / 2 * w_up, gap / 2 * w_dn))
+    # closing an open photo's mouth lifts the chin by half the gap: the neck takes the stretch right under it (no
+    # fold: 3x the lift), so a collar below stays where it is
+    close_band = min(band, max(8.0, 1.5 * float(gap.max())))
+    close = field(zero, np.where(above, -gap / 2 * w_up, gap / 2 * (1.0 - _smoothstep(v, chin_v, chin_v + close_band))))
     opening = field(zero, np.where(above, OPEN_TOP * lens * w_up, -(1 - OPEN_TOP) * prof_dn * w_dn))
     lateral = 1.0 - _smoothstep(np.abs(t), 1.0, 1.9)
     lips_v = _smoothstep(v, nose_v, -upper_t - 2.0) * (1.0 - _smoothstep(v, lower_t + 2.0, chin_v * 0.8))
