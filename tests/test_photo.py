@@ -632,3 +632,19 @@ def test_a_chin_at_the_photos_edge_is_never_smeared() -> None:
     lips = slice(math.floor(marks[list(pp.OUTER_UPPER), 1].min()), math.ceil(marks[list(pp.OUTER_LOWER), 1].max()))
     teeth = (np.abs(closed[lips, cols] - np.array(TEETH_RGB)).max(axis=2) < 15).sum()
     assert teeth < 20, teeth
+
+
+def test_closing_the_photos_parted_lips_leaves_the_neck_below_the_chin() -> None:
+    """The astronaut's photo shows her teeth: closing the lips lifts her chin by half their gap. The lift faded out
+    over 0.9 mouth half widths below the chin, dragging the neck and a collar under it (held-out portraits); the
+    neck now takes the stretch right under the chin and is the photo below that."""
+    rgb, _, marks = astronaut()
+    write_photo_bundle(_home())
+    src = _source(still=True)
+    closed = src.compose(range(1), np.zeros((1, 4), np.float32))[0][0].astype(float)
+    chin, hw, cx = round(float(marks[152, 1])), src.geometry.half_width, round(src.geometry.cx)
+    cols = slice(cx - round(2 * hw), cx + round(2 * hw))
+    below = slice(chin + round(0.45 * hw), chin + round(0.9 * hw))
+    assert np.abs(closed[below, cols] - rgb[below, cols]).mean() < 1.0  # was 4.2
+    lips = slice(round(float(marks[13, 1])) - 1, round(float(marks[14, 1])) + 2)
+    assert np.abs(closed[lips, cols] - rgb[lips, cols]).mean() > 5.0  # and the lips did close

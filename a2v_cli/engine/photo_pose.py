@@ -231,6 +231,7 @@ TEETH_SHOWN = 0.5  # share of the mouth's middle columns with teeth in the photo
 EDGE_MIN_RUN = 2  # px of interior beyond the mesh's contour before it is moved (a closed mouth's crease is less)
 LIP_KEEP = 0.3  # the edges never take more than 1 - this of a lip's thickness from the mesh's outer contour
 EDGE_BLEND = 1.0  # px more where the contour moves: the edge pixel itself is half lip, half teeth or shadow
+EDGE_ROOM = 1.25  # near the image's edge a field moves a pixel at most 1 / this of its distance to the edge
 EDGE_SMOOTH = 0.1  # the edges are smoothed along the mouth over +-this share of its half width
 
 
@@ -378,7 +379,10 @@ def mouth_region(marks: np.ndarray, shape: tuple[int, int], lips: LipContour | N
     prof_dn = lens + (jaw - lens) * _smoothstep(v, (1 - OPEN_TOP) * open_px + 2.0, chin_v + band / 2)
     zero = np.zeros_like(xs)
     field = up_frame.field
-    close = field(zero, np.where(above, -gap / 2 * w_up, gap / 2 * w_dn))
+    # closing an open photo's mouth lifts the chin by half the gap: the neck takes the stretch right under it (no
+    # fold: 3x the lift), so a collar below stays where it is
+    close_band = min(band, max(8.0, 1.5 * float(gap.max())))
+    close = field(zero, np.where(above, -gap / 2 * w_up, gap / 2 * (1.0 - _smoothstep(v, chin_v, chin_v + close_band))))
     opening = field(zero, np.where(above, OPEN_TOP * lens * w_up, -(1 - OPEN_TOP) * prof_dn * w_dn))
     lateral = 1.0 - _smoothstep(np.abs(t), 1.0, 1.9)
     lips_v = _smoothstep(v, nose_v, -upper_t - 2.0) * (1.0 - _smoothstep(v, lower_t + 2.0, chin_v * 0.8))
@@ -404,20 +408,22 @@ def mouth_region(marks: np.ndarray, shape: tuple[int, int], lips: LipContour | N
 
 def _inside_the_image(basis: np.ndarray, xs: np.ndarray, ys: np.ndarray, shape: tuple[int, int],
                       most: np.ndarray) -> np.ndarray:
-    """The fields, damped where they could sample from beyond the image's edge (each at its largest weight,
-    ``most``, plus the head's sway): near the edge a pixel moves at most half its distance to it.
+    """The fields, each damped where it could sample from beyond the image's edge (at its largest weight, ``most``,
+    plus the head's sway): there a pixel moves at most 1 / EDGE_ROOM of its distance to the edge, so no fold.
 
     Why: a tight headshot's chin is near the photo's bottom edge; closing its open mouth lifts the jaw, and the rows
-    under the chin were sampled from below the photo: the edge row smeared into streaks. Elsewhere: unchanged.
+    under the chin were sampled from below the photo: the edge row smeared into streaks. A field that moves pixels
+    away from that edge (the jaw dropping) is untouched, and so is every field far from the edges.
     """
     h, w = shape
-    out = basis
+    out = basis.astype(np.float32).copy()
     for axis, room, sign in ((1, h - 1 - ys, 1), (1, ys, -1), (0, w - 1 - xs, 1), (0, xs, -1)):
-        reach = (np.maximum(basis[..., axis] * sign, 0.0) * most[:, None, None]).sum(axis=0) + SHIFT_PAD
-        damp = np.clip(room / (2.0 * reach), 0.0, 1.0)
-        if damp.min() < 1.0:
-            out = out * damp[None, ..., None]
-    return out.astype(np.float32)
+        for k in range(len(out)):
+            outward = np.maximum(out[k, ..., axis] * sign, 0.0) * most[k]
+            damp = np.where(outward > 0, np.clip(room / (EDGE_ROOM * (outward + SHIFT_PAD)), 0.0, 1.0), 1.0)
+            if damp.min() < 1.0:
+                out[k] *= damp[..., None]
+    return out
 
 
 BLINK_LEVELS = (0.5, 1.0)  # the idle loop's blink levels: one field each
