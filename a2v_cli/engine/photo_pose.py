@@ -416,6 +416,9 @@ def _inside_the_image(basis: np.ndarray, xs: np.ndarray, ys: np.ndarray, shape: 
     away from that edge (the jaw dropping) is untouched, and so is every field far from the edges.
     """
     h, w = shape
+    reach = float((np.abs(basis).reshape(len(basis), -1).max(axis=1) * most).sum()) + SHIFT_PAD
+    if min(float(xs.min()), float(ys.min()), w - 1 - float(xs.max()), h - 1 - float(ys.max())) > EDGE_ROOM * reach:
+        return basis  # far from every edge (most photos): nothing to damp
     out = basis.astype(np.float32).copy()
     for axis, room, sign in ((1, h - 1 - ys, 1), (1, ys, -1), (0, w - 1 - xs, 1), (0, xs, -1)):
         for k in range(len(out)):
