@@ -622,16 +622,10 @@ class PhotoSource:
                     states: list[IdleState]) -> None:  # fmt: skip
         """``_paste_moved`` for every I420 frame of ``frames``: each frame's patch goes onto its shifted image's
         pixels around it, in a rectangle of whole chroma blocks, and the rectangles are converted at once."""
-        ys0, ys1, xs0, xs1 = _inner_rect(region)
-        y0, y1, x0, x1 = yuv.even_rect(ys0, ys1, xs0, xs1)
-        rect = np.empty((len(frames), y1 - y0, x1 - x0, 3), np.uint8)
-        inside = (slice(ys0 - y0, ys1 - y0), slice(xs0 - x0, xs1 - x0))
-        for i, (patch, s) in enumerate(zip(patches, states, strict=True)):
-            rect[i] = self._shifted(s.dx, s.dy)[0][y0:y1, x0:x1]
-            inner = move_inner(patch, s.dx, s.dy, MARGIN)
-            rect[i][inside] = inner[..., :3]
-            mask[i, ys0:ys1, xs0:xs1] = inner[..., 3]
-        self._converter.write_rect(frames, rect, y0, x0)
+        ys0, _, xs0, _ = _inner_rect(region)
+        pieces = [(self._shifted(s.dx, s.dy)[0], move_inner(patch, s.dx, s.dy, MARGIN), ys0, xs0)
+                  for patch, s in zip(patches, states, strict=True)]  # fmt: skip
+        paste_i420(self._converter, frames, mask, pieces)
 
     def compose_i420(self, frames: range, articulation: np.ndarray | None = None
                      ) -> tuple[np.ndarray, np.ndarray, None, np.ndarray]:  # fmt: skip
@@ -651,6 +645,29 @@ class PhotoSource:
         self._paste_i420(out, mask, self.mouth, self.mouth_patches(weights, opening), states)
         offsets = np.array([[s.dx, s.dy] for s in states], dtype=np.float32)
         return out, mask, None, offsets + np.array([self.geometry.cx, self.geometry.cy], dtype=np.float32)
+
+
+Piece = tuple[np.ndarray, np.ndarray, int, int]  # a frame's RGB (H, W, 3), an RGBA patch (h, w, 4) for it, its y, x
+
+
+def paste_i420(converter: yuv.Converter, frames: np.ndarray, mask: np.ndarray, pieces: list[Piece],
+               quantum: int = 2) -> None:  # fmt: skip
+    """Paste one RGBA patch into each I420 frame (and its matte into ``mask``), over the RGB frame the I420 one was
+    converted from: the rectangle of whole chroma blocks around every frame's patch (grown to a multiple of
+    ``quantum`` px, so that a batch of moving patches does not make the converter allocate a new shape each time) is
+    rebuilt in RGB and converted in one call, which gives exactly the whole composed frame's conversion."""
+    height, width = converter.height, converter.width
+    y0, y1, x0, x1 = yuv.even_rect(min(p[2] for p in pieces), max(p[2] + p[1].shape[0] for p in pieces),
+                                   min(p[3] for p in pieces), max(p[3] + p[1].shape[1] for p in pieces))
+    rh, rw = (min(-(-(y1 - y0) // quantum) * quantum, height), min(-(-(x1 - x0) // quantum) * quantum, width))
+    y0, x0 = min(y0, height - rh), min(x0, width - rw)  # even: the sides, the rectangle and the quantum are
+    rect = np.empty((len(pieces), rh, rw, 3), np.uint8)
+    for i, (base, patch, py, px) in enumerate(pieces):
+        h, w = patch.shape[:2]
+        rect[i] = base[y0 : y0 + rh, x0 : x0 + rw]
+        rect[i, py - y0 : py - y0 + h, px - x0 : px - x0 + w] = patch[..., :3]
+        mask[i, py : py + h, px : px + w] = patch[..., 3]
+    converter.write_rect(frames, rect, y0, x0)
 
 
 def _inner_rect(region: Region) -> tuple[int, int, int, int]:
@@ -720,29 +737,43 @@ def ping_pong(frame: int, count: int) -> int:
 
 
 FIELD_BUDGET = 256 * 2**20  # bytes of per-clip-frame mouth fields a video source keeps: all frames of a 5 s clip at
-# 512 px (~1.6 MB each), so the ping-pong loop computes each frame's fields once, not once a pass
+# 512 px (~1.7 MB each), so the ping-pong loop computes each frame's fields once, not once a pass
+I420_BUDGET = 64 * 2**20  # bytes of clip frames kept converted for the encoder (yuv.py): 0.4 MB each at 512 px
 
 
 @dataclass(frozen=True)
 class _Fields:
-    """One clip frame's mouth fields: what ``mouth_region`` gives, less the grid (the region's own pixel
-    coordinates, the same for every frame of a size) and the image (cut from the frame when it is warped), and
-    without the MARGIN ring (a photo's head sway needs it; a clip frame is pasted where it is): only the inside
-    is computed, and its pixels do not depend on the ring's."""
+    """One clip frame's mouth fields, as the warp graph reads them, on the pixels they can change only.
+
+    ``mouth_region`` less what a clip frame does not need: the MARGIN ring (a photo's head sway samples it; a clip
+    frame is pasted where it is) and every pixel that no field moves and no inner mouth can cover (a fifth of the
+    region): the warp leaves those as they are, so the graph runs on a list of the others (it works pixel by
+    pixel; an (h, w) grid is a (1, N) one to it) and the rest of the patch is the frame's own pixels. Per frame only
+    the pixels of the fields in use are warped (a closed mouth: a third of the region).
+    """
 
     y0: int  # the region's corner, ring included: the image the warp samples is cut from here
     x0: int
     shape: tuple[int, int]  # the region's size, ring included
-    basis: np.ndarray  # (K, h - 2 MARGIN, w - 2 MARGIN, 2) float32
-    maps: np.ndarray  # (5, h - 2 MARGIN, w - 2 MARGIN) float32
+    image: np.ndarray  # (1, 4, h, w) float32 RGBA 0..1: the frame and matte under the region, what the warp samples
+    pixels: np.ndarray  # (N,) int64: flat indices into the region's inside (h - 2 MARGIN, w - 2 MARGIN)
+    basis: np.ndarray  # (K, N, 2) float32, at those pixels
+    maps: np.ndarray  # (5, N) float32
+    support: np.ndarray  # (K + 1, N) bool: where each field moves a pixel; last, where the inner mouth can show
     geometry: MouthGeometry
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.image, self.pixels, self.basis, self.maps, self.support))
 
 
 class VideoSource:
     """The frame source of a video pose: the clip's frames played forward and back, the mouth driven on each.
 
     Each clip frame gets its own mouth fields from its own landmarks, computed once (``FIELD_BUDGET``); the clip
-    brings its own head motion and blinks, so nothing is added; ``still`` holds the first frame.
+    brings its own head motion and blinks, so nothing is added; ``still`` holds the first frame. Where the encoder
+    reads I420 (``compose_i420``), each clip frame is converted once (``I420_BUDGET``) and per frame only the
+    rectangle around the mouth is, as a photo pose does.
     """
 
     kind = "video"
@@ -768,6 +799,11 @@ class VideoSource:
         self._grids: dict[tuple[int, int], np.ndarray] = {}
         self._patches: Lru[tuple[int, ...], np.ndarray] = Lru(WARP_ENTRIES // 2)  # larger than a photo's
         self._out = _OutputRing(ring, self.height, self.width, straight_alpha)
+        self.i420 = self.height % 2 == 0 and self.width % 2 == 0
+        frame_bytes = yuv.frame_size(self.height, self.width) if self.i420 else 1
+        self._i420: Lru[int, np.ndarray] = Lru(max(8, I420_BUDGET // frame_bytes))
+        self._i420_out: _OutputRing | None = None
+        self._converter = yuv.Converter((self.height, self.width))
 
     @property
     def provider(self) -> str:
@@ -781,6 +817,15 @@ class VideoSource:
         d = np.asarray(mouths, dtype=np.float32) - np.array([self.geometry.cx, self.geometry.cy], np.float32)
         return np.stack([x0 + d[:, 0], y0 + d[:, 1], x1 + d[:, 0], y1 + d[:, 1]], axis=1).astype(np.float32)
 
+    def _grid(self, shape: tuple[int, int]) -> np.ndarray:
+        """(h' w', 2) x, y of the inside's pixels in the crop's coordinates, row after row (one per region size)."""
+        grid = self._grids.get(shape)
+        if grid is None:
+            h, w, m = *shape, MARGIN
+            xs, ys = np.meshgrid(np.arange(m, w - m, dtype=np.float32), np.arange(m, h - m, dtype=np.float32))
+            grid = self._grids[shape] = np.stack([xs.ravel(), ys.ravel()], axis=-1)
+        return grid
+
     def fields(self, idx: int) -> _Fields:
         """The mouth fields of clip frame ``idx`` (computed once while the budget holds them all)."""
         hit = None if self._fields is None else self._fields.get(idx)
@@ -789,45 +834,53 @@ class VideoSource:
         marks = self.pose.landmarks[idx]
         region = mouth_region(marks, (self.height, self.width))
         m = MARGIN
-        inside = (slice(None), slice(m, -m), slice(m, -m))
-        hit = _Fields(region.y0, region.x0, region.grid.shape[1:3], np.ascontiguousarray(region.basis[inside]),
-                      np.ascontiguousarray(region.maps[inside]), MouthGeometry.of(marks))
+        h, w = region.grid.shape[1:3]
+        basis = region.basis[:, m:-m, m:-m].reshape(len(region.basis), -1, 2)
+        maps = region.maps[:, m:-m, m:-m].reshape(len(region.maps), -1)
+        support = np.concatenate([(basis != 0).any(axis=2), maps[1:2] > 0])  # the opening's profile: the mouth
+        pixels = np.flatnonzero(support.any(axis=0))
+        ys, xs = slice(region.y0, region.y0 + h), slice(region.x0, region.x0 + w)
+        rgba = np.concatenate([self.pose.frames[idx, ys, xs], self.pose.mattes[idx, ys, xs, None]], axis=2)
+        image = np.ascontiguousarray(rgba.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
+        hit = _Fields(region.y0, region.x0, (h, w), image, pixels, np.ascontiguousarray(basis[:, pixels]),
+                      np.ascontiguousarray(maps[:, pixels]), np.ascontiguousarray(support[:, pixels]),
+                      MouthGeometry.of(marks))  # fmt: skip
         if self._fields is None:
-            self._fields = Lru(max(8, FIELD_BUDGET // (hit.basis.nbytes + hit.maps.nbytes)))
+            self._fields = Lru(max(8, FIELD_BUDGET // hit.nbytes))
         return self._fields.put(idx, hit)
 
     def _warp(self, idx: int, fields: _Fields, q: np.ndarray) -> np.ndarray:
         """The inside of clip frame ``idx``'s mouth region (less the MARGIN ring), warped for one rounded
         articulation ``q`` (open px, spread, round, press): (h, w, 4) uint8. The fields never sample outside their
-        region (they fade to 0 at its edge), so a crop of the frame is all the warp reads."""
+        region (they fade to 0 at its edge), so a crop of the frame is all the warp reads; only the pixels that the
+        fields in use (the first, closing the clip's own lips, always) or the inner mouth can change are warped."""
         h, w = fields.shape
-        ys, xs = slice(fields.y0, fields.y0 + h), slice(fields.x0, fields.x0 + w)
-        rgba = np.concatenate([self.pose.frames[idx, ys, xs], self.pose.mattes[idx, ys, xs, None]], axis=2)
-        image = np.ascontiguousarray(rgba.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
-        grid = self._grids.get((h, w))
-        if grid is None:  # the inside's pixels, in the crop's coordinates
-            m = MARGIN
-            grid = self._grids[h, w] = np.stack(np.meshgrid(np.arange(m, w - m, dtype=np.float32),
-                                                            np.arange(m, h - m, dtype=np.float32)), axis=-1)[None]
+        m = MARGIN
+        ys, xs = slice(fields.y0 + m, fields.y0 + h - m), slice(fields.x0 + m, fields.x0 + w - m)
+        patch = np.concatenate([self.pose.frames[idx, ys, xs], self.pose.mattes[idx, ys, xs, None]], axis=2)
+        rows = [0, *(k + 1 for k in range(len(q)) if q[k] != 0), *([len(fields.basis)] if q[0] > 0 else [])]
+        take = np.flatnonzero(fields.support[rows].any(axis=0))
+        if not len(take):
+            return patch
+        pixels = fields.pixels[take]
         out = self.loaded.session.run(None, {
-            "image": image, "grid": grid, "basis": fields.basis, "weights": np.array([[1.0, *q]], np.float32),
-            "offset": np.zeros((1, 2), np.float32), "maps": fields.maps, "opening": q[None, :1],
+            "image": fields.image, "grid": self._grid(fields.shape)[pixels][None, None],
+            "basis": fields.basis[:, take][:, None], "weights": np.array([[1.0, *q]], np.float32),
+            "offset": np.zeros((1, 2), np.float32), "maps": fields.maps[:, take][:, None], "opening": q[None, :1],
             "palette": self.palette,
         })[0]  # fmt: skip
-        return np.clip(out[0].transpose(1, 2, 0) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        patch.reshape(-1, 4)[pixels] = np.clip(out[0, :, 0].T * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return patch
 
-    def compose(self, frames: range, articulation: np.ndarray | None = None
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:  # fmt: skip
+    def _mouths(self, frames: range, articulation: np.ndarray | None
+                ) -> tuple[list[int], list[tuple[np.ndarray, int, int]], np.ndarray]:  # fmt: skip
+        """Per frame: its clip frame, its warped mouth (patch, y, x where it goes) and the mouth centre."""
         n = len(frames)
-        rgb_all, mask_all, straight_all = self._out.next(n)
-        rgb, mask = rgb_all[:n], mask_all[:n]
         weights, opening = mouth_weights(articulation, self.geometry.max_open, n)
         mouths = np.empty((n, 2), dtype=np.float32)
-        m = MARGIN
+        order, pieces = [], []
         for i, f in enumerate(frames):
             idx = self.clip_frame(f)
-            rgb[i] = self.pose.frames[idx]
-            mask[i] = self.pose.mattes[idx]
             fields = self.fields(idx)
             geo = fields.geometry
             mouths[i] = (geo.cx, geo.cy)
@@ -837,12 +890,51 @@ class VideoSource:
             patch = self._patches.get(key)
             if patch is None:
                 patch = self._patches.put(key, self._warp(idx, fields, np.array(key[1:], np.float32) / WARP_STEPS))
-            h, wd = patch.shape[:2]
-            ys, xs = slice(fields.y0 + m, fields.y0 + m + h), slice(fields.x0 + m, fields.x0 + m + wd)
-            rgb[i, ys, xs] = patch[..., :3]
-            mask[i, ys, xs] = patch[..., 3]
+            order.append(idx)
+            pieces.append((patch, fields.y0 + MARGIN, fields.x0 + MARGIN))
+        return order, pieces, mouths
+
+    def compose(self, frames: range, articulation: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:  # fmt: skip
+        n = len(frames)
+        rgb_all, mask_all, straight_all = self._out.next(n)
+        rgb, mask = rgb_all[:n], mask_all[:n]
+        order, pieces, mouths = self._mouths(frames, articulation)
+        for i, (idx, (patch, y, x)) in enumerate(zip(order, pieces, strict=True)):
+            h, w = patch.shape[:2]
+            rgb[i] = self.pose.frames[idx]
+            mask[i] = self.pose.mattes[idx]
+            rgb[i, y : y + h, x : x + w] = patch[..., :3]
+            mask[i, y : y + h, x : x + w] = patch[..., 3]
         straight = None
         if straight_all is not None:
             straight = straight_all[:n]
             straight[...] = rgb
         return rgb, mask, straight, mouths
+
+    def _frame_i420(self, idx: int) -> np.ndarray:
+        hit = self._i420.get(idx)
+        if hit is None:
+            hit = np.empty(yuv.frame_size(self.height, self.width), np.uint8)
+            self._converter.write_rect(hit, self.pose.frames[idx], 0, 0)
+            self._i420.put(idx, hit)
+        return hit
+
+    def compose_i420(self, frames: range, articulation: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, None, np.ndarray]:  # fmt: skip
+        """``compose`` with the frames as I420 (yuv.py), exactly its pictures converted, as PhotoSource's: only
+        where ``self.i420``; no straight-alpha frames."""
+        n = len(frames)
+        if self._i420_out is None:
+            self._i420_out = _OutputRing(self.ring, self.height, self.width, False,
+                                         (yuv.frame_size(self.height, self.width),))  # fmt: skip
+        out_all, mask_all, _ = self._i420_out.next(n)
+        out, mask = out_all[:n], mask_all[:n]
+        order, pieces, mouths = self._mouths(frames, articulation)
+        for i, idx in enumerate(order):
+            out[i] = self._frame_i420(idx)
+            mask[i] = self.pose.mattes[idx]
+        paste_i420(self._converter, out, mask, [(self.pose.frames[idx], patch, y, x)
+                                                for idx, (patch, y, x) in zip(order, pieces, strict=True)],
+                   quantum=32)  # fmt: skip
+        return out, mask, None, mouths
