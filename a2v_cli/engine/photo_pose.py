@@ -748,8 +748,12 @@ class _Fields:
     ``mouth_region`` less what a clip frame does not need: the MARGIN ring (a photo's head sway samples it; a clip
     frame is pasted where it is) and every pixel that no field moves and no inner mouth can cover (a fifth of the
     region): the warp leaves those as they are, so the graph runs on a list of the others (it works pixel by
-    pixel; an (h, w) grid is a (1, N) one to it) and the rest of the patch is the frame's own pixels. Per frame only
-    the pixels of the fields in use are warped (a closed mouth: a third of the region).
+    pixel; an (h, w) grid is a (1, N) one to it) and the rest of the patch is the frame's own pixels.
+
+    Per frame only the pixels of the fields in use need the warp: the closing field's (always), the opening's with
+    the inner mouth's (a mouth not closed), the shapes' (spread, round, press). The list is ordered so that each
+    of those unions is one run of it, ``spans`` (a slice, not a gather: numpy's gather cost as much as it saved):
+    opening only, opening and shapes, closing, shapes only. A closed mouth warps a third of the region.
     """
 
     y0: int  # the region's corner, ring included: the image the warp samples is cut from here
@@ -757,14 +761,21 @@ class _Fields:
     shape: tuple[int, int]  # the region's size, ring included
     image: np.ndarray  # (1, 4, h, w) float32 RGBA 0..1: the frame and matte under the region, what the warp samples
     pixels: np.ndarray  # (N,) int64: flat indices into the region's inside (h - 2 MARGIN, w - 2 MARGIN)
+    grid: np.ndarray  # (N, 2) float32: x, y of those pixels in the crop
     basis: np.ndarray  # (K, N, 2) float32, at those pixels
     maps: np.ndarray  # (5, N) float32
-    support: np.ndarray  # (K + 1, N) bool: where each field moves a pixel; last, where the inner mouth can show
+    spans: tuple[int, int, int, int]  # where the four runs of ``pixels`` end (see above)
     geometry: MouthGeometry
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.image, self.pixels, self.basis, self.maps, self.support))
+        return sum(a.nbytes for a in (self.image, self.pixels, self.grid, self.basis, self.maps))
+
+    def span(self, q: np.ndarray) -> slice:
+        """The run of ``pixels`` that articulation ``q`` (open px, spread, round, press) can change."""
+        opens, shapes = bool(q[0] != 0), bool(np.any(q[1:] != 0))
+        a, b, c, d = self.spans
+        return slice(0 if opens else (a if shapes else b), d if shapes else c)
 
 
 class VideoSource:
@@ -837,13 +848,17 @@ class VideoSource:
         h, w = region.grid.shape[1:3]
         basis = region.basis[:, m:-m, m:-m].reshape(len(region.basis), -1, 2)
         maps = region.maps[:, m:-m, m:-m].reshape(len(region.maps), -1)
-        support = np.concatenate([(basis != 0).any(axis=2), maps[1:2] > 0])  # the opening's profile: the mouth
-        pixels = np.flatnonzero(support.any(axis=0))
+        moves = (basis != 0).any(axis=2)
+        closes, shapes = moves[0], moves[2:].any(axis=0)
+        opens = (moves[1] | (maps[1] > 0)) & ~closes  # the inner mouth is drawn where the opening's profile is
+        runs = [opens & ~shapes, opens & shapes, closes, shapes & ~closes & ~opens]
+        pixels = np.concatenate([np.flatnonzero(r) for r in runs])
+        a, b, c, d = np.cumsum([np.count_nonzero(r) for r in runs]).tolist()
         ys, xs = slice(region.y0, region.y0 + h), slice(region.x0, region.x0 + w)
         rgba = np.concatenate([self.pose.frames[idx, ys, xs], self.pose.mattes[idx, ys, xs, None]], axis=2)
         image = np.ascontiguousarray(rgba.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
-        hit = _Fields(region.y0, region.x0, (h, w), image, pixels, np.ascontiguousarray(basis[:, pixels]),
-                      np.ascontiguousarray(maps[:, pixels]), np.ascontiguousarray(support[:, pixels]),
+        hit = _Fields(region.y0, region.x0, (h, w), image, pixels, self._grid((h, w))[pixels],
+                      np.ascontiguousarray(basis[:, pixels]), np.ascontiguousarray(maps[:, pixels]), (a, b, c, d),
                       MouthGeometry.of(marks))  # fmt: skip
         if self._fields is None:
             self._fields = Lru(max(8, FIELD_BUDGET // hit.nbytes))
@@ -858,18 +873,16 @@ class VideoSource:
         m = MARGIN
         ys, xs = slice(fields.y0 + m, fields.y0 + h - m), slice(fields.x0 + m, fields.x0 + w - m)
         patch = np.concatenate([self.pose.frames[idx, ys, xs], self.pose.mattes[idx, ys, xs, None]], axis=2)
-        rows = [0, *(k + 1 for k in range(len(q)) if q[k] != 0), *([len(fields.basis)] if q[0] > 0 else [])]
-        take = np.flatnonzero(fields.support[rows].any(axis=0))
-        if not len(take):
+        run = fields.span(q)
+        if run.start == run.stop:
             return patch
-        pixels = fields.pixels[take]
         out = self.loaded.session.run(None, {
-            "image": fields.image, "grid": self._grid(fields.shape)[pixels][None, None],
-            "basis": fields.basis[:, take][:, None], "weights": np.array([[1.0, *q]], np.float32),
-            "offset": np.zeros((1, 2), np.float32), "maps": fields.maps[:, take][:, None], "opening": q[None, :1],
-            "palette": self.palette,
+            "image": fields.image, "grid": fields.grid[None, None, run],
+            "basis": np.ascontiguousarray(fields.basis[:, None, run]), "weights": np.array([[1.0, *q]], np.float32),
+            "offset": np.zeros((1, 2), np.float32), "maps": np.ascontiguousarray(fields.maps[:, None, run]),
+            "opening": q[None, :1], "palette": self.palette,
         })[0]  # fmt: skip
-        patch.reshape(-1, 4)[pixels] = np.clip(out[0, :, 0].T * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        patch.reshape(-1, 4)[fields.pixels[run]] = np.clip(out[0, :, 0].T * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return patch
 
     def _mouths(self, frames: range, articulation: np.ndarray | None
