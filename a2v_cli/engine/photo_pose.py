@@ -622,10 +622,16 @@ class PhotoSource:
                     states: list[IdleState]) -> None:  # fmt: skip
         """``_paste_moved`` for every I420 frame of ``frames``: each frame's patch goes onto its shifted image's
         pixels around it, in a rectangle of whole chroma blocks, and the rectangles are converted at once."""
-        ys0, _, xs0, _ = _inner_rect(region)
-        pieces = [(self._shifted(s.dx, s.dy)[0], move_inner(patch, s.dx, s.dy, MARGIN), ys0, xs0)
-                  for patch, s in zip(patches, states, strict=True)]  # fmt: skip
-        paste_i420(self._converter, frames, mask, pieces)
+        ys0, ys1, xs0, xs1 = _inner_rect(region)
+        y0, y1, x0, x1 = yuv.even_rect(ys0, ys1, xs0, xs1)
+        rect = np.empty((len(frames), y1 - y0, x1 - x0, 3), np.uint8)
+        inside = (slice(ys0 - y0, ys1 - y0), slice(xs0 - x0, xs1 - x0))
+        for i, (patch, s) in enumerate(zip(patches, states, strict=True)):
+            rect[i] = self._shifted(s.dx, s.dy)[0][y0:y1, x0:x1]
+            inner = move_inner(patch, s.dx, s.dy, MARGIN)
+            rect[i][inside] = inner[..., :3]
+            mask[i, ys0:ys1, xs0:xs1] = inner[..., 3]
+        self._converter.write_rect(frames, rect, y0, x0)
 
     def compose_i420(self, frames: range, articulation: np.ndarray | None = None
                      ) -> tuple[np.ndarray, np.ndarray, None, np.ndarray]:  # fmt: skip
@@ -645,29 +651,6 @@ class PhotoSource:
         self._paste_i420(out, mask, self.mouth, self.mouth_patches(weights, opening), states)
         offsets = np.array([[s.dx, s.dy] for s in states], dtype=np.float32)
         return out, mask, None, offsets + np.array([self.geometry.cx, self.geometry.cy], dtype=np.float32)
-
-
-Piece = tuple[np.ndarray, np.ndarray, int, int]  # a frame's RGB (H, W, 3), an RGBA patch (h, w, 4) for it, its y, x
-
-
-def paste_i420(converter: yuv.Converter, frames: np.ndarray, mask: np.ndarray, pieces: list[Piece],
-               quantum: int = 2) -> None:  # fmt: skip
-    """Paste one RGBA patch into each I420 frame (and its matte into ``mask``), over the RGB frame the I420 one was
-    converted from: the rectangle of whole chroma blocks around every frame's patch (grown to a multiple of
-    ``quantum`` px, so that a batch of moving patches does not make the converter allocate a new shape each time) is
-    rebuilt in RGB and converted in one call, which gives exactly the whole composed frame's conversion."""
-    height, width = converter.height, converter.width
-    y0, y1, x0, x1 = yuv.even_rect(min(p[2] for p in pieces), max(p[2] + p[1].shape[0] for p in pieces),
-                                   min(p[3] for p in pieces), max(p[3] + p[1].shape[1] for p in pieces))
-    rh, rw = (min(-(-(y1 - y0) // quantum) * quantum, height), min(-(-(x1 - x0) // quantum) * quantum, width))
-    y0, x0 = min(y0, height - rh), min(x0, width - rw)  # even: the sides, the rectangle and the quantum are
-    rect = np.empty((len(pieces), rh, rw, 3), np.uint8)
-    for i, (base, patch, py, px) in enumerate(pieces):
-        h, w = patch.shape[:2]
-        rect[i] = base[y0 : y0 + rh, x0 : x0 + rw]
-        rect[i, py - y0 : py - y0 + h, px - x0 : px - x0 + w] = patch[..., :3]
-        mask[i, py : py + h, px : px + w] = patch[..., 3]
-    converter.write_rect(frames, rect, y0, x0)
 
 
 def _inner_rect(region: Region) -> tuple[int, int, int, int]:
@@ -741,6 +724,9 @@ FIELD_BUDGET = 256 * 2**20  # bytes of per-clip-frame mouth fields a video sourc
 I420_BUDGET = 64 * 2**20  # bytes of clip frames kept converted for the encoder (yuv.py): 0.4 MB each at 512 px
 
 
+Patch = tuple[np.ndarray, int, int]  # (h, w, 4) uint8 RGBA and the frame row and column of its corner
+
+
 @dataclass(frozen=True)
 class _Fields:
     """One clip frame's mouth fields, as the warp graph reads them, on the pixels they can change only.
@@ -760,19 +746,18 @@ class _Fields:
     x0: int
     shape: tuple[int, int]  # the region's size, ring included
     image: np.ndarray  # (1, 4, h, w) float32 RGBA 0..1: the frame and matte under the region, what the warp samples
-    pixels: np.ndarray  # (N,) int64: flat indices into the region's inside (h - 2 MARGIN, w - 2 MARGIN)
-    grid: np.ndarray  # (N, 2) float32: x, y of those pixels in the crop
+    grid: np.ndarray  # (N, 2) float32: x, y in the crop of each pixel the warp may change
     basis: np.ndarray  # (K, N, 2) float32, at those pixels
     maps: np.ndarray  # (5, N) float32
-    spans: tuple[int, int, int, int]  # where the four runs of ``pixels`` end (see above)
+    spans: tuple[int, int, int, int]  # where the four runs of ``grid`` end (see above)
     geometry: MouthGeometry
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.image, self.pixels, self.grid, self.basis, self.maps))
+        return sum(a.nbytes for a in (self.image, self.grid, self.basis, self.maps))
 
     def span(self, q: np.ndarray) -> slice:
-        """The run of ``pixels`` that articulation ``q`` (open px, spread, round, press) can change."""
+        """The run of ``grid`` that articulation ``q`` (open px, spread, round, press) can change."""
         opens, shapes = bool(q[0] != 0), bool(np.any(q[1:] != 0))
         a, b, c, d = self.spans
         return slice(0 if opens else (a if shapes else b), d if shapes else c)
@@ -808,7 +793,7 @@ class VideoSource:
         self.loaded = load_session(str(model_dir() / WARP_FILE), device)
         self._fields: Lru[int, _Fields] | None = None
         self._grids: dict[tuple[int, int], np.ndarray] = {}
-        self._patches: Lru[tuple[int, ...], np.ndarray] = Lru(WARP_ENTRIES // 2)  # larger than a photo's
+        self._patches: Lru[tuple[int, ...], Patch] = Lru(WARP_ENTRIES // 2)  # larger than a photo's
         self._out = _OutputRing(ring, self.height, self.width, straight_alpha)
         self.i420 = self.height % 2 == 0 and self.width % 2 == 0
         frame_bytes = yuv.frame_size(self.height, self.width) if self.i420 else 1
@@ -857,41 +842,47 @@ class VideoSource:
         ys, xs = slice(region.y0, region.y0 + h), slice(region.x0, region.x0 + w)
         rgba = np.concatenate([self.pose.frames[idx, ys, xs], self.pose.mattes[idx, ys, xs, None]], axis=2)
         image = np.ascontiguousarray(rgba.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
-        hit = _Fields(region.y0, region.x0, (h, w), image, pixels, self._grid((h, w))[pixels],
+        hit = _Fields(region.y0, region.x0, (h, w), image, self._grid((h, w))[pixels],
                       np.ascontiguousarray(basis[:, pixels]), np.ascontiguousarray(maps[:, pixels]), (a, b, c, d),
                       MouthGeometry.of(marks))  # fmt: skip
         if self._fields is None:
             self._fields = Lru(max(8, FIELD_BUDGET // hit.nbytes))
         return self._fields.put(idx, hit)
 
-    def _warp(self, idx: int, fields: _Fields, q: np.ndarray) -> np.ndarray:
-        """The inside of clip frame ``idx``'s mouth region (less the MARGIN ring), warped for one rounded
-        articulation ``q`` (open px, spread, round, press): (h, w, 4) uint8. The fields never sample outside their
-        region (they fade to 0 at its edge), so a crop of the frame is all the warp reads; only the pixels that the
-        fields in use (the first, closing the clip's own lips, always) or the inner mouth can change are warped."""
-        h, w = fields.shape
-        m = MARGIN
-        ys, xs = slice(fields.y0 + m, fields.y0 + h - m), slice(fields.x0 + m, fields.x0 + w - m)
-        patch = np.concatenate([self.pose.frames[idx, ys, xs], self.pose.mattes[idx, ys, xs, None]], axis=2)
+    def _warp(self, idx: int, fields: _Fields, q: np.ndarray) -> Patch:
+        """Clip frame ``idx``'s mouth warped for one rounded articulation ``q`` (open px, spread, round, press).
+
+        The fields never sample outside their region (they fade to 0 at its edge), so a crop of the frame is all
+        the warp reads; only the pixels that the fields in use (the first, closing the clip's own lips, always) or
+        the inner mouth can change are warped, and the patch is the frame's rectangle of whole 2x2 blocks around
+        them, which an I420 frame converts as it is (a closed mouth's is a third of the region's).
+        """
         run = fields.span(q)
-        if run.start == run.stop:
-            return patch
+        grid = fields.grid[run]
+        if not len(grid):
+            return np.empty((0, 0, 4), np.uint8), 0, 0
+        lo, hi = grid.min(axis=0).astype(int), grid.max(axis=0).astype(int) + 1  # x, y in the crop
+        y0, y1, x0, x1 = yuv.even_rect(fields.y0 + lo[1], fields.y0 + hi[1], fields.x0 + lo[0], fields.x0 + hi[0])
+        y1, x1 = min(y1, self.height), min(x1, self.width)
+        patch = np.concatenate([self.pose.frames[idx, y0:y1, x0:x1], self.pose.mattes[idx, y0:y1, x0:x1, None]],
+                               axis=2)  # fmt: skip
         out = self.loaded.session.run(None, {
-            "image": fields.image, "grid": fields.grid[None, None, run],
+            "image": fields.image, "grid": grid[None, None],
             "basis": np.ascontiguousarray(fields.basis[:, None, run]), "weights": np.array([[1.0, *q]], np.float32),
             "offset": np.zeros((1, 2), np.float32), "maps": np.ascontiguousarray(fields.maps[:, None, run]),
             "opening": q[None, :1], "palette": self.palette,
         })[0]  # fmt: skip
-        patch.reshape(-1, 4)[fields.pixels[run]] = np.clip(out[0, :, 0].T * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return patch
+        at = (grid[:, 1] + (fields.y0 - y0)) * (x1 - x0) + (grid[:, 0] + (fields.x0 - x0))  # whole numbers
+        patch.reshape(-1, 4)[at.astype(np.intp)] = np.clip(out[0, :, 0].T * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return patch, y0, x0
 
     def _mouths(self, frames: range, articulation: np.ndarray | None
-                ) -> tuple[list[int], list[tuple[np.ndarray, int, int]], np.ndarray]:  # fmt: skip
-        """Per frame: its clip frame, its warped mouth (patch, y, x where it goes) and the mouth centre."""
+                ) -> tuple[list[int], list[Patch], np.ndarray]:  # fmt: skip
+        """Per frame: its clip frame, its warped mouth and the mouth centre."""
         n = len(frames)
         weights, opening = mouth_weights(articulation, self.geometry.max_open, n)
         mouths = np.empty((n, 2), dtype=np.float32)
-        order, pieces = [], []
+        order, patches = [], []
         for i, f in enumerate(frames):
             idx = self.clip_frame(f)
             fields = self.fields(idx)
@@ -904,16 +895,16 @@ class VideoSource:
             if patch is None:
                 patch = self._patches.put(key, self._warp(idx, fields, np.array(key[1:], np.float32) / WARP_STEPS))
             order.append(idx)
-            pieces.append((patch, fields.y0 + MARGIN, fields.x0 + MARGIN))
-        return order, pieces, mouths
+            patches.append(patch)
+        return order, patches, mouths
 
     def compose(self, frames: range, articulation: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:  # fmt: skip
         n = len(frames)
         rgb_all, mask_all, straight_all = self._out.next(n)
         rgb, mask = rgb_all[:n], mask_all[:n]
-        order, pieces, mouths = self._mouths(frames, articulation)
-        for i, (idx, (patch, y, x)) in enumerate(zip(order, pieces, strict=True)):
+        order, patches, mouths = self._mouths(frames, articulation)
+        for i, (idx, (patch, y, x)) in enumerate(zip(order, patches, strict=True)):
             h, w = patch.shape[:2]
             rgb[i] = self.pose.frames[idx]
             mask[i] = self.pose.mattes[idx]
@@ -943,11 +934,12 @@ class VideoSource:
                                          (yuv.frame_size(self.height, self.width),))  # fmt: skip
         out_all, mask_all, _ = self._i420_out.next(n)
         out, mask = out_all[:n], mask_all[:n]
-        order, pieces, mouths = self._mouths(frames, articulation)
-        for i, idx in enumerate(order):
+        order, patches, mouths = self._mouths(frames, articulation)
+        for i, (idx, (patch, y, x)) in enumerate(zip(order, patches, strict=True)):
+            h, w = patch.shape[:2]
             out[i] = self._frame_i420(idx)
             mask[i] = self.pose.mattes[idx]
-        paste_i420(self._converter, out, mask, [(self.pose.frames[idx], patch, y, x)
-                                                for idx, (patch, y, x) in zip(order, pieces, strict=True)],
-                   quantum=32)  # fmt: skip
+            mask[i, y : y + h, x : x + w] = patch[..., 3]
+            if h:  # the patch is whole chroma blocks of the composed frame: it converts as it is
+                self._converter.write_rect(out[i], patch[..., :3], y, x)
         return out, mask, None, mouths
