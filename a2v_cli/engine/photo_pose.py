@@ -750,17 +750,23 @@ class _Fields:
     basis: np.ndarray  # (K, N, 2) float32, at those pixels
     maps: np.ndarray  # (5, N) float32
     spans: tuple[int, int, int, int]  # where the four runs of ``grid`` end (see above)
+    # per (opens, shapes): x0, y0, x1, y1 (ends excluded) in the crop of that span's pixels; an empty one: 0, 0, 0, 0
+    boxes: dict[tuple[bool, bool], tuple[int, int, int, int]]
     geometry: MouthGeometry
 
     @property
     def nbytes(self) -> int:
         return sum(a.nbytes for a in (self.image, self.grid, self.basis, self.maps))
 
-    def span(self, q: np.ndarray) -> slice:
-        """The run of ``grid`` that articulation ``q`` (open px, spread, round, press) can change."""
-        opens, shapes = bool(q[0] != 0), bool(np.any(q[1:] != 0))
-        a, b, c, d = self.spans
+    @staticmethod
+    def span_of(spans: tuple[int, int, int, int], opens: bool, shapes: bool) -> slice:
+        a, b, c, d = spans
         return slice(0 if opens else (a if shapes else b), d if shapes else c)
+
+    def span(self, q: np.ndarray) -> tuple[slice, tuple[int, int, int, int]]:
+        """The run of ``grid`` that articulation ``q`` (open px, spread, round, press) can change, and its box."""
+        key = (bool(q[0] != 0), bool(np.any(q[1:] != 0)))
+        return self.span_of(self.spans, *key), self.boxes[key]
 
 
 class VideoSource:
@@ -839,12 +845,17 @@ class VideoSource:
         runs = [opens & ~shapes, opens & shapes, closes, shapes & ~closes & ~opens]
         pixels = np.concatenate([np.flatnonzero(r) for r in runs])
         a, b, c, d = np.cumsum([np.count_nonzero(r) for r in runs]).tolist()
+        spans = (a, b, c, d)
+        grid = self._grid((h, w))[pixels]
+        boxes: dict[tuple[bool, bool], tuple[int, int, int, int]] = {}
+        for key in ((False, False), (False, True), (True, False), (True, True)):
+            xy = grid[_Fields.span_of(spans, *key)].astype(int)
+            boxes[key] = (*xy.min(axis=0), *(xy.max(axis=0) + 1)) if len(xy) else (0, 0, 0, 0)
         ys, xs = slice(region.y0, region.y0 + h), slice(region.x0, region.x0 + w)
         rgba = np.concatenate([self.pose.frames[idx, ys, xs], self.pose.mattes[idx, ys, xs, None]], axis=2)
         image = np.ascontiguousarray(rgba.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
-        hit = _Fields(region.y0, region.x0, (h, w), image, self._grid((h, w))[pixels],
-                      np.ascontiguousarray(basis[:, pixels]), np.ascontiguousarray(maps[:, pixels]), (a, b, c, d),
-                      MouthGeometry.of(marks))  # fmt: skip
+        hit = _Fields(region.y0, region.x0, (h, w), image, grid, np.ascontiguousarray(basis[:, pixels]),
+                      np.ascontiguousarray(maps[:, pixels]), spans, boxes, MouthGeometry.of(marks))
         if self._fields is None:
             self._fields = Lru(max(8, FIELD_BUDGET // hit.nbytes))
         return self._fields.put(idx, hit)
@@ -857,12 +868,11 @@ class VideoSource:
         the inner mouth can change are warped, and the patch is the frame's rectangle of whole 2x2 blocks around
         them, which an I420 frame converts as it is (a closed mouth's is a third of the region's).
         """
-        run = fields.span(q)
+        run, (bx0, by0, bx1, by1) = fields.span(q)
         grid = fields.grid[run]
         if not len(grid):
             return np.empty((0, 0, 4), np.uint8), 0, 0
-        lo, hi = grid.min(axis=0).astype(int), grid.max(axis=0).astype(int) + 1  # x, y in the crop
-        y0, y1, x0, x1 = yuv.even_rect(fields.y0 + lo[1], fields.y0 + hi[1], fields.x0 + lo[0], fields.x0 + hi[0])
+        y0, y1, x0, x1 = yuv.even_rect(fields.y0 + by0, fields.y0 + by1, fields.x0 + bx0, fields.x0 + bx1)
         y1, x1 = min(y1, self.height), min(x1, self.width)
         patch = np.concatenate([self.pose.frames[idx, y0:y1, x0:x1], self.pose.mattes[idx, y0:y1, x0:x1, None]],
                                axis=2)  # fmt: skip
