@@ -745,7 +745,8 @@ class _Fields:
     y0: int  # the region's corner, ring included: the image the warp samples is cut from here
     x0: int
     shape: tuple[int, int]  # the region's size, ring included
-    image: np.ndarray  # (1, 4, h, w) float32 RGBA 0..1: the frame and matte under the region, what the warp samples
+    rgba: np.ndarray  # (h, w, 4) uint8: the frame and matte under the region, what a patch starts from
+    image: np.ndarray  # (1, 4, h, w) float32 RGBA 0..1: the same, as the warp samples it
     grid: np.ndarray  # (N, 2) float32: x, y in the crop of each pixel the warp may change
     basis: np.ndarray  # (K, N, 2) float32, at those pixels
     maps: np.ndarray  # (5, N) float32
@@ -756,7 +757,7 @@ class _Fields:
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.image, self.grid, self.basis, self.maps))
+        return sum(a.nbytes for a in (self.rgba, self.image, self.grid, self.basis, self.maps))
 
     @staticmethod
     def span_of(spans: tuple[int, int, int, int], opens: bool, shapes: bool) -> slice:
@@ -854,7 +855,7 @@ class VideoSource:
         ys, xs = slice(region.y0, region.y0 + h), slice(region.x0, region.x0 + w)
         rgba = np.concatenate([self.pose.frames[idx, ys, xs], self.pose.mattes[idx, ys, xs, None]], axis=2)
         image = np.ascontiguousarray(rgba.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
-        hit = _Fields(region.y0, region.x0, (h, w), image, grid, np.ascontiguousarray(basis[:, pixels]),
+        hit = _Fields(region.y0, region.x0, (h, w), rgba, image, grid, np.ascontiguousarray(basis[:, pixels]),
                       np.ascontiguousarray(maps[:, pixels]), spans, boxes, MouthGeometry.of(marks))
         if self._fields is None:
             self._fields = Lru(max(8, FIELD_BUDGET // hit.nbytes))
@@ -873,9 +874,8 @@ class VideoSource:
         if not len(grid):
             return np.empty((0, 0, 4), np.uint8), 0, 0
         y0, y1, x0, x1 = yuv.even_rect(fields.y0 + by0, fields.y0 + by1, fields.x0 + bx0, fields.x0 + bx1)
-        y1, x1 = min(y1, self.height), min(x1, self.width)
-        patch = np.concatenate([self.pose.frames[idx, y0:y1, x0:x1], self.pose.mattes[idx, y0:y1, x0:x1, None]],
-                               axis=2)  # fmt: skip
+        # widened to whole 2x2 blocks, the rectangle stays inside the region: the MARGIN ring is around the pixels
+        patch = fields.rgba[y0 - fields.y0 : y1 - fields.y0, x0 - fields.x0 : x1 - fields.x0].copy()
         out = self.loaded.session.run(None, {
             "image": fields.image, "grid": grid[None, None],
             "basis": np.ascontiguousarray(fields.basis[:, None, run]), "weights": np.array([[1.0, *q]], np.float32),
@@ -883,7 +883,8 @@ class VideoSource:
             "opening": q[None, :1], "palette": self.palette,
         })[0]  # fmt: skip
         at = (grid[:, 1] + (fields.y0 - y0)) * (x1 - x0) + (grid[:, 0] + (fields.x0 - x0))  # whole numbers
-        patch.reshape(-1, 4)[at.astype(np.intp)] = np.clip(out[0, :, 0].T * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        rgba = np.ascontiguousarray(np.clip(out[0, :, 0].T * 255.0 + 0.5, 0, 255).astype(np.uint8))
+        patch.view(np.uint32).reshape(-1)[at.astype(np.intp)] = rgba.view(np.uint32).reshape(-1)  # a pixel a word
         return patch, y0, x0
 
     def _mouths(self, frames: range, articulation: np.ndarray | None
