@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import SPEECH, decode_frames, ffmpeg, probe, run_cli, wav_duration
 from photo_bundle import astronaut, write_photo_bundle
 from test_photo import psnr
@@ -133,10 +134,14 @@ def _video_pose(tmp_path: Path, frames: int = 30) -> str:
     return "pan-video"
 
 
-def test_video_pose_i420_frames_are_the_rgb_frames_converted_exactly(tmp_path: Path) -> None:
+def test_video_pose_i420_frames_are_the_rgb_frames_converted_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A video pose hands the encoder I420 too (issue 13: video poses as fast as photo ones): each clip frame is
     converted once and per frame only the rectangle around its mouth; bit for bit the RGB frames converted, masks
-    and mouths too, across the clip's turn (forward, then back) and with `still`."""
+    and mouths too, across the clip's turn (forward, then back) and with `still`. A clip whose converted frames do
+    not fit the budget goes to the encoder as RGB."""
+    from a2v_cli.engine import photo_pose
     from a2v_cli.engine.frames import open_source
 
     pose = _video_pose(tmp_path)
@@ -154,6 +159,8 @@ def test_video_pose_i420_frames_are_the_rgb_frames_converted_exactly(tmp_path: P
             assert straight is None and out.shape == (25, 256 * 256 * 3 // 2)
             assert np.array_equal(out, np.stack([yuv.to_i420(f) for f in rgb]))
             assert np.array_equal(mask, mask2) and np.array_equal(mouths, mouths2)
+    monkeypatch.setattr(photo_pose, "I420_BUDGET", 30 * yuv.frame_size(256, 256) - 1)
+    assert not open_source(pose, 25, device="cpu").i420  # type: ignore[attr-defined]
 
 
 def test_video_render_reads_the_same_through_both_encoder_inputs(tmp_path: Path) -> None:

@@ -720,8 +720,11 @@ def ping_pong(frame: int, count: int) -> int:
 
 
 FIELD_BUDGET = 256 * 2**20  # bytes of per-clip-frame mouth fields a video source keeps: all frames of a 5 s clip at
-# 512 px (~1.7 MB each), so the ping-pong loop computes each frame's fields once, not once a pass
-I420_BUDGET = 64 * 2**20  # bytes of clip frames kept converted for the encoder (yuv.py): 0.4 MB each at 512 px
+# 512 px (~2 MB each), so the ping-pong loop computes each frame's fields once, not once a pass
+# bytes of clip frames kept converted for the encoder (yuv.py), 0.4 MB each at 512 px: a 10 s clip (the ingest's cap)
+# at 512 px. A clip that does not fit is handed over as RGB: converting a whole frame again at every pass costs the
+# render more than the encoder's own conversion
+I420_BUDGET = 100 * 2**20
 
 
 Patch = tuple[np.ndarray, int, int]  # (h, w, 4) uint8 RGBA and the frame row and column of its corner
@@ -776,7 +779,7 @@ class VideoSource:
     Each clip frame gets its own mouth fields from its own landmarks, computed once (``FIELD_BUDGET``); the clip
     brings its own head motion and blinks, so nothing is added; ``still`` holds the first frame. Where the encoder
     reads I420 (``compose_i420``), each clip frame is converted once (``I420_BUDGET``) and per frame only the
-    rectangle around the mouth is, as a photo pose does.
+    rectangle around the warped mouth is, as a photo pose does.
     """
 
     kind = "video"
@@ -802,9 +805,9 @@ class VideoSource:
         self._grids: dict[tuple[int, int], np.ndarray] = {}
         self._patches: Lru[tuple[int, ...], Patch] = Lru(WARP_ENTRIES // 2)  # larger than a photo's
         self._out = _OutputRing(ring, self.height, self.width, straight_alpha)
-        self.i420 = self.height % 2 == 0 and self.width % 2 == 0
-        frame_bytes = yuv.frame_size(self.height, self.width) if self.i420 else 1
-        self._i420: Lru[int, np.ndarray] = Lru(max(8, I420_BUDGET // frame_bytes))
+        even = self.height % 2 == 0 and self.width % 2 == 0
+        self.i420 = even and self.count * yuv.frame_size(self.height, self.width) <= I420_BUDGET
+        self._i420: dict[int, np.ndarray] = {}  # every clip frame fits (I420_BUDGET)
         self._i420_out: _OutputRing | None = None
         self._converter = yuv.Converter((self.height, self.width))
 
@@ -928,11 +931,11 @@ class VideoSource:
         return rgb, mask, straight, mouths
 
     def _frame_i420(self, idx: int) -> np.ndarray:
+        """Clip frame ``idx`` as I420, converted once."""
         hit = self._i420.get(idx)
         if hit is None:
-            hit = np.empty(yuv.frame_size(self.height, self.width), np.uint8)
+            hit = self._i420[idx] = np.empty(yuv.frame_size(self.height, self.width), np.uint8)
             self._converter.write_rect(hit, self.pose.frames[idx], 0, 0)
-            self._i420.put(idx, hit)
         return hit
 
     def compose_i420(self, frames: range, articulation: np.ndarray | None = None
