@@ -445,6 +445,12 @@ class _OutputRing:
         self._size = 0
         self._next = 0
 
+    @classmethod
+    def i420(cls, ring: int, height: int, width: int) -> _OutputRing:
+        """Frames as I420 (yuv.py), (B, H * W * 3 / 2), and masks; no straight-alpha frames. Nothing is allocated
+        before the first batch: a source whose frames cannot be I420 (odd sides) never asks for one."""
+        return cls(ring, height, width, False, (height * width * 3 // 2,))
+
     def next(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         if self._size < n:
             self._bufs, self._size = [], n
@@ -489,7 +495,7 @@ class PhotoSource:
         self._out = _OutputRing(ring, self.height, self.width, straight_alpha)
         self.loop = max(1, round(LOOP_SECONDS * fps))
         self._i420: Lru[tuple[float, float, float], tuple[np.ndarray, np.ndarray]] = Lru(CACHE_ENTRIES)
-        self._i420_out: _OutputRing | None = None
+        self._i420_out = _OutputRing.i420(ring, self.height, self.width)
         self._converter = yuv.Converter((self.height, self.width))
         rects = [yuv.even_rect(*_inner_rect(r)) for r in (self.mouth, self.eyes)]
         # I420 frames are assembled from cached whole frames and the pasted rectangles, widened to whole chroma
@@ -639,9 +645,6 @@ class PhotoSource:
         as they are: exactly ``compose``'s pictures converted, for a fraction of the encoder's conversion cost.
         Only where ``self.i420``; no straight-alpha frames."""
         n = len(frames)
-        if self._i420_out is None:
-            self._i420_out = _OutputRing(self.ring, self.height, self.width, False,
-                                         (yuv.frame_size(self.height, self.width),))  # fmt: skip
         out_all, mask_all, _ = self._i420_out.next(n)
         out, mask = out_all[:n], mask_all[:n]
         states = [photo_idle_state(f, self.fps, self.still) for f in frames]
@@ -808,7 +811,7 @@ class VideoSource:
         even = self.height % 2 == 0 and self.width % 2 == 0
         self.i420 = even and self.count * yuv.frame_size(self.height, self.width) <= I420_BUDGET
         self._i420: dict[int, np.ndarray] = {}  # every clip frame fits (I420_BUDGET)
-        self._i420_out: _OutputRing | None = None
+        self._i420_out = _OutputRing.i420(ring, self.height, self.width)
         self._converter = yuv.Converter((self.height, self.width))
 
     @property
@@ -912,23 +915,32 @@ class VideoSource:
             patches.append(patch)
         return order, patches, mouths
 
-    def compose(self, frames: range, articulation: np.ndarray | None = None
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:  # fmt: skip
+    def _compose(self, ring: _OutputRing, frames: range, articulation: np.ndarray | None, i420: bool
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:  # fmt: skip
         n = len(frames)
-        rgb_all, mask_all, straight_all = self._out.next(n)
-        rgb, mask = rgb_all[:n], mask_all[:n]
+        out_all, mask_all, straight_all = ring.next(n)
+        out, mask = out_all[:n], mask_all[:n]
         order, patches, mouths = self._mouths(frames, articulation)
         for i, (idx, (patch, y, x)) in enumerate(zip(order, patches, strict=True)):
             h, w = patch.shape[:2]
-            rgb[i] = self.pose.frames[idx]
             mask[i] = self.pose.mattes[idx]
-            rgb[i, y : y + h, x : x + w] = patch[..., :3]
             mask[i, y : y + h, x : x + w] = patch[..., 3]
+            if not i420:
+                out[i] = self.pose.frames[idx]
+                out[i, y : y + h, x : x + w] = patch[..., :3]
+                continue
+            out[i] = self._frame_i420(idx)
+            if h:  # the patch is whole chroma blocks of the composed frame: it converts as it is
+                self._converter.write_rect(out[i], patch[..., :3], y, x)
         straight = None
         if straight_all is not None:
             straight = straight_all[:n]
-            straight[...] = rgb
-        return rgb, mask, straight, mouths
+            straight[...] = out
+        return out, mask, straight, mouths
+
+    def compose(self, frames: range, articulation: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:  # fmt: skip
+        return self._compose(self._out, frames, articulation, False)
 
     def _frame_i420(self, idx: int) -> np.ndarray:
         """Clip frame ``idx`` as I420, converted once."""
@@ -942,18 +954,5 @@ class VideoSource:
                      ) -> tuple[np.ndarray, np.ndarray, None, np.ndarray]:  # fmt: skip
         """``compose`` with the frames as I420 (yuv.py), exactly its pictures converted, as PhotoSource's: only
         where ``self.i420``; no straight-alpha frames."""
-        n = len(frames)
-        if self._i420_out is None:
-            self._i420_out = _OutputRing(self.ring, self.height, self.width, False,
-                                         (yuv.frame_size(self.height, self.width),))  # fmt: skip
-        out_all, mask_all, _ = self._i420_out.next(n)
-        out, mask = out_all[:n], mask_all[:n]
-        order, patches, mouths = self._mouths(frames, articulation)
-        for i, (idx, (patch, y, x)) in enumerate(zip(order, patches, strict=True)):
-            h, w = patch.shape[:2]
-            out[i] = self._frame_i420(idx)
-            mask[i] = self.pose.mattes[idx]
-            mask[i, y : y + h, x : x + w] = patch[..., 3]
-            if h:  # the patch is whole chroma blocks of the composed frame: it converts as it is
-                self._converter.write_rect(out[i], patch[..., :3], y, x)
+        out, mask, _, mouths = self._compose(self._i420_out, frames, articulation, True)
         return out, mask, None, mouths
