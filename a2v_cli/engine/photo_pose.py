@@ -844,25 +844,34 @@ class VideoSource:
         region = mouth_region(marks, (self.height, self.width))
         m = MARGIN
         h, w = region.grid.shape[1:3]
-        basis = region.basis[:, m:-m, m:-m].reshape(len(region.basis), -1, 2)
-        maps = region.maps[:, m:-m, m:-m].reshape(len(region.maps), -1)
-        moves = (basis != 0).any(axis=2)
-        closes, shapes = moves[0], moves[2:].any(axis=0)
+        basis = np.ascontiguousarray(region.basis[:, m:-m, m:-m]).reshape(len(region.basis), -1, 2)
+        maps = np.ascontiguousarray(region.maps[:, m:-m, m:-m]).reshape(len(region.maps), -1)
+        moves = (basis[..., 0] != 0) | (basis[..., 1] != 0)  # not .any(axis=2): numpy is slow on a 2-long axis
+        closes, shapes = moves[0], moves[2] | moves[3] | moves[4]
         opens = (moves[1] | (maps[1] > 0)) & ~closes  # the inner mouth is drawn where the opening's profile is
-        runs = [opens & ~shapes, opens & shapes, closes, shapes & ~closes & ~opens]
-        pixels = np.concatenate([np.flatnonzero(r) for r in runs])
-        a, b, c, d = np.cumsum([np.count_nonzero(r) for r in runs]).tolist()
+        runs = [np.flatnonzero(r) for r in (opens & ~shapes, opens & shapes, closes, shapes & ~closes & ~opens)]
+        pixels = np.concatenate(runs)
+        a, b, c, d = np.cumsum([len(r) for r in runs]).tolist()
         spans = (a, b, c, d)
-        grid = self._grid((h, w))[pixels]
+        inner_w = w - 2 * m
+        # each run's box (x0, y0, x1, y1 in the crop), from its flat indices (ascending: the rows are the ends')
+        run_boxes = [(int((r % inner_w).min()) + m, int(r[0] // inner_w) + m, int((r % inner_w).max()) + m + 1,
+                      int(r[-1] // inner_w) + m + 1) if len(r) else None for r in runs]  # fmt: skip
         boxes: dict[tuple[bool, bool], tuple[int, int, int, int]] = {}
         for key in ((False, False), (False, True), (True, False), (True, True)):
-            xy = grid[_Fields.span_of(spans, *key)].astype(int)
-            boxes[key] = (*xy.min(axis=0), *(xy.max(axis=0) + 1)) if len(xy) else (0, 0, 0, 0)
+            run = _Fields.span_of(spans, *key)  # one or more whole runs
+            inside = [bx for bx, lo, hi in zip(run_boxes, (0, a, b, c), (a, b, c, d), strict=True)
+                      if bx is not None and run.start <= lo and hi <= run.stop]  # fmt: skip
+            boxes[key] = (min(bx[0] for bx in inside), min(bx[1] for bx in inside), max(bx[2] for bx in inside),
+                          max(bx[3] for bx in inside)) if inside else (0, 0, 0, 0)  # fmt: skip
+        grid = self._grid((h, w))[pixels]
         ys, xs = slice(region.y0, region.y0 + h), slice(region.x0, region.x0 + w)
         rgba = np.concatenate([self.pose.frames[idx, ys, xs], self.pose.mattes[idx, ys, xs, None]], axis=2)
         image = np.ascontiguousarray(rgba.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
-        hit = _Fields(region.y0, region.x0, (h, w), rgba, image, grid, np.ascontiguousarray(basis[:, pixels]),
-                      np.ascontiguousarray(maps[:, pixels]), spans, boxes, MouthGeometry.of(marks))
+        flat = basis.view(np.complex64)[..., 0]  # (K, M): a gather of 8-byte items, not of 4-byte pairs
+        hit = _Fields(region.y0, region.x0, (h, w), rgba, image, grid,
+                      np.take(flat, pixels, axis=1).view(np.float32).reshape(len(basis), -1, 2),
+                      np.take(maps, pixels, axis=1), spans, boxes, MouthGeometry.of(marks))  # fmt: skip
         if self._fields is None:
             self._fields = Lru(max(8, FIELD_BUDGET // hit.nbytes))
         return self._fields.put(idx, hit)
