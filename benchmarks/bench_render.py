@@ -87,7 +87,7 @@ def decode_raw(path: Path, width: int, height: int, pix_fmt: str) -> np.ndarray:
 
     raw = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", pix_fmt,
                           "pipe:1"], capture_output=True, check=True).stdout  # fmt: skip
-    if pix_fmt == "yuv420p":  # as a2v hands a photo pose's frames over (yuv.py)
+    if pix_fmt == "yuv420p":  # as a2v hands a photo or video pose's frames over (yuv.py)
         return np.frombuffer(raw, np.uint8).reshape(-1, height * width * 3 // 2)
     channels = 3 if pix_fmt == "rgb24" else 1
     arr = np.frombuffer(raw, np.uint8).reshape(-1, height, width, channels)
@@ -101,7 +101,7 @@ def x264_floor(pose: str, video: Path, mask: Path, mux: Path, work: Path) -> flo
     from a2v_cli.engine.photo_pose import PhotoSource, VideoSource
 
     entry = catalog.pose_entry(pose)
-    pix_fmt = "yuv420p" if entry.kind == "photo" else "rgb24"  # a photo pose's frames come converted (render.py)
+    pix_fmt = "yuv420p" if entry.kind in ("photo", "video") else "rgb24"  # photo and video poses hand I420 (render.py)
     rgb = decode_raw(video, entry.width, entry.height, pix_fmt)
     gray = decode_raw(mask, entry.width, entry.height, "gray")
     meta = {"title": "floor", "a2v_pose": pose}

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import SPEECH, decode_frames, ffmpeg, probe, run_cli, wav_duration
 from photo_bundle import astronaut, write_photo_bundle
 from test_photo import psnr
@@ -121,3 +122,58 @@ def test_a_photo_pose_whose_png_is_not_what_its_manifest_says_is_one_clear_line(
         assert "damaged" in r.stderr and name in r.stderr and "Traceback" not in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) <= 2 and not Path("x.mp4").exists()
         (folder / name).write_bytes(good)
+
+
+def _video_pose(tmp_path: Path, frames: int = 30) -> str:
+    """A clip of a moving head, through the real ingest (`avatars add --video`): its pose id."""
+    from test_avatars_add import panning, write_clip
+
+    clip = write_clip(tmp_path / "pan.mp4", panning(frames)[0])
+    added = run_cli("avatars", "add", "--video", str(clip), "--id", "pan", "--size", "256")
+    assert added.code == 0, added.stderr
+    return "pan-video"
+
+
+def test_video_pose_i420_frames_are_the_rgb_frames_converted_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A video pose hands the encoder I420 too (issue 13: video poses as fast as photo ones): each clip frame is
+    converted once and per frame only the rectangle around its mouth; bit for bit the RGB frames converted, masks
+    and mouths too, across the clip's turn (forward, then back) and with `still`. A clip whose converted frames do
+    not fit the budget goes to the encoder as RGB."""
+    from a2v_cli.engine import photo_pose
+    from a2v_cli.engine.frames import open_source
+
+    pose = _video_pose(tmp_path)
+    rng = np.random.default_rng(2)
+    for still in (False, True):
+        rgb_src = open_source(pose, 25, still=still, device="cpu")
+        i420_src = open_source(pose, 25, still=still, device="cpu")
+        assert i420_src.i420  # type: ignore[attr-defined]
+        for start in (0, 20, 45, 70):  # 20 and 45 cross the turns at clip frames 29 and 0
+            frames = range(start, start + 25)
+            art = rng.random((25, 4)).astype(np.float32)
+            art[::4] = 0.0
+            rgb, mask, _, mouths = rgb_src.compose(frames, art)
+            out, mask2, straight, mouths2 = i420_src.compose_i420(frames, art)  # type: ignore[attr-defined]
+            assert straight is None and out.shape == (25, 256 * 256 * 3 // 2)
+            assert np.array_equal(out, np.stack([yuv.to_i420(f) for f in rgb]))
+            assert np.array_equal(mask, mask2) and np.array_equal(mouths, mouths2)
+    monkeypatch.setattr(photo_pose, "I420_BUDGET", 30 * yuv.frame_size(256, 256) - 1)
+    assert not open_source(pose, 25, device="cpu").i420  # type: ignore[attr-defined]
+
+
+def test_video_render_reads_the_same_through_both_encoder_inputs(tmp_path: Path) -> None:
+    """`generate` on a video pose feeds I420, with --alpha-format RGB: the same pictures within the encoder's noise,
+    the same masks."""
+    pose = _video_pose(tmp_path)
+    args = ("generate", "--pose", pose, "--audio", str(SPEECH), "--json")
+    assert (fast := run_cli(*args, "-o", "i420.mp4")).code == 0, fast.stderr
+    assert (slow := run_cli(*args, "-o", "rgb.mp4", "--alpha-format", "webm")).code == 0, slow.stderr
+    a, b = decode_frames(Path("i420.mp4")), decode_frames(Path("rgb.mp4"))
+    assert len(a) == len(b) == math.ceil(wav_duration(SPEECH) * 25)
+    between = [psnr(x, y) for x, y in zip(a, b, strict=True)]
+    assert min(between) > 38.0 and np.mean(between) > 40.0, (min(between), np.mean(between))
+    assert np.array_equal(decode_frames(Path("i420.mask.mp4"), "gray"), decode_frames(Path("rgb.mask.mp4"), "gray"))
+    info = probe(Path("i420.mp4"))
+    assert info.pix_fmt == "yuv420p" and "bt709" in info.text, info.text

@@ -600,6 +600,12 @@ class _OutputRing:
         self._size = 0
         self._next = 0
 
+    @classmethod
+    def i420(cls, ring: int, height: int, width: int) -> _OutputRing:
+        """Frames as I420 (yuv.py), (B, H * W * 3 / 2), and masks; no straight-alpha frames. Nothing is allocated
+        before the first batch: a source whose frames cannot be I420 (odd sides) never asks for one."""
+        return cls(ring, height, width, False, (height * width * 3 // 2,))
+
     def next(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         if self._size < n:
             self._bufs, self._size = [], n
@@ -644,7 +650,7 @@ class PhotoSource:
         self._out = _OutputRing(ring, self.height, self.width, straight_alpha)
         self.loop = max(1, round(LOOP_SECONDS * fps))
         self._i420: Lru[tuple[float, float, float], tuple[np.ndarray, np.ndarray]] = Lru(CACHE_ENTRIES)
-        self._i420_out: _OutputRing | None = None
+        self._i420_out = _OutputRing.i420(ring, self.height, self.width)
         self._converter = yuv.Converter((self.height, self.width))
         rects = [yuv.even_rect(*_inner_rect(r)) for r in (self.mouth, self.eyes)]
         # I420 frames are assembled from cached whole frames and the pasted rectangles, widened to whole chroma
@@ -794,9 +800,6 @@ class PhotoSource:
         as they are: exactly ``compose``'s pictures converted, for a fraction of the encoder's conversion cost.
         Only where ``self.i420``; no straight-alpha frames."""
         n = len(frames)
-        if self._i420_out is None:
-            self._i420_out = _OutputRing(self.ring, self.height, self.width, False,
-                                         (yuv.frame_size(self.height, self.width),))  # fmt: skip
         out_all, mask_all, _ = self._i420_out.next(n)
         out, mask = out_all[:n], mask_all[:n]
         states = [photo_idle_state(f, self.fps, self.still) for f in frames]
@@ -875,29 +878,66 @@ def ping_pong(frame: int, count: int) -> int:
 
 
 FIELD_BUDGET = 256 * 2**20  # bytes of per-clip-frame mouth fields a video source keeps: all frames of a 5 s clip at
-# 512 px (~1.6 MB each), so the ping-pong loop computes each frame's fields once, not once a pass
+# 512 px (~2 MB each), so the ping-pong loop computes each frame's fields once, not once a pass
+# bytes of clip frames kept converted for the encoder (yuv.py), 0.4 MB each at 512 px: a 10 s clip (the ingest's cap)
+# at 512 px. A clip that does not fit is handed over as RGB: converting whole frames again on every pass (3 ms of CPU
+# a 512 px frame) would cost more than the encoder's own conversion (about 1 ms)
+I420_BUDGET = 100 * 2**20
+
+
+Patch = tuple[np.ndarray, int, int]  # (h, w, 4) uint8 RGBA and the frame row and column of its corner
 
 
 @dataclass(frozen=True)
 class _Fields:
-    """One clip frame's mouth fields: what ``mouth_region`` gives, less the grid (the region's own pixel
-    coordinates, the same for every frame of a size) and the image (cut from the frame when it is warped), and
-    without the MARGIN ring (a photo's head sway needs it; a clip frame is pasted where it is): only the inside
-    is computed, and its pixels do not depend on the ring's."""
+    """One clip frame's mouth fields, as the warp graph reads them, on the pixels they can change only.
+
+    ``mouth_region`` less what a clip frame does not need: the MARGIN ring (a photo's head sway samples it; a clip
+    frame is pasted where it is) and every pixel that no field moves and no inner mouth can cover (a fifth of the
+    region): the warp leaves those as they are, so the graph runs on a list of the others (it works pixel by
+    pixel; an (h, w) grid is a (1, N) one to it) and the rest of the patch is the frame's own pixels.
+
+    Per frame only the pixels of the fields in use need the warp: the closing field's (always), the opening's with
+    the inner mouth's (a mouth not closed), the shapes' (spread, round, press). The list is ordered so that each
+    of those unions is one run of it, ``spans`` (a slice, not a gather: numpy's gather cost as much as it saved):
+    opening only, opening and shapes, closing, shapes only. A closed mouth warps a third of the region.
+    """
 
     y0: int  # the region's corner, ring included: the image the warp samples is cut from here
     x0: int
     shape: tuple[int, int]  # the region's size, ring included
-    basis: np.ndarray  # (K, h - 2 MARGIN, w - 2 MARGIN, 2) float32
-    maps: np.ndarray  # (5, h - 2 MARGIN, w - 2 MARGIN) float32
+    rgba: np.ndarray  # (h, w, 4) uint8: the frame and matte under the region, what a patch starts from
+    image: np.ndarray  # (1, 4, h, w) float32 RGBA 0..1: the same, as the warp samples it
+    grid: np.ndarray  # (N, 2) float32: x, y in the crop of each pixel the warp may change
+    basis: np.ndarray  # (K, N, 2) float32, at those pixels
+    maps: np.ndarray  # (5, N) float32
+    spans: tuple[int, int, int, int]  # where the four runs of ``grid`` end (see above)
+    # per (opens, shapes): x0, y0, x1, y1 (ends excluded) in the crop of that span's pixels; an empty one: 0, 0, 0, 0
+    boxes: dict[tuple[bool, bool], tuple[int, int, int, int]]
     geometry: MouthGeometry
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.rgba, self.image, self.grid, self.basis, self.maps))
+
+    @staticmethod
+    def span_of(spans: tuple[int, int, int, int], opens: bool, shapes: bool) -> slice:
+        a, b, c, d = spans
+        return slice(0 if opens else (a if shapes else b), d if shapes else c)
+
+    def span(self, q: np.ndarray) -> tuple[slice, tuple[int, int, int, int]]:
+        """The run of ``grid`` that articulation ``q`` (open px, spread, round, press) can change, and its box."""
+        key = (bool(q[0] != 0), bool(np.any(q[1:] != 0)))
+        return self.span_of(self.spans, *key), self.boxes[key]
 
 
 class VideoSource:
     """The frame source of a video pose: the clip's frames played forward and back, the mouth driven on each.
 
     Each clip frame gets its own mouth fields from its own landmarks, computed once (``FIELD_BUDGET``); the clip
-    brings its own head motion and blinks, so nothing is added; ``still`` holds the first frame.
+    brings its own head motion and blinks, so nothing is added; ``still`` holds the first frame. Where the encoder
+    reads I420 (``compose_i420``), each clip frame is converted once (``I420_BUDGET``) and per frame only the
+    rectangle around the warped mouth is, as a photo pose does.
     """
 
     kind = "video"
@@ -921,8 +961,13 @@ class VideoSource:
         self.loaded = load_session(str(model_dir() / WARP_FILE), device)
         self._fields: Lru[int, _Fields] | None = None
         self._grids: dict[tuple[int, int], np.ndarray] = {}
-        self._patches: Lru[tuple[int, ...], np.ndarray] = Lru(WARP_ENTRIES // 2)  # larger than a photo's
+        self._patches: Lru[tuple[int, ...], Patch] = Lru(WARP_ENTRIES // 2)  # larger than a photo's
         self._out = _OutputRing(ring, self.height, self.width, straight_alpha)
+        even = self.height % 2 == 0 and self.width % 2 == 0
+        self.i420 = even and self.count * yuv.frame_size(self.height, self.width) <= I420_BUDGET
+        self._i420: dict[int, np.ndarray] = {}  # every clip frame fits (I420_BUDGET)
+        self._i420_out = _OutputRing.i420(ring, self.height, self.width)
+        self._converter = yuv.Converter((self.height, self.width))
 
     @property
     def provider(self) -> str:
@@ -936,6 +981,15 @@ class VideoSource:
         d = np.asarray(mouths, dtype=np.float32) - np.array([self.geometry.cx, self.geometry.cy], np.float32)
         return np.stack([x0 + d[:, 0], y0 + d[:, 1], x1 + d[:, 0], y1 + d[:, 1]], axis=1).astype(np.float32)
 
+    def _grid(self, shape: tuple[int, int]) -> np.ndarray:
+        """(h' w', 2) x, y of the inside's pixels in the crop's coordinates, row after row (one per region size)."""
+        grid = self._grids.get(shape)
+        if grid is None:
+            h, w, m = *shape, MARGIN
+            xs, ys = np.meshgrid(np.arange(m, w - m, dtype=np.float32), np.arange(m, h - m, dtype=np.float32))
+            grid = self._grids[shape] = np.stack([xs.ravel(), ys.ravel()], axis=-1)
+        return grid
+
     def fields(self, idx: int) -> _Fields:
         """The mouth fields of clip frame ``idx`` (computed once while the budget holds them all)."""
         hit = None if self._fields is None else self._fields.get(idx)
@@ -944,45 +998,74 @@ class VideoSource:
         marks = self.pose.landmarks[idx]
         region = mouth_region(marks, (self.height, self.width))
         m = MARGIN
-        inside = (slice(None), slice(m, -m), slice(m, -m))
-        hit = _Fields(region.y0, region.x0, region.grid.shape[1:3], np.ascontiguousarray(region.basis[inside]),
-                      np.ascontiguousarray(region.maps[inside]), MouthGeometry.of(marks))
-        if self._fields is None:
-            self._fields = Lru(max(8, FIELD_BUDGET // (hit.basis.nbytes + hit.maps.nbytes)))
-        return self._fields.put(idx, hit)
-
-    def _warp(self, idx: int, fields: _Fields, q: np.ndarray) -> np.ndarray:
-        """The inside of clip frame ``idx``'s mouth region (less the MARGIN ring), warped for one rounded
-        articulation ``q`` (open px, spread, round, press): (h, w, 4) uint8. The fields never sample outside their
-        region (they fade to 0 at its edge), so a crop of the frame is all the warp reads."""
-        h, w = fields.shape
-        ys, xs = slice(fields.y0, fields.y0 + h), slice(fields.x0, fields.x0 + w)
+        h, w = region.grid.shape[1:3]
+        basis = np.ascontiguousarray(region.basis[:, m:-m, m:-m]).reshape(len(region.basis), -1, 2)
+        maps = np.ascontiguousarray(region.maps[:, m:-m, m:-m]).reshape(len(region.maps), -1)
+        moves = (basis[..., 0] != 0) | (basis[..., 1] != 0)  # not .any(axis=2): numpy is slow on a 2-long axis
+        closes, shapes = moves[0], moves[2] | moves[3] | moves[4]
+        opens = (moves[1] | (maps[1] > 0)) & ~closes  # the inner mouth is drawn where the opening's profile is
+        runs = [np.flatnonzero(r) for r in (opens & ~shapes, opens & shapes, closes, shapes & ~closes & ~opens)]
+        pixels = np.concatenate(runs)
+        a, b, c, d = np.cumsum([len(r) for r in runs]).tolist()
+        spans = (a, b, c, d)
+        inner_w = w - 2 * m
+        # each run's box (x0, y0, x1, y1 in the crop), from its flat indices (ascending: the rows are the ends')
+        run_boxes = [(int((r % inner_w).min()) + m, int(r[0] // inner_w) + m, int((r % inner_w).max()) + m + 1,
+                      int(r[-1] // inner_w) + m + 1) if len(r) else None for r in runs]  # fmt: skip
+        boxes: dict[tuple[bool, bool], tuple[int, int, int, int]] = {}
+        for key in ((False, False), (False, True), (True, False), (True, True)):
+            run = _Fields.span_of(spans, *key)  # one or more whole runs
+            inside = [bx for bx, lo, hi in zip(run_boxes, (0, a, b, c), (a, b, c, d), strict=True)
+                      if bx is not None and run.start <= lo and hi <= run.stop]  # fmt: skip
+            boxes[key] = (min(bx[0] for bx in inside), min(bx[1] for bx in inside), max(bx[2] for bx in inside),
+                          max(bx[3] for bx in inside)) if inside else (0, 0, 0, 0)  # fmt: skip
+        grid = self._grid((h, w))[pixels]
+        ys, xs = slice(region.y0, region.y0 + h), slice(region.x0, region.x0 + w)
         rgba = np.concatenate([self.pose.frames[idx, ys, xs], self.pose.mattes[idx, ys, xs, None]], axis=2)
         image = np.ascontiguousarray(rgba.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
-        grid = self._grids.get((h, w))
-        if grid is None:  # the inside's pixels, in the crop's coordinates
-            m = MARGIN
-            grid = self._grids[h, w] = np.stack(np.meshgrid(np.arange(m, w - m, dtype=np.float32),
-                                                            np.arange(m, h - m, dtype=np.float32)), axis=-1)[None]
-        out = self.loaded.session.run(None, {
-            "image": image, "grid": grid, "basis": fields.basis, "weights": np.array([[1.0, *q]], np.float32),
-            "offset": np.zeros((1, 2), np.float32), "maps": fields.maps, "opening": q[None, :1],
-            "palette": self.palette,
-        })[0]  # fmt: skip
-        return np.clip(out[0].transpose(1, 2, 0) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        flat = basis.view(np.complex64)[..., 0]  # (K, M): a gather of 8-byte items, not of 4-byte pairs
+        hit = _Fields(region.y0, region.x0, (h, w), rgba, image, grid,
+                      np.take(flat, pixels, axis=1).view(np.float32).reshape(len(basis), -1, 2),
+                      np.take(maps, pixels, axis=1), spans, boxes, MouthGeometry.of(marks))  # fmt: skip
+        if self._fields is None:
+            self._fields = Lru(max(8, FIELD_BUDGET // hit.nbytes))
+        return self._fields.put(idx, hit)
 
-    def compose(self, frames: range, articulation: np.ndarray | None = None
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:  # fmt: skip
+    def _warp(self, idx: int, fields: _Fields, q: np.ndarray) -> Patch:
+        """Clip frame ``idx``'s mouth warped for one rounded articulation ``q`` (open px, spread, round, press).
+
+        The fields never sample outside their region (they fade to 0 at its edge), so a crop of the frame is all
+        the warp reads; only the pixels that the fields in use (the first, closing the clip's own lips, always) or
+        the inner mouth can change are warped, and the patch is the frame's rectangle of whole 2x2 blocks around
+        them, which an I420 frame converts as it is (a closed mouth's is a third of the region's).
+        """
+        run, (bx0, by0, bx1, by1) = fields.span(q)
+        grid = fields.grid[run]
+        if not len(grid):
+            return np.empty((0, 0, 4), np.uint8), 0, 0
+        y0, y1, x0, x1 = yuv.even_rect(fields.y0 + by0, fields.y0 + by1, fields.x0 + bx0, fields.x0 + bx1)
+        # widened to whole 2x2 blocks, the rectangle stays inside the region: the MARGIN ring is around the pixels
+        patch = fields.rgba[y0 - fields.y0 : y1 - fields.y0, x0 - fields.x0 : x1 - fields.x0].copy()
+        out = self.loaded.session.run(None, {
+            "image": fields.image, "grid": grid[None, None],
+            "basis": np.ascontiguousarray(fields.basis[:, None, run]), "weights": np.array([[1.0, *q]], np.float32),
+            "offset": np.zeros((1, 2), np.float32), "maps": np.ascontiguousarray(fields.maps[:, None, run]),
+            "opening": q[None, :1], "palette": self.palette,
+        })[0]  # fmt: skip
+        at = (grid[:, 1] + (fields.y0 - y0)) * (x1 - x0) + (grid[:, 0] + (fields.x0 - x0))  # whole numbers
+        rgba = np.ascontiguousarray(np.clip(out[0, :, 0].T * 255.0 + 0.5, 0, 255).astype(np.uint8))
+        patch.view(np.uint32).reshape(-1)[at.astype(np.intp)] = rgba.view(np.uint32).reshape(-1)  # a pixel a word
+        return patch, y0, x0
+
+    def _mouths(self, frames: range, articulation: np.ndarray | None
+                ) -> tuple[list[int], list[Patch], np.ndarray]:  # fmt: skip
+        """Per frame: its clip frame, its warped mouth and the mouth centre."""
         n = len(frames)
-        rgb_all, mask_all, straight_all = self._out.next(n)
-        rgb, mask = rgb_all[:n], mask_all[:n]
         weights, opening = mouth_weights(articulation, self.geometry.max_open, n)
         mouths = np.empty((n, 2), dtype=np.float32)
-        m = MARGIN
+        order, patches = [], []
         for i, f in enumerate(frames):
             idx = self.clip_frame(f)
-            rgb[i] = self.pose.frames[idx]
-            mask[i] = self.pose.mattes[idx]
             fields = self.fields(idx)
             geo = fields.geometry
             mouths[i] = (geo.cx, geo.cy)
@@ -992,12 +1075,48 @@ class VideoSource:
             patch = self._patches.get(key)
             if patch is None:
                 patch = self._patches.put(key, self._warp(idx, fields, np.array(key[1:], np.float32) / WARP_STEPS))
-            h, wd = patch.shape[:2]
-            ys, xs = slice(fields.y0 + m, fields.y0 + m + h), slice(fields.x0 + m, fields.x0 + m + wd)
-            rgb[i, ys, xs] = patch[..., :3]
-            mask[i, ys, xs] = patch[..., 3]
+            order.append(idx)
+            patches.append(patch)
+        return order, patches, mouths
+
+    def _compose(self, ring: _OutputRing, frames: range, articulation: np.ndarray | None, i420: bool
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:  # fmt: skip
+        n = len(frames)
+        out_all, mask_all, straight_all = ring.next(n)
+        out, mask = out_all[:n], mask_all[:n]
+        order, patches, mouths = self._mouths(frames, articulation)
+        for i, (idx, (patch, y, x)) in enumerate(zip(order, patches, strict=True)):
+            h, w = patch.shape[:2]
+            mask[i] = self.pose.mattes[idx]
+            mask[i, y : y + h, x : x + w] = patch[..., 3]
+            if not i420:
+                out[i] = self.pose.frames[idx]
+                out[i, y : y + h, x : x + w] = patch[..., :3]
+                continue
+            out[i] = self._frame_i420(idx)
+            if h:  # the patch is whole chroma blocks of the composed frame: it converts as it is
+                self._converter.write_rect(out[i], patch[..., :3], y, x)
         straight = None
         if straight_all is not None:
             straight = straight_all[:n]
-            straight[...] = rgb
-        return rgb, mask, straight, mouths
+            straight[...] = out
+        return out, mask, straight, mouths
+
+    def compose(self, frames: range, articulation: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:  # fmt: skip
+        return self._compose(self._out, frames, articulation, False)
+
+    def _frame_i420(self, idx: int) -> np.ndarray:
+        """Clip frame ``idx`` as I420, converted once."""
+        hit = self._i420.get(idx)
+        if hit is None:
+            hit = self._i420[idx] = np.empty(yuv.frame_size(self.height, self.width), np.uint8)
+            self._converter.write_rect(hit, self.pose.frames[idx], 0, 0)
+        return hit
+
+    def compose_i420(self, frames: range, articulation: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, None, np.ndarray]:  # fmt: skip
+        """``compose`` with the frames as I420 (yuv.py), exactly its pictures converted, as PhotoSource's: only
+        where ``self.i420``; no straight-alpha frames."""
+        out, mask, _, mouths = self._compose(self._i420_out, frames, articulation, True)
+        return out, mask, None, mouths

@@ -55,25 +55,24 @@ def to_i420(rgb: np.ndarray) -> np.ndarray:
 
 
 class Converter:
-    """Converts RGB rectangles of one shape into I420 planes, with its scratch arrays kept between calls: fresh
-    multi-megabyte temporaries per batch were faulted in page by page, 5x the arithmetic's cost."""
+    """Converts RGB rectangles into I420 planes, with its scratch arrays kept between calls: fresh multi-megabyte
+    temporaries per batch were faulted in page by page, 5x the arithmetic's cost. The scratch is sized for the
+    largest rectangle (batch) so far and viewed in the shape of each call: a video pose converts a rectangle of
+    another size for nearly every frame."""
 
     def __init__(self, size: tuple[int, int]) -> None:
         self.height, self.width = size  # of the frames
-        self._scratch: dict[tuple[int, ...], tuple[np.ndarray, ...]] = {}
+        self._flat: tuple[np.ndarray, ...] = ()
 
     def _buffers(self, shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
-        bufs = self._scratch.get(shape)
-        if bufs is None:
-            *lead, h, w, _ = shape
-            n, blocks = int(np.prod(lead, dtype=np.int64)) * h * w, int(np.prod(lead, dtype=np.int64)) * h * w // 4
-            bufs = (np.empty(shape, np.float32), np.empty((n, 1), np.float32), np.empty((n, 1), np.uint8),
-                    np.empty((*lead, h // 2, w, 3), np.float32), np.empty((blocks, 3), np.float32),
-                    np.empty((blocks, 2), np.float32), np.empty((blocks, 2), np.uint8))  # fmt: skip
-            if len(self._scratch) > 4:  # a few shapes at most (mouth, eyes, the last short batch)
-                self._scratch.clear()
-            self._scratch[shape] = bufs
-        return bufs
+        *lead, h, w, _ = shape
+        n = int(np.prod(lead, dtype=np.int64)) * h * w
+        sizes = (n * 3, n, n, n * 3 // 2, n // 4 * 3, n // 4 * 2, n // 4 * 2)
+        if not self._flat or self._flat[0].size < sizes[0]:
+            self._flat = tuple(np.empty(k, dt) for k, dt in zip(sizes, (np.float32, np.float32, np.uint8, np.float32,
+                                                                       np.float32, np.float32, np.uint8)))  # fmt: skip
+        shapes = (shape, (n, 1), (n, 1), (*lead, h // 2, w, 3), (n // 4, 3), (n // 4, 2), (n // 4, 2))
+        return tuple(buf[:k].reshape(s) for buf, k, s in zip(self._flat, sizes, shapes, strict=True))
 
     def write_rect(self, frames: np.ndarray, rgb: np.ndarray, y0: int, x0: int) -> None:
         """Convert (..., h, w, 3) uint8 RGB rectangles into the planes of I420 ``frames`` (..., N) at (y0, x0).
