@@ -211,10 +211,14 @@ class Upright:
         out[:, 0], out[:, 1] = self.points(marks[:, 0], marks[:, 1])
         return out
 
+    def image_points(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Upright coordinates -> image ones (``points`` inverted)."""
+        dx, dy = x - self.cx, y - self.cy
+        return self.cx + self.cos * dx - self.sin * dy, self.cy + self.sin * dx + self.cos * dy
+
     def image_box(self, y0: float, y1: float, x0: float, x1: float) -> tuple[int, int, int, int]:
         """The image rectangle (y0, y1, x0, x1) around an upright one."""
-        ux, uy = np.array([x0, x1, x0, x1], np.float64) - self.cx, np.array([y0, y0, y1, y1], np.float64) - self.cy
-        xs, ys = self.cx + self.cos * ux - self.sin * uy, self.cy + self.sin * ux + self.cos * uy
+        xs, ys = self.image_points(np.array([x0, x1, x0, x1], np.float64), np.array([y0, y0, y1, y1], np.float64))
         return math.floor(ys.min()), math.ceil(ys.max()), math.floor(xs.min()), math.ceil(xs.max())
 
     def field(self, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
@@ -262,12 +266,12 @@ def lip_edges(image: np.ndarray, marks: np.ndarray) -> LipContour:
     corners = np.array([[left, ly], [right, ry]], np.float32)
     base_up = _curve(np.concatenate([up, corners]), xs)
     base_lo = _curve(np.concatenate([lo, corners]), xs)
-    mesh = LipContour(*(_image_points(frame, xs, y) for y in (base_up, base_lo)))
+    mesh = LipContour(*(_stacked(frame.image_points(xs, y)) for y in (base_up, base_lo)))
     hw = float(right - left) / 2
     y0 = math.floor(float(top[:, 1].min())) - 1
     ys = np.arange(y0, math.ceil(float(bottom[:, 1].max())) + 2, dtype=np.float32)
     gx, gy = np.meshgrid(xs, ys)
-    ix, iy = (np.rint(v).astype(np.int64) for v in _image_points(frame, gx, gy, stack=False))
+    ix, iy = (np.rint(v).astype(np.int64) for v in frame.image_points(gx, gy))
     h, w = image.shape[:2]
     if hw < 4 or len(xs) < 8 or ix.min() < 0 or iy.min() < 0 or ix.max() >= w or iy.max() >= h:
         return mesh
@@ -320,14 +324,11 @@ def lip_edges(image: np.ndarray, marks: np.ndarray) -> LipContour:
 
     new_up = base_up - extent(inside_up, base_up, t_top + LIP_KEEP * (base_up - t_top), -1)
     new_lo = base_lo + extent(inside_lo, base_lo, t_bot - LIP_KEEP * (t_bot - base_lo), 1)
-    return LipContour(_image_points(frame, xs, new_up), _image_points(frame, xs, new_lo))
+    return LipContour(_stacked(frame.image_points(xs, new_up)), _stacked(frame.image_points(xs, new_lo)))
 
 
-def _image_points(frame: Upright, x: np.ndarray, y: np.ndarray, stack: bool = True):  # type: ignore[no-untyped-def]
-    """Upright coordinates -> image ones (``Upright.points`` inverted): (N, 2), or the x and y arrays."""
-    dx, dy = x - frame.cx, y - frame.cy
-    ix, iy = frame.cx + frame.cos * dx - frame.sin * dy, frame.cy + frame.sin * dx + frame.cos * dy
-    return np.stack([ix, iy], axis=-1).astype(np.float32) if stack else (ix, iy)
+def _stacked(xy: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    return np.stack(xy, axis=-1).astype(np.float32)
 
 
 def mouth_region(marks: np.ndarray, shape: tuple[int, int], lips: LipContour | None = None) -> Region:
