@@ -279,29 +279,31 @@ def lip_edges(image: np.ndarray, marks: np.ndarray) -> LipContour:
     lum = rgb @ LUMA + 1.0
     red = (rgb[..., 0] - rgb[..., 2]) / lum
     t_top, t_bot = _curve(top, xs), _curve(bottom, xs)
-    centre = (np.abs(xs - (left + right) / 2) < 0.7 * hw)[None, :]
+    off_centre = np.abs(xs - (left + right) / 2)
+    centre = (off_centre < 0.7 * hw)[None, :]
     yy = ys[:, None]
     upper_band = (yy > t_top + 0.25 * (base_up - t_top)) & (yy < t_top + 0.6 * (base_up - t_top)) & centre
     lower_band = (yy > base_lo + 0.4 * (t_bot - base_lo)) & (yy < base_lo + 0.75 * (t_bot - base_lo)) & centre
     if min(upper_band.sum(), lower_band.sum()) < 10:
         return mesh
 
-    def teeth(band: np.ndarray) -> np.ndarray:
-        """Brighter than the lip sampled in ``band`` (the two lips differ in light) and, in colour, whiter."""
+    def against(band: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(teeth, teeth or cavity) judged against the lip sampled in ``band`` (the two lips differ in light):
+        teeth are brighter and, in colour, whiter; the cavity is darker."""
         lip_lum, lip_red = float(np.median(lum[band])), float(np.median(red[band]))
         if lip_red < GREY_RED:  # a grey photo: lightness alone
-            return lum > GREY_TEETH_LIGHTER * lip_lum
-        return (lum > TEETH_LIGHTER * lip_lum) & (red < TEETH_WHITER * lip_red)
+            teeth = lum > GREY_TEETH_LIGHTER * lip_lum
+        else:
+            teeth = (lum > TEETH_LIGHTER * lip_lum) & (red < TEETH_WHITER * lip_red)
+        return teeth, teeth | (lum < CAVITY_DARKER * lip_lum)
 
-    teeth_up, teeth_lo = teeth(upper_band), teeth(lower_band)
+    (teeth_up, inside_up), (teeth_lo, inside_lo) = against(upper_band), against(lower_band)
     # only a photo that shows teeth is changed: a closed mouth's crease and the shadow under the lower lip are as
     # dark as a cavity, and the mesh finds the inner lips of a closed or a toothless open mouth well
-    between = (yy > t_top) & (yy < t_bot) & (np.abs(xs - (left + right) / 2) < 0.5 * hw)[None, :]
+    between = (yy > t_top) & (yy < t_bot) & (off_centre < 0.5 * hw)[None, :]
     columns = between.any(axis=0)
     if ((teeth_up & teeth_lo & between).sum(axis=0)[columns] >= EDGE_MIN_RUN).mean() < TEETH_SHOWN:
         return mesh
-    inside_up = teeth_up | (lum < CAVITY_DARKER * float(np.median(lum[upper_band])))
-    inside_lo = teeth_lo | (lum < CAVITY_DARKER * float(np.median(lum[lower_band])))
     cols = np.arange(len(xs))
     reach = np.arange(1, len(ys) + 1)[:, None]
 
