@@ -634,7 +634,7 @@ WARP_PARAMS: dict[str, float] = {
 
 def build_warp(params: dict[str, float] | None = None) -> onnx.ModelProto:
     """Photo-pose warp: a region of the pose image resampled through a mix of displacement fields, plus a
-    synthesized inner mouth where the lips part. See a2v_cli/engine/photo_pose.py for how the fields are made."""
+    synthesized inner mouth where the lips part. See a2v_cli/engine/face_fields.py for how the fields are made."""
     q = {**WARP_PARAMS, **(params or {})}
     g = GraphBuilder("a2v_warp_v1")
     image = g.input("image", [1, 4, "H", "W"])

@@ -361,7 +361,7 @@ def test_a_long_clip_computes_each_frames_mouth_fields_once(tmp_path: Path, monk
 def _warped_frame(src, idx: int, q: np.ndarray, whole_region: bool) -> np.ndarray:  # type: ignore[no-untyped-def]
     """Clip frame ``idx`` (RGBA) with its mouth warped for ``q``: as the source does, or as it was done before
     issue 13's speed-up, the graph over the whole mouth region."""
-    from a2v_cli.engine.photo_pose import MARGIN, mouth_region
+    from a2v_cli.engine.face_fields import MARGIN, mouth_region
 
     frame = np.concatenate([src.pose.frames[idx], src.pose.mattes[idx, ..., None]], axis=2)
     if not whole_region:
@@ -577,7 +577,7 @@ def _mouth_photo(opened: bool, inset: float = 4.0, chin_at_edge: bool = False
     Returns (image, matte, landmarks, the true upper and lower inner edges per image column)."""
     from PIL import Image
 
-    from a2v_cli.engine import photo_pose as pp
+    from a2v_cli.engine import face_fields as pp
 
     rgb, matte, marks = astronaut()
     c = marks[list(pp.MOUTH_CORNERS), :2].mean(axis=0)
@@ -609,7 +609,7 @@ def _mouth_photo(opened: bool, inset: float = 4.0, chin_at_edge: bool = False
 def test_the_lips_inner_edges_are_found_in_the_photo_where_the_mesh_stops_short() -> None:
     """On a photo with the mouth open the mesh put the inner lips on the teeth, 4 px short of the lips (here painted
     so, as on held-out portraits): `lip_edges` finds the lips' own edges; a closed mouth keeps the mesh's contour."""
-    from a2v_cli.engine.photo_pose import lip_edges
+    from a2v_cli.engine.face_fields import lip_edges
 
     for grey in (False, True):
         img, _, marks, up, lo = _mouth_photo(True)
@@ -629,7 +629,7 @@ def test_the_lips_inner_edges_are_found_in_the_photo_where_the_mesh_stops_short(
 def test_a_photo_with_its_mouth_open_closes_in_silence() -> None:
     """Closing the painted open mouth along the mesh's contour left a band of its teeth above the seam and of its
     cavity below it (and in every opening, the photo's teeth above the drawn ones); now nothing of them shows."""
-    from a2v_cli.engine import photo_pose as pp
+    from a2v_cli.engine import face_fields as pp
     from a2v_cli.engine.frames import open_source
 
     img, matte, marks, _, _ = _mouth_photo(True)
@@ -690,7 +690,7 @@ def test_a_chin_at_the_photos_edge_is_never_smeared() -> None:
     bottom = closed[rows, cols]
     own = np.abs(np.diff(img[rows, cols].astype(float), axis=0)).mean()
     assert np.abs(np.diff(bottom, axis=0)).mean() > 0.5 * own, (np.abs(np.diff(bottom, axis=0)).mean(), own)
-    from a2v_cli.engine import photo_pose as pp
+    from a2v_cli.engine import face_fields as pp
 
     lips = slice(math.floor(marks[list(pp.OUTER_UPPER), 1].min()), math.ceil(marks[list(pp.OUTER_LOWER), 1].max()))
     teeth = (np.abs(closed[lips, cols] - np.array(TEETH_RGB)).max(axis=2) < 15).sum()

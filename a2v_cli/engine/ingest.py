@@ -303,7 +303,7 @@ def segment_exposed(image: np.ndarray, device: str) -> tuple[np.ndarray, np.ndar
     copy alone sometimes lost the person entirely (the segmenter read a lifted, noisy face as nothing). The pose
     keeps the photo's own pixels: only the matte sees the copies."""
     from a2v_cli.engine.face import segment_person
-    from a2v_cli.engine.photo_pose import LUMA
+    from a2v_cli.engine.face_fields import LUMA
 
     grey = image[::2, ::2].astype(np.float32) @ LUMA / 255.0
     strength = (LIT_HIGHLIGHTS - float(np.percentile(grey, 99))) / (LIT_HIGHLIGHTS - DARK_HIGHLIGHTS)
