@@ -176,20 +176,24 @@ EDGE_SMOOTH = 0.1  # the edges are smoothed along the mouth over +-this share of
 
 @dataclass(frozen=True)
 class LipContour:
-    """The lips' inner edges, corner to corner, in image px: (N, 2) x, y each; one point per upright column."""
+    """The lips' inner edges, corner to corner, in image px: (N, 2) x, y each; one point per upright column.
+    ``teeth``: the share of the mouth's middle columns that show teeth in the image (0 where not looked at)."""
 
     upper: np.ndarray
     lower: np.ndarray
+    teeth: float = 0.0
 
 
-def lip_edges(image: np.ndarray, marks: np.ndarray) -> LipContour:
+def lip_edges(image: np.ndarray, marks: np.ndarray, shown: float = TEETH_SHOWN) -> LipContour:
     """The lips' inner edges in the photo itself: the mesh's inner-lip contour where the mouth is closed.
 
     Why: on a photo whose mouth is open (someone mid-word, a smile with teeth) the face mesh puts the inner lips on
     the teeth, a few px inside the lips, and its inner corners short of the dark corners; closing the mouth along
     that contour left a band of the photo's teeth visible (above the drawn ones, and in silence) and the corners
     dark. In every column between the mouth's corners the contour is moved out to where the photo stops being teeth
-    or cavity (against each lip's own colours), never into more than 1 - LIP_KEEP of a lip.
+    or cavity (against each lip's own colours), never into more than 1 - LIP_KEEP of a lip. Only where at least
+    ``shown`` of the middle columns show teeth (else the mesh's contour, with that share: a video pose decides on a
+    few frames together, not frame by frame).
     """
     frame = Upright.of(marks)
     um = frame.marks(marks)
@@ -237,8 +241,10 @@ def lip_edges(image: np.ndarray, marks: np.ndarray) -> LipContour:
     # dark as a cavity, and the mesh finds the inner lips of a closed or a toothless open mouth well
     between = (yy > t_top) & (yy < t_bot) & (off_centre < 0.5 * hw)[None, :]
     columns = between.any(axis=0)
-    if ((teeth_up & teeth_lo & between).sum(axis=0)[columns] >= EDGE_MIN_RUN).mean() < TEETH_SHOWN:
-        return mesh
+    runs = (teeth_up & teeth_lo & between).sum(axis=0)[columns]
+    share = float((runs >= EDGE_MIN_RUN).mean()) if len(runs) else 0.0
+    if share < shown:
+        return LipContour(mesh.upper, mesh.lower, share)
     cols = np.arange(len(xs))
     reach = np.arange(1, len(ys) + 1)[:, None]
 
@@ -261,7 +267,7 @@ def lip_edges(image: np.ndarray, marks: np.ndarray) -> LipContour:
 
     new_up = base_up - extent(inside_up, base_up, t_top + LIP_KEEP * (base_up - t_top), -1)
     new_lo = base_lo + extent(inside_lo, base_lo, t_bot - LIP_KEEP * (t_bot - base_lo), 1)
-    return LipContour(_stacked(frame.image_points(xs, new_up)), _stacked(frame.image_points(xs, new_lo)))
+    return LipContour(_stacked(frame.image_points(xs, new_up)), _stacked(frame.image_points(xs, new_lo)), share)
 
 
 def _stacked(xy: tuple[np.ndarray, np.ndarray]) -> np.ndarray:

@@ -29,6 +29,8 @@ from a2v_cli.engine.face_fields import (
     BLINK_LEVELS,
     MARGIN,
     SHIFT_PAD,
+    TEETH_SHOWN,
+    LipContour,
     MouthGeometry,
     Region,
     eye_region,
@@ -445,6 +447,7 @@ def ping_pong(frame: int, count: int) -> int:
     return k if k < count else 2 * count - 2 - k
 
 
+TEETH_FRAMES = 2  # a clip frame's mouth shows teeth where most of it and this many frames either side do
 FIELD_BUDGET = 256 * 2**20  # bytes of per-clip-frame mouth fields a video source keeps: all frames of a 5 s clip at
 # 512 px (~2 MB each), so the ping-pong loop computes each frame's fields once, not once a pass
 # bytes of clip frames kept converted for the encoder (yuv.py), 0.4 MB each at 512 px: a 10 s clip (the ingest's cap)
@@ -528,6 +531,7 @@ class VideoSource:
         self.palette = face_palette(pose.frames[0], pose.landmarks[0])
         self.loaded = load_session(str(model_dir() / WARP_FILE), device)
         self._fields: Lru[int, _Fields] | None = None
+        self._shares: dict[int, float] = {}
         self._grids: dict[tuple[int, int], np.ndarray] = {}
         self._patches: Lru[tuple[int, ...], Patch] = Lru(WARP_ENTRIES // 2)  # larger than a photo's
         self._out = _OutputRing(ring, self.height, self.width, straight_alpha)
@@ -558,13 +562,29 @@ class VideoSource:
             grid = self._grids[shape] = np.stack([xs.ravel(), ys.ravel()], axis=-1)
         return grid
 
+    def lips(self, idx: int) -> LipContour | None:
+        """Clip frame ``idx``'s lips' own inner edges (``lip_edges``) where most frames around it show teeth, else
+        None (the mesh's contour). Decided over idx +- TEETH_FRAMES, not frame by frame: on a mouth that hardly moves
+        a share of teeth near the threshold would switch the closing's contour on and off with the encoder's noise."""
+        near = range(max(0, idx - TEETH_FRAMES), min(self.count, idx + TEETH_FRAMES + 1))
+        if 2 * sum(self._teeth(k) >= TEETH_SHOWN for k in near) <= len(near):
+            return None
+        return lip_edges(self.pose.frames[idx], self.pose.landmarks[idx], shown=0.0)
+
+    def _teeth(self, idx: int) -> float:
+        """The share of clip frame ``idx``'s mouth that shows teeth (once per frame: 2 ms at 512 px)."""
+        share = self._shares.get(idx)
+        if share is None:
+            share = self._shares[idx] = lip_edges(self.pose.frames[idx], self.pose.landmarks[idx], shown=2.0).teeth
+        return share
+
     def fields(self, idx: int) -> _Fields:
         """The mouth fields of clip frame ``idx`` (computed once while the budget holds them all)."""
         hit = None if self._fields is None else self._fields.get(idx)
         if hit is not None:
             return hit
         marks = self.pose.landmarks[idx]
-        region = mouth_region(marks, (self.height, self.width))
+        region = mouth_region(marks, (self.height, self.width), self.lips(idx))
         m = MARGIN
         h, w = region.grid.shape[1:3]
         basis = np.ascontiguousarray(region.basis[:, m:-m, m:-m]).reshape(len(region.basis), -1, 2)
