@@ -60,8 +60,8 @@ MOUTH_POINTS = (61, 291, 13, 14)  # mouth corners and inner-lip midpoints
 
 
 def min_face_px(size: int) -> int:
-    """Smallest face width in source px: a photo's cheek to cheek (``face_width``, the width the framing scales by;
-    below it the face is enlarged more than ~2.7x into the crop), a clip's first-frame detector box."""
+    """Smallest face width in source px, cheek to cheek (``face_width``, the width the framing scales by; below it
+    the face is enlarged more than ~2.7x into the crop): a photo's, and a clip's in its first frame."""
     return max(48, round(size / 8))
 
 
@@ -486,8 +486,8 @@ def _choose(rgb: np.ndarray, req: PhotoRequest, what: str) -> tuple[Any, list[An
     return faces[0], faces
 
 
-def _too_small(what: str, width: float, minimum: int, measure: str = "") -> InputError:
-    return InputError(f"the face in {what} is {width:.0f} px wide{measure}; at least {minimum} px is needed",
+def _too_small(what: str, width: float, minimum: int) -> InputError:
+    return InputError(f"the face in {what} is {width:.0f} px wide (cheek to cheek); at least {minimum} px is needed",
                       "use a closer or higher-resolution photo")
 
 
@@ -499,27 +499,16 @@ class Picked:
 
 
 def _pick(rgb: np.ndarray, req: PhotoRequest, what: str, scale: float) -> Picked:
-    """The photo's face (``_choose``) and its face mesh, checked for size in the mesh's terms (``face_width``);
-    ``scale`` maps ``rgb`` px to the source's."""
+    """The face (``_choose``) and its face mesh, checked for size in the mesh's terms (``face_width``): a photo's,
+    and a clip's in its first frame; ``scale`` maps ``rgb`` px to the source's."""
     from a2v_cli.engine.face import face_landmarks
 
     face, faces = _choose(rgb, req, what)
     landmarks = face_landmarks(rgb, face, req.device)
     minimum, width = min_face_px(req.size), face_width(landmarks) * scale
     if width < minimum:
-        raise _too_small(what, width, minimum, " (cheek to cheek)")
+        raise _too_small(what, width, minimum)
     return Picked(face, landmarks, faces)
-
-
-def _pick_face(rgb: np.ndarray, req: PhotoRequest, what: str, scale: float) -> tuple[Any, int]:
-    """A clip's face in its first frame (``_choose``) and how many faces there are, checked for size on the
-    detector's box as before: the photo's check is the mesh's (``_pick``), the clip's is left to the video ingest
-    (its test clips' faces are 58 px cheek to cheek)."""
-    face, faces = _choose(rgb, req, what)
-    minimum = min_face_px(req.size)
-    if face.width * scale < minimum:
-        raise _too_small(what, face.width * scale, minimum)
-    return face, len(faces)
 
 
 def _other_faces(count: int) -> str:
@@ -821,7 +810,7 @@ def add_video(
     while a second thread mattes the frames and feeds the encoders, and ffmpeg decodes, crops and scales the clip
     in its own process."""
     from a2v_cli.engine import clip
-    from a2v_cli.engine.face import Smoother, Tracker, face_landmarks, face_lost
+    from a2v_cli.engine.face import Smoother, Tracker, face_lost
 
     avatars = _start(req, home, builtin)
     what = req.image.name
@@ -831,9 +820,9 @@ def add_video(
     w1, h1 = _even(info.width * k1), _even(info.height * k1)
     with closing(clip.read_frames(req.image, w1, h1, step=FRAMING_STEP)) as samples:  # ffmpeg ends with it
         first = next(samples)
-        face, count = _pick_face(first, req, f"the first frame of {what}", info.width / w1)
-        _note_faces(f"the first frame of {what}", req, count, warn)
-        start = face_landmarks(first, face, req.device)
+        picked = _pick(first, req, f"the first frame of {what}", info.width / w1)
+        face, start = picked.face, picked.landmarks
+        _note_faces(f"the first frame of {what}", req, len(picked.faces), warn)
         _check_frontal(start, what, first, req.device)
         _check_whole(start, w1, h1, what)
         follow = Tracker(req.device, start)
