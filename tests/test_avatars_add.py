@@ -786,7 +786,8 @@ def test_interrupting_a_clip_leaves_nothing(tmp_path: Path) -> None:
 
     frames, _ = panning(75)
     path = write_clip(tmp_path / "long.mp4", frames)
-    proc = subprocess.Popen([sys.executable, "-m", "a2v_cli", "avatars", "add", "--video", str(path)],
+    # --size 256, as for every test clip: its face is 58 px cheek to cheek, under the 64 px that 512 needs
+    proc = subprocess.Popen([sys.executable, "-m", "a2v_cli", "avatars", "add", "--video", str(path), "--size", "256"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
     staging = home() / ".avatars-staging"
     deadline = time.monotonic() + 60
