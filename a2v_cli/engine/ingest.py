@@ -470,6 +470,22 @@ def _start(req: PhotoRequest, home: Path, builtin: set[str]) -> Path:
     return avatars
 
 
+def _choose(rgb: np.ndarray, req: PhotoRequest, what: str) -> tuple[Any, list[Any]]:
+    """The face to use (largest, or --face N) and every face found, largest first."""
+    from a2v_cli.engine.face import detect_faces
+
+    faces = detect_faces(rgb, req.device)
+    if not faces:
+        raise InputError(f"no face found in {what}",
+                         "use a picture of one person facing the camera, head and shoulders in view")
+    if req.face is not None:
+        if req.face > len(faces):
+            raise InputError(f"--face {req.face}: {what} has {len(faces)} face(s)",
+                             f"use --face 1 to {len(faces)} (1 = the largest)")
+        return faces[req.face - 1], faces
+    return faces[0], faces
+
+
 def _too_small(what: str, width: float, minimum: int) -> InputError:
     return InputError(f"the face in {what} is {width:.0f} px wide (cheek to cheek); at least {minimum} px is needed",
                       "use a closer or higher-resolution photo")
@@ -483,28 +499,16 @@ class Picked:
 
 
 def _pick(rgb: np.ndarray, req: PhotoRequest, what: str, scale: float) -> Picked:
-    """The face to use (the largest, or --face N) with its face mesh, checked for size (a photo's, and a clip's in
-    its first frame; ``scale`` maps ``rgb`` px to the source's), and every face found, largest first.
+    """The face (``_choose``) and its face mesh, checked for size in the mesh's terms (``face_width``): a photo's,
+    and a clip's in its first frame; ``scale`` maps ``rgb`` px to the source's."""
+    from a2v_cli.engine.face import face_landmarks
 
-    Faces are ranked, and checked, by the mesh's cheek-to-cheek width (``face_width``), not the detector's box: on a
-    head turned away the box is up to 1.3x the face's width (a frontal face's is about its width), so in a group photo
-    a turned face outranked a frontal one nearer the camera, and the add was refused as a profile."""
-    from a2v_cli.engine.face import detect_faces, face_landmarks
-
-    found = detect_faces(rgb, req.device)
-    if not found:
-        raise InputError(f"no face found in {what}",
-                         "use a picture of one person facing the camera, head and shoulders in view")
-    if req.face is not None and req.face > len(found):
-        raise InputError(f"--face {req.face}: {what} has {len(found)} face(s)",
-                         f"use --face 1 to {len(found)} (1 = the largest)")
-    meshes = [face_landmarks(rgb, face, req.device) for face in found]
-    order = sorted(range(len(found)), key=lambda i: -face_width(meshes[i]))
-    chosen = order[(req.face or 1) - 1]
-    minimum, width = min_face_px(req.size), face_width(meshes[chosen]) * scale
+    face, faces = _choose(rgb, req, what)
+    landmarks = face_landmarks(rgb, face, req.device)
+    minimum, width = min_face_px(req.size), face_width(landmarks) * scale
     if width < minimum:
         raise _too_small(what, width, minimum)
-    return Picked(found[chosen], meshes[chosen], [found[i] for i in order])
+    return Picked(face, landmarks, faces)
 
 
 def _other_faces(count: int) -> str:
