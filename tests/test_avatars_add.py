@@ -341,16 +341,17 @@ def test_the_matte_drops_islands_away_from_the_person(tmp_path: Path) -> None:
     assert (matte[solid] > 240).mean() > 0.99
 
 
-def two_people(neighbour: bool) -> Image.Image:
+def two_people(neighbour: bool, at: tuple[int, int, int] = (320, 159, 461)) -> Image.Image:
     """The astronaut in front, and (``neighbour``) a second, slightly smaller astronaut standing close behind her
-    right shoulder, cut out of the photo by the segmenter and pasted on a plain backdrop."""
+    right shoulder (``at``: x, y, side), cut out of the photo by the segmenter and pasted on a plain backdrop."""
     from a2v_cli.engine import face
 
     cut = Image.fromarray(np.clip(face.segment_person(np.asarray(astronaut()), "cpu") * 255 + 0.5, 0, 255)
                           .astype(np.uint8))
     canvas = Image.new("RGB", (1000, 620), (90, 110, 140))
     if neighbour:
-        canvas.paste(astronaut().resize((461, 461), Image.LANCZOS), (320, 159), cut.resize((461, 461)))
+        x, y, side = at
+        canvas.paste(astronaut().resize((side, side), Image.LANCZOS), (x, y), cut.resize((side, side)))
     canvas.paste(astronaut(), (150, 108), cut)
     return canvas
 
@@ -378,6 +379,29 @@ def test_a_neighbour_pressed_against_the_person_is_cut_out(tmp_path: Path) -> No
     assert (matte[ys, xs].astype(int) >= alone_matte[ys, xs].astype(int) - 8).all()
     solid = (alone_matte > 250) & ~neighbour
     assert (matte[solid] > 240).mean() > 0.99, (matte[solid] > 240).mean()
+
+
+def test_the_line_between_two_people_follows_the_hair(tmp_path: Path) -> None:
+    """Where the neighbour stood closer, the line between the two was straight (each cell went to the nearer face's
+    envelope): it cut the person's hair off 50 px beside her temple (1444 px of her head, a straight edge; in
+    held-out group photos through a ponytail, or through the neighbour's hair, leaving a strip of it). The line now
+    runs where reaching a cell through the shape costs the two faces alike, a step costing more across a change of
+    colour: along the edge of her hair."""
+    for name, neighbour in (("alone", False), ("pair", True)):
+        two_people(neighbour, (270, 159, 461)).save(tmp_path / f"{name}.png")
+    assert add(tmp_path / "alone.png", "--id", "alone").code == 0
+    assert add(tmp_path / "pair.png", "--id", "pair").code == 0
+    _, alone_image, alone_matte, marks = bundle("alone")
+    _, image, matte, _ = bundle("pair")
+    neighbour = np.abs(image.astype(int) - alone_image.astype(int)).max(axis=2) > 40
+    chin = round(float(marks[0, 152, 1]))
+    head = (alone_matte > 250) & ~neighbour
+    head[chin:] = False  # her head and hair, where the photo without the neighbour has them solid
+    lost = int((matte[head] < 128).sum())
+    assert lost < 0.01 * head.sum(), (lost, int(head.sum()))  # was 1444 of 63199
+    theirs = neighbour.copy()
+    theirs[chin:] = False
+    assert (matte[theirs] > 128).mean() < 0.1, (matte[theirs] > 128).mean()  # the neighbour's head is still cut
 
 
 def in_frame_of(matte: np.ndarray, marks: np.ndarray, ref_marks: np.ndarray) -> np.ndarray:
