@@ -464,7 +464,8 @@ def person_only(matte: np.ndarray, points: np.ndarray, image: np.ndarray, subjec
     leaves the frame) is background the segmenter half took for a person (a neighbour's hand, a lamp, a face in a
     poster), and so is faint haze away from the person. ``others``, the other faces in the photo, claim what is
     theirs from the ``subject``'s first (``others_claim``), and what that leaves unconnected goes too. Found on a
-    coarse grid, so that a hair's width gap does not cut the person in two and the search stays a few ms."""
+    coarse grid, so that a hair's width gap does not cut the person in two and the search stays cheap (8 ms of CPU
+    at 512 px; 45-65 ms with 3-4 other faces, 0.2-0.35 s at 1024)."""
     b = ISLAND_BLOCK
     h, w = matte.shape
     gh, gw = -(-h // b), -(-w // b)
