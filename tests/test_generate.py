@@ -329,6 +329,34 @@ def test_ctrl_c_leaves_nothing_and_marks_failed(isolated: Path, tmp_path: Path, 
     assert len(videos) == 1 and videos[0]["status"] == "failed" and videos[0]["error"] == "interrupted"
 
 
+def test_ctrl_c_after_the_render_fails_the_video(isolated: Path, tmp_path: Path) -> None:
+    """SIGINT the moment the render's own files appear in the history, before the outputs are placed: the video
+    stayed "processing" for ever (`video delete` refuses such a video) with its files kept."""
+    interrupted = 0
+    for attempt in range(6):
+        home, out = tmp_path / f"home{attempt}", f"o{attempt}.mp4"
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "A2V_HOME": str(home)}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "a2v_cli", "generate", "--pose", POSE, "--audio", str(SPEECH), "-o", out],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        )
+        while proc.poll() is None and not list(home.glob("videos/*/video.mp4")):
+            time.sleep(0.0005)
+        proc.send_signal(signal.SIGINT)  # a no-op where it has exited already
+        _, err = proc.communicate(timeout=120)
+        (video,) = run_cli("video", "list", "--json", env={"A2V_HOME": str(home)}).json()
+        if proc.returncode == 0:  # this poll came too late: the outputs were saved first
+            assert video["status"] == "finished" and (isolated / out).is_file()
+            continue
+        assert proc.returncode == ExitCode.INTERRUPTED, err
+        assert (video["status"], video["error"]) == ("failed", "interrupted"), video
+        assert not list(home.glob("videos/*/*")) and not list(isolated.glob(f"*{attempt}*")), attempt
+        interrupted += 1
+        if interrupted == 2:
+            break
+    assert interrupted, "never interrupted between the render and the outputs"
+
+
 def test_nvenc_that_will_not_open_falls_back_to_x264(tmp_path: Path) -> None:
     """NVENC is asked for; where the GPU encoder cannot open (no NVIDIA GPU: here and on most CI machines) the
     render restarts on x264 and its outputs are as valid as ever; where it opens, they are NVENC's."""
