@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, File, Form, Header, Query, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import FileResponse, Response
 
 from a2v_cli.engine import avatars as registry_mod
@@ -179,6 +179,28 @@ def _copy_upload(upload: UploadFile, dest: Path, max_bytes: int) -> None:
         raise InputError(f"{UPLOAD_NAME} is empty", "send a JPEG, PNG or WebP photo, or a short clip")
 
 
+async def one_file(request: Request) -> None:
+    """At most one file part in `image` and `video` together: with two the handler saw only the last one of a
+    field, so a request could be built from another file than the client meant (parsed once, cached)."""
+    form = await request.form()
+    if len(form.getlist("image")) + len(form.getlist("video")) > 1:
+        raise InputError("send one file: the request has more than one `image` or `video` part",
+                         "multipart field `image` or `video`, once")
+
+
+def check_text(fields: dict[str, str | None]) -> None:
+    """No NUL in what is stored (a PostgreSQL text column refuses it: a 500 in a distributed deployment), and no
+    control character in the id: ID_RE's `$` matches before a final newline, so "me\\n" passed (built, then
+    unreadable: a 500)."""
+    for field, value in fields.items():
+        if value and "\0" in value:
+            raise InputError(f"the {field} contains a NUL character", f"send a {field} without control characters")
+    avatar_id = fields.get("avatar_id") or ""
+    if any(ord(c) < 32 or ord(c) == 127 for c in avatar_id):
+        raise InputError(f"invalid avatar id {avatar_id!r}: it contains a control character",
+                         "send the id without control characters")
+
+
 def deadline_s(settings: Any, kind: str) -> float:
     """How long one avatar.create may take, all of it."""
     return float(settings.avatar_timeout_s or ingest.BUILD_DEADLINE_S["video" if kind == "video" else "image"])
@@ -302,6 +324,7 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
                                 "default 512)."),
         face: str | None = Form(None, max_length=8, description="Which face of several (1 = the largest)."),
         who: str = Depends(owner),
+        _one: None = Depends(one_file),
         idempotency_key: str | None = Header(
             None, alias="Idempotency-Key", max_length=255,
             description="The same key from the same token, on any front end, returns the avatar the first "
@@ -338,6 +361,7 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
             raise InputError(f"face {face!r} is not a whole number", "faces are numbered from 1 (the largest)")
         builtin = set(catalog.avatar_ids(include_user=False))
         client_name = Path((upload.filename or "").replace("\\", "/")).name[:200]
+        check_text({"avatar_id": avatar_id, "name": name, "description": description, "file name": client_name})
         if description is None and client_name:
             description = f"From {client_name}"  # as local mode says; the server's copy has no name of its own
         req = ingest.PhotoRequest(Path(UPLOAD_NAME), avatar_id or None, name, description, size_px, face_n,
