@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import stat
+import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +16,7 @@ import httpx
 import numpy as np
 import psutil
 import pytest
-from conftest import ROOT, SPEECH, decode_frames, run_cli, wav_duration
+from conftest import ROOT, SPEECH, decode_frames, ffmpeg, run_cli, wav_duration
 from test_server import API, TOKENS, Server, call, client, err, ok, wait_for
 
 from a2v_cli.errors import ExitCode
@@ -196,8 +197,16 @@ def test_hostile_uploads_are_refused_and_leave_nothing(srv: Server, astro: dict,
     parts = [("image", ("junk.png", b"junk" * 100, "image/png")), ("image", ("a.png", ASTRONAUT.read_bytes()))]
     two = call(srv, "POST", "/avatar.create", files=parts, data={"avatar_id": "h5"})
     assert "more than one" in err(two, 400, 40000)
+    # a clip cut in half: ffmpeg's "[out#0/rawvideo @ 0x55...]" prefix reached the answer
+    clip, cut = tmp_path / "clip.mp4", tmp_path / "cut.mp4"
+    subprocess.run([ffmpeg(), "-v", "error", "-loop", "1", "-i", str(ASTRONAUT), "-t", "2", "-r", "25", "-vf",
+                    "scale=256:256", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(clip)],
+                   check=True)
+    cut.write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])
+    message = err(create(srv, path=cut, field="video", avatar_id="h6"), 400, 40000)
+    assert "damaged or truncated" in message and "@ 0x" not in message, message
     ids = [a["avatar_id"] for a in ok(call(srv, "GET", "/avatar.list"))]
-    assert not {"h1", "h2", "h2\n", "h3", "h4", "h5"} & set(ids), ids
+    assert not {"h1", "h2", "h2\n", "h3", "h4", "h5", "h6"} & set(ids), ids
     assert leftovers(srv, "alice") == [] and sorted(
         p.name for p in (tenant_home(srv.data_dir.resolve(), "alice") / "avatars").iterdir()) == ["astro"]
 
@@ -260,10 +269,6 @@ def test_cli_add_and_remove_remote_match_local(srv: Server, tmp_path: Path) -> N
 def test_a_build_past_its_deadline_is_killed_and_leaves_nothing(tmp_path: Path) -> None:
     """An 8 s clip takes several seconds to track and matte (about 1.1 s of CPU per clip-second since the two-thread
     ingest: a 3 s one could finish within 2 s on an idle machine): a 2 s deadline kills its build midway."""
-    import subprocess
-
-    from conftest import ffmpeg
-
     clip = tmp_path / "me.mp4"
     subprocess.run([ffmpeg(), "-v", "error", "-loop", "1", "-i", str(ASTRONAUT), "-t", "8", "-r", "25", "-c:v",
                     "libx264", "-pix_fmt", "yuv420p", str(clip)], check=True)

@@ -315,7 +315,8 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
     )
     def avatar_create(
         image: UploadFile | None = File(None, description="A photo of one person facing the camera: JPEG, PNG "
-                                        "(its alpha is the matte), WebP or AVIF; at most 100 megapixels."),
+                                        "(its alpha is the matte), WebP or AVIF; at most 100 megapixels, one side at "
+                                        "most 8 times the other."),
         video: UploadFile | None = File(None, description="Or a clip of them, 1-10 s, any format ffmpeg reads."),
         avatar_id: str | None = Form(None, max_length=32, description="The new id (default: from the file name)."),
         name: str | None = Form(None, max_length=200, description="Display name."),
@@ -334,11 +335,11 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
         """Extension: make an avatar of the caller's from a photo or a short clip (as `a2v avatars add`).
 
         Only the caller sees it (avatar.list, avatar-pose.list) and can render it (video.generate).
-        Limits: the body is at most --max-upload-bytes (41300); a photo at most 100 megapixels; a clip
-        1-10 s; the whole build at most 60 s (photo) or 300 s (clip). A built-in id or bad input
-        answers 40000; an id the caller already has, 40900 (never overwritten); another create or delete of
-        the caller's still running, 40900 with Retry-After; two builds already running on the server, 50300
-        with Retry-After (the a2v CLI retries both within the build's deadline).
+        Limits: the body is at most --max-upload-bytes (41300); one file part; a photo at most 100 megapixels and
+        one side at most 8 times the other; a clip 1-10 s; the whole build at most 60 s (photo) or 300 s (clip). A
+        built-in id or bad input answers 40000; an id the caller already has, 40900 (never overwritten); another
+        create or delete of the caller's still running, 40900 with Retry-After; two builds already running on the
+        server, 50300 with Retry-After (the a2v CLI retries both within the build's deadline).
         Without `avatar_id` the id comes from the file name and is never "already exists": one taken
         meanwhile becomes the next free one (`me`, `me-2`...). A retry with the same Idempotency-Key
         answers the first request's avatar; while that request still builds it is 40900 with a
