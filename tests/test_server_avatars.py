@@ -197,6 +197,8 @@ def test_hostile_uploads_are_refused_and_leave_nothing(srv: Server, astro: dict,
     parts = [("image", ("junk.png", b"junk" * 100, "image/png")), ("image", ("a.png", ASTRONAUT.read_bytes()))]
     two = call(srv, "POST", "/avatar.create", files=parts, data={"avatar_id": "h5"})
     assert "more than one" in err(two, 400, 40000)
+    nameless = call(srv, "POST", "/avatar.create", files={"image": (None, ASTRONAUT.read_bytes())})
+    assert "not a file" in err(nameless, 400, 40000)  # was "Expected UploadFile, received: <class 'str'>"
     # a clip cut in half: ffmpeg's "[out#0/rawvideo @ 0x55...]" prefix reached the answer
     clip, cut = tmp_path / "clip.mp4", tmp_path / "cut.mp4"
     subprocess.run([ffmpeg(), "-v", "error", "-loop", "1", "-i", str(ASTRONAUT), "-t", "2", "-r", "25", "-vf",

@@ -180,12 +180,16 @@ def _copy_upload(upload: UploadFile, dest: Path, max_bytes: int) -> None:
 
 
 async def one_file(request: Request) -> None:
-    """At most one file part in `image` and `video` together: with two the handler saw only the last one of a
-    field, so a request could be built from another file than the client meant (parsed once, cached)."""
+    """One file part in `image` and `video` together: with two, the handler saw only the last one of a field and
+    built from it without a word; a part without a file name (a text field to the parser) was a validation error
+    naming Python classes. The form is parsed once (cached on the request)."""
     form = await request.form()
-    if len(form.getlist("image")) + len(form.getlist("video")) > 1:
+    parts = form.getlist("image") + form.getlist("video")
+    if len(parts) > 1:
         raise InputError("send one file: the request has more than one `image` or `video` part",
                          "multipart field `image` or `video`, once")
+    if parts and isinstance(parts[0], str):
+        raise InputError("the `image` or `video` part is not a file", "send it as a file part, with a file name")
 
 
 def check_text(fields: dict[str, str | None]) -> None:
