@@ -300,13 +300,18 @@ def test_existing_output_refused_unless_force(isolated: Path) -> None:
     assert probe(isolated / "keep.mp4").video_codec == "h264"
 
 
-def test_ctrl_c_leaves_nothing_and_marks_failed(isolated: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sigint", [signal.SIG_DFL, signal.SIG_IGN], ids=["terminal", "script-background-job"])
+def test_ctrl_c_leaves_nothing_and_marks_failed(isolated: Path, tmp_path: Path, sigint: signal.Handlers) -> None:
+    """Whatever SIGINT's disposition at start. A script's `a2v generate ... &` (and a test run started that way)
+    starts a2v with SIGINT ignored, which Python keeps: the interrupt was dropped, and the render saved its files
+    and exited 0 (this test's one failure, which passed in a foreground run)."""
     audio, rate = sf.read(SPEECH, dtype="float32")
     long_wav = tmp_path / "long.wav"
     sf.write(long_wav, np.tile(audio, 80), rate)  # ~6 minutes: still rendering when interrupted
     proc = subprocess.Popen(
         [sys.executable, "-m", "a2v_cli", "generate", "--pose", POSE, "--audio", str(long_wav), "-o", "long.mp4"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),  # as the launcher left it
     )
     home = Path(os.environ["A2V_HOME"])
     deadline = time.monotonic() + 60
@@ -322,6 +327,35 @@ def test_ctrl_c_leaves_nothing_and_marks_failed(isolated: Path, tmp_path: Path) 
     assert not [p for p in home.rglob("*") if p.suffix in (".part", ".mp4")]
     videos = run_cli("video", "list", "--json").json()
     assert len(videos) == 1 and videos[0]["status"] == "failed" and videos[0]["error"] == "interrupted"
+
+
+def test_ctrl_c_after_the_render_fails_the_video(isolated: Path, tmp_path: Path) -> None:
+    """SIGINT the moment the render's own files appear in the history, before the outputs are placed: the video
+    stayed "processing" for ever (`video delete` refuses such a video) with its files kept."""
+    interrupted = 0
+    for attempt in range(8):
+        home, out = tmp_path / f"home{attempt}", f"o{attempt}.mp4"
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "A2V_HOME": str(home)}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "a2v_cli", "generate", "--pose", POSE, "--audio", str(SPEECH), "-o", out],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        )
+        while proc.poll() is None and not list(home.glob("videos/*/video.mp4")):
+            time.sleep(0.0005)
+        proc.send_signal(signal.SIGINT)  # a no-op where it has exited already
+        _, err = proc.communicate(timeout=120)
+        (video,) = run_cli("video", "list", "--json", env={"A2V_HOME": str(home)}).json()
+        if (isolated / out).is_file():  # the signal came too late (exit 0, or 130 just after): the outputs are saved
+            assert video["status"] == "finished" and proc.returncode in (0, ExitCode.INTERRUPTED), err
+            assert probe(isolated / out).video_codec == "h264"
+            continue
+        assert proc.returncode == ExitCode.INTERRUPTED, err
+        assert (video["status"], video["error"]) == ("failed", "interrupted"), video
+        assert not list(home.glob("videos/*/*")) and not list(isolated.glob(f"*{attempt}*")), attempt
+        interrupted += 1
+        if interrupted == 2:
+            break
+    assert interrupted, "never interrupted between the render and the outputs"
 
 
 def test_nvenc_that_will_not_open_falls_back_to_x264(tmp_path: Path) -> None:

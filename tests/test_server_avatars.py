@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import stat
+import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +16,7 @@ import httpx
 import numpy as np
 import psutil
 import pytest
-from conftest import ROOT, SPEECH, decode_frames, run_cli, wav_duration
+from conftest import ROOT, SPEECH, decode_frames, ffmpeg, run_cli, wav_duration
 from test_server import API, TOKENS, Server, call, client, err, ok, wait_for
 
 from a2v_cli.errors import ExitCode
@@ -164,6 +165,54 @@ def test_bad_inputs_are_envelopes_and_leave_nothing(srv: Server, astro: dict, tm
         p.name for p in (tenant_home(srv.data_dir.resolve(), "alice") / "avatars").iterdir()) == ["astro"]
 
 
+def strip_png(width: int, height: int) -> bytes:
+    """A real grey PNG of ``width`` x ``height`` black pixels: a few hundred KB however long the strip."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    deflate, row, idat = zlib.compressobj(9), b"\0" * (width + 1), b""
+    for start in range(0, height, 1 << 20):
+        idat += deflate.compress(row * min(1 << 20, height - start))
+    head = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", head) + chunk(b"IDAT", idat + deflate.flush()) + chunk(b"IEND", b"")
+
+
+def test_hostile_uploads_are_refused_and_leave_nothing(srv: Server, astro: dict, tmp_path: Path) -> None:
+    """Each was answered otherwise: a 190 KB PNG of 1x99000000 took 3.4 GB in the build and answered 500 (internal
+    error: MemoryError; 2x60000 took 19 s), an id ending in a newline passed ID_RE's `$` and answered 500 after the
+    build, a NUL in the name was stored, and of two `image` parts the last was built without a word."""
+    strip = tmp_path / "strip.png"
+    strip.write_bytes(strip_png(1, 99_000_000))
+    t0 = time.monotonic()
+    message = err(create(srv, path=strip, avatar_id="h1"), 400, 40000)
+    assert "1x99000000: one side more than 8 times the other" in message and time.monotonic() - t0 < 10, message
+    r = run_cli("avatars", "add", "--image", str(strip), "--local")  # the same check in local mode
+    assert r.code == ExitCode.USAGE and "strip.png is 1x99000000: one side" in r.stderr and "Traceback" not in r.stderr
+    assert "control character" in err(create(srv, avatar_id="h2\n"), 400, 40000)
+    assert "NUL" in err(create(srv, avatar_id="h3", name="a\0b"), 400, 40000)
+    assert "NUL" in err(create(srv, avatar_id="h4", description="x\0"), 400, 40000)
+    parts = [("image", ("junk.png", b"junk" * 100, "image/png")), ("image", ("a.png", ASTRONAUT.read_bytes()))]
+    two = call(srv, "POST", "/avatar.create", files=parts, data={"avatar_id": "h5"})
+    assert "more than one" in err(two, 400, 40000)
+    nameless = call(srv, "POST", "/avatar.create", files={"image": (None, ASTRONAUT.read_bytes())})
+    assert "not a file" in err(nameless, 400, 40000)  # was "Expected UploadFile, received: <class 'str'>"
+    # a clip cut in half: ffmpeg's "[out#0/rawvideo @ 0x55...]" prefix reached the answer
+    clip, cut = tmp_path / "clip.mp4", tmp_path / "cut.mp4"
+    subprocess.run([ffmpeg(), "-v", "error", "-loop", "1", "-i", str(ASTRONAUT), "-t", "2", "-r", "25", "-vf",
+                    "scale=256:256", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(clip)],
+                   check=True)
+    cut.write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])
+    message = err(create(srv, path=cut, field="video", avatar_id="h6"), 400, 40000)
+    assert "damaged or truncated" in message and "@ 0x" not in message, message
+    ids = [a["avatar_id"] for a in ok(call(srv, "GET", "/avatar.list"))]
+    assert not {"h1", "h2", "h2\n", "h3", "h4", "h5", "h6"} & set(ids), ids
+    assert leftovers(srv, "alice") == [] and sorted(
+        p.name for p in (tenant_home(srv.data_dir.resolve(), "alice") / "avatars").iterdir()) == ["astro"]
+
+
 def test_openapi_documents_the_extensions(srv: Server) -> None:
     with client() as c:
         doc = c.get(srv.url + "/openapi.json").json()
@@ -222,10 +271,6 @@ def test_cli_add_and_remove_remote_match_local(srv: Server, tmp_path: Path) -> N
 def test_a_build_past_its_deadline_is_killed_and_leaves_nothing(tmp_path: Path) -> None:
     """An 8 s clip takes several seconds to track and matte (about 1.1 s of CPU per clip-second since the two-thread
     ingest: a 3 s one could finish within 2 s on an idle machine): a 2 s deadline kills its build midway."""
-    import subprocess
-
-    from conftest import ffmpeg
-
     clip = tmp_path / "me.mp4"
     subprocess.run([ffmpeg(), "-v", "error", "-loop", "1", "-i", str(ASTRONAUT), "-t", "8", "-r", "25", "-c:v",
                     "libx264", "-pix_fmt", "yuv420p", str(clip)], check=True)

@@ -160,13 +160,14 @@ class LocalBackend:
         model = load_model(options.model, source, device)
         check_model(model, device)
         kept = self.home / "videos" / video_id  # the history's own copy; outputs are independent copies
-        with tempfile.TemporaryDirectory(prefix="a2v-") as tmp:
-            work = Path(tmp)
-            audio_file = fetch(audio, work, options.stdin)
-            prepared = decode(audio_file, work, config.max_audio_seconds(), shown_name(audio))
-            # bad input never reaches the history; from here on a failure is recorded
-            self.store.create(pose_id, status="processing", video_id=video_id, duration=prepared.duration)
-            try:
+        placing = False
+        try:
+            with tempfile.TemporaryDirectory(prefix="a2v-") as tmp:
+                work = Path(tmp)
+                audio_file = fetch(audio, work, options.stdin)
+                prepared = decode(audio_file, work, config.max_audio_seconds(), shown_name(audio))
+                # bad input never reaches the history; from here on a failure is recorded
+                self.store.create(pose_id, status="processing", video_id=video_id, duration=prepared.duration)
                 result = render(
                     RenderJob(
                         pose_id=pose_id,
@@ -183,28 +184,39 @@ class LocalBackend:
                     model=model,
                     source=source,
                 )
-            except BaseException as err:
-                if isinstance(err, A2VError):
-                    reason = err.message
-                elif isinstance(err, KeyboardInterrupt):
-                    reason = "interrupted"
-                else:
-                    reason = f"{err.__class__.__name__}: {err}"
-                self.store.update(video_id, status="failed", error=reason)
-                shutil.rmtree(kept, ignore_errors=True)
-                raise
-        video = self.store.update(
-            video_id,
-            status="finished",
-            video_url=file_url(result.video_path),
-            mask_video_url=file_url(result.mask_path),
-            alpha_video_url=file_url(result.alpha_path) if result.alpha_path else None,
-            frame_count=result.frame_count,
-        )
-        pairs = [(result.video_path, outputs.video), (result.mask_path, outputs.mask)]
-        if result.alpha_path and outputs.alpha:
-            pairs.append((result.alpha_path, outputs.alpha))
-        for dest in place_all(pairs, options.force):
+            video = self.store.update(
+                video_id,
+                status="finished",
+                video_url=file_url(result.video_path),
+                mask_video_url=file_url(result.mask_path),
+                alpha_video_url=file_url(result.alpha_path) if result.alpha_path else None,
+                frame_count=result.frame_count,
+            )
+            pairs = [(result.video_path, outputs.video), (result.mask_path, outputs.mask)]
+            if result.alpha_path and outputs.alpha:
+                pairs.append((result.alpha_path, outputs.alpha))
+            placing = True
+            placed = place_all(pairs, options.force)
+        except BaseException as err:
+            # Ctrl-C anywhere before the outputs are in place fails the video (one that came just after the render
+            # left it "processing", undeletable, with its files kept); an output refused or not written while
+            # placing leaves it finished in the history, to download
+            if not placing or isinstance(err, KeyboardInterrupt):
+                self._failed(video_id, kept, err)
+            raise
+        for dest in placed:
             if options.on_saved:
                 options.on_saved(dest)
         return video
+
+    def _failed(self, video_id: str, kept: Path, err: BaseException) -> None:
+        """Mark this call's video failed (if it got as far as the history) and remove its files."""
+        if isinstance(err, A2VError):
+            reason = err.message
+        elif isinstance(err, KeyboardInterrupt):
+            reason = "interrupted"
+        else:
+            reason = f"{err.__class__.__name__}: {err}"
+        if self.store.get(video_id) is not None:
+            self.store.update(video_id, status="failed", error=reason)
+        shutil.rmtree(kept, ignore_errors=True)

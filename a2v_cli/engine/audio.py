@@ -53,6 +53,15 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+def ffmpeg_last_line(stderr: str, fallback: str) -> str:
+    """ffmpeg's last error line for a person: without its ``[out#0/rawvideo @ 0x5565...]`` prefix, an address that
+    says nothing to them (it reached avatar.create's answer for a truncated clip)."""
+    import re
+
+    lines = stderr.strip().splitlines()
+    return re.sub(r"^\[[^\]]* @ 0x[0-9a-fA-F]+\]\s*", "", lines[-1]) if lines else fallback
+
+
 def fetch(source: str, workdir: Path, stdin: BinaryIO | None = None) -> Path:
     """Return a local path for ``source``: a file path, ``-`` for stdin, or an http(s) URL."""
     if source == "-":
@@ -312,7 +321,7 @@ def _ffmpeg_blocks(path: Path, max_seconds: float, name: str) -> tuple[Iterator[
                 yield np.frombuffer(chunk[:usable], dtype="<f4")
             err = proc.stderr.read().decode(errors="replace").strip()
             if proc.wait() != 0:
-                last = err.splitlines()[-1] if err else f"ffmpeg exited with {proc.returncode}"
+                last = ffmpeg_last_line(err, f"ffmpeg exited with {proc.returncode}")
                 raise InputError(
                     f"{name} could not be decoded as audio ({last})", "give a WAV, MP3, FLAC, OGG or M4A"
                 )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from a2v_cli.engine.audio import ffmpeg_exe
+from a2v_cli.engine.audio import ffmpeg_exe, ffmpeg_last_line
 from a2v_cli.errors import InputError
 from a2v_cli.files import check_input
 
@@ -99,5 +99,6 @@ def read_frames(path: Path, width: int, height: int, crop: tuple[int, int, int, 
         proc.stdout.close()
         proc.stderr.close()
     if count == 0:
-        last = err.splitlines()[-1] if err else "no frames"
-        raise InputError(f"cannot decode {path.name}: {last}", "use an MP4, MOV, WebM or MKV clip")
+        last = ffmpeg_last_line(err, "no frames")
+        raise InputError(f"cannot decode {path.name}, a damaged or truncated file? ({last})",
+                         "use an MP4, MOV, WebM or MKV clip")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from a2v_cli.engine.audio import ffmpeg_exe
+from a2v_cli.engine.audio import ffmpeg_exe, ffmpeg_last_line
 from a2v_cli.errors import A2VError
 
 QUEUE_BATCHES = 2
@@ -281,7 +281,7 @@ class FfmpegWriter:
     def _failure(self) -> EncodeError:
         self._log.seek(0)
         text = self._log.read().decode(errors="replace").strip()
-        last = text.splitlines()[-1] if text else str(self._error or "unknown error")
+        last = ffmpeg_last_line(text, str(self._error or "unknown error"))
         return EncodeError(f"ffmpeg could not write {self.spec.path.name}: {last}")
 
     def abort(self) -> None:

@@ -19,6 +19,9 @@ FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WebP", "AVIF": 
 HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1")  # iPhone photos; Pillow cannot read
 MAX_PIXELS = 100_000_000  # refused from the header above this (a 50-MP phone photo is fine)
 MAX_FILE_BYTES = 200 * 1024 * 1024
+# A portrait is never a strip: a 190 KB PNG of 1x99000000 took 3.4 GB and ended in a MemoryError (Pillow's resize
+# to the working size), 2x60000 took 19 s of face search. Refused from the header, like the pixel cap.
+MAX_ASPECT = 8
 WORK_SIDE = 4096  # larger photos are decoded at a reduced scale (JPEG: by the decoder itself) to this long side
 ALPHA_MIN_SHARE = 0.01  # an alpha channel counts as a matte when at least this share of pixels is transparent
 
@@ -73,6 +76,9 @@ def load_photo(path: Path) -> Photo:
         width, height = img.size
         if width * height > MAX_PIXELS:
             raise _too_big(path.name, (width, height))
+        if max(width, height) > MAX_ASPECT * min(width, height):
+            raise InputError(f"{path.name} is {width}x{height}: one side more than {MAX_ASPECT} times the other",
+                             "crop the photo to the person's head and shoulders")
         if img.format in ("JPEG", "MPO") and max(width, height) > WORK_SIDE:
             # the decoder scales by 1/2, 1/4 or 1/8 (fast and small) while both sides stay >= the request
             k = WORK_SIDE / max(width, height)

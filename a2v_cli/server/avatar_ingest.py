@@ -18,14 +18,18 @@ from typing import Any
 def build(spec: dict[str, Any]) -> dict[str, Any]:
     """Run `ingest.add_photo` / `add_video` for ``spec``; the answer is the manifest or the error."""
     from a2v_cli.engine import ingest
-    from a2v_cli.errors import A2VError
+    from a2v_cli.errors import A2VError, InputError
 
     warnings: list[str] = []
     try:
-        req = ingest.PhotoRequest(Path(spec["path"]), spec["avatar_id"], spec.get("name"), spec.get("description"),
-                                  int(spec["size"]), spec.get("face"), spec.get("device", "auto"), spec["kind"])
-        add = ingest.add_video if req.kind == "video" else ingest.add_photo
-        manifest = add(req, Path(spec["home"]), set(spec["builtin"]), warnings.append)
+        try:
+            req = ingest.PhotoRequest(Path(spec["path"]), spec["avatar_id"], spec.get("name"), spec.get("description"),
+                                      int(spec["size"]), spec.get("face"), spec.get("device", "auto"), spec["kind"])
+            add = ingest.add_video if req.kind == "video" else ingest.add_photo
+            manifest = add(req, Path(spec["home"]), set(spec["builtin"]), warnings.append)
+        except MemoryError:  # the upload's doing, not a bug: a 400 that says so (it was "internal error: MemoryError")
+            raise InputError("the uploaded file needs more memory than this server has for one avatar",
+                             "send a smaller photo or a shorter clip") from None
     except A2VError as err:
         return {"error": {"api_code": err.api_code, "message": err.message, "hint": err.hint}}
     except Exception as err:  # a bug: the parent answers 50000, the traceback goes to the server's log

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, File, Form, Header, Query, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import FileResponse, Response
 
 from a2v_cli.engine import avatars as registry_mod
@@ -179,6 +179,32 @@ def _copy_upload(upload: UploadFile, dest: Path, max_bytes: int) -> None:
         raise InputError(f"{UPLOAD_NAME} is empty", "send a JPEG, PNG or WebP photo, or a short clip")
 
 
+async def one_file(request: Request) -> None:
+    """One file part in `image` and `video` together: with two, the handler saw only the last one of a field and
+    built from it without a word; a part without a file name (a text field to the parser) was a validation error
+    naming Python classes. The form is parsed once (cached on the request)."""
+    form = await request.form()
+    parts = form.getlist("image") + form.getlist("video")
+    if len(parts) > 1:
+        raise InputError("send one file: the request has more than one `image` or `video` part",
+                         "multipart field `image` or `video`, once")
+    if parts and isinstance(parts[0], str):
+        raise InputError("the `image` or `video` part is not a file", "send it as a file part, with a file name")
+
+
+def check_text(fields: dict[str, str | None]) -> None:
+    """No NUL in what is stored (a PostgreSQL text column refuses it: a 500 in a distributed deployment), and no
+    control character in the id: ID_RE's `$` matches before a final newline, so "me\\n" passed (built, then
+    unreadable: a 500)."""
+    for field, value in fields.items():
+        if value and "\0" in value:
+            raise InputError(f"the {field} contains a NUL character", f"send a {field} without control characters")
+    avatar_id = fields.get("avatar_id") or ""
+    if any(ord(c) < 32 or ord(c) == 127 for c in avatar_id):
+        raise InputError(f"invalid avatar id {avatar_id!r}: it contains a control character",
+                         "send the id without control characters")
+
+
 def deadline_s(settings: Any, kind: str) -> float:
     """How long one avatar.create may take, all of it."""
     return float(settings.avatar_timeout_s or ingest.BUILD_DEADLINE_S["video" if kind == "video" else "image"])
@@ -293,7 +319,8 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
     )
     def avatar_create(
         image: UploadFile | None = File(None, description="A photo of one person facing the camera: JPEG, PNG "
-                                        "(its alpha is the matte), WebP or AVIF; at most 100 megapixels."),
+                                        "(its alpha is the matte), WebP or AVIF; at most 100 megapixels, one side at "
+                                        "most 8 times the other."),
         video: UploadFile | None = File(None, description="Or a clip of them, 1-10 s, any format ffmpeg reads."),
         avatar_id: str | None = Form(None, max_length=32, description="The new id (default: from the file name)."),
         name: str | None = Form(None, max_length=200, description="Display name."),
@@ -302,6 +329,7 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
                                 "default 512)."),
         face: str | None = Form(None, max_length=8, description="Which face of several (1 = the largest)."),
         who: str = Depends(owner),
+        _one: None = Depends(one_file),
         idempotency_key: str | None = Header(
             None, alias="Idempotency-Key", max_length=255,
             description="The same key from the same token, on any front end, returns the avatar the first "
@@ -311,11 +339,11 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
         """Extension: make an avatar of the caller's from a photo or a short clip (as `a2v avatars add`).
 
         Only the caller sees it (avatar.list, avatar-pose.list) and can render it (video.generate).
-        Limits: the body is at most --max-upload-bytes (41300); a photo at most 100 megapixels; a clip
-        1-10 s; the whole build at most 60 s (photo) or 300 s (clip). A built-in id or bad input
-        answers 40000; an id the caller already has, 40900 (never overwritten); another create or delete of
-        the caller's still running, 40900 with Retry-After; two builds already running on the server, 50300
-        with Retry-After (the a2v CLI retries both within the build's deadline).
+        Limits: the body is at most --max-upload-bytes (41300); one file part; a photo at most 100 megapixels and
+        one side at most 8 times the other; a clip 1-10 s; the whole build at most 60 s (photo) or 300 s (clip). A
+        built-in id or bad input answers 40000; an id the caller already has, 40900 (never overwritten); another
+        create or delete of the caller's still running, 40900 with Retry-After; two builds already running on the
+        server, 50300 with Retry-After (the a2v CLI retries both within the build's deadline).
         Without `avatar_id` the id comes from the file name and is never "already exists": one taken
         meanwhile becomes the next free one (`me`, `me-2`...). A retry with the same Idempotency-Key
         answers the first request's avatar; while that request still builds it is 40900 with a
@@ -338,6 +366,7 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
             raise InputError(f"face {face!r} is not a whole number", "faces are numbered from 1 (the largest)")
         builtin = set(catalog.avatar_ids(include_user=False))
         client_name = Path((upload.filename or "").replace("\\", "/")).name[:200]
+        check_text({"avatar_id": avatar_id, "name": name, "description": description, "file name": client_name})
         if description is None and client_name:
             description = f"From {client_name}"  # as local mode says; the server's copy has no name of its own
         req = ingest.PhotoRequest(Path(UPLOAD_NAME), avatar_id or None, name, description, size_px, face_n,
