@@ -955,9 +955,6 @@ def main(argv: list[str] | None = None) -> None:
     json_errors = "--json" in args
     _MODE["json"] = json_errors
     signal.signal(signal.SIGTERM, _on_sigterm)
-    # Ctrl-C whatever started us: a shell runs a script's `cmd &` with SIGINT ignored, exec keeps that, and Python
-    # then installs no handler, so an interrupt was dropped and the render finished and saved its files (exit 0)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         rv = typer.main.get_command(app).main(args=args, prog_name="a2v", standalone_mode=False)
     except A2VError as err:

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -17,6 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from services import database, postgres_server, redis_server, s3_server  # noqa: F401  (fixtures: tests/services.py)
+
+# The CLIs the tests start get Ctrl-C as from a terminal, however pytest was started: a shell script's `pytest ... &`
+# runs it with SIGINT ignored, every child inherits that, and a2v (as POSIX asks, like Python itself) keeps ignoring
+# it, so the interrupt tests saw a render run to its end (exit 0, outputs saved). A Python handler here is reset to
+# the default in each child at exec.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
