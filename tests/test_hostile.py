@@ -29,6 +29,7 @@ from test_server import TOKENS, Server, call, client, clip, err, free_port, gene
 API = "/v1/a2v"
 DOWNLOAD_LIMIT_S = 12.0
 BODY_LIMIT_S = 3.0
+BODY_DEADLINE_S = 7.0
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data.mkdir(mode=0o755)
     data.chmod(0o755)
     s = Server(data, ["--allow-private-urls", "--workers", "1", "--download-timeout", str(DOWNLOAD_LIMIT_S),
-                      "--body-timeout", str(BODY_LIMIT_S)]).start()
+                      "--body-timeout", str(BODY_LIMIT_S), "--body-deadline", str(BODY_DEADLINE_S)]).start()
     yield s
     s.stop()
 
@@ -152,6 +153,58 @@ def test_a_dripped_request_body_is_cut_off(srv: Server, path: str) -> None:
     assert answer.startswith(b"HTTP/1.1 408"), answer[:300]
     assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["code"] == 40800
     assert BODY_LIMIT_S - 0.5 < took < BODY_LIMIT_S + 3, took
+
+
+def _answer(s: socket.socket, wait: float) -> bytes:
+    """The server's whole answer on ``s`` (status line, headers, body), waiting up to ``wait`` s for it to start."""
+    s.settimeout(wait)
+    answer = s.recv(65536)
+    s.settimeout(5)
+    while b"\r\n\r\n" not in answer or ((length := re.search(rb"content-length: (\d+)", answer))
+                                        and len(answer.split(b"\r\n\r\n", 1)[1]) < int(length.group(1))):
+        answer += s.recv(65536)
+    return answer
+
+
+@pytest.mark.parametrize("path", ["/audio.upload", "/avatar.create"])
+@pytest.mark.parametrize("token", [None, "not-a-token"])
+def test_an_upload_without_a_valid_token_is_refused_before_its_body(srv: Server, path: str, token: str | None
+                                                                   ) -> None:  # fmt: skip
+    """Without a valid token an upload got its 401 only after its body: the server received and spooled up to the
+    upload cap (50 MiB) for anyone, or waited the body timeout (a 408) for a client that sent none."""
+    t0 = time.monotonic()
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as s:
+        auth = f"Authorization: Bearer {token}\r\n" if token else ""
+        s.sendall(f"POST {API}{path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: multipart/form-data; boundary=b\r\n"
+                  f"Content-Length: 2900000\r\n\r\n".encode())  # and not a byte of the body
+        answer = _answer(s, BODY_LIMIT_S + 5)
+    assert answer.startswith(b"HTTP/1.1 401"), answer[:300]
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["code"] == 40100
+    assert time.monotonic() - t0 < BODY_LIMIT_S - 1
+
+
+def test_an_upload_kept_barely_alive_is_cut_off_at_the_deadline(srv: Server) -> None:
+    """64 KiB just inside every body timeout renewed the timeout for ever: one client could hold an upload open for
+    hours. The whole body now has a deadline (--body-deadline)."""
+    t0 = time.monotonic()
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as s:
+        s.sendall(f"POST {API}/audio.upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKENS['alice']}\r\n"
+                  f"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 10000000\r\n\r\n".encode())
+        s.sendall(b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\nRIFF')
+        answer = b""
+        while time.monotonic() - t0 < BODY_DEADLINE_S + 5 and not answer:
+            try:
+                s.sendall(b"\0" * 65536)
+                answer = _answer(s, BODY_LIMIT_S - 1.5)
+            except TimeoutError:
+                continue
+            except OSError:  # the server answered and closed while this was sending
+                answer = _answer(s, 1)
+        took = time.monotonic() - t0
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:300]
+    body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+    assert body["code"] == 40800 and "in all" in body["message"], body
+    assert BODY_DEADLINE_S - 0.5 < took < BODY_DEADLINE_S + 3, took
 
 
 # --- 5. short bodies ---------------------------------------------------------------------------------

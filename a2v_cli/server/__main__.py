@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--download-timeout", dest="download_timeout_s", type=float,
                    default=ServerSettings.download_timeout_s)
     p.add_argument("--body-timeout", dest="body_timeout_s", type=float, default=ServerSettings.body_timeout_s)
+    p.add_argument("--body-deadline", dest="body_deadline_s", type=float, default=ServerSettings.body_deadline_s)
     p.add_argument("--avatar-timeout", dest="avatar_timeout_s", type=float, default=None)
     p.add_argument("--device", default=ServerSettings.device, choices=("auto", "cpu", "cuda"))
     p.add_argument("--broker", default=os.environ.get("A2V_BROKER") or None)

@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -209,16 +209,22 @@ class BodyLimit:
     the 41300 envelope, whether declared or streamed, and bodies that take too long with the 40800 envelope.
 
     The cap is enforced on the bytes actually received (a client may lie in Content-Length or send
-    chunked), before anything is parsed or spooled to disk beyond the cap. The body must arrive within
-    ``timeout_s``, renewed for every 64 KiB received: a big upload may take as long as it keeps moving,
-    a client that drips bytes is cut off.
+    chunked), before anything is parsed or spooled to disk beyond the cap. The body must keep arriving, 64 KiB
+    at least per ``timeout_s`` (a client that drips bytes is cut off), and all of it within ``deadline_s`` (one
+    that sends 64 KiB just inside every ``timeout_s`` is cut off too). A request whose cap is over
+    ``small`` (an upload) first passes ``gate`` (its token), before a byte of its body is read.
     """
 
     def __init__(self, app: ASGIApp, limit_for: Callable[[str], tuple[int, PayloadTooLargeError]],
-                 timeout_s: float = 30.0) -> None:
+                 timeout_s: float = 30.0, deadline_s: float = 600.0,
+                 gate: Callable[[list[tuple[bytes, bytes]]], Awaitable[None]] | None = None,
+                 small: int = JSON_BODY_LIMIT) -> None:  # fmt: skip
         self.app = app
         self.limit_for = limit_for
         self.timeout_s = timeout_s
+        self.deadline_s = deadline_s
+        self.gate = gate
+        self.small = small
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -229,10 +235,17 @@ class BodyLimit:
         if declared is not None and declared > limit:
             await error_response(too_big)(scope, receive, send)
             return
+        if self.gate is not None and limit > self.small:
+            try:
+                await self.gate(scope["headers"])
+            except A2VError as err:
+                await error_response(err)(scope, receive, send)
+                return
         too_slow = BodyTooSlowError(f"the request body did not arrive within {self.timeout_s:g} s")
         loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.deadline_s
         state: dict[str, Any] = {"received": 0, "error": None, "started": False, "done": False,
-                                 "until": loop.time() + self.timeout_s, "moved": 0}
+                                 "until": min(loop.time() + self.timeout_s, deadline), "moved": 0}
 
         async def limited_receive() -> Message:
             if state["done"]:  # the body is in: later receives wait for a disconnect, as long as they like
@@ -240,15 +253,16 @@ class BodyLimit:
             try:
                 message = await asyncio.wait_for(receive(), max(0.0, state["until"] - loop.time()))
             except TimeoutError:
-                state["error"] = too_slow
-                raise too_slow from None
+                state["error"] = too_slow if loop.time() < deadline else BodyTooSlowError(
+                    f"the request body did not arrive within {self.deadline_s:g} s in all")
+                raise state["error"] from None
             if message["type"] == "http.request":
                 size = len(message.get("body", b""))
                 state["received"] += size
                 state["moved"] += size
                 if state["moved"] >= BODY_PROGRESS_BYTES:
                     state["moved"] = 0
-                    state["until"] = loop.time() + self.timeout_s
+                    state["until"] = min(loop.time() + self.timeout_s, deadline)
                 state["done"] = not message.get("more_body", False)
                 if state["received"] > limit:
                     state["error"] = too_big
@@ -304,15 +318,18 @@ def create_app(settings: ServerSettings) -> FastAPI:
     )
     app.state.a2v = state
     _install_error_handlers(app)
+    from a2v_cli.server import manage, ops, routes_catalog, routes_files, routes_videos
+    from a2v_cli.server.deps import owner, upload_gate
+
     app.add_middleware(
         BodyLimit,
         limit_for=lambda path: (settings.max_upload_bytes + MULTIPART_SLACK, too_large(settings.max_upload_bytes))
         if path in (AUDIO_UPLOAD, AVATAR_CREATE) else (JSON_BODY_LIMIT, PayloadTooLargeError(
             f"the request body is larger than the limit of {human_size(JSON_BODY_LIMIT)}")),
         timeout_s=settings.body_timeout_s,
+        deadline_s=settings.body_deadline_s,
+        gate=lambda headers: upload_gate(headers, state),
     )
-    from a2v_cli.server import manage, ops, routes_catalog, routes_files, routes_videos
-    from a2v_cli.server.deps import owner
 
     app.include_router(routes_catalog.router())
     app.include_router(routes_videos.router())

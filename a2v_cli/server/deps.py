@@ -26,11 +26,23 @@ async def owner(
     credentials: HTTPAuthorizationCredentials | None = Depends(bearer), state: ServerState = Depends(get_state)
 ) -> str:
     """The name of the caller's token; AuthError (401) without a valid one."""
-    if credentials is None or not credentials.credentials:
+    return await token_owner(state, credentials.credentials if credentials is not None else None)
+
+
+async def token_owner(state: ServerState, token: str | None) -> str:
+    """The name of ``token``'s owner; AuthError (401) when there is none or it is unknown."""
+    if not token:
         raise AuthError("missing bearer token", "send Authorization: Bearer <token>")
-    name = state.tokens.owner(credentials.credentials)  # in memory: no wait
+    name = state.tokens.owner(token)  # in memory: no wait
     if name is None:  # not known here yet (a token just added elsewhere): ask the source, off the event loop
-        name = await run_in_threadpool(state.tokens.lookup, credentials.credentials)
+        name = await run_in_threadpool(state.tokens.lookup, token)
     if name is None:
         raise AuthError("invalid token")
     return name
+
+
+async def upload_gate(request_headers: list[tuple[bytes, bytes]], state: ServerState) -> None:
+    """An upload's token, checked before its body is read (`BodyLimit`): without a valid one the client gets its 401
+    at once, and never gets the server to receive and spool up to the upload cap first."""
+    scheme, _, token = dict(request_headers).get(b"authorization", b"").decode("latin-1").partition(" ")
+    await token_owner(state, token.strip() if scheme.lower() == "bearer" else None)

@@ -59,6 +59,7 @@ class ServerSettings:
     device: str = "auto"  # where the lip-sync model runs: auto, cpu or cuda
     download_timeout_s: float = 60.0  # one audio_url download, all of it (connect, headers, body, redirects)
     body_timeout_s: float = 30.0  # a request body must arrive within this, renewed per 64 KiB received
+    body_deadline_s: float = 600.0  # and all of it within this (50 MiB at 1 Mbit/s takes 420 s)
     avatar_timeout_s: float | None = None  # one avatar.create, all of it; None: 60 s for a photo, 300 s for a clip
     # the distributed deployment (all three, or none: the embedded one); see docs/deploy.md
     broker: str | None = None  # a Celery broker URL, e.g. redis://host:6379/0
@@ -78,6 +79,7 @@ class ServerSettings:
             raise InputError("workers must be 0 or more")
         if (self.max_upload_bytes < 1 or self.max_audio_seconds <= 0 or self.url_lifetime_s < 1
                 or not self.download_timeout_s > 0 or not self.body_timeout_s > 0
+                or not self.body_deadline_s > 0
                 or (self.avatar_timeout_s is not None and not self.avatar_timeout_s > 0)):
             raise InputError("size, duration, time and lifetime limits must be positive")
         if self.public_url is not None and not self.public_url.lower().startswith(("http://", "https://")):
