@@ -132,6 +132,7 @@ def test_options_and_remove() -> None:
 @pytest.mark.parametrize(("args", "words"), [
     (["--id", "ava"], ["built-in"]),
     (["--id", "Bad Id!"], ["invalid avatar id"]),
+    (["--id", "me\n"], ["invalid avatar id"]),  # the check's `$` let a final newline through: a folder "me\n"
     (["--size", "100"], ["--size 100"]),
     (["--size", "513"], ["--size 513"]),
     (["--face", "2"], ["--face 2", "1 face"]),

@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from a2v_cli.engine.avatars import AVATAR_ID
 from a2v_cli.errors import InputError, not_found
 
 if TYPE_CHECKING:
     from a2v_cli.engine.clip import ClipInfo
 
 FORMAT = 1
-ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 DEFAULT_SIZE = 512
 MIN_SIZE, MAX_SIZE = 256, 1024
 FPS = 25
@@ -85,7 +85,7 @@ class PhotoRequest:
 
 
 def check_id(avatar_id: str, builtin: set[str]) -> str:
-    if not ID_RE.match(avatar_id):
+    if not AVATAR_ID.fullmatch(avatar_id):
         raise InputError(f"invalid avatar id {avatar_id!r}",
                          "use 1-32 characters: lowercase letters, digits, '-' and '_', starting with a letter or digit")
     if avatar_id in builtin:
@@ -1094,7 +1094,7 @@ def user_avatar_ids(home: Path) -> list[str]:
     folder = home / "avatars"
     if not folder.is_dir():
         return []
-    return sorted(p.name for p in folder.iterdir() if ID_RE.match(p.name) and (p / "avatar.json").is_file())
+    return sorted(p.name for p in folder.iterdir() if AVATAR_ID.fullmatch(p.name) and (p / "avatar.json").is_file())
 
 
 def remove(avatar_id: str, home: Path, builtin: set[str]) -> dict[str, Any]:
@@ -1103,7 +1103,7 @@ def remove(avatar_id: str, home: Path, builtin: set[str]) -> dict[str, Any]:
         raise InputError(f"{avatar_id!r} is a built-in avatar and cannot be removed",
                          "only avatars added with `a2v avatars add` can be removed")
     folder = home / "avatars" / avatar_id
-    if not ID_RE.match(avatar_id) or not (folder / "avatar.json").is_file():
+    if not AVATAR_ID.fullmatch(avatar_id) or not (folder / "avatar.json").is_file():
         raise not_found("avatar", avatar_id, user_avatar_ids(home))
     try:
         manifest = json.loads((folder / "avatar.json").read_text())

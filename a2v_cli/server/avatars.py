@@ -194,8 +194,8 @@ async def one_file(request: Request) -> None:
 
 def check_text(fields: dict[str, str | None]) -> None:
     """No NUL in what is stored (a PostgreSQL text column refuses it: a 500 in a distributed deployment), and no
-    control character in the id: ID_RE's `$` matches before a final newline, so "me\\n" passed (built, then
-    unreadable: a 500)."""
+    control character in the id (the id check's `$` matched before a final newline: "me\\n" was built, then
+    unreadable, a 500; the check is a full match now, and this one says what is wrong before any work)."""
     for field, value in fields.items():
         if value and "\0" in value:
             raise InputError(f"the {field} contains a NUL character", f"send a {field} without control characters")
@@ -434,7 +434,7 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
         tenant: str, avatar_id: str, expires: str = Query("", max_length=20), signature: str = Query("", max_length=128)
     ) -> FileResponse:
         """Extension: the preview of a tenant's own avatar, behind the signed, expiring link avatar.list gives."""
-        if not TENANT_KEY.fullmatch(tenant) or not ingest.ID_RE.match(avatar_id):
+        if not TENANT_KEY.fullmatch(tenant) or not registry_mod.AVATAR_ID.fullmatch(avatar_id):
             raise NotFoundError(f"no preview for avatar {avatar_id!r}")
         why = state.signer.check(f"{tenant}/{avatar_id}", PREVIEW, expires, signature)
         if why:

@@ -36,6 +36,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from a2v_cli.engine.avatars import AVATAR_ID
 from a2v_cli.errors import InputError, UnavailableError
 from a2v_cli.server.blobs import RESULT_FILES, signed_url, staged_folder
 from a2v_cli.server.security import UrlSigner
@@ -52,7 +53,6 @@ READY_TIMEOUT_S = 3.0  # readyz's look at the bucket: one try, this long at most
 PRESIGN_S = 300  # a presigned object URL only has to start the download the front end's link redirected
 MANIFEST = "result.json"
 BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-AVATAR_ID_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")  # as engine.ingest.ID_RE
 PREFIX_RE = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
 MEDIA_TYPES = {".mp4": "video/mp4", ".webm": "video/webm", ".mov": "video/quicktime"}
 
@@ -358,7 +358,7 @@ class S3Blobs:
                                                                       Delimiter="/"):
             for obj in page.get("Contents", []):
                 avatar_id = obj["Key"][len(base):].removesuffix(".json")
-                if not obj["Key"].endswith(".json") or not AVATAR_ID_RE.fullmatch(avatar_id):
+                if not obj["Key"].endswith(".json") or not AVATAR_ID.fullmatch(avatar_id):
                     continue
                 cached = self._manifests.get(obj["Key"])
                 if cached is None or cached[0] != obj.get("ETag"):
