@@ -668,6 +668,29 @@ def test_a_video_pose_whose_mouth_shows_teeth_closes_in_silence() -> None:
     assert np.abs(mouths - mouths[0]).max() <= 2  # each frame closed alike
 
 
+def test_a_large_mouths_teeth_are_not_ruled() -> None:
+    """The drawn upper teeth were a flat white band ruled by 0.7 px dark lines whatever the face's size: on a large
+    face (held-out close-ups) they read as piano keys. The lines where teeth meet are now as wide as the face is
+    large and fainter (and each tooth a little darker towards its sides)."""
+    from a2v_cli.engine import face_fields as pp
+    from a2v_cli.engine.frames import open_source
+
+    img, matte, marks, _, _ = _mouth_photo(False)  # the astronaut at twice the scale, her mouth closed
+    _painted_bundle("large", img, matte, marks)
+    src = open_source("large-photo", 25, still=True, device="cpu")
+    g = src.geometry
+    frame = src.compose(range(1), np.array([[0.8, 0, 0, 0]], np.float32))[0][0].astype(float)
+    luma = frame @ np.array([0.299, 0.587, 0.114])
+    cols = np.arange(round(g.cx - 0.6 * g.half_width), round(g.cx + 0.6 * g.half_width))
+    rows = luma[round(g.cy - g.max_open) : round(g.cy + g.max_open), cols]
+    row = rows.max(axis=0)  # each column's brightest pixel: across the upper teeth, following the lip line's curve
+    t = (cols - g.cx) / g.half_width
+    assert sum(abs(abs(t) - e).min() < 0.02 for e in pp.TOOTH_EDGES if e < 0.45) == 3  # lines in the columns read
+    inner = np.abs(t) < 0.45  # the front teeth (towards the corners the cavity shows beside them)
+    # where two teeth meet, the dip of the line: 0.84 of the teeth's brightness before
+    assert row[inner].min() > 0.86 * np.median(row[inner]), (row[inner].min(), np.median(row[inner]))
+
+
 def test_a_black_and_white_photo_gets_a_grey_mouth() -> None:
     """A grey portrait's open mouth was drawn in colour (a red cavity and tongue, cream teeth): not the person.
     Now the inner mouth is as grey as the face, while a colour photo's stays in colour."""

@@ -42,6 +42,9 @@ TEETH_OVER_SKIN = 1.5
 SKIN_SATURATION = 0.12  # skin at least this saturated ((max - min) / max) is a colour photo's; below, less colour
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # BT.601 luminance of RGB
 TOOTH_EDGES = (0.0, 0.21, 0.37, 0.52, 0.65, 0.77)  # |x - centre| / half width where upper teeth meet
+TOOTH_LINE = 0.02  # the line where two teeth meet: this share of the half width wide (0.7 px at least)
+TOOTH_LINE_DARK = 0.7  # its darkness, and that of a tooth's sides, as shares of the graph's teeth_gap
+TOOTH_SIDE_DARK = 0.5
 
 # MediaPipe face-mesh indices
 MOUTH_CORNERS = (61, 291)
@@ -343,9 +346,16 @@ def mouth_region(marks: np.ndarray, shape: tuple[int, int], lips: LipContour | N
     # where one upper tooth meets the next: a faint shadow line (incisors, laterals, canines, premolars), so the
     # band reads as teeth, not as a strip
     gaps = np.zeros_like(ux)
+    line = max(0.7, TOOTH_LINE * hw)
     for edge in TOOTH_EDGES:
-        gaps = np.maximum(gaps, np.exp(-(((np.abs(ux - cx) - edge * hw) / 0.7) ** 2)))
-    sep = 1.0 - gaps
+        gaps = np.maximum(gaps, np.exp(-(((np.abs(ux - cx) - edge * hw) / line) ** 2)))
+    # each tooth's face is rounded: a little darker towards its sides (so a large mouth's teeth are not a flat white
+    # block ruled by lines)
+    edges = np.array([-1.0, *(-e for e in TOOTH_EDGES[:0:-1]), *TOOTH_EDGES, 1.0], np.float32) * hw
+    at = np.clip(np.searchsorted(edges, ux - cx) - 1, 0, len(edges) - 2)
+    lo, hi = edges[at], edges[at + 1]
+    side = np.clip(((ux - cx) - (lo + hi) / 2) / np.maximum((hi - lo) / 2, 1e-3), -1.0, 1.0) ** 2
+    sep = 1.0 - np.maximum(gaps * TOOTH_LINE_DARK, side * TOOTH_SIDE_DARK)
     maps = np.stack([v, lens, teeth, tongue, sep]).astype(np.float32)
     return Region(y0, x0, np.stack([xs, ys], axis=-1)[None].astype(np.float32), basis, maps)
 
