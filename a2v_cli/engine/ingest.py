@@ -86,7 +86,8 @@ class PhotoRequest:
 
 def check_id(avatar_id: str, builtin: set[str]) -> str:
     if not AVATAR_ID.fullmatch(avatar_id):
-        raise InputError(f"invalid avatar id {avatar_id!r}",
+        control = any(ord(c) < 32 or ord(c) == 127 for c in avatar_id)  # "me\n": a typo no one sees
+        raise InputError(f"invalid avatar id {avatar_id!r}" + (": it contains a control character" if control else ""),
                          "use 1-32 characters: lowercase letters, digits, '-' and '_', starting with a letter or digit")
     if avatar_id in builtin:
         raise InputError(f"{avatar_id!r} is a built-in avatar", "choose another --id")

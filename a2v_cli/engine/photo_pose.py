@@ -531,7 +531,7 @@ class VideoSource:
         self.palette = face_palette(pose.frames[0], pose.landmarks[0])
         self.loaded = load_session(str(model_dir() / WARP_FILE), device)
         self._fields: Lru[int, _Fields] | None = None
-        self._shares: dict[int, float] = {}
+        self._lips: dict[int, LipContour] = {}
         self._grids: dict[tuple[int, int], np.ndarray] = {}
         self._patches: Lru[tuple[int, ...], Patch] = Lru(WARP_ENTRIES // 2)  # larger than a photo's
         self._out = _OutputRing(ring, self.height, self.width, straight_alpha)
@@ -567,16 +567,16 @@ class VideoSource:
         None (the mesh's contour). Decided over idx +- TEETH_FRAMES, not frame by frame: on a mouth that hardly moves
         a share of teeth near the threshold would switch the closing's contour on and off with the encoder's noise."""
         near = range(max(0, idx - TEETH_FRAMES), min(self.count, idx + TEETH_FRAMES + 1))
-        if 2 * sum(self._teeth(k) >= TEETH_SHOWN for k in near) <= len(near):
+        if 2 * sum(self._edges(k).teeth >= TEETH_SHOWN for k in near) <= len(near):
             return None
-        return lip_edges(self.pose.frames[idx], self.pose.landmarks[idx], shown=0.0)
+        return self._edges(idx)
 
-    def _teeth(self, idx: int) -> float:
-        """The share of clip frame ``idx``'s mouth that shows teeth (once per frame: 2 ms at 512 px)."""
-        share = self._shares.get(idx)
-        if share is None:
-            share = self._shares[idx] = lip_edges(self.pose.frames[idx], self.pose.landmarks[idx], shown=2.0).teeth
-        return share
+    def _edges(self, idx: int) -> LipContour:
+        """Clip frame ``idx``'s lips' own edges and its share of teeth, found once per frame (2 ms at 512 px)."""
+        edges = self._lips.get(idx)
+        if edges is None:
+            edges = self._lips[idx] = lip_edges(self.pose.frames[idx], self.pose.landmarks[idx], shown=0.0)
+        return edges
 
     def fields(self, idx: int) -> _Fields:
         """The mouth fields of clip frame ``idx`` (computed once while the budget holds them all)."""
