@@ -381,6 +381,18 @@ def test_cli_serve_accepts_workers_0(tmp_path: Path) -> None:
         proc.wait(30)
 
 
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_a_body_deadline_that_is_not_positive_is_one_clear_line(tmp_path: Path, value: str) -> None:
+    """--body-deadline (as --body-timeout) must be a positive number of seconds: the server does not start."""
+    r = subprocess.run([sys.executable, "-m", "a2v_cli.server", "--data-dir", str(tmp_path / "data"), "--port", "0",
+                        "--body-deadline", value], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "limits must be positive" in lines[0] and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "data").exists()
+
+
 def fake_api(answers: dict[str, bytes]) -> HostileHost:
     """A host that answers API paths with canned bytes (a broken or hostile 'server')."""
 
