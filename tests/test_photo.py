@@ -758,3 +758,72 @@ def test_closing_the_photos_parted_lips_leaves_the_neck_below_the_chin() -> None
     assert np.abs(closed[below, cols] - rgb[below, cols]).mean() < 1.0  # was 4.2
     lips = slice(round(float(marks[13, 1])) - 1, round(float(marks[14, 1])) + 2)
     assert np.abs(closed[lips, cols] - rgb[lips, cols]).mean() > 5.0  # and the lips did close
+
+
+def _eyes_photo() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The astronaut at twice the scale around the eyes, each eye painted: a white, a blue iris and long lashes
+    (dark strokes from the upper lid up to half the eye's height above it). Returns (image, matte, landmarks)."""
+    from PIL import Image
+
+    from a2v_cli.engine import face_fields as ff
+
+    rgb, matte, marks = astronaut()
+    eyes = marks[[33, 133, 362, 263], :2].mean(axis=0)
+    big = [np.asarray(Image.fromarray(a).resize((1024, 1024), Image.BICUBIC)) for a in (rgb, matte)]
+    ox, oy = int(eyes[0] * 2 - 256), int(eyes[1] * 2 - 200)
+    img, mat = (a[oy : oy + 512, ox : ox + 512].copy() for a in big)
+    m = marks.copy()
+    m[:, :2] = marks[:, :2] * 2 - np.array([ox, oy])
+    xs = np.arange(512, dtype=np.float32)
+    for corners, upper, lower in ff.EYES:
+        c = m[list(corners), :2]
+        yu = ff._curve(np.concatenate([m[list(upper), :2], c]), xs)
+        yl = ff._curve(np.concatenate([m[list(lower), :2], c]), xs)
+        xa, xb = sorted(c[:, 0])
+        h = float(max(yl - yu))
+        cx, cy = (xa + xb) / 2, float(yu[round((xa + xb) / 2)] + h / 2)
+        for x in range(math.ceil(xa), math.floor(xb) + 1):
+            for y in range(math.ceil(yu[x]), math.floor(yl[x]) + 1):
+                img[y, x] = (40, 80, 200) if math.hypot(x - cx, y - cy) < 0.45 * h else (245, 245, 245)
+            if x % 3 == 0:  # a lash: 1 px wide, from the lid up
+                img[math.floor(yu[x] - 0.5 * h) : math.ceil(yu[x]), x] = (25, 20, 20)
+    return img, mat, m
+
+
+def test_a_closed_lid_shows_none_of_the_eye_and_moves_its_lashes_whole() -> None:
+    """Closing the lids blended the field over the new lid edge: its row sampled the eye between the lids and showed
+    the white and the iris as specks along the edge, no lid came far enough down to cover the eye's last row, and
+    lashes longer than the moved band were stretched into streaks over the lid (held-out portraits). Now the edge is
+    blended in colour, the closed lid overlaps the lower one, and the lashes move down whole."""
+    from a2v_cli.engine import face_fields as ff
+    from a2v_cli.engine.frames import open_source
+
+    img, matte, marks = _eyes_photo()
+    _painted_bundle("eyes", img, matte, marks)
+    src = open_source("eyes-photo", 25, still=True, device="cpu")
+    closed = src._eye_patch(1.0)[..., :3].astype(int)
+    e = src.eyes
+    h, w = e.grid.shape[1:3]
+    photo = img[e.y0 : e.y0 + h, e.x0 : e.x0 + w].astype(int)
+    iris = lambda a: (a[..., 2] - a[..., 0] > 40).sum()  # noqa: E731
+    white = lambda a: (a.min(axis=2) > 230).sum()  # noqa: E731
+    assert iris(photo) > 150 and white(photo) > 150  # the painted eyes are there to hide
+    assert iris(closed) == 0 and white(closed) == 0, (iris(closed), white(closed))
+
+    def longest_dark_run(a: np.ndarray) -> int:
+        dark = np.pad(a.max(axis=2) < 90, ((1, 1), (0, 0))).astype(np.int8)
+        edges = np.diff(dark, axis=0)
+        return max((np.flatnonzero(edges[:, x] == -1) - np.flatnonzero(edges[:, x] == 1)).max(initial=0)
+                   for x in range(a.shape[1]))  # fmt: skip
+
+    # the lashes come down with the lid as they are: no dark streak longer than a lash (8 px; stretched ones: 11 px)
+    xs = np.arange(512, dtype=np.float32)
+    for corners, upper, lower in ff.EYES:
+        c = marks[list(corners), :2]
+        xa, xb = (int(v) for v in sorted(c[:, 0]))
+        yu = ff._curve(np.concatenate([marks[list(upper), :2], c]), xs)[xa:xb]
+        yl = ff._curve(np.concatenate([marks[list(lower), :2], c]), xs)[xa:xb]
+        ys = slice(int(yu.min() - (yl - yu).max()) - e.y0, int(yl.max() + (yl - yu).max()) - e.y0)
+        around = (ys, slice(xa + 1 - e.x0, xb - e.x0))
+        runs = longest_dark_run(closed[around]), longest_dark_run(photo[around])
+        assert runs[0] <= 1.2 * runs[1], runs

@@ -83,6 +83,7 @@ class Region:
     grid: np.ndarray  # (1, h, w, 2) x, y of each pixel
     basis: np.ndarray  # (K, h, w, 2) backward displacement per unit weight
     maps: np.ndarray  # (5, h, w): v below the lip line, opening, teeth and tongue profiles, teeth gaps (0: no mouth)
+    cover: np.ndarray | None = None  # (K, h, w): share of each pixel the warped image covers, 1 where None
 
 
 def _region(y0: int, y1: int, x0: int, x1: int, shape: tuple[int, int]) -> tuple[int, int, np.ndarray, np.ndarray]:
@@ -384,13 +385,19 @@ def _inside_the_image(basis: np.ndarray, xs: np.ndarray, ys: np.ndarray, shape: 
 
 
 BLINK_LEVELS = (0.5, 1.0)  # the idle loop's blink levels: one field each
+FOLD = 1.3  # the lid skin stretches from this many eye heights above the lid's edge (the crease)
+LASH = 0.55  # eye heights above the lid's edge that move down as they are: the lashes, whole, even long ones
+OVERLAP = 0.15  # eye heights a closed lid comes down past the lower lid, so no sliver of the eye shows
 
 
 def eye_region(marks: np.ndarray, shape: tuple[int, int]) -> Region:
     """Fields over both eyes, one per blink level: each upper lid comes down over the eye.
 
-    The lash line moves down as it is, the lid skin between the fold and the lashes stretches to
-    cover the eye, and the fold above stays where it is (a stretch, never a fold in the mapping).
+    The lash line and the lashes move down as they are, the lid skin between the crease and the lashes
+    stretches to cover the eye, and the crease and all above it stay where they are (a stretch, never a
+    fold in the mapping). A stretched lash would be a streak over the lid, so the whole lash band moves.
+    The lid's new edge is anti-aliased in colour (``cover``): a field that blends displacements there
+    samples the eye between lid and lid, and shows its iris and white as specks along the edge.
     In the face's own axes, like the mouth: a tilted head's lids close along its own vertical.
     """
     up_frame = Upright.of(marks)
@@ -399,16 +406,18 @@ def eye_region(marks: np.ndarray, shape: tuple[int, int]) -> Region:
     for corners, upper, lower in EYES:
         pts = marks[[*corners, *upper, *lower], :2]
         height = float(max(_curve(marks[list(lower), :2], pts[:, 0]) - _curve(marks[list(upper), :2], pts[:, 0])))
-        boxes.append((pts[:, 0].min(), pts[:, 1].min() - 1.5 * max(height, 2.0), pts[:, 0].max(), pts[:, 1].max()))
+        boxes.append((pts[:, 0].min(), pts[:, 1].min() - (FOLD + 0.6) * max(height, 2.0), pts[:, 0].max(),
+                      pts[:, 1].max() + OVERLAP * max(height, 2.0)))  # fmt: skip
     bx = np.array(boxes)
     ew = float(max(bx[:, 2] - bx[:, 0]))
     y0, x0, xs, ys = _region(*up_frame.image_box(math.floor(bx[:, 1].min()) - 1, math.ceil(bx[:, 3].max()) + 3,
                                                  math.floor(bx[:, 0].min() - 0.25 * ew),
                                                  math.ceil(bx[:, 2].max() + 0.25 * ew) + 1), shape)
     ux, uy = up_frame.points(xs, ys)
-    fields = []
+    fields, covers = [], []
     for level in BLINK_LEVELS:
         dy = np.zeros_like(xs)
+        cover = np.ones_like(xs)
         for corners, upper, lower in EYES:
             xa, xb = sorted(marks[list(corners), 0])
             u_pts = np.concatenate([marks[list(upper), :2], marks[list(corners), :2]])
@@ -417,17 +426,22 @@ def eye_region(marks: np.ndarray, shape: tuple[int, int]) -> Region:
             inside_x = (ux > xa) & (ux < xb)
             h = np.where(inside_x, np.maximum(yl - yu, 0.0), 0.0)
             hmax = max(float(h.max()), 1.0)
-            fold = max(0.9 * hmax, 3.0)  # px above the lid edge where the skin starts to stretch
-            lash = min(max(0.25 * hmax, 1.5), fold - 1.0)  # px of lashes moved down as they are
-            drop = level * h
+            fold = max(FOLD * hmax, 3.0)  # px above the lid edge where the skin starts to stretch
+            lash = min(max(LASH * hmax, 1.5), fold - 1.0)  # px of lashes moved down as they are
+            drop = level * (h + OVERLAP * np.sqrt(h * hmax))  # past the lower lid, tapering to the corners
             edge = yu + drop  # the lid's new edge
             stretch = (uy - yu + fold) * ((fold - lash) / (fold + drop - lash) - 1.0)
-            d = np.where(uy < yu - fold, 0.0, np.where(uy < edge - lash, stretch, -drop))
-            dy += d * np.clip(edge + 0.5 - uy, 0.0, 1.0)  # below the new edge: the eye as it is
+            # one px below the edge the lid goes on (its edge row, held): the colour blend needs it there
+            lid = np.where(uy < edge, -drop, yu - 0.5 - uy)
+            d = np.where(uy < yu - fold, 0.0, np.where(uy < edge - lash, stretch, lid))
+            dy += np.where((uy < edge + 1.0) & (drop > 0), d, 0.0)
+            cover = np.where(inside_x & (uy > yu - fold), np.minimum(cover, np.clip(edge + 0.5 - uy, 0.0, 1.0)),
+                             cover)  # fmt: skip
         fields.append(up_frame.field(np.zeros_like(xs), dy))
+        covers.append(cover)
     maps = np.zeros((5, *xs.shape), dtype=np.float32)
     return Region(y0, x0, np.stack([xs, ys], axis=-1)[None].astype(np.float32),
-                  np.stack(fields).astype(np.float32), maps)
+                  np.stack(fields).astype(np.float32), maps, np.stack(covers).astype(np.float32))
 
 
 def face_palette(image: np.ndarray, marks: np.ndarray) -> np.ndarray:

@@ -306,9 +306,12 @@ class PhotoSource:
         """The eye region at zero head offset with the lids at ``blink`` (one of BLINK_LEVELS), warped once."""
         hit = self._lids.get(blink)
         if hit is None:
-            lids = np.array([[float(blink == v) for v in BLINK_LEVELS]], np.float32)
-            hit = self._lids[blink] = self.warp(self.eyes, lids, np.zeros((1, 2), np.float32),
-                                                np.zeros(1, np.float32))[0]  # fmt: skip
+            k = BLINK_LEVELS.index(blink)
+            lids = np.array([[float(i == k) for i in range(len(BLINK_LEVELS))], [0.0] * len(BLINK_LEVELS)])
+            lidded, photo = self.warp(self.eyes, lids, np.zeros((2, 2), np.float32), np.zeros(2, np.float32))
+            cover = self.eyes.cover[k, ..., None] if self.eyes.cover is not None else 1.0
+            hit = np.rint(lidded * cover + photo * (1.0 - cover)).astype(np.uint8)
+            self._lids[blink] = hit
         return hit
 
     def compose(self, frames: range, articulation: np.ndarray | None = None
