@@ -146,6 +146,12 @@ def test_closed_mouth_in_silence_and_on_pressed_lips() -> None:
     assert opening[0] == 0.0
     _, pressed = src.articulation_weights(np.array([[0.03, 0.0, 0.0, 1.0]], np.float32), 1)
     assert pressed[0] == 0.0
+    # p/b/m in a voice never trained on: the articulator says open 0.14 and press 0.54 (Flite's median; espeak's is
+    # 0.01 and 0.93). The lips shut; the same opening without press parts them, and an open vowel is not shut.
+    _, flite = src.articulation_weights(np.array([[0.14, 0, 0, 0.54], [0.14, 0, 0, 0]], np.float32), 2)
+    assert flite[0] == 0.0 and flite[1] > 2.0, flite
+    _, vowel = src.articulation_weights(np.array([[0.4, 0, 0, 1.0], [0.4, 0, 0, 0]], np.float32), 2)
+    assert vowel[0] > 0.85 * vowel[1], vowel
     _, wide = src.articulation_weights(np.array([[1.0, 0.0, 0.0, 0.0]], np.float32), 1)
     assert wide[0] > 0.6 * src.geometry.half_width
 

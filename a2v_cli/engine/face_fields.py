@@ -25,6 +25,10 @@ MAX_OPEN = 0.8  # opening at open = 1, in mouth half widths (the cartoon mouths'
 OPEN_TOP = 0.34  # share of the opening above the lip line (as the warp graph draws the inner mouth)
 SPREAD_WIDTH = 0.12  # the spread field widens the mouth by about this much: the opening grows with it
 PRESS_CLOSE = 0.05  # press takes this much `open` away: closes a barely open mouth, hardly changes an open one
+# press shuts a nearly open mouth: below open 0.15 it takes this much more `open` away, fading out by 0.3. p/b/m
+# on voices never trained on come with open ~0.14 and press ~0.5 (Flite slt; espeak ~0.01 and 0.9), which the onset
+# lift showed as parted lips (bench_photo, face mesh: p/b/m closed on Flite 0.547; MODEL_CARD.md)
+PRESS_SHUT, PRESS_SHUT_BELOW = 0.35, (0.3, 0.15)
 # the shapes fade out as the mouth opens, spread and round as (1 - open)^3, press as (1 - open)^4: on an open mouth they
 # move the inner-lip contour, noise in what a landmark model reads as the opening
 SHAPE_FADE = 3.0
@@ -481,6 +485,7 @@ def mouth_weights(articulation: np.ndarray | None, max_open: float, n: int) -> t
     else:
         art = np.clip(np.asarray(articulation, dtype=np.float32), 0.0, 1.0)
     o, s, r, p = art.T
+    o = np.maximum(o - PRESS_SHUT * p * _smoothstep(o, *PRESS_SHUT_BELOW), 0.0)
     # What a viewer (and a landmark model) reads is the opening over the mouth width: it must follow `open` alone.
     # The shape fields confound it on an open mouth (press thins the lips, round fills them: the inner-lip contour
     # moves, so a rounded or pressed open mouth read 0.7x as open as drawn), so the shapes act on a closing mouth
