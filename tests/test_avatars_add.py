@@ -806,3 +806,21 @@ def test_interrupting_a_clip_leaves_nothing(tmp_path: Path) -> None:
     assert proc.returncode == 143, err
     assert "terminated" in err.decode()
     assert_nothing_left()
+
+
+def test_a_photo_with_the_mouth_open_wide_is_added_with_a_warning(tmp_path: Path) -> None:
+    """A laugh or a shout: the lips are not found, so the mouth does not close in pauses. The user hears it when
+    adding the photo, not when watching the video; a photo with the mouth at rest is added without a word."""
+    from a2v_cli.engine.photo_pose import PhotoPose, PhotoSource
+
+    rest = add(ASTRONAUT, "--id", "rest")
+    assert rest.code == 0 and "open wide" not in rest.stderr, rest.stderr
+    _, image, matte, landmarks = bundle("rest")
+    # the photo to add: the astronaut with her mouth opened wide by a2v's own photo pose (a frame as renders make)
+    src = PhotoSource(PhotoPose("rest-photo", image, matte, landmarks[0]), 25, still=True, device="cpu")
+    Image.fromarray(src.compose(range(1), np.array([[1.0, 0.3, 0, 0]], np.float32))[0][0]).save(tmp_path / "laugh.png")
+    result = add(tmp_path / "laugh.png", "--id", "laugh")
+    assert result.code == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "open wide" in line]
+    assert len(lines) == 1 and "laugh.png" in lines[0] and "closed or at rest" in lines[0], result.stderr
+    assert (home() / "avatars" / "laugh" / "avatar.json").exists()

@@ -673,6 +673,31 @@ def _manifest(req: PhotoRequest, avatar_id: str, source: dict[str, Any], pose: d
     }
 
 
+# The face mesh's inner-lip gap over mouth width on the pose's closed mouth, above which the lips did not close: on
+# held-out portraits every mouth that closed read <= 0.062, a laugh, a shout and a wide-open surprise 0.103-0.325
+CLOSED_READS_OPEN = 0.085
+
+
+def _note_closure(image: np.ndarray, matte: np.ndarray, points: np.ndarray, what: str, device: str,
+                  warn: Callable[[str], None]) -> None:  # fmt: skip
+    """A photo with the mouth open wide (a laugh, a shout) may not close in pauses: say so now, not in the video.
+
+    The pose's closed mouth, drawn as a render draws it, read by the face mesh as the lip-sync benchmark reads it."""
+    from a2v_cli.engine import face
+    from a2v_cli.engine.photo_pose import PhotoPose, PhotoSource
+
+    closed = PhotoSource(PhotoPose("check", image, matte, points), FPS, still=True, device=device).compose(
+        range(1), np.zeros((1, 4), np.float32))[0][0].copy()  # fmt: skip
+    found = face.detect_faces(closed, device)
+    if not found:
+        return
+    m = face.face_landmarks(closed, found[0], device)
+    gap = float(np.linalg.norm(m[13, :2] - m[14, :2]) / max(float(np.linalg.norm(m[61, :2] - m[291, :2])), 1e-6))
+    if gap > CLOSED_READS_OPEN:
+        warn(f"the mouth in {what} is open wide and will not close fully in pauses; "
+             "a photo with the mouth closed or at rest lip-syncs best")  # fmt: skip
+
+
 def add_photo(
     req: PhotoRequest, home: Path, builtin: set[str], warn: Callable[[str], None] = lambda _m: None
 ) -> dict[str, Any]:
@@ -708,6 +733,7 @@ def add_photo(
     if framing.pad > 0:
         matte = matte * edge_fade(framing, w, h, size)
     matte8 = np.clip(matte * 255 + 0.5, 0, 255).astype(np.uint8)
+    _note_closure(image, matte8, points, what, req.device, warn)
     box = _to_pose(np.asarray([[face.box[0], face.box[1], 0], [face.box[2], face.box[3], 0]]), framing, size)
     avatar_id = req.avatar_id or free_id(req.image.stem, avatars, builtin)
     pose_id = f"{avatar_id}-photo"
