@@ -463,6 +463,29 @@ def test_png_alpha_is_the_matte(tmp_path: Path) -> None:
     assert matte[256, 256] == 255 and matte[5, 5] == 0 and matte[5, -5] == 0
 
 
+def test_png_alpha_of_several_people_keeps_only_the_person(tmp_path: Path) -> None:
+    """A cut-out of a group (the PNG's own alpha round everyone) kept every neighbour in the mask; the other faces
+    now claim theirs from it as from a photo without alpha, and the person keeps the alpha as given."""
+    two_people(False).save(tmp_path / "alone.png")
+    assert add(tmp_path / "alone.png", "--id", "alone").code == 0
+    img = two_people(True).convert("RGBA")
+    alpha = np.full((img.height, img.width), 255, np.uint8)
+    alpha[:30], alpha[:, :10], alpha[:, -10:] = 0, 0, 0  # everyone cut out from a border
+    img.putalpha(Image.fromarray(alpha))
+    img.save(tmp_path / "group.png")
+    result = add(tmp_path / "group.png", "--id", "group")
+    assert result.code == 0, result.stderr
+    assert "has 2 faces; using the largest" in result.stderr
+    _, alone_image, _, marks = bundle("alone")
+    _, image, matte, _ = bundle("group")
+    neighbour = np.abs(image.astype(int) - alone_image.astype(int)).max(axis=2) > 40  # same face: same framing
+    head = neighbour.copy()
+    head[round(float(marks[0, 152, 1])) :] = False
+    assert head.sum() > 5000 and (matte[head] > 128).mean() < 0.03, (matte[head] > 128).mean()  # was 1.0
+    xs, ys = marks[0, :, 0].astype(int), marks[0, :, 1].astype(int)
+    assert (matte[ys, xs] == 255).all()  # the person: the alpha as given
+
+
 @pytest.mark.parametrize("alpha", ["clear", "faint", "hole-over-face"])
 def test_png_alpha_that_hides_the_face_is_refused(tmp_path: Path, alpha: str) -> None:
     """The photo's alpha becomes the mask: a PNG saved fully transparent (or faint, or with a hole over the face)

@@ -724,11 +724,13 @@ def add_photo(
     size = req.size
     image = crop(photo.rgb, framing, size)
     points = _to_pose(landmarks, framing, size)
+    others = [Person.of_face(f, framing, size) for f in picked.faces if f is not face]
+    subject = Person.of_mesh(points, face, framing, size)
     if photo.alpha is not None:
         matte = crop(photo.alpha, framing, size).astype(np.float32) / 255.0
+        if others:  # a cut-out of several people: the others go, as from a photo without alpha
+            matte = person_only(matte, points, image, subject, others)
     else:
-        others = [Person.of_face(f, framing, size) for f in picked.faces if f is not face]
-        subject = Person.of_mesh(points, face, framing, size)
         matte = person_only(refine_matte(*segment_exposed(image, req.device)), points, image, subject, others)
     if framing.pad > 0:
         matte = matte * edge_fade(framing, w, h, size)
