@@ -5,6 +5,7 @@ astronaut portrait, the real face models and a real render."""
 from __future__ import annotations
 
 import math
+import os
 import stat
 import subprocess
 import time
@@ -286,3 +287,24 @@ def test_a_build_past_its_deadline_is_killed_and_leaves_nothing(tmp_path: Path) 
                     if "avatar_ingest" in " ".join(p.cmdline())]
     finally:
         s.stop()
+
+
+def test_a_wide_open_mouth_is_warned_about_in_both_modes(srv: Server, tmp_path: Path) -> None:
+    """The warning `avatars add` gives for a photo whose mouth will not close reaches a remote user too, the same
+    line naming the user's own file."""
+    from PIL import Image
+
+    from a2v_cli.engine.photo_pose import PhotoPose, PhotoSource
+
+    assert run_cli("avatars", "add", "--image", str(ASTRONAUT), "--id", "rest", "--local").code == 0
+    pose = Path(os.environ["A2V_HOME"]) / "avatars" / "rest" / "rest-photo"
+    image, matte = (np.asarray(Image.open(pose / name)) for name in ("image.png", "matte.png"))
+    src = PhotoSource(PhotoPose("rest-photo", image, matte, np.load(pose / "landmarks.npy")[0]), 25, still=True,
+                      device="cpu")  # fmt: skip
+    laugh = tmp_path / "laugh.png"
+    Image.fromarray(src.compose(range(1), np.array([[1.0, 0.3, 0, 0]], np.float32))[0][0]).save(laugh)
+    here = run_cli("avatars", "add", "--image", str(laugh), "--local")
+    there = remote(srv, "avatars", "add", "--image", str(laugh))
+    assert here.code == there.code == 0, (here.stderr, there.stderr)  # type: ignore[attr-defined]
+    warned = [[line for line in r.stderr.splitlines() if "open wide" in line] for r in (here, there)]  # type: ignore[attr-defined]
+    assert warned[0] == warned[1] and len(warned[0]) == 1 and "laugh.png" in warned[0][0], warned
