@@ -392,6 +392,10 @@ BLINK_LEVELS = (0.5, 1.0)  # the idle loop's blink levels: one field each
 FOLD = 1.3  # the lid skin stretches from this many eye heights above the lid's edge (the crease)
 LASH = 0.55  # eye heights above the lid's edge that move down as they are: the lashes, whole, even long ones
 OVERLAP = 0.15  # eye heights a closed lid comes down past the lower lid, so no sliver of the eye shows
+BROW_ROOM = 0.8  # ... but at most this share of the way up to the brow's lower edge (a brow close to the eye
+FOLD_MIN = 0.5  # was pulled down into the lid), and at least this many eye heights
+SKIN_MIN = 0.3  # eye heights of lid skin left to stretch between the lashes and the crease, where a brow is close
+BROWS = ((46, 53, 52, 65, 55), (276, 283, 282, 295, 285))  # the brows' lower edges, as EYES' order
 
 
 def eye_region(marks: np.ndarray, shape: tuple[int, int]) -> Region:
@@ -422,7 +426,7 @@ def eye_region(marks: np.ndarray, shape: tuple[int, int]) -> Region:
     for level in BLINK_LEVELS:
         dy = np.zeros_like(xs)
         cover = np.ones_like(xs)
-        for corners, upper, lower in EYES:
+        for (corners, upper, lower), brow in zip(EYES, BROWS, strict=True):
             xa, xb = sorted(marks[list(corners), 0])
             u_pts = np.concatenate([marks[list(upper), :2], marks[list(corners), :2]])
             l_pts = np.concatenate([marks[list(lower), :2], marks[list(corners), :2]])
@@ -430,8 +434,11 @@ def eye_region(marks: np.ndarray, shape: tuple[int, int]) -> Region:
             inside_x = (ux > xa) & (ux < xb)
             h = np.where(inside_x, np.maximum(yl - yu, 0.0), 0.0)
             hmax = max(float(h.max()), 1.0)
-            fold = max(FOLD * hmax, 3.0)  # px above the lid edge where the skin starts to stretch
-            lash = min(max(LASH * hmax, 1.5), fold - 1.0)  # px of lashes moved down as they are
+            # px above the lid edge where the skin starts to stretch: never into the brow (eyes close under it)
+            room = np.maximum(yu - _curve(marks[list(brow), :2], ux), 0.0)
+            fold = np.maximum(np.minimum(FOLD * hmax, BROW_ROOM * room), max(FOLD_MIN * hmax, 3.0))
+            # px of lashes moved down as they are, leaving some skin to stretch
+            lash = np.minimum(LASH * hmax, np.maximum(fold - SKIN_MIN * hmax, np.minimum(1.5, fold - 1.0)))
             drop = level * (h + OVERLAP * np.sqrt(h * hmax))  # past the lower lid, tapering to the corners
             edge = yu + drop  # the lid's new edge
             stretch = (uy - yu + fold) * ((fold - lash) / (fold + drop - lash) - 1.0)
