@@ -25,10 +25,11 @@ MAX_OPEN = 0.8  # opening at open = 1, in mouth half widths (the cartoon mouths'
 OPEN_TOP = 0.34  # share of the opening above the lip line (as the warp graph draws the inner mouth)
 SPREAD_WIDTH = 0.12  # the spread field widens the mouth by about this much: the opening grows with it
 PRESS_CLOSE = 0.05  # press takes this much `open` away: closes a barely open mouth, hardly changes an open one
-# press shuts a nearly open mouth: below open 0.15 it takes this much more `open` away, fading out by 0.3. p/b/m
+# press shuts a nearly open mouth: below open 0.17 it takes this much more `open` away, fading out by 0.3. p/b/m
 # on voices never trained on come with open ~0.14 and press ~0.5 (Flite slt; espeak ~0.01 and 0.9), which the onset
-# lift showed as parted lips (bench_photo, face mesh: p/b/m closed on Flite 0.547; MODEL_CARD.md)
-PRESS_SHUT, PRESS_SHUT_BELOW = 0.35, (0.3, 0.15)
+# lift showed as parted lips (bench_photo, face mesh, p/b/m closed: Flite 0.547 -> 0.762, MBROLA us2 0.518 -> 0.818;
+# MODEL_CARD.md)
+PRESS_SHUT, PRESS_SHUT_BELOW = 0.45, (0.3, 0.17)
 # the shapes fade out as the mouth opens, spread and round as (1 - open)^3, press as (1 - open)^4: on an open mouth they
 # move the inner-lip contour, noise in what a landmark model reads as the opening
 SHAPE_FADE = 3.0
