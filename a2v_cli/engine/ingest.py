@@ -694,7 +694,7 @@ def _note_closure(image: np.ndarray, matte: np.ndarray, points: np.ndarray, what
     m = face.face_landmarks(closed, found[0], device)
     gap = float(np.linalg.norm(m[13, :2] - m[14, :2]) / max(float(np.linalg.norm(m[61, :2] - m[291, :2])), 1e-6))
     if gap > CLOSED_READS_OPEN:
-        warn(f"the mouth in {what} is open wide and will not close fully in pauses; "
+        warn(f"the mouth in {what} is open wide and may not close fully in pauses; "
              "a photo with the mouth closed or at rest lip-syncs best")  # fmt: skip
 
 
