@@ -499,6 +499,60 @@ def test_png_alpha_that_hides_the_face_is_refused(tmp_path: Path, alpha: str) ->
     assert_bad_input(add(path), "cutout.png is transparent", "opaque")
 
 
+def _p3_numbers(img: Image.Image) -> tuple[Image.Image, bytes]:
+    """``img`` as a phone stores it: the same colours as Display P3 numbers, and the profile that says so."""
+    from PIL import ImageCms
+
+    from tests.icc import DISPLAY_P3, rgb_profile
+
+    p3 = rgb_profile(DISPLAY_P3, "Display P3")
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+    out = ImageCms.profileToProfile(img, srgb, ImageCms.ImageCmsProfile(io.BytesIO(p3)), 1, img.mode)
+    return out, p3
+
+
+def test_a_display_p3_photo_keeps_its_colours(tmp_path: Path) -> None:
+    """An iPhone JPEG's numbers are Display P3: read as sRGB they would be duller; its profile is applied."""
+    from a2v_cli.engine.photo import load_photo
+
+    numbers, p3 = _p3_numbers(astronaut())
+    tagged, untagged, srgb = tmp_path / "iphone.jpg", tmp_path / "untagged.jpg", tmp_path / "srgb.jpg"
+    numbers.save(tagged, quality=95, icc_profile=p3)
+    numbers.save(untagged, quality=95)
+    astronaut().save(srgb, quality=95)
+    ref, p3_rgb, raw = (load_photo(p).rgb.astype(float) for p in (srgb, tagged, untagged))
+    err_p3, err_raw = np.abs(p3_rgb - ref).mean(), np.abs(raw - ref).mean()
+    assert err_p3 < 1.6 and err_raw > 2.5 * err_p3, (err_p3, err_raw)  # 8-bit P3 numbers and JPEG cost ~1 level
+
+    def saturation(a: np.ndarray) -> float:
+        return float((a.max(axis=2).astype(float) - a.min(axis=2)).mean())
+
+    for path, avatar_id in ((tagged, "p3"), (untagged, "raw"), (srgb, "ref")):
+        assert add(path, "--id", avatar_id).code == 0
+    sat = {avatar_id: saturation(bundle(avatar_id)[1]) for avatar_id in ("p3", "raw", "ref")}
+    assert abs(sat["p3"] - sat["ref"]) < 1.5 and sat["raw"] < sat["ref"] - 4, sat
+
+
+def test_a_png_cut_out_with_a_profile_keeps_its_alpha_and_a_damaged_profile_is_ignored(tmp_path: Path) -> None:
+    from a2v_cli.engine.photo import load_photo
+
+    rgba = astronaut().convert("RGBA")
+    alpha = np.zeros((512, 512), np.uint8)
+    alpha[40:, 60:460] = 255
+    rgba.putalpha(Image.fromarray(alpha))
+    numbers, p3 = _p3_numbers(rgba)
+    path = tmp_path / "cutout.png"
+    numbers.save(path, icc_profile=p3)
+    photo = load_photo(path)
+    assert photo.alpha is not None and np.array_equal(photo.alpha, alpha)
+    assert np.abs(photo.rgb.astype(float) - np.asarray(astronaut())).mean() < 1.5
+    damaged = tmp_path / "damaged.jpg"
+    astronaut().save(damaged, quality=95, icc_profile=b"\x00\x00\x01\x00not a profile" * 8)
+    plain = tmp_path / "plain.jpg"
+    astronaut().save(plain, quality=95)
+    assert np.array_equal(load_photo(damaged).rgb, load_photo(plain).rgb)
+
+
 def test_webp_and_exif_orientation(tmp_path: Path) -> None:
     upright = astronaut().crop((0, 0, 512, 400))
     webp = tmp_path / "photo.webp"

@@ -1,14 +1,18 @@
-"""Reading a user's photo safely: JPEG, PNG (with its alpha), WebP or AVIF, upright, as 8-bit RGB.
+"""Reading a user's photo safely: JPEG, PNG (with its alpha), WebP or AVIF, upright, as 8-bit sRGB.
 
 Pillow sniffs the format from the bytes (not the file name), honours the EXIF orientation a phone writes
 instead of turning the pixels, converts CMYK, greyscale and palette images, and refuses a decompression
-bomb from the header alone, before any pixel is decoded.
+bomb from the header alone, before any pixel is decoded. A photo's embedded colour profile (an iPhone's
+Display P3, a camera's Adobe RGB, a print CMYK) is converted to sRGB, which the video is tagged and shown as.
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -86,7 +90,7 @@ def load_photo(path: Path) -> Photo:
         try:
             img.load()
             turned = _turned(img)
-            upright = ImageOps.exif_transpose(img)
+            upright = to_srgb(ImageOps.exif_transpose(img))
         except Image.DecompressionBombError:
             raise _too_big(path.name, (width, height)) from None
         except (OSError, SyntaxError, ValueError) as err:
@@ -112,6 +116,35 @@ def _too_big(name: str, size: tuple[int, int] | None) -> InputError:
     what = f"{size[0]}x{size[1]} ({size[0] * size[1] / 1e6:.0f} megapixels)" if size else "too large"
     return InputError(f"{name} is {what}; the limit is {MAX_PIXELS // 1_000_000} megapixels",
                       "downscale the photo, e.g. to 4000 px on the long side")
+
+
+def to_srgb(img: Any) -> Any:
+    """``img`` converted from its embedded ICC profile to sRGB (LittleCMS, in Pillow's wheels), as RGB or RGBA;
+    unchanged where it has no profile, an sRGB one, or one that does not fit its mode or cannot be read.
+
+    Without it a Display P3 photo (every iPhone JPEG) reads as if its numbers were sRGB: skin and clothes come out
+    duller than in the photo, and a CMYK one with a print profile comes out in the wrong colours.
+    """
+    from PIL import ImageCms
+
+    icc = img.info.get("icc_profile")
+    if not icc or img.mode not in ("RGB", "RGBA", "CMYK", "L"):
+        return img
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if ImageCms.getProfileDescription(source).strip().startswith("sRGB"):
+            return img  # sRGB IEC61966-2.1 and the like: already what the video shows
+        return ImageCms.profileToProfile(img, source, _srgb(), 0,  # 0: perceptual (an IntEnum since Pillow 10.1)
+                                         "RGBA" if img.mode == "RGBA" else "RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return img  # a damaged or unusual profile: the numbers as they are, as before
+
+
+@lru_cache(maxsize=1)
+def _srgb() -> Any:
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 
 
 def _to_rgb(img: object) -> tuple[np.ndarray, np.ndarray | None]:
