@@ -736,6 +736,45 @@ def test_add_a_video_clip(tmp_path: Path) -> None:
     assert not (home() / ".avatars-staging").exists()
 
 
+@pytest.mark.parametrize("transfer", ["arib-std-b67", "smpte2084"])
+def test_an_hdr_clip_keeps_its_colours(tmp_path: Path, transfer: str) -> None:
+    """A phone records HLG (10-bit HEVC, BT.2020) by default: read as SDR numbers it was washed out; it is
+    tone-mapped, and comes out as the same clip recorded in SDR does."""
+    import subprocess
+
+    from tests.conftest import ffmpeg
+
+    frames, _ = panning(30)
+    sdr = write_clip(tmp_path / "sdr.mp4", frames)
+    hdr = tmp_path / "hdr.mov"
+    tags = f"colorprim=bt2020:transfer={transfer}:colormatrix=bt2020nc:range=limited"
+    cmd = [ffmpeg(), "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "480x360", "-r", "25",
+           "-i", "pipe:0", "-vf", f"zscale=tin=iec61966-2-1:pin=bt709:min=gbr:t={transfer}:p=bt2020:m=bt2020nc:r=tv"
+           ":npl=203,format=yuv420p10le", "-c:v", "libx265", "-crf", "14", "-x265-params", f"log-level=error:{tags}",
+           "-colorspace", "bt2020nc", "-color_primaries", "bt2020", "-color_trc", transfer, str(hdr)]  # fmt: skip
+    subprocess.run(cmd, input=b"".join(f.tobytes() for f in frames), check=True)
+    naive = np.frombuffer(subprocess.run([ffmpeg(), "-v", "error", "-i", str(hdr), "-frames:v", "1", "-f", "rawvideo",
+                                          "-pix_fmt", "rgb24", "pipe:1"], capture_output=True, check=True).stdout,
+                          np.uint8).reshape(360, 480, 3)  # fmt: skip
+    assert np.abs(naive.astype(float) - frames[0]).mean() > 12  # the clip really is HDR-coded
+    from a2v_cli.engine import clip
+
+    info = clip.probe_clip(hdr)
+    assert info.hdr and not clip.probe_clip(sdr).hdr
+    read = [np.array(list(clip.read_frames(p, 240, 180, hdr=h))).astype(float) for p, h in ((sdr, False), (hdr, True))]
+    assert len(read[0]) == len(read[1]) == 30
+    assert np.abs(read[1] - read[0]).mean() < 4
+    for path, avatar_id in ((sdr, "sdr"), (hdr, "hdr")):  # the bundles (each framed on its own clip's landmarks)
+        result = run_cli("avatars", "add", "--video", str(path), "--id", avatar_id, "--size", "256")
+        assert result.code == 0, result.stderr
+    sdr_frames, hdr_frames = (decode_raw(home() / "avatars" / a / f"{a}-video" / "frames.mkv", 256, "rgb24")
+                              .astype(float) for a in ("sdr", "hdr"))  # fmt: skip
+    colour = [f.reshape(-1, 3).mean(axis=0) for f in (sdr_frames, hdr_frames)]
+    assert np.abs(colour[0] - colour[1]).max() < 5, colour  # each crop is its own (by a pixel or two)
+    saturation = [float((f.max(axis=3) - f.min(axis=3)).mean()) for f in (sdr_frames, hdr_frames)]
+    assert abs(saturation[0] - saturation[1]) < 2, saturation
+
+
 def test_clip_frames_are_lossless_utvideo_and_old_ffv1_bundles_still_load(tmp_path: Path) -> None:
     """A video pose's frames are UtVideo (a quarter of FFV1's encoding CPU, a fifth of its decoding, which every
     render pays for the whole clip); a bundle made before, with FFV1 frames, loads to the same pixels."""
