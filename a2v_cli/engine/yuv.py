@@ -22,8 +22,12 @@ MATRIX = np.stack([
     (np.array([0.0, 0.0, 1.0]) - _LUMA) * (224 / 255) / (2 * (1 - KB)),
     (np.array([1.0, 0.0, 0.0]) - _LUMA) * (224 / 255) / (2 * (1 - KR)),
 ], axis=1).astype(np.float32)  # fmt: skip
-_Y_ROW = np.ascontiguousarray(MATRIX[:, :1])
-_UV_BLOCK = np.ascontiguousarray(MATRIX[:, 1:] * np.float32(0.25))  # of a 2x2 block's sum
+# per-channel coefficients as float32 scalars: each value is three products and two sums in float32, element by
+# element, the same wherever a pixel sits and on every CPU (a matmul's kernels sum in an order, with or without
+# FMA, that depends on the array's length and the CPU: a rectangle came out a level off its whole frame's value)
+_Y = tuple(np.float32(c) for c in MATRIX[:, 0])
+_U = tuple(np.float32(c * 0.25) for c in MATRIX[:, 1])  # of a 2x2 block's sum
+_V = tuple(np.float32(c * 0.25) for c in MATRIX[:, 2])
 OFFSET = np.array([16.5, 128.5, 128.5], dtype=np.float32)  # + 0.5: rounded by the truncation to uint8
 
 
@@ -67,11 +71,12 @@ class Converter:
     def _buffers(self, shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
         *lead, h, w, _ = shape
         n = int(np.prod(lead, dtype=np.int64)) * h * w
-        sizes = (n * 3, n, n, n * 3 // 2, n // 4 * 3, n // 4 * 2, n // 4 * 2)
+        sizes = (n, n, n, n // 2 * 3, n // 4 * 3, n // 4, n // 4)
+        types = (np.float32, np.float32, np.uint8, np.uint16, np.uint16, np.float32, np.float32)
         if not self._flat or self._flat[0].size < sizes[0]:
-            self._flat = tuple(np.empty(k, dt) for k, dt in zip(sizes, (np.float32, np.float32, np.uint8, np.float32,
-                                                                       np.float32, np.float32, np.uint8)))  # fmt: skip
-        shapes = (shape, (n, 1), (n, 1), (*lead, h // 2, w, 3), (n // 4, 3), (n // 4, 2), (n // 4, 2))
+            self._flat = tuple(np.empty(k, dt) for k, dt in zip(sizes, types))
+        shapes = ((*lead, h, w), (*lead, h, w), (*lead, h, w), (*lead, h // 2, w, 3), (*lead, h // 2, w // 2, 3),
+                  (*lead, h // 2, w // 2), (*lead, h // 2, w // 2))  # fmt: skip
         return tuple(buf[:k].reshape(s) for buf, k, s in zip(self._flat, sizes, shapes, strict=True))
 
     def write_rect(self, frames: np.ndarray, rgb: np.ndarray, y0: int, x0: int) -> None:
@@ -82,23 +87,27 @@ class Converter:
         h, w = rgb.shape[-3:-1]
         if (h | w | y0 | x0) % 2:
             raise ValueError("an I420 rectangle must start and end on even rows and columns")
-        lead = rgb.shape[:-3]
         y_plane, u_plane, v_plane = planes(frames, self.height, self.width)
-        f, luma, luma8, rows, block, chroma, chroma8 = self._buffers(rgb.shape)
-        np.copyto(f, rgb)
-        np.matmul(f.reshape(-1, 3), _Y_ROW, out=luma)
-        luma += OFFSET[0]
-        np.copyto(luma8, luma, casting="unsafe")  # within 16..235: truncation rounds (the offset holds + 0.5)
-        y_plane[..., y0 : y0 + h, x0 : x0 + w] = luma8.reshape(*lead, h, w)
-        np.add(f[..., 0::2, :, :], f[..., 1::2, :, :], out=rows)
-        pairs = rows.reshape(*lead, h // 2, w // 2, 6)
-        np.add(pairs[..., :3], pairs[..., 3:], out=block.reshape(*lead, h // 2, w // 2, 3))
-        np.matmul(block, _UV_BLOCK, out=chroma)
-        chroma += OFFSET[1:]
-        np.copyto(chroma8, chroma, casting="unsafe")
-        uv = chroma8.reshape(*lead, h // 2, w // 2, 2)
-        u_plane[..., y0 // 2 : (y0 + h) // 2, x0 // 2 : (x0 + w) // 2] = uv[..., 0]
-        v_plane[..., y0 // 2 : (y0 + h) // 2, x0 // 2 : (x0 + w) // 2] = uv[..., 1]
+        acc, term, luma8, rows, block, cacc, cterm = self._buffers(rgb.shape)
+        _weigh(rgb, _Y, OFFSET[0], acc, term)
+        np.copyto(luma8, acc, casting="unsafe")  # within 16..235: truncation rounds (the offset holds + 0.5)
+        y_plane[..., y0 : y0 + h, x0 : x0 + w] = luma8
+        np.add(rgb[..., 0::2, :, :], rgb[..., 1::2, :, :], out=rows, dtype=np.uint16)  # 2x2 sums: exact in uint16
+        np.add(rows[..., 0::2, :], rows[..., 1::2, :], out=block)
+        ys, xs = slice(y0 // 2, (y0 + h) // 2), slice(x0 // 2, (x0 + w) // 2)
+        for plane, coefs, offset in ((u_plane, _U, OFFSET[1]), (v_plane, _V, OFFSET[2])):
+            _weigh(block, coefs, offset, cacc, cterm)
+            np.copyto(plane[..., ys, xs], cacc, casting="unsafe")
+
+
+def _weigh(pixels: np.ndarray, coefs: tuple[np.float32, ...], offset: np.float32, out: np.ndarray,
+           term: np.ndarray) -> None:  # fmt: skip
+    """out = r * c0 + g * c1 + b * c2 + offset, in float32, in that order for every element."""
+    np.multiply(pixels[..., 0], coefs[0], out=out, dtype=np.float32)
+    for c in (1, 2):
+        np.multiply(pixels[..., c], coefs[c], out=term, dtype=np.float32)
+        out += term
+    out += offset
 
 
 def even_rect(y0: int, y1: int, x0: int, x1: int) -> tuple[int, int, int, int]:
