@@ -50,7 +50,7 @@ ASTRONAUT = ROOT / "examples" / "astronaut.png"
 TOKENS = {"alice": "alice-dist-token-0123456789", "bob": "bob-dist-token-0123456789"}
 FPS = 25
 SHORT_S = 1.0  # the audio of most jobs
-LONG_S = 12.0  # long enough to catch a job mid-render
+LONG_S = 30.0  # long enough to catch a job mid-render, also on a machine that renders a drawn pose at 20x
 DONE_S = 180  # a short job must be finished within this, redelivery included
 
 

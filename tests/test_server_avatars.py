@@ -15,9 +15,9 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import psutil
 import pytest
 from conftest import ROOT, SPEECH, decode_frames, ffmpeg, run_cli, wav_duration
+from services import processes_named
 from test_server import API, TOKENS, Server, call, client, err, ok, wait_for
 
 from a2v_cli.errors import ExitCode
@@ -283,8 +283,7 @@ def test_a_build_past_its_deadline_is_killed_and_leaves_nothing(tmp_path: Path) 
         assert leftovers(s, "alice") == []
         assert not (tenant_home(s.data_dir.resolve(), "alice") / "avatars" / "slow").exists()
         assert "slow" not in [a["avatar_id"] for a in ok(call(s, "GET", "/avatar.list"))]
-        assert not [p for p in psutil.Process(s.proc.pid).children(recursive=True)  # type: ignore[union-attr]
-                    if "avatar_ingest" in " ".join(p.cmdline())]
+        assert not processes_named(s.proc.pid, "avatar_ingest")  # type: ignore[union-attr]
     finally:
         s.stop()
 
