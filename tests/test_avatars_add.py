@@ -760,10 +760,17 @@ def test_an_hdr_clip_keeps_its_colours(tmp_path: Path, transfer: str) -> None:
     from a2v_cli.engine import clip
 
     info = clip.probe_clip(hdr)
-    assert info.hdr and not clip.probe_clip(sdr).hdr
-    read = [np.array(list(clip.read_frames(p, 240, 180, hdr=h))).astype(float) for p, h in ((sdr, False), (hdr, True))]
+    assert info.tone_map and not clip.probe_clip(sdr).tone_map
+    read = [np.array(list(clip.read_frames(p, 240, 180, tone_map=t))).astype(float)
+            for p, t in ((sdr, None), (hdr, info.tone_map))]  # fmt: skip
     assert len(read[0]) == len(read[1]) == 30
     assert np.abs(read[1] - read[0]).mean() < 4
+    # a stream that leaves its primaries and matrix unspecified (the container says BT.2020): read all the same
+    bare = tmp_path / "bare.mp4"
+    subprocess.run([ffmpeg(), "-v", "error", "-i", str(hdr), "-c:v", "copy", "-bsf:v",
+                    "hevc_metadata=colour_primaries=2:matrix_coefficients=2", str(bare)], check=True)  # fmt: skip
+    again = np.array(list(clip.read_frames(bare, 240, 180, tone_map=clip.probe_clip(bare).tone_map))).astype(float)
+    assert np.abs(again - read[0]).mean() < 4
     for path, avatar_id in ((sdr, "sdr"), (hdr, "hdr")):  # the bundles (each framed on its own clip's landmarks)
         result = run_cli("avatars", "add", "--video", str(path), "--id", avatar_id, "--size", "256")
         assert result.code == 0, result.stderr
@@ -773,6 +780,23 @@ def test_an_hdr_clip_keeps_its_colours(tmp_path: Path, transfer: str) -> None:
     assert np.abs(colour[0] - colour[1]).max() < 5, colour  # each crop is its own (by a pixel or two)
     saturation = [float((f.max(axis=3) - f.min(axis=3)).mean()) for f in (sdr_frames, hdr_frames)]
     assert abs(saturation[0] - saturation[1]) < 2, saturation
+
+
+def test_which_clips_are_tone_mapped() -> None:
+    from a2v_cli.engine.clip import _tone_map
+
+    line = "Stream #0:0: Video: hevc (Main 10) (hvc1 / 0x31637668), {}, 3840x2160, 25 fps"
+    hlg = _tone_map(line.format("yuv420p10le(tv, bt2020nc/bt2020/arib-std-b67, progressive)"))
+    assert hlg is not None and "tin=arib-std-b67:pin=bt2020:min=bt2020nc:rin=limited" in hlg
+    pq = _tone_map(line.format("yuv422p10le(pc, bt709/smpte432/smpte2084)"))  # P3-D65 PQ, full range
+    assert pq is not None and "tin=smpte2084:pin=smpte432:min=bt709:rin=full" in pq
+    wide = _tone_map(line.format("yuv420p10le(tv, bt2020nc/bt2020/bt2020-10)"))  # SDR in BT.2020 colours
+    assert wide is not None and "tin=bt2020-10:pin=bt2020" in wide
+    odd = _tone_map(line.format("yuv420p10le(tv, unknown/bt2020/weird-curve)"))  # unknowns: BT.2020's
+    assert odd is not None and "tin=bt2020-10:pin=bt2020:min=bt2020nc" in odd
+    for sdr in ("yuv420p(tv, bt709, progressive)", "yuv420p(progressive)", "yuvj420p(pc, bt470bg/unknown/unknown)",
+                "yuv420p(tv, bt709/unknown/unknown)"):  # fmt: skip
+        assert _tone_map(line.format(sdr)) is None, sdr
 
 
 def test_clip_frames_are_lossless_utvideo_and_old_ffv1_bundles_still_load(tmp_path: Path) -> None:

@@ -30,8 +30,16 @@ FPS = 25
 # highlights above 0.8 of that white rolled off (mobius) rather than clipped, sRGB's curve as a photo has it. On the
 # astronaut encoded as 10-bit HLG and PQ in BT.2020 (white at 203 nits), the mean error against the photo is 2.2 and
 # 2.4 levels (20 and 37 read as SDR; hable's curve, 38: it darkens faces to save highlights)
-TONE_MAP = ("zscale=t=linear:npl=203,format=gbrpf32le,zscale=p=bt709,tonemap=mobius:param=0.8:desat=0,"
-            "zscale=t=iec61966-2-1:m=bt709:r=pc")
+# The clip's own colour description (as `ffmpeg -i` reads it, container or stream) is handed to zscale, with BT.2020's
+# where it is missing (in and out of the first zscale): frames whose stream leaves a field unspecified made zscale
+# fail ("no path between colorspaces"), and the clip read as damaged.
+TONE_MAP = ("zscale=tin={transfer}:pin={primaries}:min={matrix}:rin={range}:t=linear:p={primaries}:npl=203,"
+            "format=gbrpf32le,"
+            "zscale=p=bt709,tonemap=mobius:param=0.8:desat=0,zscale=t=iec61966-2-1:m=bt709:r=pc")
+HDR_TRANSFERS = ("smpte2084", "arib-std-b67")
+WIDE_TRANSFERS = ("bt2020-10", "bt2020-12", "bt709", "smpte170m", "bt470bg", *HDR_TRANSFERS)  # as zscale reads them
+PRIMARIES = ("bt2020", "bt709", "smpte432", "smpte431")  # BT.2020, BT.709, P3-D65, DCI-P3
+MATRICES = ("bt2020nc", "bt709", "smpte170m", "bt470bg")
 
 
 @dataclass(frozen=True)
@@ -39,7 +47,7 @@ class ClipInfo:
     width: int  # as shown (after rotation)
     height: int
     duration: float
-    hdr: bool = False  # HDR (PQ, HLG) or BT.2020 colours: TONE_MAP on the way to RGB
+    tone_map: str | None = None  # HDR (PQ, HLG) or BT.2020 colours: TONE_MAP for this clip, on the way to RGB
 
 
 def check_clip_file(path: Path) -> None:
@@ -58,8 +66,7 @@ def probe_clip(path: Path) -> ClipInfo:
     if video is None:
         raise InputError(f"{path.name} is not a video ffmpeg can read", "use an MP4, MOV, WebM or MKV clip")
     width, height = int(video.group(1)), int(video.group(2))
-    line = text[video.start() : text.find("\n", video.start())]
-    hdr = re.search(r"smpte2084|arib-std-b67|/bt2020/", line) is not None
+    tone_map = _tone_map(text[video.start() : text.find("\n", video.start())])
     if re.search(r"rotate\s*:\s*-?(90|270)|rotation of -?(90|270)", text):
         width, height = height, width
     found = re.search(r"Duration: (\d+):(\d+):([\d.]+)", text)
@@ -73,14 +80,33 @@ def probe_clip(path: Path) -> ClipInfo:
     if duration < MIN_SECONDS:
         raise InputError(f"{path.name} is {duration:.1f} s long; at least {MIN_SECONDS:g} s is needed",
                          "use a clip of 2-10 s")
-    return ClipInfo(width, height, duration, hdr)
+    return ClipInfo(width, height, duration, tone_map)
+
+
+def _tone_map(stream: str) -> str | None:
+    """TONE_MAP for a clip whose video stream line (``yuv420p10le(tv, bt2020nc/bt2020/arib-std-b67, ...)``) says HDR
+    or BT.2020 primaries; None for SDR."""
+    found = re.search(r"\b(?:yuv|yuva|gbr|rgb|p0|nv|x2)\w*\(([^)]*)\)", stream)
+    if found is None:
+        return None
+    parts = [p.strip() for p in found.group(1).split(",")]
+    full = "pc" in parts
+    colour = next((p for p in parts if p not in ("tv", "pc", "progressive") and not p.startswith(("top", "bottom"))),
+                  "")  # fmt: skip
+    fields = colour.split("/") if "/" in colour else [colour] * 3
+    matrix, primaries, transfer = [*fields, "", "", ""][:3]
+    if transfer not in HDR_TRANSFERS and primaries != "bt2020":
+        return None
+    return TONE_MAP.format(transfer=transfer if transfer in WIDE_TRANSFERS else "bt2020-10",
+                           primaries=primaries if primaries in PRIMARIES else "bt2020",
+                           matrix=matrix if matrix in MATRICES else "bt2020nc", range="full" if full else "limited")
 
 
 def read_frames(path: Path, width: int, height: int, crop: tuple[int, int, int, int] | None = None,
-                step: int = 1, hdr: bool = False) -> Iterator[np.ndarray]:
+                step: int = 1, tone_map: str | None = None) -> Iterator[np.ndarray]:
     """The clip's frames at 25 fps (``step`` > 1: only every step-th of them), scaled to width x height, as
     (H, W, 3) uint8 RGB; ``crop`` (x, y, w, h in the clip's px, as shown) first cuts that rectangle out;
-    ``hdr`` (ClipInfo.hdr): tone-mapped to SDR, after the scaling (a fraction of the pixels of a 4K clip).
+    ``tone_map`` (ClipInfo.tone_map): that filter after the scaling (a fraction of the pixels of a 4K clip).
 
     ffmpeg does the cropping and scaling in its own process, beside the caller's work, and only the pixels the
     caller keeps cross the pipe."""
@@ -92,8 +118,8 @@ def read_frames(path: Path, width: int, height: int, crop: tuple[int, int, int, 
         chain.append(f"crop={w}:{h}:{x}:{y}")
     src = max(crop[2:]) if crop is not None else None
     chain.append(f"scale={width}:{height}:flags={'lanczos' if src is not None and src < width else 'area'}")
-    if hdr:
-        chain.append(TONE_MAP)
+    if tone_map:
+        chain.append(tone_map)
     cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-i", str(path), "-an", "-sn",
            "-vf", ",".join(chain), "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

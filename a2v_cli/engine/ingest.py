@@ -903,7 +903,7 @@ def add_video(
     # pass 1, small and sparse: the face in the first frame, then where the head goes, for one framing
     k1 = min(1.0, VIDEO_WORK_SIDE / max(info.width, info.height))
     w1, h1 = _even(info.width * k1), _even(info.height * k1)
-    samples_of = clip.read_frames(req.image, w1, h1, step=FRAMING_STEP, hdr=info.hdr)
+    samples_of = clip.read_frames(req.image, w1, h1, step=FRAMING_STEP, tone_map=info.tone_map)
     with closing(samples_of) as samples:  # ffmpeg ends with it
         first = next(samples)
         picked = _pick(first, req, f"the first frame of {what}", info.width / w1)
@@ -930,7 +930,7 @@ def add_video(
         fade: np.ndarray | float = 1.0
 
         def frames() -> Any:
-            return clip.read_frames(req.image, size, size, crop=cut.crop, hdr=info.hdr)
+            return clip.read_frames(req.image, size, size, crop=cut.crop, tone_map=info.tone_map)
     else:  # past the picture's edge: whole frames at the pose's scale, cut and edge-extended here
         k2 = size / cut.side
         w2, h2 = _even(info.width * k2), _even(info.height * k2)
@@ -939,7 +939,7 @@ def add_video(
         fade = edge_fade(framing, w2, h2, size)
 
         def frames() -> Any:
-            return (crop(frame, framing, size) for frame in clip.read_frames(req.image, w2, h2, hdr=info.hdr))
+            return (crop(frame, framing, size) for frame in clip.read_frames(req.image, w2, h2, tone_map=info.tone_map))
 
     avatar_id = req.avatar_id or free_id(req.image.stem, avatars, builtin)
     pose_id = f"{avatar_id}-video"
