@@ -761,15 +761,14 @@ def test_an_hdr_clip_keeps_its_colours(tmp_path: Path, transfer: str) -> None:
 
     info = clip.probe_clip(hdr)
     assert info.tone_map and not clip.probe_clip(sdr).tone_map
-    read = [np.array(list(clip.read_frames(p, 240, 180, tone_map=t))).astype(float)
-            for p, t in ((sdr, None), (hdr, info.tone_map))]  # fmt: skip
+    read = [np.array(list(clip.read_frames(p, clip.probe_clip(p), 240, 180))).astype(float) for p in (sdr, hdr)]
     assert len(read[0]) == len(read[1]) == 30
     assert np.abs(read[1] - read[0]).mean() < 4
     # a stream that leaves its primaries and matrix unspecified (the container says BT.2020): read all the same
     bare = tmp_path / "bare.mp4"
     subprocess.run([ffmpeg(), "-v", "error", "-i", str(hdr), "-c:v", "copy", "-bsf:v",
                     "hevc_metadata=colour_primaries=2:matrix_coefficients=2", str(bare)], check=True)  # fmt: skip
-    again = np.array(list(clip.read_frames(bare, 240, 180, tone_map=clip.probe_clip(bare).tone_map))).astype(float)
+    again = np.array(list(clip.read_frames(bare, clip.probe_clip(bare), 240, 180))).astype(float)
     assert np.abs(again - read[0]).mean() < 4
     for path, avatar_id in ((sdr, "sdr"), (hdr, "hdr")):  # the bundles (each framed on its own clip's landmarks)
         result = run_cli("avatars", "add", "--video", str(path), "--id", avatar_id, "--size", "256")
@@ -780,6 +779,62 @@ def test_an_hdr_clip_keeps_its_colours(tmp_path: Path, transfer: str) -> None:
     assert np.abs(colour[0] - colour[1]).max() < 5, colour  # each crop is its own (by a pixel or two)
     saturation = [float((f.max(axis=3) - f.min(axis=3)).mean()) for f in (sdr_frames, hdr_frames)]
     assert abs(saturation[0] - saturation[1]) < 2, saturation
+
+
+def write_alpha_clip(path: Path, frames: list[np.ndarray], alphas: list[np.ndarray]) -> Path:
+    """A cut-out clip as an editor exports one: ProRes 4444 (.mov) or VP9 with alpha (.webm)."""
+    import subprocess
+
+    from tests.conftest import ffmpeg
+
+    h, w = frames[0].shape[:2]
+    codec = (["-c:v", "libvpx-vp9", "-pix_fmt", "yuva420p", "-crf", "20", "-b:v", "0"] if path.suffix == ".webm"
+             else ["-c:v", "prores_ks", "-profile:v", "4444", "-pix_fmt", "yuva444p10le"])  # fmt: skip
+    rgba = b"".join(np.dstack([f, a]).tobytes() for f, a in zip(frames, alphas, strict=True))
+    subprocess.run([ffmpeg(), "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgba", "-s", f"{w}x{h}", "-r", "25",
+                    "-i", "pipe:0", *codec, str(path)], input=rgba, check=True)  # fmt: skip
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".mov", ".webm"])
+def test_a_clips_own_alpha_is_the_matte(tmp_path: Path, suffix: str) -> None:
+    """A cut-out clip keeps its cut-out, as a PNG does: here everything left of a hard vertical edge beside the face
+    (the background there included, the shoulder right of it not), which the segmenter would never draw."""
+    from a2v_cli.engine import clip
+
+    frames, shifts = panning(30)
+    alphas = []
+    for dx in shifts:
+        alpha = np.zeros((360, 480), np.uint8)
+        alpha[:, : dx + 205] = 255  # the face spans about dx + 125 to dx + 190
+        alphas.append(alpha)
+    cutout = write_alpha_clip(tmp_path / f"cutout{suffix}", frames, alphas)
+    info = clip.probe_clip(cutout)
+    assert info.alpha and not clip.probe_clip(write_clip(tmp_path / "plain.mp4", frames)).alpha
+    for path, avatar_id in ((cutout, "cut"), (tmp_path / "plain.mp4", "seg")):
+        result = run_cli("avatars", "add", "--video", str(path), "--id", avatar_id, "--size", "256")
+        assert result.code == 0, result.stderr
+    cut, seg = (decode_raw(home() / "avatars" / a / f"{a}-video" / "matte.mkv", 256, "gray")[..., 0].astype(float)
+                for a in ("cut", "seg"))  # fmt: skip
+    assert cut.shape == seg.shape == (30, 256, 256)
+    soft = ((cut > 12) & (cut < 243)).mean()
+    assert soft < 0.04, soft  # a hard edge, not the segmenter's soft person
+    assert (np.abs(cut - seg) > 128).mean() > 0.05  # and not the segmenter's matte
+    track = np.load(home() / "avatars" / "cut" / "cut-video" / "landmarks.npy")
+    for i in (0, 15, 29):
+        inner = track[i, [1, 33, 263, 61, 291]].round().astype(int)
+        assert cut[i, inner[:, 1], inner[:, 0]].min() > 240
+    # the edge moves with the pan, in step with the nose
+    edge = np.array([np.argmax(cut[i, 128] < 128) for i in range(30)], dtype=float)
+    assert edge.min() > 128 and np.corrcoef(edge, track[:, 1, 0])[0, 1] > 0.9, edge
+
+
+def test_a_clip_whose_alpha_hides_the_face_is_refused(tmp_path: Path) -> None:
+    frames, _ = panning(30)
+    clear = [np.zeros((360, 480), np.uint8) for _ in frames]
+    gone = write_alpha_clip(tmp_path / "gone.mov", frames, clear)
+    result = run_cli("avatars", "add", "--video", str(gone), "--size", "256")
+    assert_bad_input(result, "the face in the first frame of gone.mov is transparent", "save the clip")
 
 
 def test_which_clips_are_tone_mapped() -> None:

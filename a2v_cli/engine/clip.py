@@ -4,6 +4,8 @@ Any container and codec ffmpeg reads will do; the clip is capped (``MAX_SECONDS`
 every frame becomes part of the avatar, kept losslessly. ffmpeg applies the clip's rotation metadata itself.
 An HDR clip (HLG, what a phone records by default, or PQ) or one in BT.2020 colours is tone-mapped to SDR
 BT.709 on the way, as a player would show it: read as SDR numbers it came out washed out and dark.
+A clip with an alpha channel (ProRes 4444, PNG or QuickTime Animation in MOV, VP8/VP9 WebM with alpha: a
+cut-out made in an editor) is read with it, so its own cut-out can be the matte, as a PNG's alpha is.
 """
 
 from __future__ import annotations
@@ -48,6 +50,11 @@ class ClipInfo:
     height: int
     duration: float
     tone_map: str | None = None  # HDR (PQ, HLG) or BT.2020 colours: TONE_MAP for this clip, on the way to RGB
+    alpha: bool = False  # the stream carries an alpha channel: frames are read as RGBA
+    decoder: tuple[str, ...] = ()  # input options that choose the decoder (libvpx: ffmpeg's own VP9 drops alpha)
+
+
+ALPHA_FORMATS = re.compile(r"\b(?:yuva|rgba|argb|bgra|abgr|gbrap|ya8|ya16|rgba64|bgra64)\w*\(?")
 
 
 def check_clip_file(path: Path) -> None:
@@ -66,7 +73,16 @@ def probe_clip(path: Path) -> ClipInfo:
     if video is None:
         raise InputError(f"{path.name} is not a video ffmpeg can read", "use an MP4, MOV, WebM or MKV clip")
     width, height = int(video.group(1)), int(video.group(2))
-    tone_map = _tone_map(text[video.start() : text.find("\n", video.start())])
+    line = text[video.start() : text.find("\n", video.start())]
+    tone_map = _tone_map(line)
+    following = re.search(r"\n\s*Stream #", text[video.end() :])
+    block = text[video.start() : video.end() + (following.start() if following else len(text))]
+    webm_alpha = re.search(r"alpha_mode\s*:\s*1", block) is not None and re.search(r"Video: vp[89]\b", line)
+    decoder: tuple[str, ...] = ()
+    if webm_alpha:
+        decoder = ("-c:v", "libvpx-vp9" if "Video: vp9" in line else "libvpx")
+    # an HDR clip with alpha is read as RGB (the tone map works on colour only); the segmenter mattes it
+    alpha = (webm_alpha or ALPHA_FORMATS.search(line) is not None) and tone_map is None
     if re.search(r"rotate\s*:\s*-?(90|270)|rotation of -?(90|270)", text):
         width, height = height, width
     found = re.search(r"Duration: (\d+):(\d+):([\d.]+)", text)
@@ -80,7 +96,7 @@ def probe_clip(path: Path) -> ClipInfo:
     if duration < MIN_SECONDS:
         raise InputError(f"{path.name} is {duration:.1f} s long; at least {MIN_SECONDS:g} s is needed",
                          "use a clip of 2-10 s")
-    return ClipInfo(width, height, duration, tone_map)
+    return ClipInfo(width, height, duration, tone_map, bool(alpha), decoder)
 
 
 def _tone_map(stream: str) -> str | None:
@@ -102,11 +118,11 @@ def _tone_map(stream: str) -> str | None:
                            matrix=matrix if matrix in MATRICES else "bt2020nc", range="full" if full else "limited")
 
 
-def read_frames(path: Path, width: int, height: int, crop: tuple[int, int, int, int] | None = None,
-                step: int = 1, tone_map: str | None = None) -> Iterator[np.ndarray]:
+def read_frames(path: Path, info: ClipInfo, width: int, height: int, crop: tuple[int, int, int, int] | None = None,
+                step: int = 1) -> Iterator[np.ndarray]:
     """The clip's frames at 25 fps (``step`` > 1: only every step-th of them), scaled to width x height, as
-    (H, W, 3) uint8 RGB; ``crop`` (x, y, w, h in the clip's px, as shown) first cuts that rectangle out;
-    ``tone_map`` (ClipInfo.tone_map): that filter after the scaling (a fraction of the pixels of a 4K clip).
+    (H, W, 3) uint8 RGB, or (H, W, 4) RGBA where ``info.alpha``; ``crop`` (x, y, w, h in the clip's px, as shown)
+    first cuts that rectangle out; ``info.tone_map`` runs after the scaling (a fraction of the pixels of a 4K clip).
 
     ffmpeg does the cropping and scaling in its own process, beside the caller's work, and only the pixels the
     caller keeps cross the pipe."""
@@ -118,13 +134,14 @@ def read_frames(path: Path, width: int, height: int, crop: tuple[int, int, int, 
         chain.append(f"crop={w}:{h}:{x}:{y}")
     src = max(crop[2:]) if crop is not None else None
     chain.append(f"scale={width}:{height}:flags={'lanczos' if src is not None and src < width else 'area'}")
-    if tone_map:
-        chain.append(tone_map)
-    cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-i", str(path), "-an", "-sn",
-           "-vf", ",".join(chain), "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    if info.tone_map:
+        chain.append(info.tone_map)
+    channels = 4 if info.alpha else 3
+    cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", *info.decoder, "-i", str(path), "-an", "-sn",
+           "-vf", ",".join(chain), "-f", "rawvideo", "-pix_fmt", "rgba" if info.alpha else "rgb24", "pipe:1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
-    frame_bytes = width * height * 3
+    frame_bytes = width * height * channels
     count = 0
     try:
         while count < MAX_SECONDS * FPS + 2:
@@ -132,7 +149,7 @@ def read_frames(path: Path, width: int, height: int, crop: tuple[int, int, int, 
             if len(raw) < frame_bytes:
                 break
             count += 1
-            yield np.frombuffer(raw, np.uint8).reshape(height, width, 3)
+            yield np.frombuffer(raw, np.uint8).reshape(height, width, channels)
     finally:
         if proc.poll() is None:
             proc.kill()

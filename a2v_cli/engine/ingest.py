@@ -610,7 +610,7 @@ def _check_frontal(landmarks: np.ndarray, what: str, rgb: np.ndarray, device: st
                          "use a photo where the person faces the camera")
 
 
-def _check_face_opaque(alpha: np.ndarray, landmarks: np.ndarray, what: str) -> None:
+def _check_face_opaque(alpha: np.ndarray, landmarks: np.ndarray, what: str, kind: str = "photo") -> None:
     """The photo's alpha becomes the matte, so it must keep the face: a PNG saved fully transparent (or with a
     hole over the face) used to make an avatar whose mask hides the person, with exit 0."""
     h, w = alpha.shape[:2]
@@ -618,7 +618,7 @@ def _check_face_opaque(alpha: np.ndarray, landmarks: np.ndarray, what: str) -> N
     ys = np.clip(np.round(landmarks[:, 1]).astype(int), 0, h - 1)
     if (alpha[ys, xs] < 128).mean() > MAX_CLEAR_FACE:
         raise InputError(f"the face in {what} is transparent in its alpha channel, which a2v uses as the cut-out",
-                         "save the photo with the person opaque, or without transparency")
+                         f"save the {kind} with the person opaque, or without transparency")
 
 
 def _check_whole(landmarks: np.ndarray, width: int, height: int, what: str) -> None:
@@ -896,6 +896,7 @@ def add_video(
     in its own process."""
     from a2v_cli.engine import clip
     from a2v_cli.engine.face import Smoother, Tracker, face_lost
+    from a2v_cli.engine.photo import ALPHA_MIN_SHARE
 
     avatars = _start(req, home, builtin)
     what = req.image.name
@@ -903,17 +904,21 @@ def add_video(
     # pass 1, small and sparse: the face in the first frame, then where the head goes, for one framing
     k1 = min(1.0, VIDEO_WORK_SIDE / max(info.width, info.height))
     w1, h1 = _even(info.width * k1), _even(info.height * k1)
-    samples_of = clip.read_frames(req.image, w1, h1, step=FRAMING_STEP, tone_map=info.tone_map)
-    with closing(samples_of) as samples:  # ffmpeg ends with it
-        first = next(samples)
+    with closing(clip.read_frames(req.image, info, w1, h1, step=FRAMING_STEP)) as samples:  # ffmpeg ends with it
+        first_rgba = next(samples)
+        first = np.ascontiguousarray(first_rgba[..., :3])
         picked = _pick(first, req, f"the first frame of {what}", info.width / w1)
         face, start = picked.face, picked.landmarks
         _note_faces(f"the first frame of {what}", req, len(picked.faces), warn)
         _check_frontal(start, what, first, req.device)
         _check_whole(start, w1, h1, what)
+        # the clip's own alpha is the matte where it cuts something out (as a photo's: ALPHA_MIN_SHARE)
+        own_alpha = info.alpha and (first_rgba[..., 3] < 128).mean() >= ALPHA_MIN_SHARE
+        if own_alpha:
+            _check_face_opaque(first_rgba[..., 3], start, f"the first frame of {what}", "clip")
         follow = Tracker(req.device, start)
         # a sample where the face is lost is left out: pass 2 sees every frame and names the one where it is lost
-        path = [start, *(p for p in map(follow, samples) if p is not None)]
+        path = [start, *(p for p in map(follow, (f[..., :3] for f in samples)) if p is not None)]
     framing1 = frame_face(np.mean(path, axis=0), w1, h1)
     _check_framing(framing1, what)
     size = req.size
@@ -930,7 +935,7 @@ def add_video(
         fade: np.ndarray | float = 1.0
 
         def frames() -> Any:
-            return clip.read_frames(req.image, size, size, crop=cut.crop, tone_map=info.tone_map)
+            return clip.read_frames(req.image, info, size, size, crop=cut.crop)
     else:  # past the picture's edge: whole frames at the pose's scale, cut and edge-extended here
         k2 = size / cut.side
         w2, h2 = _even(info.width * k2), _even(info.height * k2)
@@ -939,7 +944,7 @@ def add_video(
         fade = edge_fade(framing, w2, h2, size)
 
         def frames() -> Any:
-            return (crop(frame, framing, size) for frame in clip.read_frames(req.image, w2, h2, tone_map=info.tone_map))
+            return (crop(frame, framing, size) for frame in clip.read_frames(req.image, info, w2, h2))
 
     avatar_id = req.avatar_id or free_id(req.image.stem, avatars, builtin)
     pose_id = f"{avatar_id}-video"
@@ -961,8 +966,11 @@ def add_video(
                                  size, size, clip.FPS, None)
         matte = VideoMatte(size, fade, req.device)
 
-        def finish(index: int, image: np.ndarray) -> None:  # on the matting thread, one frame after the other
-            matte8 = matte(image)
+        def finish(index: int, image: np.ndarray, alpha: np.ndarray | None) -> None:  # on the matting thread, in order
+            if alpha is None:
+                matte8 = matte(image)
+            else:  # the clip's own cut-out, faded past the clip's edge as the segmenter's is
+                matte8 = alpha if isinstance(fade, float) else np.clip(alpha * fade + 0.5, 0, 255).astype(np.uint8)
             frames_out.write(image[None])
             matte_out.write(matte8[None])
             if index == 0:
@@ -975,12 +983,14 @@ def add_video(
         try:
             try:
                 with closing(frames()) as stream:
-                    for index, image in enumerate(stream):
+                    for index, pixels in enumerate(stream):
+                        image = np.ascontiguousarray(pixels[..., :3]) if info.alpha else pixels
+                        alpha = np.ascontiguousarray(pixels[..., 3]) if own_alpha else None
                         raw = track(image)
                         if raw is None:
                             raise face_lost(index)
                         points.append(smooth(raw))
-                        pending.append(pool.submit(finish, index, image))
+                        pending.append(pool.submit(finish, index, image, alpha))
                         while pending and (len(pending) > AHEAD or pending[0].done()):
                             pending.popleft().result()  # the matting thread's error, if any, surfaces here
                 while pending:
