@@ -837,6 +837,31 @@ def test_a_clip_whose_alpha_hides_the_face_is_refused(tmp_path: Path) -> None:
     assert_bad_input(result, "the face in the first frame of gone.mov is transparent", "save the clip")
 
 
+def test_an_anamorphic_clip_keeps_the_faces_shape(tmp_path: Path) -> None:
+    """HDV and DV store wide frames in narrow pixels (1440x1080 shown as 1920x1080): read as stored, the face came
+    out a quarter too narrow."""
+    import subprocess
+
+    from tests.conftest import ffmpeg
+
+    frames, _ = panning(30)
+    plain = write_clip(tmp_path / "plain.mp4", frames)
+    narrow = tmp_path / "narrow.mp4"  # 480x360 shown, stored as 360x360 with pixels 4:3 wide
+    subprocess.run([ffmpeg(), "-v", "error", "-i", str(plain), "-vf", "scale=360:360,setsar=4/3", "-c:v", "libx264",
+                    "-crf", "16", str(narrow)], check=True)  # fmt: skip
+    for path, avatar_id in ((plain, "plain"), (narrow, "narrow")):
+        result = run_cli("avatars", "add", "--video", str(path), "--id", avatar_id, "--size", "256", "--json")
+        assert result.code == 0, result.stderr
+    manifest = json.loads((home() / "avatars" / "narrow" / "avatar.json").read_text())
+    assert (manifest["source"]["width"], manifest["source"]["height"]) == (480, 360)
+
+    def shape(avatar_id: str) -> float:  # cheek to cheek over brow to chin
+        marks = np.load(home() / "avatars" / avatar_id / f"{avatar_id}-video" / "landmarks.npy")[0]
+        return float(np.linalg.norm(marks[234, :2] - marks[454, :2]) / np.linalg.norm(marks[10, :2] - marks[152, :2]))
+
+    assert abs(shape("narrow") / shape("plain") - 1) < 0.05, (shape("narrow"), shape("plain"))
+
+
 def test_which_clips_are_tone_mapped() -> None:
     from a2v_cli.engine.clip import _tone_map
 

@@ -52,6 +52,7 @@ class ClipInfo:
     tone_map: str | None = None  # HDR (PQ, HLG) or BT.2020 colours: TONE_MAP for this clip, on the way to RGB
     alpha: bool = False  # the stream carries an alpha channel: frames are read as RGBA
     decoder: tuple[str, ...] = ()  # input options that choose the decoder (libvpx: ffmpeg's own VP9 drops alpha)
+    anamorphic: bool = False  # non-square pixels (HDV, DV, some phone exports): width is the shown one
 
 
 ALPHA_FORMATS = re.compile(r"\b(?:yuva|rgba|argb|bgra|abgr|gbrap|ya8|ya16|rgba64|bgra64)\w*\(?")
@@ -74,6 +75,10 @@ def probe_clip(path: Path) -> ClipInfo:
         raise InputError(f"{path.name} is not a video ffmpeg can read", "use an MP4, MOV, WebM or MKV clip")
     width, height = int(video.group(1)), int(video.group(2))
     line = text[video.start() : text.find("\n", video.start())]
+    sar = re.search(r"\[SAR (\d+):(\d+) DAR", line)
+    anamorphic = sar is not None and int(sar.group(2)) > 0 and sar.group(1) != sar.group(2) and int(sar.group(1)) > 0
+    if anamorphic:  # as shown: a 1440x1080 HDV frame at SAR 4:3 is 1920x1080 (faces must keep their shape)
+        width = max(2, round(width * int(sar.group(1)) / int(sar.group(2)) / 2) * 2)
     tone_map = _tone_map(line)
     following = re.search(r"\n\s*Stream #", text[video.end() :])
     block = text[video.start() : video.end() + (following.start() if following else len(text))]
@@ -96,7 +101,7 @@ def probe_clip(path: Path) -> ClipInfo:
     if duration < MIN_SECONDS:
         raise InputError(f"{path.name} is {duration:.1f} s long; at least {MIN_SECONDS:g} s is needed",
                          "use a clip of 2-10 s")
-    return ClipInfo(width, height, duration, tone_map, bool(alpha), decoder)
+    return ClipInfo(width, height, duration, tone_map, bool(alpha), decoder, anamorphic)
 
 
 def _tone_map(stream: str) -> str | None:
@@ -127,6 +132,8 @@ def read_frames(path: Path, info: ClipInfo, width: int, height: int, crop: tuple
     ffmpeg does the cropping and scaling in its own process, beside the caller's work, and only the pixels the
     caller keeps cross the pipe."""
     chain = [f"fps={FPS}"]
+    if info.anamorphic:  # to square pixels first, so the crop is in shown px
+        chain.append(f"scale={info.width}:{info.height},setsar=1")
     if step > 1:
         chain.append(f"framestep={step}")
     if crop is not None:
