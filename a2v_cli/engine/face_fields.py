@@ -397,9 +397,17 @@ BROW_ROOM = 0.8  # ... but at most this share of the way up to the brow's lower 
 FOLD_MIN = 0.5  # was pulled down into the lid), and at least this many eye heights
 SKIN_MIN = 0.3  # eye heights of lid skin left to stretch between the lashes and the crease, where a brow is close
 BROWS = ((46, 53, 52, 65, 55), (276, 283, 282, 295, 285))  # the brows' lower edges, as EYES' order
+# A glasses rim across the lid skin: a thin line standing out from the skin on both sides (darker or brighter by at
+# least RIM_LEVELS of luma, at one of RIM_SCALES eye heights above and below it) over at least RIM_SHARE of the eye's
+# width, between RIM_CLEAR eye heights above the lid (lashes, liner) and the top of the stretch. The stretch stops
+# below it, as under a brow: stretched, the rim bent down into the closed lid in a V
+RIM_LEVELS = 60.0
+RIM_SCALES = (0.12, 0.3)
+RIM_SHARE = 0.5
+RIM_CLEAR = 0.35
 
 
-def eye_region(marks: np.ndarray, shape: tuple[int, int]) -> Region:
+def eye_region(marks: np.ndarray, shape: tuple[int, int], image: np.ndarray | None = None) -> Region:
     """Fields over both eyes, one per blink level: each upper lid comes down over the eye.
 
     The lash line and the lashes move down as they are, the lid skin between the crease and the lashes
@@ -407,7 +415,8 @@ def eye_region(marks: np.ndarray, shape: tuple[int, int]) -> Region:
     fold in the mapping). A stretched lash would be a streak over the lid, so the whole lash band moves.
     The lid's new edge is anti-aliased in colour (``cover``): a field that blends displacements there
     samples the eye between lid and lid, and shows its iris and white as specks along the edge.
-    In the face's own axes, like the mouth: a tilted head's lids close along its own vertical.
+    In the face's own axes, like the mouth: a tilted head's lids close along its own vertical. With the ``image``,
+    the stretch also stops below a glasses rim across the lid skin (RIM_LEVELS).
     """
     up_frame = Upright.of(marks)
     marks = up_frame.marks(marks)
@@ -423,11 +432,12 @@ def eye_region(marks: np.ndarray, shape: tuple[int, int]) -> Region:
                                                  math.floor(bx[:, 0].min() - 0.25 * ew),
                                                  math.ceil(bx[:, 2].max() + 0.25 * ew) + 1), shape)
     ux, uy = up_frame.points(xs, ys)
+    rims = [_rim_room(image, y0, x0, xs.shape, marks, ux, uy, eye) for eye in EYES] if image is not None else None
     fields, covers = [], []
     for level in BLINK_LEVELS:
         dy = np.zeros_like(xs)
         cover = np.ones_like(xs)
-        for (corners, upper, lower), brow in zip(EYES, BROWS, strict=True):
+        for e, ((corners, upper, lower), brow) in enumerate(zip(EYES, BROWS, strict=True)):
             xa, xb = sorted(marks[list(corners), 0])
             u_pts = np.concatenate([marks[list(upper), :2], marks[list(corners), :2]])
             l_pts = np.concatenate([marks[list(lower), :2], marks[list(corners), :2]])
@@ -437,7 +447,10 @@ def eye_region(marks: np.ndarray, shape: tuple[int, int]) -> Region:
             hmax = max(float(h.max()), 1.0)
             # px above the lid edge where the skin starts to stretch: never into the brow (eyes close under it)
             room = np.maximum(yu - _curve(marks[list(brow), :2], ux), 0.0)
-            fold = np.maximum(np.minimum(FOLD * hmax, BROW_ROOM * room), max(FOLD_MIN * hmax, 3.0))
+            fold = np.minimum(FOLD * hmax, BROW_ROOM * room)
+            if rims is not None and rims[e] is not None:
+                fold = np.minimum(fold, rims[e])  # and never into a glasses rim
+            fold = np.maximum(fold, max(FOLD_MIN * hmax, 3.0))
             # px of lashes moved down as they are, leaving some skin to stretch
             lash = np.minimum(LASH * hmax, np.maximum(fold - SKIN_MIN * hmax, np.minimum(1.5, fold - 1.0)))
             drop = level * (h + OVERLAP * np.sqrt(h * hmax))  # past the lower lid, tapering to the corners
@@ -454,6 +467,38 @@ def eye_region(marks: np.ndarray, shape: tuple[int, int]) -> Region:
     maps = np.zeros((5, *xs.shape), dtype=np.float32)
     return Region(y0, x0, np.stack([xs, ys], axis=-1)[None].astype(np.float32),
                   np.stack(fields).astype(np.float32), maps, np.stack(covers).astype(np.float32))
+
+
+def _rim_room(image: np.ndarray, y0: int, x0: int, size: tuple[int, int], marks: np.ndarray, ux: np.ndarray,
+              uy: np.ndarray, eye: tuple[tuple[int, ...], ...]) -> np.ndarray | None:  # fmt: skip
+    """Px above the lid's edge, per region pixel, that the lid skin may stretch from without reaching a glasses rim
+    over this ``eye`` (RIM_LEVELS); None where there is none. Found along the image's columns: the fields allow a
+    head tilted by a few degrees, and a rim tilted with it is still a line across them."""
+    corners, upper, lower = eye
+    h, w = size
+    rgb = image[y0 : y0 + h, x0 : x0 + w].astype(np.float32)
+    luma = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
+    xa, xb = sorted(marks[list(corners), 0])
+    u_pts = np.concatenate([marks[list(upper), :2], marks[list(corners), :2]])
+    l_pts = np.concatenate([marks[list(lower), :2], marks[list(corners), :2]])
+    yu = _curve(u_pts, ux)
+    inside_x = (ux > xa) & (ux < xb)
+    hmax = max(float(np.where(inside_x, _curve(l_pts, ux) - yu, 0.0).max()), 1.0)
+    ridge = np.zeros_like(luma)
+    scales = sorted({max(1, round(k * hmax)) for k in RIM_SCALES})
+    for k in scales:
+        padded = np.pad(luma, ((k, k), (0, 0)), mode="edge")
+        above, below = padded[: -2 * k], padded[2 * k :]
+        ridge = np.maximum(ridge, np.maximum(np.minimum(above, below) - luma, luma - np.maximum(above, below)))
+    band = inside_x & (uy < yu - RIM_CLEAR * hmax) & (uy > yu - FOLD * hmax) & (ridge >= RIM_LEVELS)
+    lowest = np.where(band, uy, -np.inf).max(axis=0)  # per column: the line nearest the lid
+    columns = inside_x.any(axis=0)
+    found = np.isfinite(lowest) & columns
+    if found.sum() < max(RIM_SHARE * columns.sum(), 2):
+        return None
+    cols = np.arange(w, dtype=np.float32)
+    line = np.interp(cols, cols[found], lowest[found]).astype(np.float32)  # across a gap (a glint), along the rim
+    return np.maximum(yu - line[None, :] - scales[-1], 0.0)
 
 
 def face_palette(image: np.ndarray, marks: np.ndarray) -> np.ndarray:

@@ -208,7 +208,7 @@ class PhotoSource:
         self.height, self.width = pose.image.shape[:2]
         self.geometry = MouthGeometry.of(pose.landmarks)
         self.mouth = mouth_region(pose.landmarks, (self.height, self.width), lip_edges(pose.image, pose.landmarks))
-        self.eyes = eye_region(pose.landmarks, (self.height, self.width))
+        self.eyes = eye_region(pose.landmarks, (self.height, self.width), pose.image)
         self.palette = face_palette(pose.image, pose.landmarks)
         rgba = np.concatenate([pose.image, pose.matte[..., None]], axis=2)
         self._image = np.ascontiguousarray((rgba.astype(np.float32) / 255.0).transpose(2, 0, 1)[None])
