@@ -346,7 +346,8 @@ def test_ctrl_c_after_the_render_fails_the_video(isolated: Path, tmp_path: Path)
             continue
         assert proc.returncode == ExitCode.INTERRUPTED, err
         assert (video["status"], video["error"]) == ("failed", "interrupted"), video
-        assert not list(home.glob("videos/*/*")) and not list(isolated.glob(f"*{attempt}*")), attempt
+        # this attempt's outputs only (o4*: "*4*" also matched every earlier attempt's saved .mp4)
+        assert not list(home.glob("videos/*/*")) and not list(isolated.glob(f"o{attempt}.*")), attempt
         interrupted += 1
         if interrupted == 2:
             break
