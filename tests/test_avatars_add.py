@@ -954,6 +954,10 @@ def test_bad_clips(tmp_path: Path) -> None:
     start = time.monotonic()
     assert_bad_input(run_cli("avatars", "add", "--video", str(long_clip)), "11.0 s long; the limit is 10 s")
     assert time.monotonic() - start < 10
+    huge = tmp_path / "huge.mov"  # sparse: the cap is read from the size, before a byte is
+    with open(huge, "wb") as handle:
+        handle.truncate(2**30 + 1)
+    assert_bad_input(run_cli("avatars", "add", "--video", str(huge)), "huge.mov is 1074 MB; the limit for a clip is")
     text = tmp_path / "notes.mp4"
     text.write_text("not a video\n")
     assert_bad_input(run_cli("avatars", "add", "--video", str(text)), "not a video")

@@ -24,7 +24,9 @@ from a2v_cli.files import check_input
 
 MAX_SECONDS = 10.0
 MIN_SECONDS = 1.0
-MAX_BYTES = 100 * 1024 * 1024
+# a cap on the file, besides the one on its length: a keyed cut-out exported as ProRes 4444 runs ~45 MB a second at
+# 1080p (100 MiB, the cap before, refused anything over 2 s of it); ffmpeg streams the file whatever its size
+MAX_BYTES = 1024 * 1024 * 1024
 FPS = 25
 
 
