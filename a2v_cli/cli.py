@@ -284,7 +284,7 @@ def avatars_poses(
 @avatars_app.command("add")
 def avatars_add(
     image: Annotated[
-        Path | None, typer.Option("--image", help="A photo of one person facing the camera: JPEG, PNG or WebP.")
+        Path | None, typer.Option("--image", help="A photo of one person facing the camera: JPEG, PNG, WebP or HEIC.")
     ] = None,
     video: Annotated[
         Path | None, typer.Option("--video", help="Or a short clip of them (1-10 s, any format ffmpeg reads).")

@@ -18,10 +18,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from a2v_cli.errors import InputError
 from tests.conftest import FIXTURES, ROOT, run_cli
 
 ASTRONAUT = ROOT / "examples" / "astronaut.png"
 CAT = FIXTURES / "cat.jpg"
+HEIC = FIXTURES / "astronaut-p3.heic"  # as an iPhone stores a photo: HEVC in HEIF, its colours Display P3
 
 
 def home() -> Path:
@@ -533,6 +535,46 @@ def test_a_display_p3_photo_keeps_its_colours(tmp_path: Path) -> None:
     assert abs(sat["p3"] - sat["ref"]) < 1.5 and sat["raw"] < sat["ref"] - 4, sat
 
 
+def test_a_heic_photo_from_a_phone(tmp_path: Path) -> None:
+    """An iPhone's default format: read through the bundled ffmpeg, its Display P3 profile applied from its boxes."""
+    from a2v_cli.engine import heif
+    from a2v_cli.engine.photo import load_photo
+
+    photo = load_photo(HEIC)
+    assert photo.format == "HEIC" and (photo.width, photo.height) == (512, 512) and photo.alpha is None
+    ref = np.asarray(astronaut()).astype(float)
+    assert np.abs(photo.rgb - ref).mean() < 2.5  # HEVC at quality 75, and P3 numbers back to sRGB
+
+    def saturation(a: np.ndarray) -> float:
+        return float((a.max(axis=2).astype(float) - a.min(axis=2)).mean())
+
+    assert abs(saturation(photo.rgb) - saturation(ref)) < 1.0  # read as sRGB numbers it would be 8 lower
+    icc = heif.icc_profile(HEIC)
+    assert icc is not None and b"Display P3" in icc
+    result = add(HEIC, "--id", "phone", "--json")
+    assert result.code == 0, result.stderr
+    manifest, image, matte, landmarks = bundle("phone")
+    assert image.shape == (512, 512, 3) and matte.max() == 255 and landmarks.shape == (1, 468, 3)
+    assert (manifest["source"]["width"], manifest["source"]["height"]) == (512, 512)
+
+
+def test_which_image_of_a_heif_is_read() -> None:
+    """The listing's default image: a phone's tile grid (the photo) rather than its thumbnail or depth map, turned
+    by its display matrix; else the first image."""
+    from a2v_cli.engine.heif import Probe, parse_probe
+
+    grid = """  Stream group #0:0[0x31]: Tile Grid: hevc (Main Still Picture), yuvj420p(pc), 4032x3024 (default)
+      Display Matrix: rotation of -90.00 degrees
+  Stream #0:48[0x32]: Video: hevc (Main Still Picture) (hvc1 / 0x31637668), yuvj420p(pc), 320x240, 1 fps, 1 tbr, 1 tbn
+      Display Matrix: rotation of -90.00 degrees
+  Stream #0:49[0x36]: Video: hevc (Rext) (hvc1 / 0x31637668), gray(pc), 768x576, 1 fps, 1 tbr, 1 tbn"""
+    assert parse_probe(grid, "x.heic") == Probe(3024, 4032, "0:g:0")
+    single = "  Stream #0:0[0x1]: Video: hevc (Main Still Picture) (hvc1 / 0x31637668), yuvj420p(pc), 64x48, 1 fps"
+    assert parse_probe(single, "x.heic") == Probe(64, 48, "0:0")
+    with pytest.raises(InputError, match="without an image"):
+        parse_probe("Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'x.heic':", "x.heic")
+
+
 def test_a_png_cut_out_with_a_profile_keeps_its_alpha_and_a_damaged_profile_is_ignored(tmp_path: Path) -> None:
     from a2v_cli.engine.photo import load_photo
 
@@ -623,9 +665,12 @@ def test_corrupt_truncated_and_non_images(tmp_path: Path) -> None:
     text.write_text("these are not pixels\n")
     assert_bad_input(add(text), "not an image")
     assert_bad_input(add(tmp_path / "missing.jpg"), "does not exist")
-    heic = tmp_path / "IMG_0001.HEIC"
+    heic = tmp_path / "IMG_0001.HEIC"  # a HEIC header and nothing of an image after it
     heic.write_bytes(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + os.urandom(500))
-    assert_bad_input(add(heic), "HEIC", "export it as JPEG")
+    assert_bad_input(add(heic), "IMG_0001.HEIC is a HEIC/HEIF file without an image", "export the photo as JPEG")
+    cut = tmp_path / "IMG_0002.HEIC"
+    cut.write_bytes(HEIC.read_bytes()[:60_000])
+    assert_bad_input(add(cut), "IMG_0002.HEIC is damaged or truncated")
     bmp = tmp_path / "photo.bmp"
     astronaut().save(bmp)
     assert_bad_input(add(bmp), "BMP", "JPEG, PNG or WebP")

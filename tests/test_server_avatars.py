@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import ROOT, SPEECH, decode_frames, ffmpeg, run_cli, wav_duration
+from conftest import FIXTURES, ROOT, SPEECH, decode_frames, ffmpeg, run_cli, wav_duration
 from services import processes_named
 from test_server import API, TOKENS, Server, call, client, err, ok, wait_for
 
@@ -260,6 +260,9 @@ def test_cli_add_and_remove_remote_match_local(srv: Server, tmp_path: Path) -> N
     assert r.code == ExitCode.USAGE and "notes.png is not an image" in r.stderr, r.stderr  # type: ignore[attr-defined]
     r = remote(srv, "avatars", "add", "--image", str(photo), "--device", "cpu")
     assert r.code == ExitCode.USAGE and "--device" in r.stderr  # type: ignore[attr-defined]
+    heic = remote(srv, "avatars", "add", "--image", str(FIXTURES / "astronaut-p3.heic"), "--id", "phone", "--json")
+    assert heic.code == 0 and heic.json()["pose_ids"] == ["phone-photo"], heic.stderr  # type: ignore[attr-defined]
+    assert remote(srv, "avatars", "remove", "phone").code == 0  # an iPhone's HEIC, through the server too
     gone_here = run_cli("avatars", "remove", "me-photo", "--local", "--json")
     gone_there = remote(srv, "avatars", "remove", "me-photo", "--json")
     assert gone_here.code == gone_there.code == 0 and gone_here.json() == gone_there.json()  # type: ignore[attr-defined]

@@ -1,4 +1,4 @@
-"""Reading a user's photo safely: JPEG, PNG (with its alpha), WebP or AVIF, upright, as 8-bit sRGB.
+"""Reading a user's photo safely: JPEG, PNG (with its alpha), WebP, AVIF or HEIC (heif.py), upright, as 8-bit sRGB.
 
 Pillow sniffs the format from the bytes (not the file name), honours the EXIF orientation a phone writes
 instead of turning the pixels, converts CMYK, greyscale and palette images, and refuses a decompression
@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from a2v_cli.engine import heif
 from a2v_cli.errors import InputError
 from a2v_cli.files import check_input
 
-FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WebP", "AVIF": "AVIF"}  # MPO: a camera JPEG
-HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1")  # iPhone photos; Pillow cannot read
+FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WebP", "AVIF": "AVIF"}  # MPO: a camera JPEG; HEIC
 MAX_PIXELS = 100_000_000  # refused from the header above this (a 50-MP phone photo is fine)
 MAX_FILE_BYTES = 200 * 1024 * 1024
 # A portrait is never a strip: a 190 KB PNG of 1x99000000 took 3.4 GB and ended in a MemoryError (Pillow's resize
@@ -53,44 +53,47 @@ def load_photo(path: Path) -> Photo:
     # below from the header, before any pixel is decoded
     Image.MAX_IMAGE_PIXELS = None
     check_photo_file(path)
+    shown: tuple[int, int] | None = None  # a HEIF photo's size as shown, before ffmpeg decoded it to WORK_SIDE
     try:
         img = Image.open(path)
     except UnidentifiedImageError:
         with open(path, "rb") as handle:
             head = handle.read(12)
-        if head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS:
-            raise InputError(f"{path.name} is a HEIC/HEIF photo, which a2v cannot read",
-                             "export it as JPEG (iPhone: Settings > Camera > Formats > Most Compatible)") from None
-        mp4_video = head[4:8] == b"ftyp" and head[8:12] not in (b"M4A ", b"M4B ", b"M4P ")
-        if mp4_video or head[:4] == b"\x1aE\xdf\xa3" or (head[:4] == b"RIFF" and head[8:12] == b"AVI "):
-            raise InputError(f"{path.name} is a video, not a photo", f"for a clip use --video {path.name}") from None
-        raise InputError(f"{path.name} is not an image a2v can read", "use a JPEG, PNG or WebP photo") from None
+        if heif.is_heif(head):
+            found = heif.probe(path)
+            shown = (found.width, found.height)
+            _check_size(path.name, *shown)  # from the header, before the pixels
+            img = heif.decode(path, found, WORK_SIDE)
+            if max(shown) <= WORK_SIDE:
+                shown = img.size
+        else:
+            mp4_video = head[4:8] == b"ftyp" and head[8:12] not in (b"M4A ", b"M4B ", b"M4P ")
+            if mp4_video or head[:4] == b"\x1aE\xdf\xa3" or (head[:4] == b"RIFF" and head[8:12] == b"AVI "):
+                raise InputError(f"{path.name} is a video, not a photo",
+                                 f"for a clip use --video {path.name}") from None
+            raise InputError(f"{path.name} is not an image a2v can read", "use a JPEG, PNG or WebP photo") from None
     except Image.DecompressionBombError:
         raise _too_big(path.name, None) from None
     except OSError as err:
         raise InputError(f"cannot read {path.name}: {err}", "use a JPEG, PNG or WebP photo") from None
     with img:
-        fmt = FORMATS.get(img.format or "")
+        fmt = "HEIC" if shown else FORMATS.get(img.format or "")
         if getattr(img, "is_animated", False) and img.format != "MPO":
             raise InputError(f"{path.name} is an animated {img.format or 'image'}",
                              "export one frame as a PNG or JPEG, or use --video for a clip")
         if fmt is None:
             raise InputError(f"{path.name} is a {img.format or 'unknown'} image, which is not supported",
                              "convert it to JPEG, PNG or WebP")
-        width, height = img.size
-        if width * height > MAX_PIXELS:
-            raise _too_big(path.name, (width, height))
-        if max(width, height) > MAX_ASPECT * min(width, height):
-            raise InputError(f"{path.name} is {width}x{height}: one side more than {MAX_ASPECT} times the other",
-                             "crop the photo to the person's head and shoulders")
+        width, height = shown or img.size
+        _check_size(path.name, width, height)
         if img.format in ("JPEG", "MPO") and max(width, height) > WORK_SIDE:
             # the decoder scales by 1/2, 1/4 or 1/8 (fast and small) while both sides stay >= the request
             k = WORK_SIDE / max(width, height)
             img.draft("RGB", (max(1, round(width * k)), max(1, round(height * k))))
         try:
             img.load()
-            turned = _turned(img)
-            upright = to_srgb(ImageOps.exif_transpose(img))
+            turned = _turned(img) and not shown  # ffmpeg turned a HEIF already (its own rotation, not EXIF's)
+            upright = to_srgb(img if shown else ImageOps.exif_transpose(img))
         except Image.DecompressionBombError:
             raise _too_big(path.name, (width, height)) from None
         except (OSError, SyntaxError, ValueError) as err:
@@ -101,6 +104,14 @@ def load_photo(path: Path) -> Photo:
         rgb, alpha = _shrink(rgb, alpha)
     w0, h0 = (height, width) if turned else (width, height)
     return Photo(rgb, alpha, fmt, w0, h0)
+
+
+def _check_size(name: str, width: int, height: int) -> None:
+    if width * height > MAX_PIXELS:
+        raise _too_big(name, (width, height))
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise InputError(f"{name} is {width}x{height}: one side more than {MAX_ASPECT} times the other",
+                         "crop the photo to the person's head and shoulders")
 
 
 def _turned(img: object) -> bool:

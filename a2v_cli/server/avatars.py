@@ -314,8 +314,8 @@ def register(app: FastAPI, state: Any, owner: Callable[..., Awaitable[str]], err
     )
     def avatar_create(
         image: UploadFile | None = File(None, description="A photo of one person facing the camera: JPEG, PNG "
-                                        "(its alpha is the matte), WebP or AVIF; at most 100 megapixels, one side at "
-                                        "most 8 times the other."),
+                                        "(its alpha is the matte), WebP, AVIF or HEIC; at most 100 megapixels, one "
+                                        "side at most 8 times the other."),
         video: UploadFile | None = File(None, description="Or a clip of them, 1-10 s, any format ffmpeg reads."),
         avatar_id: str | None = Form(None, max_length=32, description="The new id (default: from the file name)."),
         name: str | None = Form(None, max_length=200, description="Display name."),
