@@ -39,8 +39,11 @@ def probe(path: Path) -> Probe:
     """The primary image's size and ffmpeg label, from `ffmpeg -i`."""
     from a2v_cli.engine.audio import ffmpeg_exe
 
-    proc = subprocess.run([ffmpeg_exe(), "-nostdin", "-hide_banner", "-i", str(path)], capture_output=True, text=True,
-                          errors="replace", timeout=DECODE_TIMEOUT_S, check=False)  # fmt: skip
+    try:
+        proc = subprocess.run([ffmpeg_exe(), "-nostdin", "-hide_banner", "-i", str(path)], capture_output=True,
+                              text=True, errors="replace", timeout=DECODE_TIMEOUT_S, check=False)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise InputError(f"{path.name} took over {DECODE_TIMEOUT_S} s to read", "export the photo as JPEG") from None
     return parse_probe(proc.stderr, path.name)
 
 
