@@ -20,7 +20,8 @@ from a2v_cli.engine import heif
 from a2v_cli.errors import InputError
 from a2v_cli.files import check_input
 
-FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WebP", "AVIF": "AVIF"}  # MPO: a camera JPEG; HEIC
+# what Pillow reads (MPO: a camera JPEG); HEIC is read by heif.py
+FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WebP", "AVIF": "AVIF"}
 MAX_PIXELS = 100_000_000  # refused from the header above this (a 50-MP phone photo is fine)
 MAX_FILE_BYTES = 200 * 1024 * 1024
 # A portrait is never a strip: a 190 KB PNG of 1x99000000 took 3.4 GB and ended in a MemoryError (Pillow's resize
