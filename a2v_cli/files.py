@@ -13,8 +13,10 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from a2v_cli.errors import InputError
 
@@ -287,6 +289,37 @@ def place_copy(src: Path, dest: Path, force: bool) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return place_new(tmp, dest, force)
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Ctrl-C and SIGTERM held until the block is done, then delivered (their handlers run as they would have).
+
+    Why: placing outputs is several links and bookkeeping steps, and an interrupt between two of them (a link made,
+    not yet recorded) left an output in place while the video was marked failed. Held, the interrupt comes after
+    the outputs are all in place. Only the main thread can change signal handlers; elsewhere this does nothing.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[tuple[int, Any]] = []
+    wanted = [signal.SIGINT, *([signal.SIGTERM] if hasattr(signal, "SIGTERM") else [])]
+    previous = {s: signal.signal(s, lambda signum, frame: held.append((signum, frame))) for s in wanted}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if held:
+            signum, frame = held[0]
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, frame)  # raises KeyboardInterrupt (or the CLI's Terminated) here
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), signum)
 
 
 def place_all(pairs: Sequence[tuple[Path, Path]], force: bool) -> list[Path]:

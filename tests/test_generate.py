@@ -354,6 +354,30 @@ def test_ctrl_c_after_the_render_fails_the_video(isolated: Path, tmp_path: Path)
     assert interrupted, "never interrupted between the render and the outputs"
 
 
+def test_ctrl_c_while_the_outputs_are_placed_comes_after_them(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C between two steps of placing the outputs (a link made, not yet recorded) left an output in place
+    while the video was marked failed. It is held until the outputs are all in place: then the command stops
+    (exit 130), the video finished and both files whole. Sent here at the worst moment, on purpose."""
+    import a2v_cli.backend.local as local
+    from a2v_cli.backend import GenerateOptions
+
+    real = local.place_all
+
+    def interrupted_place_all(pairs, force):  # type: ignore[no-untyped-def]
+        os.kill(os.getpid(), signal.SIGINT)  # delivered at once, unless held
+        return real(pairs, force)
+
+    monkeypatch.setattr(local, "place_all", interrupted_place_all)
+    backend = local.LocalBackend()
+    with pytest.raises(KeyboardInterrupt):
+        backend.generate(POSE, str(SPEECH), GenerateOptions(output=isolated / "held.mp4"))
+    (video,) = run_cli("video", "list", "--json").json()
+    assert video["status"] == "finished", video
+    n = math.ceil(wav_duration(SPEECH) * 25)
+    assert len(decode_frames(isolated / "held.mp4")) == len(decode_frames(isolated / "held.mask.mp4", "gray")) == n
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is back
+
+
 def test_nvenc_that_will_not_open_falls_back_to_x264(tmp_path: Path) -> None:
     """NVENC is asked for; where the GPU encoder cannot open (no NVIDIA GPU: here and on most CI machines) the
     render restarts on x264 and its outputs are as valid as ever; where it opens, they are NVENC's."""

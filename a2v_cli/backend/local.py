@@ -13,7 +13,7 @@ from a2v_cli import config
 from a2v_cli.backend import GenerateOptions, ProgressFn, plan_outputs
 from a2v_cli.engine import catalog
 from a2v_cli.errors import A2VError, InputError, not_found
-from a2v_cli.files import check_outputs, place_all, place_copy
+from a2v_cli.files import check_outputs, place_all, place_copy, signals_deferred
 from a2v_cli.schema import Avatar, Pose, Video
 from a2v_cli.store import VideoStore, new_video_id
 
@@ -160,7 +160,7 @@ class LocalBackend:
         model = load_model(options.model, source, device)
         check_model(model, device)
         kept = self.home / "videos" / video_id  # the history's own copy; outputs are independent copies
-        placing = False
+        placing = done = False
         try:
             with tempfile.TemporaryDirectory(prefix="a2v-") as tmp:
                 work = Path(tmp)
@@ -184,24 +184,26 @@ class LocalBackend:
                     model=model,
                     source=source,
                 )
-            video = self.store.update(
-                video_id,
-                status="finished",
-                video_url=file_url(result.video_path),
-                mask_video_url=file_url(result.mask_path),
-                alpha_video_url=file_url(result.alpha_path) if result.alpha_path else None,
-                frame_count=result.frame_count,
-            )
             pairs = [(result.video_path, outputs.video), (result.mask_path, outputs.mask)]
             if result.alpha_path and outputs.alpha:
                 pairs.append((result.alpha_path, outputs.alpha))
-            placing = True
-            placed = place_all(pairs, options.force)
+            with signals_deferred():  # finished and placed, or neither: a Ctrl-C now comes after both
+                video = self.store.update(
+                    video_id,
+                    status="finished",
+                    video_url=file_url(result.video_path),
+                    mask_video_url=file_url(result.mask_path),
+                    alpha_video_url=file_url(result.alpha_path) if result.alpha_path else None,
+                    frame_count=result.frame_count,
+                )
+                placing = True
+                placed = place_all(pairs, options.force)
+                done = True
         except BaseException as err:
-            # Ctrl-C anywhere before the outputs are in place fails the video (one that came just after the render
-            # left it "processing", undeletable, with its files kept); an output refused or not written while
-            # placing leaves it finished in the history, to download
-            if not placing or isinstance(err, KeyboardInterrupt):
+            # Ctrl-C before the outputs are in place fails the video (one that came just after the render left it
+            # "processing", undeletable, with its files kept); an output refused or not written while placing leaves
+            # it finished in the history, to download; a Ctrl-C held while placing comes after it: finished, placed
+            if not placing or (isinstance(err, KeyboardInterrupt) and not done):
                 self._failed(video_id, kept, err)
             raise
         for dest in placed:
