@@ -62,6 +62,17 @@ def bundle(avatar_id: str) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
     return manifest, image, matte, landmarks
 
 
+def neighbour_and_head(alone: str, group: str) -> tuple[np.ndarray, np.ndarray]:
+    """Where the bundle of the photo with a neighbour differs from the one of the person alone (the same face: the
+    same framing), and of that the part above the person's chin: the neighbour's head."""
+    _, alone_image, _, marks = bundle(alone)
+    _, image, _, _ = bundle(group)
+    neighbour = np.abs(image.astype(int) - alone_image.astype(int)).max(axis=2) > 40
+    head = neighbour.copy()
+    head[round(float(marks[0, 152, 1])) :] = False
+    return neighbour, head
+
+
 def add(path: Path, *args: str):  # type: ignore[no-untyped-def]
     return run_cli("avatars", "add", "--image", str(path), *args)
 
@@ -370,11 +381,9 @@ def test_a_neighbour_pressed_against_the_person_is_cut_out(tmp_path: Path) -> No
     pair = add(tmp_path / "pair.png", "--id", "pair")
     assert pair.code == 0, pair.stderr
     assert "has 2 faces; using the largest" in pair.stderr
-    _, alone_image, alone_matte, marks = bundle("alone")
-    _, image, matte, _ = bundle("pair")
-    neighbour = np.abs(image.astype(int) - alone_image.astype(int)).max(axis=2) > 40  # same face: same framing
-    head = neighbour.copy()
-    head[round(float(marks[0, 152, 1])):] = False  # the neighbour above the person's chin: her head
+    _, _, alone_matte, marks = bundle("alone")
+    _, _, matte, _ = bundle("pair")
+    neighbour, head = neighbour_and_head("alone", "pair")
     assert head.sum() > 5000 and (matte[head] > 128).mean() < 0.01, (matte[head] > 128).mean()  # was 0.98
     assert (matte[neighbour] > 128).mean() < 0.4, (matte[neighbour] > 128).mean()  # was 0.90 (her collar stays)
     # the person is whole: her face, hair and body wherever the photo without the neighbour has them solid
@@ -478,11 +487,9 @@ def test_png_alpha_of_several_people_keeps_only_the_person(tmp_path: Path) -> No
     result = add(tmp_path / "group.png", "--id", "group")
     assert result.code == 0, result.stderr
     assert "has 2 faces; using the largest" in result.stderr
-    _, alone_image, _, marks = bundle("alone")
-    _, image, matte, _ = bundle("group")
-    neighbour = np.abs(image.astype(int) - alone_image.astype(int)).max(axis=2) > 40  # same face: same framing
-    head = neighbour.copy()
-    head[round(float(marks[0, 152, 1])) :] = False
+    _, _, _, marks = bundle("alone")
+    _, _, matte, _ = bundle("group")
+    _, head = neighbour_and_head("alone", "group")
     assert head.sum() > 5000 and (matte[head] > 128).mean() < 0.03, (matte[head] > 128).mean()  # was 1.0
     xs, ys = marks[0, :, 0].astype(int), marks[0, :, 1].astype(int)
     assert (matte[ys, xs] == 255).all()  # the person: the alpha as given

@@ -53,6 +53,14 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+def ffmpeg_listing(path: Path, timeout: float | None = None) -> str:
+    """What `ffmpeg -i` says of ``path`` (its streams, sizes, colours, rotation): the bundle has no ffprobe.
+    subprocess.TimeoutExpired past ``timeout``."""
+    proc = subprocess.run([ffmpeg_exe(), "-nostdin", "-hide_banner", "-i", str(path)], capture_output=True, text=True,
+                          errors="replace", timeout=timeout, check=False)  # fmt: skip
+    return proc.stderr
+
+
 def ffmpeg_last_line(stderr: str, fallback: str) -> str:
     """ffmpeg's last error line for a person: without its ``[out#0/rawvideo @ 0x5565...]`` prefix, an address that
     says nothing to them (it reached avatar.create's answer for a truncated clip)."""
@@ -337,14 +345,7 @@ def _ffmpeg_stream_info(path: Path, name: str) -> tuple[int, int]:
     """Sample rate and channels of the first audio stream; InputError when there is none."""
     import re
 
-    proc = subprocess.run(
-        [ffmpeg_exe(), "-nostdin", "-hide_banner", "-i", str(path)],
-        capture_output=True,
-        text=True,
-        errors="replace",
-        check=False,
-    )
-    for line in proc.stderr.splitlines():
+    for line in ffmpeg_listing(path).splitlines():
         if "Audio:" in line and "Stream #" in line:
             rate = re.search(r"(\d+) Hz", line)
             ch = 2 if "stereo" in line else 1 if "mono" in line else 2

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from a2v_cli.engine.audio import ffmpeg_exe, ffmpeg_last_line
+from a2v_cli.engine.audio import ffmpeg_exe, ffmpeg_last_line, ffmpeg_listing
 from a2v_cli.errors import InputError
 from a2v_cli.files import check_input
 
@@ -69,9 +69,7 @@ def check_clip_file(path: Path) -> None:
 def probe_clip(path: Path) -> ClipInfo:
     """Size and duration from `ffmpeg -i` (the bundle has no ffprobe); InputError for anything unusable."""
     check_clip_file(path)
-    proc = subprocess.run([ffmpeg_exe(), "-nostdin", "-hide_banner", "-i", str(path)], capture_output=True,
-                          text=True, errors="replace", check=False)
-    text = proc.stderr
+    text = ffmpeg_listing(path)
     video = re.search(r"Stream #\S+.*Video: .*?(\d{2,5})x(\d{2,5})", text)
     if video is None:
         raise InputError(f"{path.name} is not a video ffmpeg can read", "use an MP4, MOV, WebM or MKV clip")
@@ -84,7 +82,7 @@ def probe_clip(path: Path) -> ClipInfo:
     tone_map = _tone_map(line)
     following = re.search(r"\n\s*Stream #", text[video.end() :])
     block = text[video.start() : video.end() + (following.start() if following else len(text))]
-    webm_alpha = re.search(r"alpha_mode\s*:\s*1", block) is not None and re.search(r"Video: vp[89]\b", line)
+    webm_alpha = re.search(r"alpha_mode\s*:\s*1", block) is not None and re.search(r"Video: vp[89]\b", line) is not None
     decoder: tuple[str, ...] = ()
     if webm_alpha:
         decoder = ("-c:v", "libvpx-vp9" if "Video: vp9" in line else "libvpx")
@@ -103,7 +101,7 @@ def probe_clip(path: Path) -> ClipInfo:
     if duration < MIN_SECONDS:
         raise InputError(f"{path.name} is {duration:.1f} s long; at least {MIN_SECONDS:g} s is needed",
                          "use a clip of 2-10 s")
-    return ClipInfo(width, height, duration, tone_map, bool(alpha), decoder, anamorphic)
+    return ClipInfo(width, height, duration, tone_map, alpha, decoder, anamorphic)
 
 
 def _tone_map(stream: str) -> str | None:

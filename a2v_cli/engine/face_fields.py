@@ -432,35 +432,22 @@ def eye_region(marks: np.ndarray, shape: tuple[int, int], image: np.ndarray | No
                                                  math.floor(bx[:, 0].min() - 0.25 * ew),
                                                  math.ceil(bx[:, 2].max() + 0.25 * ew) + 1), shape)
     ux, uy = up_frame.points(xs, ys)
-    rims = [_rim_room(image, y0, x0, xs.shape, marks, ux, uy, eye) for eye in EYES] if image is not None else None
+    luma = None if image is None else image[y0 : y0 + xs.shape[0], x0 : x0 + xs.shape[1]].astype(np.float32) @ LUMA
+    lids = [_Lid.of(marks, eye, brow, ux, uy, luma) for eye, brow in zip(EYES, BROWS, strict=True)]
     fields, covers = [], []
     for level in BLINK_LEVELS:
         dy = np.zeros_like(xs)
         cover = np.ones_like(xs)
-        for e, ((corners, upper, lower), brow) in enumerate(zip(EYES, BROWS, strict=True)):
-            xa, xb = sorted(marks[list(corners), 0])
-            u_pts = np.concatenate([marks[list(upper), :2], marks[list(corners), :2]])
-            l_pts = np.concatenate([marks[list(lower), :2], marks[list(corners), :2]])
-            yu, yl = _curve(u_pts, ux), _curve(l_pts, ux)
-            inside_x = (ux > xa) & (ux < xb)
-            h = np.where(inside_x, np.maximum(yl - yu, 0.0), 0.0)
-            hmax = max(float(h.max()), 1.0)
-            # px above the lid edge where the skin starts to stretch: never into the brow (eyes close under it)
-            room = np.maximum(yu - _curve(marks[list(brow), :2], ux), 0.0)
-            fold = np.minimum(FOLD * hmax, BROW_ROOM * room)
-            if rims is not None and rims[e] is not None:
-                fold = np.minimum(fold, rims[e])  # and never into a glasses rim
-            fold = np.maximum(fold, max(FOLD_MIN * hmax, 3.0))
-            # px of lashes moved down as they are, leaving some skin to stretch
-            lash = np.minimum(LASH * hmax, np.maximum(fold - SKIN_MIN * hmax, np.minimum(1.5, fold - 1.0)))
-            drop = level * (h + OVERLAP * np.sqrt(h * hmax))  # past the lower lid, tapering to the corners
+        for lid in lids:
+            yu, h, fold, lash = lid.yu, lid.h, lid.fold, lid.lash
+            drop = level * (h + OVERLAP * np.sqrt(h * lid.hmax))  # past the lower lid, tapering to the corners
             edge = yu + drop  # the lid's new edge
             stretch = (uy - yu + fold) * ((fold - lash) / (fold + drop - lash) - 1.0)
             # one px below the edge the lid goes on (its edge row, held): the colour blend needs it there
-            lid = np.where(uy < edge, -drop, yu - 0.5 - uy)
-            d = np.where(uy < yu - fold, 0.0, np.where(uy < edge - lash, stretch, lid))
+            shut = np.where(uy < edge, -drop, yu - 0.5 - uy)
+            d = np.where(uy < yu - fold, 0.0, np.where(uy < edge - lash, stretch, shut))
             dy += np.where((uy < edge + 1.0) & (drop > 0), d, 0.0)
-            cover = np.where(inside_x & (uy > yu - fold), np.minimum(cover, np.clip(edge + 0.5 - uy, 0.0, 1.0)),
+            cover = np.where(lid.inside_x & (uy > yu - fold), np.minimum(cover, np.clip(edge + 0.5 - uy, 0.0, 1.0)),
                              cover)  # fmt: skip
         fields.append(up_frame.field(np.zeros_like(xs), dy))
         covers.append(cover)
@@ -469,21 +456,44 @@ def eye_region(marks: np.ndarray, shape: tuple[int, int], image: np.ndarray | No
                   np.stack(fields).astype(np.float32), maps, np.stack(covers).astype(np.float32))
 
 
-def _rim_room(image: np.ndarray, y0: int, x0: int, size: tuple[int, int], marks: np.ndarray, ux: np.ndarray,
-              uy: np.ndarray, eye: tuple[tuple[int, ...], ...]) -> np.ndarray | None:  # fmt: skip
-    """Px above the lid's edge, per region pixel, that the lid skin may stretch from without reaching a glasses rim
-    over this ``eye`` (RIM_LEVELS); None where there is none. Found along the image's columns: the fields allow a
-    head tilted by a few degrees, and a rim tilted with it is still a line across them."""
-    corners, upper, lower = eye
-    h, w = size
-    rgb = image[y0 : y0 + h, x0 : x0 + w].astype(np.float32)
-    luma = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
-    xa, xb = sorted(marks[list(corners), 0])
-    u_pts = np.concatenate([marks[list(upper), :2], marks[list(corners), :2]])
-    l_pts = np.concatenate([marks[list(lower), :2], marks[list(corners), :2]])
-    yu = _curve(u_pts, ux)
-    inside_x = (ux > xa) & (ux < xb)
-    hmax = max(float(np.where(inside_x, _curve(l_pts, ux) - yu, 0.0).max()), 1.0)
+@dataclass(frozen=True)
+class _Lid:
+    """One upper lid over the eye region's pixels (upright px), the same for every blink level."""
+
+    yu: np.ndarray  # the lid's edge
+    inside_x: np.ndarray  # between the eye's corners
+    h: np.ndarray  # the eye's opening
+    hmax: float
+    fold: np.ndarray  # px above the edge where the lid skin starts to stretch
+    lash: np.ndarray  # px above the edge that move down as they are (the lashes)
+
+    @classmethod
+    def of(cls, marks: np.ndarray, eye: tuple[tuple[int, ...], ...], brow: tuple[int, ...], ux: np.ndarray,
+           uy: np.ndarray, luma: np.ndarray | None) -> _Lid:  # fmt: skip
+        corners, upper, lower = eye
+        xa, xb = sorted(marks[list(corners), 0])
+        yu = _curve(np.concatenate([marks[list(upper), :2], marks[list(corners), :2]]), ux)
+        yl = _curve(np.concatenate([marks[list(lower), :2], marks[list(corners), :2]]), ux)
+        inside_x = (ux > xa) & (ux < xb)
+        h = np.where(inside_x, np.maximum(yl - yu, 0.0), 0.0)
+        hmax = max(float(h.max()), 1.0)
+        # never into the brow (eyes close under it), nor into a glasses rim
+        room = np.maximum(yu - _curve(marks[list(brow), :2], ux), 0.0)
+        fold = np.minimum(FOLD * hmax, BROW_ROOM * room)
+        rim = None if luma is None else _rim_room(luma, uy, yu, inside_x, hmax)
+        if rim is not None:
+            fold = np.minimum(fold, rim)
+        fold = np.maximum(fold, max(FOLD_MIN * hmax, 3.0))
+        # the lashes, leaving some skin to stretch
+        lash = np.minimum(LASH * hmax, np.maximum(fold - SKIN_MIN * hmax, np.minimum(1.5, fold - 1.0)))
+        return cls(yu, inside_x, h, hmax, fold, lash)
+
+
+def _rim_room(luma: np.ndarray, uy: np.ndarray, yu: np.ndarray, inside_x: np.ndarray, hmax: float
+              ) -> np.ndarray | None:  # fmt: skip
+    """Px above the lid's edge ``yu``, per region pixel, that the lid skin may stretch from without reaching a glasses
+    rim (RIM_LEVELS) in the region's ``luma``; None where there is none. Found along the image's columns: the fields
+    allow a head tilted by a few degrees, and a rim tilted with it is still a line across them."""
     ridge = np.zeros_like(luma)
     scales = sorted({max(1, round(k * hmax)) for k in RIM_SCALES})
     for k in scales:
@@ -496,7 +506,7 @@ def _rim_room(image: np.ndarray, y0: int, x0: int, size: tuple[int, int], marks:
     found = np.isfinite(lowest) & columns
     if found.sum() < max(RIM_SHARE * columns.sum(), 2):
         return None
-    cols = np.arange(w, dtype=np.float32)
+    cols = np.arange(luma.shape[1], dtype=np.float32)
     line = np.interp(cols, cols[found], lowest[found]).astype(np.float32)  # across a gap (a glint), along the rim
     return np.maximum(yu - line[None, :] - scales[-1], 0.0)
 

@@ -37,14 +37,13 @@ class Probe:
 
 def probe(path: Path) -> Probe:
     """The primary image's size and ffmpeg label, from `ffmpeg -i`."""
-    from a2v_cli.engine.audio import ffmpeg_exe
+    from a2v_cli.engine.audio import ffmpeg_listing
 
     try:
-        proc = subprocess.run([ffmpeg_exe(), "-nostdin", "-hide_banner", "-i", str(path)], capture_output=True,
-                              text=True, errors="replace", timeout=DECODE_TIMEOUT_S, check=False)  # fmt: skip
+        text = ffmpeg_listing(path, DECODE_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise InputError(f"{path.name} took over {DECODE_TIMEOUT_S} s to read", "export the photo as JPEG") from None
-    return parse_probe(proc.stderr, path.name)
+    return parse_probe(text, path.name)
 
 
 def parse_probe(text: str, name: str) -> Probe:
@@ -107,7 +106,7 @@ def icc_profile(path: Path) -> bytes | None:
     file; None where there is none or the boxes cannot be read."""
     try:
         with open(path, "rb") as handle:
-            meta = _find(handle, b"meta", _size(handle))
+            meta = _find(handle, b"meta", path.stat().st_size)
             if meta is None or meta[1] > META_MAX_BYTES:
                 return None
             handle.seek(meta[0])
@@ -118,13 +117,6 @@ def icc_profile(path: Path) -> bytes | None:
         return _meta_icc(body[4:])  # meta is a full box: version and flags first
     except (struct.error, ValueError, IndexError):
         return None
-
-
-def _size(handle: Any) -> int:
-    handle.seek(0, 2)
-    size = handle.tell()
-    handle.seek(0)
-    return size
 
 
 def _boxes(data: bytes) -> list[tuple[bytes, bytes]]:

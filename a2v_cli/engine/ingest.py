@@ -896,7 +896,7 @@ def add_video(
     in its own process."""
     from a2v_cli.engine import clip
     from a2v_cli.engine.face import Smoother, Tracker, face_lost
-    from a2v_cli.engine.photo import ALPHA_MIN_SHARE
+    from a2v_cli.engine.photo import cuts_out
 
     avatars = _start(req, home, builtin)
     what = req.image.name
@@ -912,8 +912,7 @@ def add_video(
         _note_faces(f"the first frame of {what}", req, len(picked.faces), warn)
         _check_frontal(start, what, first, req.device)
         _check_whole(start, w1, h1, what)
-        # the clip's own alpha is the matte where it cuts something out (as a photo's: ALPHA_MIN_SHARE)
-        own_alpha = info.alpha and (first_rgba[..., 3] < 128).mean() >= ALPHA_MIN_SHARE
+        own_alpha = info.alpha and cuts_out(first_rgba[..., 3])  # the clip's own cut-out is the matte, as a photo's
         if own_alpha:
             _check_face_opaque(first_rgba[..., 3], start, f"the first frame of {what}", "clip")
         follow = Tracker(req.device, start)

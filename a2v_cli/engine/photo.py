@@ -171,10 +171,15 @@ def _to_rgb(img: object) -> tuple[np.ndarray, np.ndarray | None]:
     if has_alpha:
         rgba = np.asarray(img.convert("RGBA"))
         alpha = rgba[..., 3]
-        if (alpha < 128).mean() >= ALPHA_MIN_SHARE:
+        if cuts_out(alpha):
             return np.ascontiguousarray(rgba[..., :3]), np.ascontiguousarray(alpha)
         return np.ascontiguousarray(rgba[..., :3]), None
     return np.asarray(img.convert("RGB")), None
+
+
+def cuts_out(alpha: np.ndarray) -> bool:
+    """Whether an alpha channel is a cut-out (ALPHA_MIN_SHARE of it transparent), not just an opaque one."""
+    return bool((alpha < 128).mean() >= ALPHA_MIN_SHARE)
 
 
 def _shrink(rgb: np.ndarray, alpha: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
